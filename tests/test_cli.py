@@ -1,0 +1,130 @@
+"""The `dunning` command as people run it: real process, real files, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SAMPLE, job_data
+
+DUNNING = str(Path(sys.executable).parent / "dunning")
+
+
+def dunning(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([DUNNING, *args], input=stdin.decode("utf-8", "surrogateescape") if stdin else "",
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_decide_prints_the_contract_json(tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(SAMPLE, ensure_ascii=False), encoding="utf-8")
+    result = dunning("decide", str(job), "--now", "2026-12-01T09:00:00+08:00")
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)
+    assert decision == {
+        "action": "send", "channel": "email", "stage": "due_day", "template": "due_day",
+        "at": "2026-12-01T09:00:00+08:00", "window_end": "2026-12-01T11:30:00+08:00",
+        "reasons": ["stage due_day: email then sms (email preferred)"], "rules": ["W-BIZ", "W-LEGAL"],
+        "zones": ["Asia/Shanghai"]}
+
+
+def test_decide_with_facts_and_a_weekend(tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(SAMPLE), encoding="utf-8")
+    saturday = dunning("decide", str(job), "--now", "2026-11-28T10:00:00+08:00")
+    assert json.loads(saturday.stdout)["until"] == "2026-12-01T09:00:00+08:00"
+    assert json.loads(saturday.stdout)["reasons"][0] == "Saturday"
+    facts = tmp_path / "facts.json"
+    facts.write_text('{"paid": true}', encoding="utf-8")
+    paid = dunning("decide", str(job), "--now", "2026-12-01T09:00:00+08:00", "--facts", str(facts))
+    assert json.loads(paid.stdout) == {"action": "skip", "reasons": ["invoice paid"], "rules": ["S-PAID"],
+                                       "zones": ["Asia/Shanghai"]}
+
+
+def test_decide_rejects_a_naive_now_and_bad_facts(tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(SAMPLE), encoding="utf-8")
+    naive = dunning("decide", str(job), "--now", "2026-12-01T09:00")
+    assert naive.returncode == 2 and "--now: '2026-12-01T09:00' is not an ISO 8601 time with an offset" in naive.stderr
+    facts = tmp_path / "facts.json"
+    facts.write_text('{"paid": "yes", "attempts": [{"channel": "fax"}]}', encoding="utf-8")
+    bad = dunning("decide", str(job), "--now", "2026-12-01T09:00:00+08:00", "--facts", str(facts))
+    assert bad.returncode == 1
+    assert "paid: expected true or false, got 'yes'" in bad.stderr
+    assert "attempts.0.channel: 'fax' is not one of 'email', 'sms' or 'voice'" in bad.stderr
+
+
+def test_decide_reads_json_lines_from_stdin_and_labels_each_decision() -> None:
+    lines = "\n".join(json.dumps(job_data(job_id=f"J{i}")) for i in range(3)).encode()
+    result = dunning("decide", "-", "--now", "2026-12-01T09:00:00+08:00", stdin=lines)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["job_id"] for line in result.stdout.splitlines()] == ["J0", "J1", "J2"]
+
+
+def test_validate_reports_every_record_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(b"\n".join([json.dumps(SAMPLE).encode(), json.dumps(job_data(debtor__phone="+86 138")).encode(),
+                                 b"{broken", b'{"job_id": "\xff"}']))
+    result = dunning("validate", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "line 1  INV-2026-0042/due_day  ok"
+    assert lines[1] == "line 2  INV-2026-0042/due_day  1 error(s)"
+    assert lines[2] == "    debtor.phone: '+86 138' is not a valid phone number (E.164 expected, e.g. +8613800138000)"
+    assert lines[3].startswith("line 3  (no job_id)  1 error(s)")
+    assert "not valid JSON" in lines[4]
+    assert "not UTF-8 text (byte 0xff" in lines[6]
+    assert "4 job(s): 1 valid, 3 invalid" in result.stderr
+
+
+def test_validate_json_output_and_success(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps([SAMPLE, job_data(job_id="B")]), encoding="utf-8")
+    result = dunning("validate", str(path), "--json")
+    assert result.returncode == 0
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"where": "item 1", "job_id": "INV-2026-0042/due_day", "ok": True, "errors": []},
+        {"where": "item 2", "job_id": "B", "ok": True, "errors": []}]
+
+
+def test_a_missing_file_is_an_error_not_a_traceback() -> None:
+    result = dunning("validate", "/nonexistent/jobs.jsonl")
+    assert result.returncode == 1 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_profiles_check_locates_problems_in_the_operator_directory(tmp_path: Path) -> None:
+    (tmp_path / "acme.toml").write_text('description = "acme"\nextends = ["default"]\nhonour_cease = "yes"\n')
+    result = dunning("profiles", "check", env={"DUNNING_PROFILE_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert f"{tmp_path / 'acme.toml'}:3: honour_cease: Input should be a valid boolean" in result.stderr
+    ok = dunning("profiles", "check")
+    assert ok.returncode == 0 and "10 profile(s) resolve" in ok.stdout
+
+
+def test_a_broken_operator_profile_stops_decide_with_a_pointer(tmp_path: Path) -> None:
+    (tmp_path / "acme.toml").write_text('description = "acme"\nextends = ["nowhere"]\n')
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(SAMPLE), encoding="utf-8")
+    result = dunning("decide", str(job), "--now", "2026-12-01T09:00:00+08:00",
+                     env={"DUNNING_PROFILE_DIR": str(tmp_path)})
+    assert result.returncode == 1 and "dunning profiles check" in result.stderr
+    assert "acme.toml:2: extends: no profile named 'nowhere'" in result.stderr
+
+
+def test_demo_decides_the_bundled_portfolio() -> None:
+    result = dunning("demo", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    for expected in ("send email", "send sms", "send voice", "defer", "skip", "escalate", "S-PAID", "F-LADDER",
+                     "S-PROMISE", "INV-2026-0054/reminder"):
+        assert expected in result.stdout, expected
+
+
+def test_every_command_has_help() -> None:
+    for command in (["--help"], ["validate", "--help"], ["decide", "--help"], ["demo", "--help"],
+                    ["profiles", "check", "--help"], ["profiles", "list", "--help"]):
+        result = dunning(*command)
+        assert result.returncode == 0 and "Usage" in result.stdout, command
