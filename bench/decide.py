@@ -100,7 +100,7 @@ def main() -> None:
         for job, _facts, _profile, now in pairs:
             debtor = job.debtor
             local = now.astimezone(zones[debtor.timezone or "UTC"])
-            (local.date() - job.invoice.due_date).days
+            _ = (local.date() - job.invoice.due_date).days
 
     def timed(work) -> float:
         runs = []

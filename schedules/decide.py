@@ -98,7 +98,7 @@ class _Deciding:
 
     def _channel(self, stage: Stage) -> Decision:
         debtor, facts = self.job.debtor, self.facts
-        plan = list(stage.channels)
+        plan: list[str] = list(stage.channels)
         preferred = debtor.preferred_channel
         note = ""
         if preferred in plan and plan[0] != preferred:

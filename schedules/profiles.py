@@ -89,7 +89,7 @@ def check(extra_dir: Path | None = None) -> tuple[list[str], list[Problem]]:
 def _load(extra_dir: Path | None) -> tuple[dict[str, Profile], list[Problem]]:
     problems: list[Problem] = []
     sources: dict[str, _Source] = {}
-    for directory, shipped in ((SHIPPED_DIR, True), (extra_dir, False)):
+    for directory in (SHIPPED_DIR, extra_dir):
         if directory is None:
             continue
         if not directory.is_dir():
@@ -111,7 +111,7 @@ def _load(extra_dir: Path | None) -> tuple[dict[str, Profile], list[Problem]]:
         problems.append(Problem(sources[BASE].path, None, "ladder", "the base profile must define the ladder"))
         return {}, problems
     profiles: dict[str, Profile] = {}
-    for name, source in sources.items():
+    for name in sources:
         chain = _ancestry(name, sources, problems)
         if chain is not None:
             profiles[name] = _fold(name, [sources[n] for n in chain])

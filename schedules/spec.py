@@ -127,7 +127,7 @@ class Ladder(_Spec):
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
             raise ValueError("stages: names must be unique")
-        for before, after in zip(self.stages, self.stages[1:]):
+        for before, after in zip(self.stages, self.stages[1:], strict=False):
             if before.to_dpd is None or after.from_dpd <= before.to_dpd:
                 raise ValueError(f"stages: {after.name} overlaps {before.name}; order them by days")
         return self

@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -42,7 +42,7 @@ class Closure(NamedTuple):
     reason: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def public_holidays(country: str, subdivision: str | None) -> holidays.HolidayBase | None:
     """The `holidays` calendar for a country; None where the package has none."""
     try:

@@ -65,6 +65,13 @@ def test_huge_and_non_json_values_are_refused_not_crashed_on() -> None:
         any(e.startswith("debtor.name: 1000000 characters") for e in results[4][2])
 
 
+def test_a_broken_pretty_printed_document_is_one_error_with_its_line() -> None:
+    text = json.dumps(SAMPLE, indent=2).replace('"currency": "CNY",', '"currency": "CNY"')
+    [(where, _, errors)] = read(text.encode())
+    assert where == "document"
+    assert errors == ["(job): not valid JSON: Expecting ',' delimiter at line 8 column 5"]
+
+
 def test_empty_input_yields_nothing() -> None:
     assert read(b"") == [] and read(b"\n\n  \n") == []
 

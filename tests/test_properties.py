@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -63,7 +63,7 @@ def permitted(profile: Profile, instant: datetime, zone: str, country: str, subd
     return True
 
 
-@lru_cache(maxsize=None)
+@cache
 def _holidays(country: str, subdivision: str | None) -> holidays.HolidayBase:
     return holidays.country_holidays(country, subdiv=subdivision)
 

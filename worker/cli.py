@@ -10,13 +10,13 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from schedules import Facts, ProfileError
+from schedules import Facts, ProfileError, Profiles
 from schedules.facts import NOTHING_KNOWN
 from worker import policy
 from worker.intake import Parsed, describe, read_jobs
@@ -58,9 +58,9 @@ def validate(
 @app.command()
 def decide(
     source: InputFile,
-    now: Annotated[Optional[str], typer.Option(help="The moment to decide for, ISO 8601 with offset "
+    now: Annotated[str | None, typer.Option(help="The moment to decide for, ISO 8601 with offset "
                                                     "(default: the current time).")] = None,
-    facts: Annotated[Optional[Path], typer.Option(help="What is known of the debtor (JSON): paid, disputed, "
+    facts: Annotated[Path | None, typer.Option(help="What is known of the debtor (JSON): paid, disputed, "
                                                        "promised_until, attempts, suppressions.")] = None,
 ) -> None:
     """Decide whether, when and how to contact each job's debtor, and why (JSON, one per job)."""
@@ -118,7 +118,7 @@ def profiles_list() -> None:
     out.print(table)
 
 
-def _profiles() -> policy.Profiles:
+def _profiles() -> Profiles:
     try:
         return policy.profiles()
     except ProfileError as error:

@@ -61,6 +61,13 @@ def read_jobs(data: bytes, profiles: Mapping[str, Profile]) -> Iterator[Parsed]:
     try:
         text = data.decode("utf-8-sig")
         whole = _loads(text) if text.strip() else None
+    except json.JSONDecodeError as error:
+        if text.lstrip().split("\n", 1)[0].strip() in ("{", "["):
+            # A pretty-printed document, not JSON Lines: one error, where it is.
+            yield Parsed("document", text, errors=[f"(job): not valid JSON: {error.msg} at line {error.lineno} "
+                                                   f"column {error.colno}"])
+            return
+        whole = None
     except (UnicodeDecodeError, ValueError, RecursionError):
         whole = None
     else:
