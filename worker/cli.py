@@ -20,11 +20,14 @@ from schedules import Facts, ProfileError, Profiles
 from schedules.facts import NOTHING_KNOWN
 from worker import policy
 from worker.intake import Parsed, describe, read_jobs
+from worker.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="dunning: payment reminders by email, SMS and voice, within the rules.")
 profiles_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Policy profiles (TOML).")
 app.add_typer(profiles_app, name="profiles")
+templates_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Message templates (Jinja2).")
+app.add_typer(templates_app, name="templates")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -97,7 +100,7 @@ def profiles_check() -> None:
     """Validate every profile (shipped and DUNNING_PROFILE_DIR); exit 1 on any problem."""
     from schedules.profiles import check
 
-    names, problems = check(policy.profile_dir())
+    names, problems = check(Settings.from_env().profile_dir)
     for problem in problems:
         err.print(str(problem), markup=False)
     out.print(f"{len(names)} profile(s) resolve: {', '.join(names)}" if names else "no profile resolves")
@@ -116,6 +119,74 @@ def profiles_list() -> None:
                       "honoured" if profile.honour_cease else "-",
                       "always" if profile.phone_zones_always else "without timezone")
     out.print(table)
+
+
+@templates_app.command("check")
+def templates_check() -> None:
+    """Render every template with the sample jobs; exit 1 on errors (warnings do not fail)."""
+    from worker.demo import sample_jobs
+    from worker.render import Renderer
+    from worker.template_check import check_templates
+
+    settings = Settings.from_env()
+    renderer = Renderer(settings.template_dir, settings.default_locale)
+    stages = [s.name for s in _profiles()["default"].ladder.stages if s.action == "send"]
+    findings = check_templates(renderer, stages, sample_jobs(), settings.sender)
+    for finding in findings:
+        (err if finding.level == "error" else out).print(str(finding), markup=False)
+    errors = sum(f.level == "error" for f in findings)
+    out.print(f"{len(renderer.env.list_templates(extensions=['j2']))} template(s) in {settings.template_dir}: "
+              f"{errors} error(s), {len(findings) - errors} warning(s)")
+    raise typer.Exit(1 if errors else 0)
+
+
+@templates_app.command("preview")
+def templates_preview(
+    name: Annotated[str, typer.Argument(help="The template (a stage name, e.g. due_day).")],
+    job: Annotated[Path, typer.Option(help="A job file (JSON) to fill the template with.")],
+    channel: Annotated[str, typer.Option(help="email, sms or voice.")] = "email",
+    locale: Annotated[str | None, typer.Option(help="Override the debtor's locale.")] = None,
+    now: Annotated[str | None, typer.Option(help="The moment (for days past due); default now.")] = None,
+) -> None:
+    """Print a message as it would be sent."""
+    from channels.segments import count_segments
+    from schedules.zones import candidate_zones
+    from worker.render import CHANNELS, Renderer, TemplateError, message_context, opt_out_line
+
+    if channel not in CHANNELS:
+        err.print(f"--channel: {channel!r} is not one of {', '.join(CHANNELS)}", markup=False)
+        raise typer.Exit(2)
+    results = list(read_jobs(_read(str(job)), _profiles()))
+    if len(results) != 1 or results[0].job is None:
+        for result in results:
+            _print_result(result, to=err)
+        err.print("--job: one valid job expected", markup=False)
+        raise typer.Exit(1)
+    the_job = results[0].job
+    settings = Settings.from_env()
+    renderer = Renderer(settings.template_dir, settings.default_locale)
+    debtor = the_job.debtor
+    zones = candidate_zones(debtor.timezone, debtor.phone, debtor.country, False)
+    today = _parse_now(now).astimezone(zones[0]).date() if zones else _parse_now(now).date()
+    wanted = locale or debtor.locale
+    needs_opt_out = _profiles()[the_job.profile].honour_cease
+    opt_out = opt_out_line(wanted, channel, "https://example.com/u/preview") if needs_opt_out else None
+    try:
+        message = renderer.render(name, channel, wanted, message_context(
+            the_job.invoice, debtor, name, today, settings.sender, opt_out))
+    except TemplateError as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"template: {message.template} (version {message.version[:12]})", markup=False)
+    if message.subject is not None:
+        out.print(f"subject: {message.subject}", markup=False)
+    if channel == "sms":
+        segments = count_segments(message.text)
+        out.print(f"segments: {segments.parts} ({segments.encoding}, {segments.units} units)", markup=False)
+    out.print("", markup=False)
+    out.print(message.text, markup=False)
+    if message.html is not None:
+        out.print(f"\n--- HTML ({message.templates[1].name}) ---\n{message.html}", markup=False)
 
 
 def _profiles() -> Profiles:

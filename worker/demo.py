@@ -16,9 +16,16 @@ from rich.table import Table
 from schedules import Facts
 from worker import policy
 from worker.intake import read_jobs
+from worker.job import Job
 from worker.masking import mask_text
 
 _SAMPLES = files("worker").joinpath("samples")
+
+
+def sample_jobs() -> list[Job]:
+    """The bundled portfolio's jobs (all valid)."""
+    parsed = read_jobs(_SAMPLES.joinpath("portfolio.jsonl").read_bytes(), policy.profiles())
+    return [p.job for p in parsed if p.job is not None]
 
 
 def run(now: datetime, console: Console) -> None:

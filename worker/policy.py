@@ -7,27 +7,20 @@ name is looked up among the shipped profiles and the operator's
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 
 from schedules import Decision, Facts, Profiles
 from schedules import decide as decide_with
 from schedules.facts import NOTHING_KNOWN
 from worker.job import Job
-
-
-def profile_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
-    value = environ.get("DUNNING_PROFILE_DIR", "").strip()
-    return Path(value) if value else None
+from worker.settings import Settings
 
 
 @lru_cache(maxsize=1)
 def profiles() -> Profiles:
     """The profiles this process decides with; ProfileError if any file is wrong."""
-    return Profiles.load(profile_dir())
+    return Profiles.load(Settings.from_env().profile_dir)
 
 
 def decide(job: Job, now: datetime, facts: Facts = NOTHING_KNOWN) -> Decision:

@@ -1,0 +1,82 @@
+"""`dunning templates check`: render every template with sample jobs and hold it to the rules.
+
+Fails on a render error, an SMS over 10 segments, a missing opt-out line, a
+forbidden phrase (COMPLIANCE.md content rules) or an email without a subject; warns
+on an SMS over 2 segments. Samples are the bundled portfolio's jobs, rendered with
+and without the opt-out line, so the longest real values are tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from channels.segments import count_segments
+from worker.job import Job
+from worker.render import CHANNELS, Renderer, Sender, TemplateError, message_context, opt_out_line
+
+FORBIDDEN = {
+    "zh": ("公安", "法院", "拘留", "黑名单", "坐牢", "判刑", "通缉", "派出所"),
+    "en": ("arrest", "jail", "prison", "police", "criminal", "blacklist"),
+}
+SMS_WARN, SMS_MAX = 2, 10
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Literal["error", "warning"]
+    template: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.template}: {self.message}"
+
+
+def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable[Job], sender: Sender) -> list[Finding]:
+    findings: dict[tuple[str, str], Finding] = {}
+
+    def add(finding: Finding) -> None:
+        findings.setdefault((finding.template, finding.message), finding)
+
+    for name in renderer.env.list_templates(extensions=["j2"]):
+        try:
+            renderer.env.get_template(name)
+        except Exception as error:  # syntax errors, reported with their line
+            line = getattr(error, "lineno", None)
+            add(Finding("error", f"{name}:{line}" if line else name, str(getattr(error, "message", error))))
+    jobs = list(samples)
+    for locale in renderer.locales():
+        local_jobs = [j for j in jobs if renderer.locale_for(j.debtor.locale) == locale] or jobs
+        for job in local_jobs:
+            for stage in stages:
+                for channel in CHANNELS:
+                    for with_opt_out in (False, True):
+                        _check_one(renderer, job, locale, stage, channel, with_opt_out, sender, add)
+    return sorted(findings.values(), key=lambda f: (f.level != "error", f.template, f.message))
+
+
+def _check_one(renderer: Renderer, job: Job, locale: str, stage: str, channel: str, with_opt_out: bool,
+               sender: Sender, add: Callable[[Finding], None]) -> None:
+    today = job.invoice.due_date + timedelta(days=3)
+    opt_out = opt_out_line(locale, channel, "https://example.com/u/sample") if with_opt_out else None
+    context = message_context(job.invoice, job.debtor, stage, today, sender, opt_out)
+    try:
+        message = renderer.render(stage, channel, locale, context)
+    except TemplateError as error:
+        add(Finding("error", f"{error.name}:{error.line}" if error.line else error.name, error.message))
+        return
+    words = " ".join(filter(None, (message.subject, message.text))).lower()
+    for phrase in FORBIDDEN.get(locale.split("-")[0], ()) + FORBIDDEN["en"]:
+        if phrase in words:
+            add(Finding("error", message.template, f"forbidden phrase {phrase!r} (threats or impersonation)"))
+    if channel == "sms":
+        segments = count_segments(message.text)
+        if segments.parts > SMS_MAX:
+            add(Finding("error", message.template, f"{segments.parts} SMS segments ({segments.encoding}); "
+                                                   f"at most {SMS_MAX}"))
+        elif segments.parts > SMS_WARN:
+            add(Finding("warning", message.template, f"{segments.parts} SMS segments ({segments.encoding}) with "
+                                                     f"sample data; more than {SMS_WARN} cost more and may "
+                                                     "arrive out of order"))
