@@ -10,7 +10,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -22,12 +22,17 @@ from worker import policy
 from worker.intake import Parsed, describe, read_jobs
 from worker.settings import Settings
 
+if TYPE_CHECKING:
+    from worker.contact_log import ContactLog
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="dunning: payment reminders by email, SMS and voice, within the rules.")
 profiles_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Policy profiles (TOML).")
 app.add_typer(profiles_app, name="profiles")
 templates_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Message templates (Jinja2).")
 app.add_typer(templates_app, name="templates")
+log_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The contact log.")
+app.add_typer(log_app, name="log")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -187,6 +192,69 @@ def templates_preview(
     out.print(message.text, markup=False)
     if message.html is not None:
         out.print(f"\n--- HTML ({message.templates[1].name}) ---\n{message.html}", markup=False)
+
+
+Unmasked = Annotated[bool, typer.Option("--unmasked", help="Show phone numbers and emails in full.")]
+
+
+@log_app.command("show")
+def log_show(
+    account: Annotated[str | None, typer.Option(help="Only this debtor account.")] = None,
+    invoice: Annotated[str | None, typer.Option(help="Only this invoice.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this ISO time.")] = None,
+    unmasked: Unmasked = False,
+) -> None:
+    """The contact log as a table: every decision, delivery and status, oldest first."""
+    from rich.table import Table
+
+    from worker.contact_log import for_export
+
+    table = Table("time (UTC)", "invoice", "kind", "status", "channel", "recipient", "template", "detail")
+    for row in _log().history(account, invoice, _parse_now(since) if since else None):
+        item = for_export(row, unmasked)
+        detail = "; ".join(filter(None, [item["error_code"] and f"{item['error_code']} {item['error_text'] or ''}",
+                                         item["provider_message_id"],
+                                         ", ".join((item["detail"] or {}).get("reasons", []))]))
+        table.add_row(item["occurred_at"][:19], item["invoice_id"] or "", item["kind"], item["status"],
+                      item["channel"] or "", item["recipient"] or "", item["template"] or "", detail)
+    out.print(table)
+
+
+@log_app.command("export")
+def log_export(
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option(help="Write to this file (default: stdout).")] = None,
+    unmasked: Unmasked = False,
+) -> None:
+    """Every event with its delivery, as JSON Lines or CSV; personal data masked unless --unmasked."""
+    import csv
+
+    from worker.contact_log import EXPORT_FIELDS, for_export, to_json_line
+
+    if format not in ("jsonl", "csv"):
+        err.print(f"--format: {format!r} is not one of jsonl, csv", markup=False)
+        raise typer.Exit(2)
+    stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS) if format == "csv" else None
+        if writer:
+            writer.writeheader()
+        for row in _log().history():
+            item = for_export(row, unmasked)
+            if writer:
+                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                                 for k, v in item.items()})
+            else:
+                stream.write(to_json_line(item) + "\n")
+    finally:
+        if output:
+            stream.close()
+
+
+def _log() -> ContactLog:
+    from worker.contact_log import ContactLog
+
+    return ContactLog.open(Settings.from_env().database_url)
 
 
 def _profiles() -> Profiles:

@@ -20,6 +20,7 @@ class Settings:
     profile_dir: Path | None = None
     default_locale: str = "en-US"
     sender: Sender = field(default_factory=Sender)
+    database_url: str = "sqlite:///var/dunning.db"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -39,4 +40,5 @@ class Settings:
         profile_dir = get("DUNNING_PROFILE_DIR")
         return cls(template_dir=Path(template_dir) if template_dir else SHIPPED_DIR,
                    profile_dir=Path(profile_dir) if profile_dir else None,
-                   default_locale=get("DUNNING_DEFAULT_LOCALE") or "en-US", sender=sender)
+                   default_locale=get("DUNNING_DEFAULT_LOCALE") or "en-US", sender=sender,
+                   database_url=get("DUNNING_DATABASE_URL") or cls.database_url)

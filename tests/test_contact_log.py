@@ -1,0 +1,143 @@
+"""The contact log on real SQLite and PostgreSQL: claims, append-only events, sources, dead letters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import inspect, text
+
+from worker.contact_log import Claim, ContactLog
+from worker.render import TemplateSource
+
+NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContactLog]:
+    if request.param == "sqlite":
+        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        opened = ContactLog.open(url)
+        with opened.engine.begin() as conn:
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters RESTART IDENTITY CASCADE"))
+    yield opened
+    opened.engine.dispose()
+
+
+def claim(key: str = "INV-1/due_day#sms", channel: str = "sms") -> Claim:
+    return Claim(key, "INV-1/due_day", "INV-1", "ACME-001", channel, "+8613800138000", "due_day",
+                 "zh-CN/due_day.sms.j2", "ab" * 32, ("stage due_day: sms then email",), ("W-BIZ", "W-LEGAL"),
+                 ("Asia/Shanghai",))
+
+
+def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
+    inspector = inspect(log.engine)
+    assert {"deliveries", "events", "template_versions", "dead_letters", "alembic_version"} <= set(
+        inspector.get_table_names())
+    assert {"ix_events_provider_id", "ix_events_account_time"} <= {i["name"] for i in inspector.get_indexes("events")}
+    with log.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_a_key_is_claimed_once_and_a_second_claim_sees_the_first(log: ContactLog) -> None:
+    first = log.claim(claim(), NOW)
+    assert first.status == "claimed"
+    log.record("delivery", "sent", NOW + timedelta(seconds=1), delivery_id=first.id, provider="twilio",
+               provider_message_id="SM123")
+    again = log.claim(claim(), NOW + timedelta(minutes=5))
+    assert (again.id, again.status, again.claimed_at) == (first.id, "sent", NOW)
+
+
+def test_concurrent_claims_of_one_key_yield_one_delivery(log: ContactLog) -> None:
+    results = []
+
+    def worker() -> None:
+        results.append(log.claim(claim("RACE#email", "email"), NOW).id)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1
+    rows = [r for r in log.history() if r["delivery_key"] == "RACE#email"]
+    assert [r["status"] for r in rows] == ["claimed"]
+
+
+def test_history_is_append_only_and_keeps_every_status(log: ContactLog) -> None:
+    delivery = log.claim(claim(), NOW)
+    for status, minutes in (("sent", 1), ("delivered", 3), ("sent", 2)):
+        log.record("callback", status, NOW + timedelta(minutes=10), delivery_id=delivery.id, provider="twilio",
+                   provider_message_id="SM123", occurred_at=NOW + timedelta(minutes=minutes))
+    rows = list(log.history(account="ACME-001"))
+    assert [r["status"] for r in rows] == ["claimed", "sent", "delivered", "sent"]
+    assert all(r["invoice_id"] == "INV-1" and r["recipient"] == "+8613800138000" for r in rows)
+    assert rows[2]["occurred_at"] == NOW + timedelta(minutes=3) and rows[2]["occurred_at"].tzinfo is not None
+    assert list(log.history(invoice="INV-2")) == []
+    assert [r["status"] for r in log.history(since=NOW + timedelta(minutes=2))] == ["delivered", "sent"]
+
+
+def test_decisions_are_logged_with_reasons_and_rules(log: ContactLog) -> None:
+    log.record("decision", "defer", NOW, job_id="J", invoice_id="INV-9", account_id="A",
+               detail={"until": "2026-12-07T09:00:00+08:00", "reasons": ["Saturday"], "rules": ["W-BIZ"]})
+    [row] = list(log.history(invoice="INV-9"))
+    assert row["kind"] == "decision" and row["detail"]["rules"] == ["W-BIZ"]
+
+
+def test_template_sources_are_kept_once_per_version(log: ContactLog) -> None:
+    source = TemplateSource("zh-CN/due_day.sms.j2", "cd" * 32, "【{{ sender.name }}】…")
+    log.keep_templates([source, source], NOW)
+    log.keep_templates([source], NOW + timedelta(days=1))
+    assert log.template_source("cd" * 32) == "【{{ sender.name }}】…"
+    assert log.template_source("ef" * 32) is None
+
+
+def test_dead_letters_keep_the_payload_and_reason(log: ContactLog) -> None:
+    log.dead_letter("intake line 3", "debtor.phone: '+86 138' is not a valid phone number", '{"job_id": "x"}', NOW,
+                    job_id="x")
+    [letter] = log.dead_letters()
+    assert letter["payload"] == '{"job_id": "x"}' and letter["origin"] == "intake line 3"
+    assert letter["received_at"] == NOW
+
+
+def test_naive_datetimes_are_refused(log: ContactLog) -> None:
+    with pytest.raises(Exception, match="aware"):
+        log.record("decision", "skip", datetime(2026, 12, 1, 9, 0), job_id=str(uuid4()))
+
+
+def test_export_masks_personal_data_unless_asked(tmp_path: Path) -> None:
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/log.db"
+    log = ContactLog.open(url)
+    delivery = log.claim(claim(), NOW)
+    log.record("delivery", "failed", NOW, delivery_id=delivery.id, provider="twilio", error_code="21211",
+               error_text="The 'To' number is not a valid phone number.")
+    dunning = str(Path(sys.executable).parent / "dunning")
+    env = {**os.environ, "DUNNING_DATABASE_URL": url}
+
+    def run(*args: str) -> str:
+        result = subprocess.run([dunning, "log", *args], capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    masked = [json.loads(line) for line in run("export").splitlines()]
+    assert [r["status"] for r in masked] == ["claimed", "failed"]
+    assert masked[1]["recipient"] == "+86138****8000" and masked[1]["error_code"] == "21211"
+    assert masked[0]["rules"] == ["W-BIZ", "W-LEGAL"]
+    assert "+8613800138000" not in run("export") + run("export", "--format", "csv") + run("show")
+    full = [json.loads(line) for line in run("export", "--unmasked").splitlines()]
+    assert full[0]["recipient"] == "+8613800138000"
+    rows = list(csv.DictReader(run("export", "--format", "csv").splitlines()))
+    assert rows[1]["status"] == "failed" and json.loads(rows[0]["zones"]) == ["Asia/Shanghai"]
+    assert "21211" in run("show", "--invoice", "INV-1") and "21211" not in run("show", "--invoice", "INV-2")

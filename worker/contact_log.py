@@ -1,0 +1,306 @@
+"""The contact log: every delivery attempt and every event, append-only, on SQLite or PostgreSQL.
+
+Compliance reads this to prove what was sent, when and why, so rows are never
+updated: a delivery is one row written when it is *claimed* (before the provider is
+called), and everything that happens to it afterwards — sent, failed, delivered,
+unknown, a provider callback — is a new event row. The unique delivery key is what
+makes sending effectively-once on an at-least-once queue: a redelivered job finds
+its delivery already claimed and looks at the latest event instead of sending again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
+
+from worker.masking import mask
+from worker.render import TemplateSource
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("the contact log stores aware datetimes only")
+        moment = value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_key", String(300), nullable=False, unique=True),
+    Column("job_id", String(200), nullable=False),
+    Column("invoice_id", String(200), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("channel", String(10), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("stage", String(64)),
+    Column("template", String(200)),
+    Column("template_version", String(64)),
+    Column("reasons", JSON, nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("zones", JSON, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Index("ix_deliveries_account_time", "account_id", "claimed_at"),
+    Index("ix_deliveries_invoice_time", "invoice_id", "claimed_at"),
+    Index("ix_deliveries_job", "job_id"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id")),
+    Column("job_id", String(200)),
+    Column("invoice_id", String(200)),
+    Column("account_id", String(200)),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("provider", String(20)),
+    Column("provider_message_id", String(300)),
+    Column("error_code", String(20)),
+    Column("error_text", Text),
+    Column("detail", JSON),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_events_delivery", "delivery_id", "id"),
+    Index("ix_events_provider_id", "provider_message_id"),
+    Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
+    Index("ix_events_account_time", "account_id", "occurred_at"),
+)
+
+template_versions = Table(
+    "template_versions", metadata,
+    Column("version", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("first_used_at", UTCDateTime, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(200)),
+    Column("origin", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_dead_letters_time", "received_at"),
+)
+
+# Statuses after which a delivery must not be sent again by a redelivered job.
+FINAL = frozenset({"sent", "queued", "delivered", "undelivered", "failed", "unknown", "completed", "no-answer",
+                   "busy", "canceled"})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a delivery is about to send, and why: written before the provider is called."""
+
+    delivery_key: str
+    job_id: str
+    invoice_id: str
+    account_id: str
+    channel: str
+    recipient: str
+    stage: str | None
+    template: str | None
+    template_version: str | None
+    reasons: tuple[str, ...]
+    rules: tuple[str, ...]
+    zones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    key: str
+    status: str
+    claimed_at: datetime
+
+
+class ContactLog:
+    """The log on one database; safe to share between threads of a process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, migrate: bool = True) -> ContactLog:
+        """Open (and by default migrate) the log at a SQLAlchemy URL."""
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        if migrate:
+            from worker.migrations import upgrade
+
+            upgrade(engine)
+        return cls(engine)
+
+    def claim(self, claim: Claim, now: datetime) -> Delivery:
+        """Claim a delivery; if its key was claimed before, return that one as it stands."""
+        try:
+            with self.engine.begin() as conn:
+                delivery_id = conn.execute(insert(deliveries).values(
+                    delivery_key=claim.delivery_key, job_id=claim.job_id, invoice_id=claim.invoice_id,
+                    account_id=claim.account_id, channel=claim.channel, recipient=claim.recipient, stage=claim.stage,
+                    template=claim.template, template_version=claim.template_version, reasons=list(claim.reasons),
+                    rules=list(claim.rules), zones=list(claim.zones), claimed_at=now)).inserted_primary_key[0]  # type: ignore[index]
+                conn.execute(insert(events).values(
+                    delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
+                    account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
+            return Delivery(int(delivery_id), claim.delivery_key, "claimed", now)
+        except IntegrityError:
+            existing = self.delivery(claim.delivery_key)
+            if existing is None:
+                raise
+            return existing
+
+    def delivery(self, key: str) -> Delivery | None:
+        """A delivery with its latest status."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(deliveries.c.id, deliveries.c.claimed_at)
+                               .where(deliveries.c.delivery_key == key)).first()
+            if row is None:
+                return None
+            status = conn.execute(select(events.c.status).where(events.c.delivery_id == row.id)
+                                  .order_by(events.c.id.desc()).limit(1)).scalar_one()
+        return Delivery(row.id, key, status, row.claimed_at)
+
+    def record(self, kind: str, status: str, now: datetime, *, delivery_id: int | None = None,
+               job_id: str | None = None, invoice_id: str | None = None, account_id: str | None = None,
+               provider: str | None = None, provider_message_id: str | None = None, error_code: str | None = None,
+               error_text: str | None = None, detail: Mapping[str, Any] | None = None,
+               occurred_at: datetime | None = None) -> None:
+        """Append one event (a decision, a status change, a provider callback...).
+
+        An event about a delivery is filed under the delivery's job, invoice and account.
+        """
+        with self.engine.begin() as conn:
+            if delivery_id is not None and account_id is None:
+                owner = conn.execute(select(deliveries.c.job_id, deliveries.c.invoice_id, deliveries.c.account_id)
+                                     .where(deliveries.c.id == delivery_id)).one()
+                job_id, invoice_id, account_id = owner.job_id, owner.invoice_id, owner.account_id
+            conn.execute(insert(events).values(
+                delivery_id=delivery_id, job_id=job_id, invoice_id=invoice_id, account_id=account_id, kind=kind,
+                status=status, provider=provider, provider_message_id=provider_message_id, error_code=error_code,
+                error_text=error_text, detail=dict(detail) if detail is not None else None,
+                occurred_at=occurred_at or now, recorded_at=now))
+
+    def keep_templates(self, sources: Iterable[TemplateSource], now: datetime) -> None:
+        """Keep each template version's source once, so any message can be reproduced."""
+        for source in sources:
+            try:
+                with self.engine.begin() as conn:
+                    if conn.execute(select(template_versions.c.version)
+                                    .where(template_versions.c.version == source.version)).first() is None:
+                        conn.execute(insert(template_versions).values(
+                            version=source.version, name=source.name, source=source.source, first_used_at=now))
+            except IntegrityError:
+                pass  # another process kept it first
+
+    def template_source(self, version: str) -> str | None:
+        with self.engine.connect() as conn:
+            found: str | None = conn.execute(select(template_versions.c.source)
+                                             .where(template_versions.c.version == version)).scalar()
+            return found
+
+    def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None) -> None:
+        """Keep a rejected or failed job with the reason: never silently dropped."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(dead_letters).values(job_id=job_id, origin=origin, reason=reason, payload=payload,
+                                                     received_at=now))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(dead_letters).order_by(dead_letters.c.id))]
+
+    def history(self, account: str | None = None, invoice: str | None = None,
+                since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Events in order, each with its delivery's fields when it has one."""
+        query = (select(events, deliveries.c.delivery_key, deliveries.c.channel, deliveries.c.recipient,
+                        deliveries.c.stage, deliveries.c.template, deliveries.c.template_version,
+                        deliveries.c.reasons, deliveries.c.rules, deliveries.c.zones)
+                 .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id))
+                 .order_by(events.c.id))
+        if account:
+            query = query.where(events.c.account_id == account)
+        if invoice:
+            query = query.where(events.c.invoice_id == invoice)
+        if since:
+            query = query.where(events.c.occurred_at >= since)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                yield dict(row._mapping)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL keeps readers and the writer apart; NORMAL sync is crash-safe per transaction in WAL."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+EXPORT_FIELDS = ("id", "occurred_at", "recorded_at", "kind", "status", "job_id", "invoice_id", "account_id",
+                 "delivery_key", "channel", "recipient", "stage", "template", "template_version", "provider",
+                 "provider_message_id", "error_code", "error_text", "reasons", "rules", "zones", "detail")
+
+
+def for_export(row: Mapping[str, Any], unmasked: bool = False) -> dict[str, Any]:
+    """One history row as plain values (ISO times), personal data masked unless asked."""
+    out: dict[str, Any] = {}
+    for name in EXPORT_FIELDS:
+        value = row.get(name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if name == "recipient" and value and not unmasked:
+            value = mask("address", value)
+        out[name] = value
+    return out
+
+
+def to_json_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False)
