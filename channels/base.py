@@ -1,0 +1,87 @@
+"""One protocol for every channel: `await channel.send(message) -> SendResult`.
+
+An adapter either returns what the provider accepted, or raises one of three errors
+that tell the worker what to do next: try again later (`TransientError`), give up on
+this channel for this address (`PermanentError`), or stop and reconcile because the
+provider may or may not have acted (`UnknownOutcome`) — never send blindly again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered reminder addressed to one recipient.
+
+    `key` is the delivery's idempotency key: the same key is the same message (one
+    Message-ID for email, one provider call for SMS/voice), across retries.
+    """
+
+    key: str
+    channel: str
+    to: str
+    text: str
+    locale: str
+    subject: str | None = None
+    html: str | None = None
+    unsubscribe_url: str | None = None
+    created_at: datetime | None = None
+    valid_until: datetime | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider: str
+    provider_message_id: str
+    status: str = "sent"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a channel accepts, as data the worker and `templates check` can read."""
+
+    max_length: int | None = None
+    max_segments: int | None = None
+    per_second: float | None = None
+
+
+class ChannelError(Exception):
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code, self.text = code, text
+
+
+class TransientError(ChannelError):
+    """Try again later; `retry_after` (seconds) when the provider said how long."""
+
+    def __init__(self, code: str, text: str, retry_after: float | None = None) -> None:
+        super().__init__(code, text)
+        self.retry_after = retry_after
+
+
+class PermanentError(ChannelError):
+    """This channel will not reach this address. `invalid_address`: suppress the address;
+    `review`: a person should look before anything else is sent there."""
+
+    def __init__(self, code: str, text: str, invalid_address: bool = False, review: bool = False) -> None:
+        super().__init__(code, text)
+        self.invalid_address, self.review = invalid_address, review
+
+
+class UnknownOutcome(ChannelError):
+    """The provider may have acted (timeout, 5xx after sending). Record `unknown`; reconcile."""
+
+
+class Channel(Protocol):
+    name: str
+    limits: Limits
+
+    async def send(self, message: Message) -> SendResult: ...
+
+    async def close(self) -> None: ...
