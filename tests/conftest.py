@@ -125,3 +125,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    from worker.redis_server import RedisServer
+
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="dunning-redis-"))).start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture()
+def redis_client(redis_server: Any) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

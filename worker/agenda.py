@@ -1,0 +1,139 @@
+"""The agenda: deferred jobs, durable in Redis, released in due-time order.
+
+A job deferred to Monday 09:00 waits here, not in dramatiq's in-memory delay queue
+(which holds messages in worker memory and stalls behind far-future ones). The
+dispatcher moves due entries to the queue crash-safely: *claim* (due → claimed, with
+a lease in Redis server time), *enqueue*, *done* (drop the claim). A dispatcher that
+dies mid-batch leaves claims whose lease runs out; `sweep` puts them back. So nothing
+is lost; an entry may be enqueued twice after a crash, and the contact log's delivery
+key makes the second one a no-op. Memory stays flat: Redis holds the backlog, the
+dispatcher only ever a batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], deadline, id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+end
+return out
+"""
+
+_DONE = """
+for i = 1, #ARGV, 2 do
+  local id, payload = ARGV[i], ARGV[i + 1]
+  redis.call('ZREM', KEYS[2], id)
+  if redis.call('ZSCORE', KEYS[1], id) == false and redis.call('HGET', KEYS[3], id) == payload then
+    redis.call('HDEL', KEYS[3], id)
+  end
+end
+return #ARGV / 2
+"""
+
+_SWEEP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 10000)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[2], id)
+  if redis.call('HEXISTS', KEYS[3], id) == 1 and redis.call('ZSCORE', KEYS[1], id) == false then
+    redis.call('ZADD', KEYS[1], 0, id)
+  end
+end
+return #ids
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    payload: dict[str, Any]
+    raw: str
+
+
+class Agenda:
+    def __init__(self, client: redis.Redis, prefix: str = "dunning:agenda", lease_ms: int = 60_000) -> None:
+        self.client = client
+        self.due_key, self.claimed_key, self.payload_key = f"{prefix}:due", f"{prefix}:claimed", f"{prefix}:payload"
+        self.lease_ms = lease_ms
+        self._keys = [self.due_key, self.claimed_key, self.payload_key]
+        self._claim = client.register_script(_CLAIM)
+        self._done = client.register_script(_DONE)
+        self._sweep = client.register_script(_SWEEP)
+
+    def schedule(self, entry_id: str, payload: dict[str, Any], at: datetime) -> None:
+        """(Re)schedule an entry; the same id scheduled again replaces the earlier one."""
+        self.schedule_many([(entry_id, payload, at)])
+
+    def schedule_many(self, entries: Iterable[tuple[str, dict[str, Any], datetime]]) -> int:
+        count = 0
+        with self.client.pipeline(transaction=False) as pipe:
+            for entry_id, payload, at in entries:
+                pipe.hset(self.payload_key, entry_id, json.dumps(payload, ensure_ascii=False, sort_keys=True))
+                pipe.zadd(self.due_key, {entry_id: _millis(at)})
+                count += 1
+                if count % 1000 == 0:
+                    pipe.execute()
+            pipe.execute()
+        return count
+
+    def cancel(self, entry_ids: Sequence[str]) -> int:
+        """Drop pending entries (payment received...); returns how many were pending."""
+        if not entry_ids:
+            return 0
+        with self.client.pipeline() as pipe:
+            pipe.zrem(self.due_key, *entry_ids)
+            pipe.hdel(self.payload_key, *entry_ids)
+            removed, _ = pipe.execute()
+        return int(removed)
+
+    def claim(self, now: datetime, limit: int = 1000) -> list[Entry]:
+        """Take up to `limit` due entries, leased to this dispatcher."""
+        flat = self._claim(keys=self._keys, args=[_millis(now), limit, self.lease_ms])
+        entries = []
+        for index in range(0, len(flat), 2):
+            raw = flat[index + 1].decode() if isinstance(flat[index + 1], bytes) else str(flat[index + 1])
+            entry_id = flat[index].decode() if isinstance(flat[index], bytes) else str(flat[index])
+            if raw:
+                entries.append(Entry(entry_id, json.loads(raw), raw))
+        return entries
+
+    def done(self, entries: Sequence[Entry]) -> None:
+        """The entries are in the queue now: forget them (unless rescheduled meanwhile)."""
+        if entries:
+            self._done(keys=self._keys, args=[part for e in entries for part in (e.id, e.raw)])
+
+    def sweep(self) -> int:
+        """Put back entries whose dispatcher died holding them."""
+        return int(self._sweep(keys=self._keys, args=[]))
+
+    def pending(self) -> int:
+        return int(self.client.zcard(self.due_key)) + int(self.client.zcard(self.claimed_key))
+
+    def due_count(self, now: datetime) -> int:
+        return int(self.client.zcount(self.due_key, "-inf", _millis(now))) + int(self.client.zcard(self.claimed_key))
+
+    def next_due(self) -> datetime | None:
+        first = self.client.zrange(self.due_key, 0, 0, withscores=True)
+        return datetime.fromtimestamp(first[0][1] / 1000, UTC) if first else None
+
+
+def _millis(moment: datetime) -> int:
+    if moment.utcoffset() is None:
+        raise ValueError("agenda times must be aware datetimes")
+    return int(moment.timestamp() * 1000)
