@@ -25,7 +25,8 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContactLog]:
         url = request.getfixturevalue("postgres_url")
         opened = ContactLog.open(url)
         with opened.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters RESTART IDENTITY CASCADE"))
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
+                              "RESTART IDENTITY CASCADE"))
     yield opened
     opened.engine.dispose()
 
@@ -38,11 +39,11 @@ def claim(key: str = "INV-1/due_day#sms", channel: str = "sms") -> Claim:
 
 def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
     inspector = inspect(log.engine)
-    assert {"deliveries", "events", "template_versions", "dead_letters", "alembic_version"} <= set(
+    assert {"deliveries", "events", "template_versions", "dead_letters", "jobs", "alembic_version"} <= set(
         inspector.get_table_names())
     assert {"ix_events_provider_id", "ix_events_account_time"} <= {i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_a_key_is_claimed_once_and_a_second_claim_sees_the_first(log: ContactLog) -> None:
@@ -141,3 +142,42 @@ def test_export_masks_personal_data_unless_asked(tmp_path: Path) -> None:
     rows = list(csv.DictReader(run("export", "--format", "csv").splitlines()))
     assert rows[1]["status"] == "failed" and json.loads(rows[0]["zones"]) == ["Asia/Shanghai"]
     assert "21211" in run("show", "--invoice", "INV-1") and "21211" not in run("show", "--invoice", "INV-2")
+
+
+def test_facts_come_from_the_log_for_the_whole_debtor(log: ContactLog) -> None:
+    from dataclasses import replace
+
+    call = replace(claim("INV-2/overdue_early#voice", "voice"), job_id="INV-2/overdue_early", invoice_id="INV-2",
+                   stage="overdue_early")
+    delivered = log.claim(call, NOW)
+    log.record("callback", "no-answer", NOW, delivery_id=delivered.id)
+    text_message = log.claim(claim(), NOW + timedelta(minutes=1))
+    log.record("delivery", "failed", NOW, delivery_id=text_message.id, error_code="21610")
+    stranger = replace(claim("OTHER#sms"), account_id="SOMEONE-ELSE")
+    log.claim(stranger, NOW)
+    old = replace(claim("OLD#email", "email"), job_id="OLD")
+    log.claim(old, NOW - timedelta(days=60))
+    log.record("invoice", "promised", NOW, invoice_id="INV-1", account_id="ACME-001", detail={"until": "2026-12-05"})
+    log.suppress("ACME-001", "+8613900139000", "sms", "21211 invalid number", NOW, code="21211")
+    log.record("suppression", "suppressed", NOW, account_id="ACME-001", detail={"channel": "voice"})
+
+    facts = log.facts_for("ACME-001", "INV-1", "INV-1/due_day", NOW + timedelta(hours=1))
+    assert sorted((a.invoice_id, a.channel, a.outcome) for a in facts.attempts) == [
+        ("INV-1", "sms", "failed"), ("INV-2", "voice", "no-answer")]
+    assert facts.promised_until is not None and str(facts.promised_until) == "2026-12-05"
+    assert facts.suppressed_addresses == {"+8613900139000"}
+    assert facts.suppressed_channels == {"voice", "sms"}, "sms failed permanently for this job"
+    assert not facts.paid
+    other_job = log.facts_for("ACME-001", "INV-1", "INV-1/overdue_early", NOW + timedelta(hours=1))
+    assert other_job.suppressed_channels == {"voice"}
+
+    log.record("invoice", "paid", NOW, invoice_id="INV-1", account_id="ACME-001")
+    log.record("invoice", "disputed", NOW, invoice_id="INV-2", account_id="ACME-001")
+    log.record("account", "ceased", NOW, account_id="ACME-001")
+    facts = log.facts_for("ACME-001", "INV-1", "INV-1/due_day", NOW + timedelta(hours=1))
+    assert facts.paid and not facts.disputed and facts.ceased
+
+
+def test_a_job_id_is_accepted_once(log: ContactLog) -> None:
+    assert log.accept_job("J-1", "INV-1", "A", "{}", NOW)
+    assert not log.accept_job("J-1", "INV-1", "A", "{}", NOW + timedelta(seconds=1))

@@ -130,7 +130,7 @@ class Agenda:
 
     def next_due(self) -> datetime | None:
         first = self.client.zrange(self.due_key, 0, 0, withscores=True)
-        return datetime.fromtimestamp(first[0][1] / 1000, UTC) if first else None
+        return datetime.fromtimestamp(float(first[0][1]) / 1000, UTC) if first else None
 
 
 def _millis(moment: datetime) -> int:

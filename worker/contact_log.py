@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,14 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     insert,
     select,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
+from schedules.facts import Attempt, Facts
 from worker.masking import mask
 from worker.render import TemplateSource
 
@@ -115,6 +117,16 @@ template_versions = Table(
     Column("first_used_at", UTCDateTime, nullable=False),
 )
 
+jobs = Table(
+    "jobs", metadata,
+    Column("job_id", String(200), primary_key=True),
+    Column("invoice_id", String(200), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_jobs_invoice", "invoice_id"),
+)
+
 dead_letters = Table(
     "dead_letters", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -126,9 +138,11 @@ dead_letters = Table(
     Index("ix_dead_letters_time", "received_at"),
 )
 
-# Statuses after which a delivery must not be sent again by a redelivered job.
-FINAL = frozenset({"sent", "queued", "delivered", "undelivered", "failed", "unknown", "completed", "no-answer",
-                   "busy", "canceled"})
+# What a delivery's latest status says about the attempt, for caps and escalation.
+_OUTCOMES = {"failed": "failed", "undelivered": "failed", "canceled": "failed", "no-answer": "no-answer",
+             "busy": "busy", "voicemail": "voicemail", "completed": "conversation", "in-progress": "conversation"}
+_VOICE_PENDING = "no-answer"  # a call still ringing counts as unanswered until it says otherwise
+FACTS_LOOKBACK = timedelta(days=40)
 
 
 @dataclass(frozen=True)
@@ -245,6 +259,67 @@ class ContactLog:
                                              .where(template_versions.c.version == version)).scalar()
             return found
 
+    def accept_job(self, job_id: str, invoice_id: str, account_id: str, payload: str, now: datetime) -> bool:
+        """Record a job as accepted; False if its job_id was accepted before (one reminder)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(jobs).values(job_id=job_id, invoice_id=invoice_id, account_id=account_id,
+                                                 payload=payload, received_at=now))
+            return True
+        except IntegrityError:
+            return False
+
+    def suppress(self, account_id: str, address: str, channel: str, reason: str, now: datetime,
+                 code: str | None = None) -> None:
+        """Stop contacting an address (invalid, opted out): read back by `facts_for`."""
+        self.record("suppression", "suppressed", now, account_id=account_id, error_code=code, error_text=reason,
+                    detail={"address": address, "channel": channel})
+
+    def facts_for(self, account_id: str, invoice_id: str, job_id: str, now: datetime) -> Facts:
+        """What `decide` needs to know, from the log: attempts across all of the debtor's
+        invoices (caps hold per person), suppressions, and the invoice's own events."""
+        latest = (select(func.max(events.c.id)).where(events.c.delivery_id == deliveries.c.id)
+                  .correlate(deliveries).scalar_subquery())
+        attempts_query = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel,
+                                 deliveries.c.stage, deliveries.c.recipient, deliveries.c.claimed_at, events.c.status)
+                          .join(events, events.c.id == latest)
+                          .where(deliveries.c.account_id == account_id,
+                                 deliveries.c.claimed_at >= now - FACTS_LOOKBACK))
+        happenings = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail)
+                      .where(events.c.kind.in_(("invoice", "account", "suppression")),
+                             (events.c.account_id == account_id) | (events.c.invoice_id == invoice_id))
+                      .order_by(events.c.id))
+        attempts: list[Attempt] = []
+        failed_here: set[Any] = set()
+        state: dict[str, Any] = {"paid": False, "disputed": False, "promised_until": None, "ceased": False}
+        addresses: set[str] = set()
+        media: set[Any] = set()
+        with self.engine.connect() as conn:
+            for row in conn.execute(attempts_query):
+                if row.job_id == job_id and row.status == "failed":
+                    failed_here.add(row.channel)
+                if row.status in ("claimed", "retry") and row.claimed_at > now:
+                    continue
+                outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
+                attempts.append(Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
+                                        at=row.claimed_at, outcome=outcome, address=row.recipient))  # type: ignore[arg-type]
+            for event_row in conn.execute(happenings):
+                detail = event_row.detail or {}
+                if event_row.kind == "invoice" and event_row.invoice_id == invoice_id:
+                    _apply_invoice_event(state, event_row.status, detail)
+                elif event_row.kind == "account":
+                    state["ceased"] = event_row.status == "ceased"
+                elif event_row.kind == "suppression":
+                    target = addresses if detail.get("address") else media
+                    value = str(detail.get("address") or detail.get("channel"))
+                    if event_row.status == "suppressed":
+                        target.add(value)
+                    else:
+                        target.discard(value)
+        return Facts(paid=state["paid"], disputed=state["disputed"], promised_until=state["promised_until"],
+                     ceased=state["ceased"], suppressed_addresses=frozenset(addresses),
+                     suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts))
+
     def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None) -> None:
         """Keep a rejected or failed job with the reason: never silently dropped."""
         with self.engine.begin() as conn:
@@ -272,6 +347,19 @@ class ContactLog:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)
+
+
+def _apply_invoice_event(state: dict[str, Any], status: str, detail: Mapping[str, Any]) -> None:
+    if status == "paid":
+        state["paid"] = True
+    elif status == "disputed":
+        state["disputed"] = True
+    elif status == "resolved":
+        state["disputed"] = False
+    elif status == "promised":
+        state["promised_until"] = date.fromisoformat(str(detail["until"]))
+    elif status == "reopened":
+        state["paid"] = False
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
