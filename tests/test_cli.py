@@ -115,12 +115,19 @@ def test_a_broken_operator_profile_stops_decide_with_a_pointer(tmp_path: Path) -
     assert "acme.toml:2: extends: no profile named 'nowhere'" in result.stderr
 
 
-def test_demo_decides_the_bundled_portfolio() -> None:
-    result = dunning("demo", env={"COLUMNS": "200"})
-    assert result.returncode == 0, result.stderr
-    for expected in ("send email", "send sms", "send voice", "defer", "skip", "escalate", "S-PAID", "F-LADDER",
-                     "S-PROMISE", "INV-2026-0054/reminder"):
-        assert expected in result.stdout, expected
+def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    result = sp.run([DUNNING, "demo"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                    env={**__import__("os").environ, "COLUMNS": "220"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for expected in ("invoice paid", "escalation opened", "promised to pay by 2026-12-04", "21211",
+                     "emails: 4 in", "texts:  4 and calls: 4"):
+        assert expected in out, expected
+    assert len(list((tmp_path / "var/demo/mail").glob("*.eml"))) == 4
+    leftovers = sp.run(["pgrep", "-f", str(tmp_path / "var/demo")], capture_output=True, text=True).stdout
+    assert leftovers == "", "everything the demo started is stopped"
 
 
 def test_every_command_has_help() -> None:

@@ -91,10 +91,74 @@ def decide(
 
 
 @app.command()
+def enqueue(source: InputFile) -> None:
+    """Queue jobs for the worker; invalid ones are reported and kept as dead letters (exit 1)."""
+    from worker.contact_log import ContactLog
+    from worker.queue import make_broker
+    from worker.submit import submit
+
+    settings = Settings.from_env()
+    parsed = read_jobs(_read(source), _profiles())
+    broker = make_broker(settings.redis_url)
+    try:
+        result = submit(parsed, ContactLog.open(settings.database_url), broker, datetime.now(UTC))
+    finally:
+        broker.close()
+    for rejected in result.rejected:
+        _print_result(rejected, to=err)
+    for job_id in result.duplicates:
+        err.print(f"{job_id}: already accepted; not queued again", markup=False)
+    out.print(f"{result.accepted} queued, {len(result.duplicates)} duplicate(s), "
+              f"{len(result.rejected)} rejected (kept as dead letters)", markup=False)
+    raise typer.Exit(1 if result.rejected else 0)
+
+
+@app.command()
+def worker(
+    processes: Annotated[int, typer.Option(help="Worker processes (one per core).")] = 2,
+    threads: Annotated[int, typer.Option(help="Threads per process.")] = 8,
+) -> None:
+    """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher."""
+    import signal
+    import subprocess
+    import threading
+
+    import redis
+
+    from worker import dispatcher
+    from worker.actors import SystemClock
+    from worker.agenda import Agenda
+    from worker.clock import Clock, RedisClock
+    from worker.contact_log import ContactLog
+    from worker.queue import QUEUE, make_broker
+
+    settings = Settings.from_env()
+    ContactLog.open(settings.database_url).engine.dispose()  # migrate once, before the workers start
+    child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
+                              "--threads", str(threads), "--queues", QUEUE])
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    client = redis.Redis.from_url(settings.redis_url)
+    clock: Clock = SystemClock() if settings.clock == "system" else RedisClock(client)
+    broker = make_broker(settings.redis_url)
+    thread = threading.Thread(target=dispatcher.run, args=(Agenda(client), broker, clock, stop), daemon=True)
+    thread.start()
+    while not stop.is_set() and child.poll() is None:
+        stop.wait(0.5)
+    stop.set()
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    code = child.wait()
+    thread.join(timeout=10)
+    raise typer.Exit(code if code and code > 0 else 0)
+
+
+@app.command()
 def demo(
     now: Annotated[str, typer.Option(help="The demo's fixed clock.")] = "2026-12-02T10:00:00+08:00",
 ) -> None:
-    """Decide the bundled sample portfolio at a fixed moment and show the decisions."""
+    """Run the whole pipeline on the bundled portfolio: local Redis, SMTP and Twilio sandbox, a fixed clock."""
     from worker.demo import run
 
     run(_parse_now(now), out)
@@ -309,3 +373,7 @@ def _print_result(result: Parsed, to: Console = out) -> None:
     to.print(f"{label}  {len(result.errors)} error(s)", markup=False)
     for error in result.errors:
         to.print(f"    {error}", markup=False)
+
+
+if __name__ == "__main__":
+    main()

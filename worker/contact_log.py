@@ -165,10 +165,13 @@ class Claim:
 
 @dataclass(frozen=True)
 class Delivery:
+    """A delivery and its latest status; `fresh` when this call claimed it."""
+
     id: int
     key: str
     status: str
     claimed_at: datetime
+    fresh: bool = False
 
 
 class ContactLog:
@@ -203,7 +206,7 @@ class ContactLog:
                 conn.execute(insert(events).values(
                     delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
                     account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
-            return Delivery(int(delivery_id), claim.delivery_key, "claimed", now)
+            return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
         except IntegrityError:
             existing = self.delivery(claim.delivery_key)
             if existing is None:

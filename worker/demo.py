@@ -1,23 +1,32 @@
-"""`dunning demo`: the bundled sample portfolio, decided at a fixed moment.
+"""`dunning demo`: the whole way of a reminder, on this machine, with no credentials.
 
-Fixed clock and embedded data, so every run on every machine shows the same table:
-what each debtor would get now, or when and why not.
+Starts a private redis-server, an SMTP server that writes .eml files and the Twilio
+sandbox; queues the bundled portfolio (14 invoices, every stage, zh-CN and en-US
+debtors in five zones, one without SMS consent, one with an invalid phone, one paid,
+one with a promise to pay); runs the worker on a fixed clock — Wednesday 2 December
+2026, 10:00 in Shanghai — then moves the clock on so that deferred reminders come
+due; prints the contact log and where the messages are; stops all it started.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import os
+import shutil
+from datetime import datetime, timedelta
 from importlib.resources import files
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from schedules import Facts
 from worker import policy
+from worker.contact_log import ContactLog
 from worker.intake import read_jobs
 from worker.job import Job
-from worker.masking import mask_text
+from worker.masking import mask
+from worker.stack import Stack
+from worker.submit import submit
 
 _SAMPLES = files("worker").joinpath("samples")
 
@@ -28,25 +37,80 @@ def sample_jobs() -> list[Job]:
     return [p.job for p in parsed if p.job is not None]
 
 
-def run(now: datetime, console: Console) -> None:
+def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    stack = Stack(directory.resolve()).start()
+    try:
+        os.environ.update(stack.env())
+        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
+        stack.set_clock(start)
+        _billing_events(log, start)
+        portfolio = _SAMPLES.joinpath("portfolio.jsonl").read_bytes()
+        intake = submit(read_jobs(portfolio, policy.profiles()), log, stack.broker, start)
+        console.print(f"queued {intake.accepted} reminders at {start.isoformat()} "
+                      f"(clock: Redis key dunning:clock; worker log: {directory / 'worker.log'})")
+        stack.start_worker(processes=1, threads=8)
+        for moment in _steps(start):
+            stack.set_clock(moment)
+            stack.wait_idle(timeout=120)
+            console.print(f"  clock {moment.isoformat()}: done")
+        stack.stop_workers()
+        console.print(_table(log))
+        _where(console, directory, stack)
+    finally:
+        stack.stop()
+
+
+def _billing_events(log: ContactLog, now: datetime) -> None:
+    """What billing told us before the run: one invoice is paid, one debtor promised."""
     facts = json.loads(_SAMPLES.joinpath("facts.json").read_text(encoding="utf-8"))
-    parsed = list(read_jobs(_SAMPLES.joinpath("portfolio.jsonl").read_bytes(), policy.profiles()))
-    table = Table("job", "debtor", "profile", "local time", "decision", "reasons", "rules",
-                  title=f"Decisions at {now.isoformat()}", show_lines=True)
-    for result in parsed:
-        if result.job is None:
-            table.add_row(result.job_id or result.where, "", "", "", "[red]invalid[/]", "\n".join(result.errors), "")
+    for job in sample_jobs():
+        known = facts.get(job.job_id, {})
+        invoice, account = job.invoice.id, job.debtor.account_id
+        if known.get("paid"):
+            log.record("invoice", "paid", now, invoice_id=invoice, account_id=account, detail={"source": "demo"})
+        if known.get("promised_until"):
+            log.record("invoice", "promised", now, invoice_id=invoice, account_id=account,
+                       detail={"until": known["promised_until"]})
+
+
+def _steps(start: datetime) -> list[datetime]:
+    """Now; then 09:30 the same day in London, New York and Los Angeles, where reminders
+    waited for the morning; then the next two Mondays in Shanghai (a promise ends, a
+    pre-due reminder comes due)."""
+    day = start.date().isoformat()
+    mornings = [datetime.fromisoformat(f"{day}T09:30:00{offset}") for offset in ("+00:00", "-05:00", "-08:00")]
+    return [start, *mornings, start + timedelta(days=5), start + timedelta(days=12)]
+
+
+def _table(log: ContactLog) -> Table:
+    table = Table("UTC", "job", "what", "channel", "to", "template / reasons", title="Contact log", show_lines=False)
+    for row in log.history():
+        kind, status = row["kind"], row["status"]
+        if kind == "decision" and status == "send" or kind == "delivery" and status == "claimed":
             continue
-        job = result.job
-        known = Facts.model_validate_json(json.dumps(facts.get(job.job_id, {})))
-        decision = policy.decide(job, now, known)
-        zone = decision.zones[0] if decision.zones else "?"
-        local = now.astimezone(decision.at.tzinfo if decision.at else decision.until.tzinfo
-                               if decision.until else now.tzinfo)
-        what = {"send": f"[green]send {decision.channel}[/]",
-                "defer": f"[yellow]defer → {decision.until:%a %d %b %H:%M}[/]" if decision.until else "defer",
-                "skip": "[dim]skip[/]", "escalate": "[magenta]escalate[/]"}[decision.action]
-        table.add_row(job.job_id, f"{mask_text(job.debtor.name)}\n{zone}", job.profile, f"{local:%a %d %b %H:%M}",
-                      what, "\n".join(decision.reasons), ", ".join(decision.rules))
-    console.print(table)
-    console.print("Decide one yourself: dunning decide JOB.json --now 2026-12-02T10:00:00+08:00 [--facts FACTS.json]")
+        if kind not in ("decision", "delivery", "escalation"):
+            continue
+        detail = row["detail"] or {}
+        what = f"{status} → {detail['until'][:16]}" if status == "defer" else status
+        if kind == "escalation":
+            what = "escalation opened"
+        note = row["template"] or ""
+        if kind == "decision":
+            note = "; ".join(detail.get("reasons", []))
+        if row["error_code"]:
+            note = f"{row['error_code']} {row['error_text'] or ''}".strip()
+        style = {"sent": "green", "failed": "red", "unknown": "red", "skip": "dim", "escalate": "magenta",
+                 "defer": "yellow"}.get(status, "")
+        table.add_row(row["occurred_at"].strftime("%m-%d %H:%M"), row["job_id"] or "", f"[{style}]{what}[/]"
+                      if style else what, row["channel"] or "", mask("address", row["recipient"] or ""), note)
+    return table
+
+
+def _where(console: Console, directory: Path, stack: Stack) -> None:
+    emails = sorted((directory / "mail").glob("*.eml"))
+    texts, calls = stack.sandbox.sent("Messages"), stack.sandbox.sent("Calls")
+    console.print(f"emails: {len(emails)} in {directory / 'mail'}  (open any .eml in a mail client)")
+    console.print(f"texts:  {len(texts)} and calls: {len(calls)} in {directory / 'twilio'}  (Twilio sandbox outbox)")
+    console.print(f"contact log: {directory / 'dunning.db'}  "
+                  f"(DUNNING_DATABASE_URL=sqlite:///{directory / 'dunning.db'} dunning log show)")

@@ -1,7 +1,7 @@
 """Configuration from the environment, read once at the edge (CLI, worker start-up).
 
-Secrets (SMTP and Twilio credentials) are read here and nowhere else, and are never
-printed: `Settings.__repr__` leaves them out.
+Secrets (SMTP password, Twilio auth token, the signing key) are read here and nowhere
+else, and never printed: they are excluded from `repr`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,17 @@ class Settings:
     default_locale: str = "en-US"
     sender: Sender = field(default_factory=Sender)
     database_url: str = "sqlite:///var/dunning.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    clock: str = "system"
+    smtp_url: str | None = None
+    smtp_from: str = "billing@example.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = field(default="dunning-demo-secret-change-me", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -38,7 +49,21 @@ class Settings:
         )
         template_dir = get("DUNNING_TEMPLATE_DIR")
         profile_dir = get("DUNNING_PROFILE_DIR")
-        return cls(template_dir=Path(template_dir) if template_dir else SHIPPED_DIR,
-                   profile_dir=Path(profile_dir) if profile_dir else None,
-                   default_locale=get("DUNNING_DEFAULT_LOCALE") or "en-US", sender=sender,
-                   database_url=get("DUNNING_DATABASE_URL") or cls.database_url)
+        return cls(
+            template_dir=Path(template_dir) if template_dir else SHIPPED_DIR,
+            profile_dir=Path(profile_dir) if profile_dir else None,
+            default_locale=get("DUNNING_DEFAULT_LOCALE") or cls.default_locale,
+            sender=sender,
+            database_url=get("DUNNING_DATABASE_URL") or cls.database_url,
+            redis_url=get("DUNNING_REDIS_URL") or cls.redis_url,
+            clock=get("DUNNING_CLOCK") or cls.clock,
+            smtp_url=get("DUNNING_SMTP_URL"),
+            smtp_from=get("DUNNING_SMTP_FROM") or sender.email,
+            twilio_account_sid=get("DUNNING_TWILIO_ACCOUNT_SID") or get("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=get("DUNNING_TWILIO_AUTH_TOKEN") or get("TWILIO_AUTH_TOKEN"),
+            twilio_from=get("DUNNING_TWILIO_FROM"),
+            twilio_messaging_service_sid=get("DUNNING_TWILIO_MESSAGING_SERVICE_SID"),
+            twilio_base_url=get("DUNNING_TWILIO_BASE_URL") or cls.twilio_base_url,
+            public_url=(get("DUNNING_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            secret_key=get("DUNNING_SECRET_KEY") or cls.secret_key,
+        )

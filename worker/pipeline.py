@@ -1,0 +1,186 @@
+"""One reminder's way through the worker: decide → render → claim → send → record.
+
+Every message from the queue is decided afresh, with facts read from the contact log
+at that moment: a reminder deferred over a weekend is re-checked on Monday, and a job
+redelivered by the queue finds its delivery already claimed. The message is rendered
+whole before anything is claimed or sent. Outcomes:
+
+- permanent failure: recorded, the address suppressed if it is invalid, and the job
+  decided again — the next channel of the plan takes over;
+- transient failure: recorded, retried later through the agenda, re-decided then;
+  given up after five days;
+- unknown outcome (timeout, provider 5xx): recorded as `unknown` and not resent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
+from schedules import Decision, Profiles, decide
+from worker import unsubscribe
+from worker.agenda import Agenda
+from worker.clock import Clock
+from worker.contact_log import Claim, ContactLog
+from worker.intake import parse_job
+from worker.job import Job
+from worker.render import Rendered, Renderer, TemplateError, message_context, opt_out_line
+from worker.settings import Settings
+
+SHORT_WAIT = timedelta(seconds=60)  # at most this long in dramatiq's delay queue; longer waits go to the agenda
+GIVE_UP_AFTER = timedelta(days=5)
+RETRY_BASE, RETRY_MAX = timedelta(minutes=30), timedelta(hours=6)
+
+
+@dataclass
+class Services:
+    log: ContactLog
+    renderer: Renderer
+    channels: Mapping[str, Channel]
+    agenda: Agenda
+    clock: Clock
+    profiles: Profiles
+    settings: Settings
+    requeue: Callable[[dict[str, Any], int], None]  # payload, delay in ms (≤ SHORT_WAIT)
+
+
+class Pipeline:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def handle(self, payload: Mapping[str, Any]) -> str:
+        """Process one queued reminder; returns what happened, in one word."""
+        s = self.s
+        now = s.clock.now()
+        parsed = parse_job(payload.get("job"), s.profiles, "queue")
+        if parsed.job is None:
+            s.log.dead_letter("worker", "; ".join(parsed.errors), json.dumps(dict(payload), ensure_ascii=False,
+                                                                            default=str), now, parsed.job_id)
+            return "rejected"
+        job = parsed.job
+        for _ in range(4):  # each permanent failure hands over to the next channel of the plan
+            facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
+            decision = decide(job, now, facts, s.profiles[job.profile])
+            s.log.record("decision", decision.action, now, job_id=job.job_id, invoice_id=job.invoice.id,
+                         account_id=job.debtor.account_id, detail=decision.to_json())
+            if decision.action == "skip":
+                return "skipped"
+            if decision.action == "escalate":
+                s.log.record("escalation", "open", now, job_id=job.job_id, invoice_id=job.invoice.id,
+                             account_id=job.debtor.account_id, detail={"reasons": list(decision.reasons)})
+                return "escalated"
+            if decision.action == "defer":
+                assert decision.until is not None
+                self.later(job, payload, decision.until, now)
+                return "deferred"
+            outcome = await self.deliver(job, decision, payload, now)
+            if outcome != "next-channel":
+                return outcome
+        return "failed"
+
+    async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime) -> str:
+        s = self.s
+        channel = decision.channel or ""
+        address = job.debtor.email if channel == "email" else job.debtor.phone
+        assert address is not None and decision.stage is not None
+        unsubscribe_url = (unsubscribe.url(s.settings.public_url, s.settings.secret_key, job.debtor.account_id,
+                                           channel, address) if channel == "email" else None)
+        try:
+            rendered = self.render(job, decision, now, unsubscribe_url)
+        except TemplateError as error:
+            s.log.record("delivery", "failed", now, job_id=job.job_id, invoice_id=job.invoice.id,
+                         account_id=job.debtor.account_id, error_code="template", error_text=str(error))
+            s.log.dead_letter("template", str(error), json.dumps(dict(payload), ensure_ascii=False, default=str),
+                              now, job.job_id)
+            return "failed"
+        delivery = s.log.claim(Claim(
+            delivery_key=f"{job.job_id}#{channel}", job_id=job.job_id, invoice_id=job.invoice.id,
+            account_id=job.debtor.account_id, channel=channel, recipient=address, stage=decision.stage,
+            template=rendered.template, template_version=rendered.version, reasons=decision.reasons,
+            rules=decision.rules, zones=decision.zones), now)
+        if not delivery.fresh:
+            resend = delivery.status == "retry" or (delivery.status == "claimed" and channel == "email")
+            if not resend:
+                if delivery.status == "claimed":  # a worker died between claim and answer: SMS/voice may be out
+                    s.log.record("delivery", "unknown", now, delivery_id=delivery.id,
+                                 error_text="worker stopped before the provider answered; not resent")
+                    return "unknown"
+                return "duplicate"
+        s.log.keep_templates(rendered.templates, now)
+        sender = s.channels.get(channel)
+        if sender is None:
+            s.log.record("delivery", "failed", now, delivery_id=delivery.id, error_code="not-configured",
+                         error_text=f"no {channel} channel is configured")
+            return "next-channel"
+        message = Message(key=delivery.key, channel=channel, to=address, text=rendered.text, locale=rendered.locale,
+                          subject=rendered.subject, html=rendered.html, unsubscribe_url=unsubscribe_url,
+                          created_at=now, valid_until=decision.window_end)
+        try:
+            result = await sender.send(message)
+        except PermanentError as error:
+            s.log.record("delivery", "failed", now, delivery_id=delivery.id, provider=_provider(channel),
+                         error_code=error.code, error_text=error.text)
+            if error.invalid_address:
+                s.log.suppress(job.debtor.account_id, address, channel, f"invalid address: {error.text}", now,
+                               code=error.code)
+            return "next-channel"
+        except UnknownOutcome as error:
+            s.log.record("delivery", "unknown", now, delivery_id=delivery.id, provider=_provider(channel),
+                         error_code=error.code, error_text=error.text)
+            return "unknown"
+        except TransientError as error:
+            return self.retry(job, payload, delivery.id, channel, error, decision, now)
+        s.log.record("delivery", "sent", now, delivery_id=delivery.id, provider=result.provider,
+                     provider_message_id=result.provider_message_id)
+        return "sent"
+
+    def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None) -> Rendered:
+        assert decision.stage is not None and decision.channel is not None and decision.at is not None
+        channel = decision.channel
+        consumer = job.debtor.kind == "person"
+        opt_out = opt_out_line(job.debtor.locale, channel, unsubscribe_url) if consumer else None
+        context = message_context(job.invoice, job.debtor, decision.stage, decision.at.date(), self.s.settings.sender,
+                                  opt_out)
+        return self.s.renderer.render(decision.stage, channel, job.debtor.locale, context)
+
+    def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, channel: str, error: TransientError,
+              decision: Decision, now: datetime) -> str:
+        s = self.s
+        attempt = int(payload.get("attempt", 0)) + 1
+        first = datetime.fromisoformat(payload["first_tried"]) if payload.get("first_tried") else now
+        if now - first >= GIVE_UP_AFTER:
+            s.log.record("delivery", "failed", now, delivery_id=delivery_id, provider=_provider(channel),
+                         error_code=error.code, error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
+            s.log.dead_letter("retries", f"{error.code}: {error.text}", json.dumps(dict(payload), ensure_ascii=False,
+                                                                                   default=str), now, job.job_id)
+            return "failed"
+        if error.code == "30036" and decision.window_end is not None:
+            at = decision.window_end  # the window is closing: decide again when it has (next window)
+        elif error.retry_after is not None:
+            at = now + timedelta(seconds=error.retry_after)
+        else:
+            at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
+        s.log.record("delivery", "retry", now, delivery_id=delivery_id, provider=_provider(channel),
+                     error_code=error.code, error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
+        self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at, now)
+        return "retry"
+
+    def later(self, job: Job, payload: Mapping[str, Any], at: datetime, now: datetime) -> None:
+        """Come back at `at`: a short wait in the queue, anything longer in the agenda."""
+        if at - now <= SHORT_WAIT:
+            self.s.requeue(dict(payload), max(int((at - now).total_seconds() * 1000), 0))
+        else:
+            self.s.agenda.schedule(job.job_id, dict(payload), at)
+
+
+def _provider(channel: str) -> str:
+    return "smtp" if channel == "email" else "twilio"
+
+
+def payload_for(job: Job) -> dict[str, Any]:
+    """What goes on the queue for a job: the job as JSON, and the retry bookkeeping."""
+    return {"job": job.to_json(), "attempt": 0, "first_tried": None}

@@ -1,0 +1,110 @@
+"""Everything a worker talks to, started locally: Redis, an SMTP server, the Twilio sandbox.
+
+`make demo` and the integration tests use it, so the whole way of a reminder runs for
+real on one machine with no credentials. The worker itself runs as a separate process
+(`dunning worker`) configured by `env()`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from aiosmtpd.controller import Controller
+
+from worker.agenda import Agenda
+from worker.clock import RedisClock
+from worker.queue import backlog, make_broker
+from worker.redis_server import RedisServer
+from worker.smtp_sink import EmlFolder, start
+from worker.twilio_sandbox import Sandbox
+
+TWILIO_FROM = "+15005550006"  # Twilio's magic "valid sender" test number
+
+
+class Stack:
+    def __init__(self, directory: Path, smtp_handler: Any = None) -> None:
+        self.directory = directory
+        self.redis = RedisServer(directory / "redis")
+        self.mail = smtp_handler or EmlFolder(directory / "mail")
+        self.sandbox = Sandbox(directory / "twilio")
+        self.smtp: Controller | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> Stack:
+        self.redis.start()
+        self.smtp = start(self.mail)
+        self.sandbox.start()
+        self.client = redis.Redis.from_url(self.redis.url)
+        self.clock = RedisClock(self.client)
+        self.agenda = Agenda(self.client)
+        self.broker = make_broker(self.redis.url)
+        return self
+
+    def env(self) -> dict[str, str]:
+        assert self.smtp is not None
+        return {
+            "DUNNING_REDIS_URL": self.redis.url,
+            "DUNNING_DATABASE_URL": os.environ.get("DUNNING_TEST_DATABASE_URL")
+            or f"sqlite:///{self.directory / 'dunning.db'}",
+            "DUNNING_CLOCK": "redis",
+            "DUNNING_SMTP_URL": f"smtp://127.0.0.1:{self.smtp.port}",
+            "DUNNING_TWILIO_ACCOUNT_SID": self.sandbox.account_sid,
+            "DUNNING_TWILIO_AUTH_TOKEN": self.sandbox.auth_token,
+            "DUNNING_TWILIO_FROM": TWILIO_FROM,
+            "DUNNING_TWILIO_BASE_URL": self.sandbox.url,
+            "DUNNING_PUBLIC_URL": "http://127.0.0.1:8000",
+        }
+
+    def set_clock(self, moment: datetime) -> None:
+        self.clock.set(moment)
+
+    def start_worker(self, processes: int = 1, threads: int = 4, extra_env: dict[str, str] | None = None,
+                     log_file: Path | None = None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.env(), **(extra_env or {})}
+        output = open(log_file or self.directory / "worker.log", "ab")  # noqa: SIM115 (kept for the child)
+        process = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--processes", str(processes),
+                                    "--threads", str(threads)], env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.workers.append(process)
+        return process
+
+    def wait_idle(self, timeout: float = 60.0, settle: float = 0.5) -> None:
+        """Until nothing is queued, nothing due in the agenda, and that stays so for `settle` s."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            busy = backlog(self.broker) + self.agenda.due_count(self.clock.now())
+            if busy == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return
+            else:
+                quiet_since = None
+            time.sleep(0.1)
+        raise TimeoutError(f"the worker did not finish within {timeout:g} s (backlog {backlog(self.broker)})")
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.workers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.workers.clear()
+
+    def stop(self) -> None:
+        self.stop_workers()
+        if self.smtp is not None:
+            self.smtp.stop()
+        self.sandbox.stop()
+        self.broker.close()
+        self.redis.stop()

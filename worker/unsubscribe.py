@@ -1,0 +1,35 @@
+"""Unsubscribe links (RFC 8058): a signed token naming the account, channel and address.
+
+The token is verified without any lookup, so the one-click endpoint needs no cookies
+and a forged or altered token is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+
+def token(secret: str, account_id: str, channel: str, address: str) -> str:
+    body = base64.urlsafe_b64encode(json.dumps([account_id, channel, address]).encode()).rstrip(b"=")
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:16]
+    return f"{body.decode()}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def read(secret: str, value: str) -> tuple[str, str, str] | None:
+    """(account, channel, address) if the token is genuine, else None."""
+    body, _, signature = value.partition(".")
+    expected = base64.urlsafe_b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()[:16])
+    if not hmac.compare_digest(expected.rstrip(b"=").decode(), signature):
+        return None
+    try:
+        account, channel, address = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, TypeError):
+        return None
+    return str(account), str(channel), str(address)
+
+
+def url(public_url: str, secret: str, account_id: str, channel: str, address: str) -> str:
+    return f"{public_url}/u/{token(secret, account_id, channel, address)}"
