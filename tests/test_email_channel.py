@@ -10,41 +10,11 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import Envelope, Session
+from scripted_smtp import Scripted
 
 from channels.base import Message, PermanentError, TransientError
 from channels.email import EmailChannel
-from worker.smtp_sink import EmlFolder, start
-
-
-class Scripted(EmlFolder):
-    """The sink, with replies scripted per recipient: a list of codes to answer in turn."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(folder)
-        self.rcpt: dict[str, list[str]] = {}
-        self.data: list[str] = []
-        self.connections = 0
-
-    async def handle_EHLO(self, server: SMTPServer, session: Session, envelope: Envelope, hostname: str,
-                          responses: list[str]) -> list[str]:
-        self.connections += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_RCPT(self, server: SMTPServer, session: Session, envelope: Envelope, address: str,
-                          options: list[str]) -> str:
-        replies = self.rcpt.get(address)
-        if replies:
-            return replies.pop(0)
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        if self.data:
-            return self.data.pop(0)
-        return await super().handle_DATA(server, session, envelope)
+from worker.smtp_sink import start
 
 
 @pytest.fixture()

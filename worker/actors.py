@@ -44,7 +44,8 @@ class DeadLetters(Middleware):
 logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs every request, numbers included
 settings = Settings.from_env()
 log = ContactLog.open(settings.database_url)
-broker = make_broker(settings.redis_url, extra=[DeadLetters(log, SystemClock())])
+broker = make_broker(settings.redis_url, extra=[DeadLetters(log, SystemClock())],
+                     heartbeat_ms=settings.broker_heartbeat_ms, maintenance_chance=settings.broker_maintenance_chance)
 dramatiq.set_broker(broker)
 
 _pipeline: Pipeline | None = None

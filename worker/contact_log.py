@@ -301,8 +301,8 @@ class ContactLog:
             for row in conn.execute(attempts_query):
                 if row.job_id == job_id and row.status == "failed":
                     failed_here.add(row.channel)
-                if row.status in ("claimed", "retry") and row.claimed_at > now:
-                    continue
+                if row.job_id == job_id and row.status in ("claimed", "retry"):
+                    continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
                 outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
                 attempts.append(Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
                                         at=row.claimed_at, outcome=outcome, address=row.recipient))  # type: ignore[arg-type]

@@ -23,16 +23,19 @@ MAX_BACKOFF_MS = 10 * 60 * 1000
 BATCH = 1000
 
 
-def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = ()) -> RedisBroker:
+def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = (), heartbeat_ms: int = 60_000,
+                maintenance_chance: int = 1_000) -> RedisBroker:
     """dramatiq's Redis broker with the middleware dunning relies on.
 
-    Retries back off to at most 10 minutes (longer waits belong in the agenda);
-    permanent errors are not retried (`throws` on the actor).
+    Retries back off to at most 10 minutes (longer waits belong in the agenda). A
+    worker silent for `heartbeat_ms` is presumed dead and its unacknowledged messages
+    go back to the queue (checked on `maintenance_chance` in a million broker calls).
     """
     middleware: list[dramatiq.Middleware] = [
         AgeLimit(), TimeLimit(time_limit=5 * 60 * 1000), ShutdownNotifications(), Callbacks(), Pipelines(),
         Retries(max_retries=10, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS), AsyncIO(), *extra]
-    broker = RedisBroker(url=redis_url, middleware=middleware)  # type: ignore[no-untyped-call]
+    broker = RedisBroker(url=redis_url, middleware=middleware,  # type: ignore[no-untyped-call]
+                         heartbeat_timeout=heartbeat_ms, maintenance_chance=maintenance_chance)
     broker.declare_queue(QUEUE)
     return broker
 

@@ -1,0 +1,235 @@
+"""The worker end to end, for real: `dunning worker` as a separate process, redis-server,
+an aiosmtpd server, the Twilio sandbox, and the contact log on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import job_data
+from scripted_smtp import Scripted
+
+from worker.contact_log import ContactLog
+from worker.intake import parse_job
+from worker.pipeline import payload_for
+from worker.policy import profiles
+from worker.queue import enqueue_many
+from worker.render import SHIPPED_DIR
+from worker.stack import Stack
+from worker.submit import submit
+
+WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
+FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000"}
+
+
+class Harness:
+    def __init__(self, stack: Stack, log: ContactLog, mail: Scripted, templates: Path,
+                 worker_env: dict[str, str]) -> None:
+        self.stack, self.log, self.mail, self.templates = stack, log, mail, templates
+        self.worker_env = worker_env
+
+    def job(self, due: str = "2026-12-02", **changes: Any) -> dict[str, Any]:
+        """A fresh job (own ids and addresses), due on `due`, in Shanghai."""
+        tag = uuid.uuid4().hex[:10]
+        data = job_data(job_id=f"T-{tag}/reminder", invoice__id=f"INV-{tag}", invoice__number=tag,
+                        invoice__due_date=due, debtor__account_id=f"ACC-{tag}",
+                        debtor__email=f"d{tag}@example.com", debtor__preferred_channel=None,
+                        debtor__consent={"email": True, "sms": True, "voice": True})
+        for key, value in changes.items():
+            *parents, leaf = key.split("__")
+            target = data
+            for parent in parents:
+                target = target[parent]
+            target[leaf] = value
+        return data
+
+    def run(self, *jobs: dict[str, Any], at: datetime = WEDNESDAY_10) -> None:
+        self.stack.set_clock(at)
+        parsed = [parse_job(job, profiles(), "test") for job in jobs]
+        submit(parsed, self.log, self.stack.broker, at)
+        self.stack.wait_idle(timeout=60)
+
+    def events(self, job: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
+        return [(r["kind"], r["status"], r["channel"], r["error_code"])
+                for r in self.log.history(account=job["debtor"]["account_id"])
+                if r["kind"] in ("delivery", "suppression")]
+
+    def emails_to(self, address: str) -> list[Any]:
+        return [m for m in self.mail.messages() if m["To"] == address]
+
+    def texts_to(self, number: str, body_has: str) -> list[dict[str, Any]]:
+        return [m for m in self.stack.sandbox.sent() if m["to"] == number and body_has in m["body"]]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    directory = Path(tempfile.mkdtemp(prefix="dunning-worker-"))
+    templates = directory / "templates"
+    shutil.copytree(SHIPPED_DIR, templates)
+    mail = Scripted(directory / "mail")
+    stack = Stack(directory, smtp_handler=mail).start()
+    extra = {"DUNNING_TEMPLATE_DIR": str(templates), **FAST_RECOVERY}
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        log = ContactLog.open(url)
+        from sqlalchemy import text
+
+        with log.engine.begin() as conn:
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
+                              "RESTART IDENTITY CASCADE"))
+        extra["DUNNING_DATABASE_URL"] = url
+    else:
+        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
+    stack.start_worker(processes=1, threads=4, extra_env=extra)
+    yield Harness(stack, log, mail, templates, extra)
+    stack.stop()
+    log.engine.dispose()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_email_sms_and_voice_are_delivered_and_logged(harness: Harness) -> None:
+    email = harness.job("2026-12-08")  # pre_due_7: email
+    sms = harness.job("2026-12-02", debtor__phone="+8613900139000")  # due_day: sms first
+    voice = harness.job("2026-11-30", debtor__phone="+8613700137000")  # overdue_early: voice first
+    harness.run(email, sms, voice)
+    [message] = harness.emails_to(email["debtor"]["email"])
+    assert "将于 2026年12月8日 到期" in message["Subject"]
+    assert harness.events(email) == [("delivery", "claimed", "email", None), ("delivery", "sent", "email", None)]
+    [text_message] = harness.texts_to("+8613900139000", sms["invoice"]["number"])
+    assert "今日到期" in text_message["body"] and text_message["_form"]["From"] == "+15005550006"
+    assert 0 < int(text_message["_form"]["ValidityPeriod"]) <= 5400, "clamped to the window ending 11:30"
+    calls = [c for c in harness.stack.sandbox.sent("Calls") if voice["invoice"]["number"] in c["_form"]["Twiml"]]
+    assert len(calls) == 1 and "<Say language=\"cmn-CN\"" in calls[0]["_form"]["Twiml"]
+    sent = [r for r in harness.log.history(invoice=voice["invoice"]["id"]) if r["status"] == "sent"]
+    assert sent[0]["provider_message_id"] == calls[0]["sid"] and sent[0]["template"] == "zh-CN/overdue_early.voice.j2"
+    assert harness.log.template_source(sent[0]["template_version"]) is not None
+    decisions = [r for r in harness.log.history(invoice=voice["invoice"]["id"]) if r["kind"] == "decision"]
+    assert decisions[0]["detail"]["rules"] == ["W-BIZ", "W-LEGAL"]
+
+
+def test_smtp_451_then_success(harness: Harness) -> None:
+    job = harness.job("2026-12-08")
+    harness.mail.data = ["451 4.3.0 Try again later"]
+    harness.run(job)
+    assert len(harness.emails_to(job["debtor"]["email"])) == 1
+    assert harness.events(job)[-1] == ("delivery", "sent", "email", None)
+
+
+def test_an_invalid_mailbox_moves_to_the_next_channel(harness: Harness) -> None:
+    job = harness.job("2026-12-04", debtor__preferred_channel="email", debtor__phone="+8613500135000")
+    harness.mail.rcpt[job["debtor"]["email"]] = ["550 5.1.1 No such user"]
+    harness.run(job)
+    assert harness.emails_to(job["debtor"]["email"]) == []
+    assert harness.events(job) == [("delivery", "claimed", "email", None), ("delivery", "failed", "email", "550"),
+                                   ("suppression", "suppressed", None, "550"),
+                                   ("delivery", "claimed", "sms", None), ("delivery", "sent", "sms", None)]
+    assert len(harness.texts_to("+8613500135000", job["invoice"]["number"])) == 1
+
+
+def test_twilio_429_then_success(harness: Harness) -> None:
+    job = harness.job("2026-12-02", debtor__phone="+8613600136000")
+    harness.stack.sandbox.script.failures = [{"status": 429, "retry_after": 0.3}]
+    harness.run(job)
+    assert len(harness.texts_to("+8613600136000", job["invoice"]["number"])) == 1
+    assert harness.events(job)[-1] == ("delivery", "sent", "sms", None)
+
+
+def test_21211_is_permanent_and_email_takes_over(harness: Harness) -> None:
+    job = harness.job("2026-12-02", debtor__phone="+15005550001")
+    harness.run(job)
+    assert [e for e in harness.events(job) if e[1] != "claimed"] == [
+        ("delivery", "failed", "sms", "21211"), ("suppression", "suppressed", None, "21211"),
+        ("delivery", "sent", "email", None)]
+    assert len(harness.emails_to(job["debtor"]["email"])) == 1
+
+
+def test_the_same_job_twice_is_one_message(harness: Harness) -> None:
+    job = harness.job("2026-12-08")
+    harness.run(job, job)
+    parsed = parse_job(job, profiles(), "test").job
+    assert parsed is not None
+    enqueue_many(harness.stack.broker, [payload_for(parsed)] * 3)  # and redelivered behind intake's back
+    harness.stack.wait_idle()
+    assert len(harness.emails_to(job["debtor"]["email"])) == 1
+    assert [e[1] for e in harness.events(job)] == ["claimed", "sent"]
+
+
+def test_a_template_error_fails_that_job_only_and_sends_nothing(harness: Harness) -> None:
+    broken = harness.templates / "fr-FR"
+    shutil.copytree(harness.templates / "en-US", broken, dirs_exist_ok=True)
+    (broken / "due_day.sms.j2").write_text("Bonjour {{ debtor.name }}, {{ invoice.montant }} est dû.")
+    bad = harness.job("2026-12-02", debtor__locale="fr-FR", debtor__phone="+8613100131000")
+    good = harness.job("2026-12-02", debtor__phone="+8613200132000")
+    try:
+        harness.run(bad, good)
+    finally:
+        shutil.rmtree(broken)
+    assert harness.texts_to("+8613100131000", "") == []
+    [failure] = [r for r in harness.log.history(invoice=bad["invoice"]["id"]) if r["status"] == "failed"]
+    assert failure["error_code"] == "template"
+    assert "fr-FR/due_day.sms.j2:1: undefined variable" in failure["error_text"] and "montant" in failure["error_text"]
+    letters = [d for d in harness.log.dead_letters() if d["job_id"] == bad["job_id"]]
+    assert letters and letters[0]["origin"] == "template" and "montant" in letters[0]["reason"]
+    assert len(harness.texts_to("+8613200132000", good["invoice"]["number"])) == 1
+
+
+def test_deferred_jobs_wait_in_the_agenda_and_are_re_decided(harness: Harness) -> None:
+    saturday = datetime.fromisoformat("2026-12-05T10:00:00+08:00")
+    job = harness.job("2026-12-10")  # pre_due_7 window opens Thursday 3 Dec; Saturday → Monday
+    harness.run(job, at=saturday)
+    assert harness.emails_to(job["debtor"]["email"]) == []
+    assert harness.stack.agenda.pending() >= 1
+    harness.log.record("invoice", "paid", saturday, invoice_id=job["invoice"]["id"],
+                       account_id=job["debtor"]["account_id"])
+    harness.stack.set_clock(datetime.fromisoformat("2026-12-07T09:05:00+08:00"))
+    harness.stack.wait_idle()
+    assert harness.emails_to(job["debtor"]["email"]) == [], "paid over the weekend: re-checked on Monday"
+    decisions = [(r["status"], (r["detail"] or {}).get("reasons")) for r in harness.log.history(
+        invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
+    assert decisions[0][0] == "defer" and decisions[-1] == ("skip", ["invoice paid"])
+
+
+def test_invalid_jobs_are_dead_lettered_with_their_reasons(harness: Harness) -> None:
+    from worker.intake import read_jobs
+
+    bad = harness.job(debtor__phone="+86 138")
+    result = submit(read_jobs(json.dumps(bad).encode() + b"\n{oops\n", profiles()), harness.log,
+                    harness.stack.broker, WEDNESDAY_10)
+    assert result.accepted == 0 and len(result.rejected) == 2
+    letters = {d["origin"]: d for d in harness.log.dead_letters() if d["origin"].startswith("intake line")}
+    assert "debtor.phone: '+86 138' is not a valid phone number" in letters["intake line 1"]["reason"]
+    assert letters["intake line 2"]["payload"] == "{oops"
+
+
+def test_a_worker_killed_mid_batch_delivers_every_job_exactly_once(harness: Harness) -> None:
+    jobs = [harness.job("2026-12-08") for _ in range(24)]
+    harness.stack.set_clock(WEDNESDAY_10)
+    harness.mail.gate.clear()  # every SMTP transaction now waits at RCPT: the worker is mid-send
+    submit([parse_job(job, profiles(), "test") for job in jobs], harness.log, harness.stack.broker, WEDNESDAY_10)
+    deadline = time.monotonic() + 30
+    while harness.mail.waiting < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert harness.mail.waiting >= 4, "the worker should be blocked sending"
+    [worker] = harness.stack.workers
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    harness.stack.workers.clear()
+    harness.mail.gate.set()
+    time.sleep(0.5)
+    harness.stack.start_worker(processes=1, threads=4, extra_env=harness.worker_env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(len(harness.emails_to(j["debtor"]["email"])) for j in jobs) < 24:
+        time.sleep(0.2)
+    harness.stack.wait_idle()
+    counts = [len(harness.emails_to(job["debtor"]["email"])) for job in jobs]
+    assert counts == [1] * 24
