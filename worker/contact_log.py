@@ -145,6 +145,18 @@ _VOICE_PENDING = "no-answer"  # a call still ringing counts as unanswered until 
 FACTS_LOOKBACK = timedelta(days=40)
 
 
+# Built once: statements built per call cost more in SQLAlchemy than the insert itself.
+_INSERT_DELIVERY = insert(deliveries)
+_INSERT_EVENT = insert(events)
+_EVENT_FIELDS = ("delivery_id", "job_id", "invoice_id", "account_id", "kind", "status", "provider",
+                 "provider_message_id", "error_code", "error_text", "detail", "occurred_at", "recorded_at")
+
+
+def _event(**values: Any) -> dict[str, Any]:
+    """Every column given (None where absent), so all event inserts share one compiled form."""
+    return {name: values.get(name) for name in _EVENT_FIELDS}
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a delivery is about to send, and why: written before the provider is called."""
@@ -179,6 +191,7 @@ class ContactLog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._kept: set[str] = set()  # template versions known to be stored already
 
     @classmethod
     def open(cls, url: str, migrate: bool = True) -> ContactLog:
@@ -198,12 +211,13 @@ class ContactLog:
         """Claim a delivery; if its key was claimed before, return that one as it stands."""
         try:
             with self.engine.begin() as conn:
-                delivery_id = conn.execute(insert(deliveries).values(
-                    delivery_key=claim.delivery_key, job_id=claim.job_id, invoice_id=claim.invoice_id,
-                    account_id=claim.account_id, channel=claim.channel, recipient=claim.recipient, stage=claim.stage,
-                    template=claim.template, template_version=claim.template_version, reasons=list(claim.reasons),
-                    rules=list(claim.rules), zones=list(claim.zones), claimed_at=now)).inserted_primary_key[0]  # type: ignore[index]
-                conn.execute(insert(events).values(
+                delivery_id = conn.execute(_INSERT_DELIVERY, {
+                    "delivery_key": claim.delivery_key, "job_id": claim.job_id, "invoice_id": claim.invoice_id,
+                    "account_id": claim.account_id, "channel": claim.channel, "recipient": claim.recipient,
+                    "stage": claim.stage, "template": claim.template, "template_version": claim.template_version,
+                    "reasons": list(claim.reasons), "rules": list(claim.rules), "zones": list(claim.zones),
+                    "claimed_at": now}).inserted_primary_key[0]  # type: ignore[index]
+                conn.execute(_INSERT_EVENT, _event(
                     delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
                     account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
             return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
@@ -238,7 +252,7 @@ class ContactLog:
                 owner = conn.execute(select(deliveries.c.job_id, deliveries.c.invoice_id, deliveries.c.account_id)
                                      .where(deliveries.c.id == delivery_id)).one()
                 job_id, invoice_id, account_id = owner.job_id, owner.invoice_id, owner.account_id
-            conn.execute(insert(events).values(
+            conn.execute(_INSERT_EVENT, _event(
                 delivery_id=delivery_id, job_id=job_id, invoice_id=invoice_id, account_id=account_id, kind=kind,
                 status=status, provider=provider, provider_message_id=provider_message_id, error_code=error_code,
                 error_text=error_text, detail=dict(detail) if detail is not None else None,
@@ -247,6 +261,8 @@ class ContactLog:
     def keep_templates(self, sources: Iterable[TemplateSource], now: datetime) -> None:
         """Keep each template version's source once, so any message can be reproduced."""
         for source in sources:
+            if source.version in self._kept:
+                continue
             try:
                 with self.engine.begin() as conn:
                     if conn.execute(select(template_versions.c.version)
@@ -255,6 +271,7 @@ class ContactLog:
                             version=source.version, name=source.name, source=source.source, first_used_at=now))
             except IntegrityError:
                 pass  # another process kept it first
+            self._kept.add(source.version)
 
     def template_source(self, version: str) -> str | None:
         with self.engine.connect() as conn:

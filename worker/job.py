@@ -117,13 +117,19 @@ def _timezone(value: object) -> object:
 
 
 def _locale(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            Locale.parse(value, sep="-" if "-" in value else "_")
-            return value
-        except (UnknownLocaleError, ValueError, TypeError):
-            pass
+    if isinstance(value, str) and _known_locale(value):
+        return value
     raise _invalid("locale", f"{_shown(value)} is not a known locale (e.g. zh-CN, en-US)")
+
+
+@lru_cache(maxsize=1024)
+def _known_locale(value: str) -> bool:
+    """Babel scans its data directory on each parse; the answer for a name never changes."""
+    try:
+        Locale.parse(value, sep="-" if "-" in value else "_")
+        return True
+    except (UnknownLocaleError, ValueError, TypeError):
+        return False
 
 
 def _country(value: object) -> object:

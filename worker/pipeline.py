@@ -106,14 +106,14 @@ class Pipeline:
             resend = delivery.status == "retry" or (delivery.status == "claimed" and channel == "email")
             if not resend:
                 if delivery.status == "claimed":  # a worker died between claim and answer: SMS/voice may be out
-                    s.log.record("delivery", "unknown", now, delivery_id=delivery.id,
+                    self.outcome(job, "unknown", now, delivery.id,
                                  error_text="worker stopped before the provider answered; not resent")
                     return "unknown"
                 return "duplicate"
         s.log.keep_templates(rendered.templates, now)
         sender = s.channels.get(channel)
         if sender is None:
-            s.log.record("delivery", "failed", now, delivery_id=delivery.id, error_code="not-configured",
+            self.outcome(job, "failed", now, delivery.id, error_code="not-configured",
                          error_text=f"no {channel} channel is configured")
             return "next-channel"
         message = Message(key=delivery.key, channel=channel, to=address, text=rendered.text, locale=rendered.locale,
@@ -122,19 +122,19 @@ class Pipeline:
         try:
             result = await sender.send(message)
         except PermanentError as error:
-            s.log.record("delivery", "failed", now, delivery_id=delivery.id, provider=_provider(channel),
+            self.outcome(job, "failed", now, delivery.id, provider=_provider(channel),
                          error_code=error.code, error_text=error.text)
             if error.invalid_address:
                 s.log.suppress(job.debtor.account_id, address, channel, f"invalid address: {error.text}", now,
                                code=error.code)
             return "next-channel"
         except UnknownOutcome as error:
-            s.log.record("delivery", "unknown", now, delivery_id=delivery.id, provider=_provider(channel),
+            self.outcome(job, "unknown", now, delivery.id, provider=_provider(channel),
                          error_code=error.code, error_text=error.text)
             return "unknown"
         except TransientError as error:
             return self.retry(job, payload, delivery.id, channel, error, decision, now)
-        s.log.record("delivery", "sent", now, delivery_id=delivery.id, provider=result.provider,
+        self.outcome(job, "sent", now, delivery.id, provider=result.provider,
                      provider_message_id=result.provider_message_id)
         return "sent"
 
@@ -153,7 +153,7 @@ class Pipeline:
         attempt = int(payload.get("attempt", 0)) + 1
         first = datetime.fromisoformat(payload["first_tried"]) if payload.get("first_tried") else now
         if now - first >= GIVE_UP_AFTER:
-            s.log.record("delivery", "failed", now, delivery_id=delivery_id, provider=_provider(channel),
+            self.outcome(job, "failed", now, delivery_id, provider=_provider(channel),
                          error_code=error.code, error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
             s.log.dead_letter("retries", f"{error.code}: {error.text}", json.dumps(dict(payload), ensure_ascii=False,
                                                                                    default=str), now, job.job_id)
@@ -164,10 +164,15 @@ class Pipeline:
             at = now + timedelta(seconds=error.retry_after)
         else:
             at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
-        s.log.record("delivery", "retry", now, delivery_id=delivery_id, provider=_provider(channel),
+        self.outcome(job, "retry", now, delivery_id, provider=_provider(channel),
                      error_code=error.code, error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
         self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at, now)
         return "retry"
+
+    def outcome(self, job: Job, status: str, now: datetime, delivery_id: int, **details: Any) -> None:
+        """A status event of a delivery, filed under its job, invoice and account."""
+        self.s.log.record("delivery", status, now, delivery_id=delivery_id, job_id=job.job_id,
+                          invoice_id=job.invoice.id, account_id=job.debtor.account_id, **details)
 
     def later(self, job: Job, payload: Mapping[str, Any], at: datetime, now: datetime) -> None:
         """Come back at `at`: a short wait in the queue, anything longer in the agenda."""

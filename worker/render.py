@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,13 @@ def _template_line(error: BaseException, name: str) -> int | None:
 
 
 def _babel_locale(context: Context) -> Locale:
-    return Locale.parse(str(context.get("locale", "en-US")), sep="-")
+    return _locale(str(context.get("locale", "en-US")))
+
+
+@lru_cache(maxsize=256)
+def _locale(name: str) -> Locale:
+    """Babel scans its data directory on every parse; a locale is parsed once per process."""
+    return Locale.parse(name, sep="-")
 
 
 @pass_context
