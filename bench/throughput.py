@@ -81,7 +81,7 @@ def main() -> None:
         enqueued = time.perf_counter() - began
         mail_dir = directory / "mail"
         ours = wait_drained(stack.broker, lambda: backlog(stack.broker),
-                            lambda: sum(1 for _ in mail_dir.iterdir()) >= args.jobs, began)
+                            lambda: stack.mail.accepted >= args.jobs, began)
         stack.stop_workers()
         delivered = sum(1 for _ in mail_dir.iterdir())
 

@@ -40,8 +40,8 @@ def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = (), heart
     return broker
 
 
-def message(payload: dict[str, Any]) -> dramatiq.Message[Any]:
-    return dramatiq.Message(queue_name=QUEUE, actor_name=ACTOR, args=(payload,), kwargs={}, options={})
+def message(payload: dict[str, Any], options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
+    return dramatiq.Message(queue_name=QUEUE, actor_name=ACTOR, args=(payload,), kwargs={}, options=options or {})
 
 
 def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[dict[str, Any]], delay_ms: int | None = None) -> int:
@@ -49,7 +49,8 @@ def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[dict[str, Any]], de
     count = 0
     batch: list[dramatiq.Message[Any]] = []
     for payload in payloads:
-        batch.append(message(payload))
+        # Each message on Redis needs its own id (RedisBroker.enqueue adds one the same way).
+        batch.append(message(payload, {"redis_message_id": str(uuid4())}))
         if len(batch) >= BATCH:
             count += _flush(broker, batch, delay_ms)
             batch = []
@@ -67,7 +68,6 @@ def _flush(broker: dramatiq.Broker, batch: list[dramatiq.Message[Any]], delay_ms
     assert isinstance(broker, RedisBroker)
     with broker.client.pipeline(transaction=False) as pipe:
         for item in batch:
-            item = item.copy(options={"redis_message_id": str(uuid4())})
             broker.emit_before("enqueue", item, None)
             # The arguments of RedisBroker._dispatch("enqueue"), maintenance off.
             dispatch(keys=[broker.namespace], client=pipe, args=[

@@ -7,6 +7,7 @@ credentials; the tests deliver to it to see exactly what left the worker.
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 from email import message_from_bytes
 from email.message import Message
@@ -18,24 +19,28 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+
 
 class EmlFolder:
     """aiosmtpd handler: one file per accepted message, named after its Message-ID."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.accepted = 0
         folder.mkdir(parents=True, exist_ok=True)
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        message_id = message_from_bytes(content).get("Message-ID", "")
-        digest = hashlib.sha256((message_id or content.decode("utf-8", "replace")).encode()).hexdigest()[:16]
+        found = _MESSAGE_ID.search(content.split(b"\r\n\r\n", 1)[0])
+        digest = hashlib.sha256(found[1] if found else content).hexdigest()[:16]
         path = self.folder / f"{digest}.eml"
         index = 1
         while path.exists():  # the same Message-ID twice is kept twice: duplicates must be visible
             index += 1
             path = self.folder / f"{digest}-{index}.eml"
         path.write_bytes(content)
+        self.accepted += 1
         return "250 2.0.0 OK: queued"
 
     def messages(self) -> list[Message]:
