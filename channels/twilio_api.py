@@ -20,7 +20,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from channels.base import ChannelError, PermanentError, TransientError, UnknownOutcome
+from channels.base import ChannelError, Message, PermanentError, SendResult, TransientError, UnknownOutcome
 
 Kind = Literal["permanent", "invalid", "review", "transient", "next_window"]
 T = TypeVar("T")
@@ -88,6 +88,35 @@ async def call_twilio(create: Callable[[], Awaitable[T]], errors: Mapping[int, K
         with attempt:
             return await once()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class TwilioChannel:
+    """What SMS and voice share: one client per event loop, one create call per message."""
+
+    name: str
+    resource: str  # the client's collection: "messages" or "calls"
+
+    def __init__(self, account: TwilioAccount, errors: Mapping[int, Kind], timeout: float,
+                 retry_deadline: float) -> None:
+        self.account, self.errors, self.timeout, self.retry_deadline = account, errors, timeout, retry_deadline
+        self._client: Any = None
+
+    def parameters(self, message: Message) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def send(self, message: Message) -> SendResult:
+        params = self.parameters(message)
+        if self._client is None:
+            self._client = self.account.client()  # on the running loop: aiohttp binds to it
+        collection = getattr(self._client, self.resource)
+        created = await call_twilio(lambda: collection.create_async(**params), self.errors, self.timeout,
+                                    self.retry_deadline)
+        return SendResult("twilio", created.sid, created.status or "queued")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.http_client.close()
+            self._client = None
 
 
 def classify(error: TwilioRestException, errors: Mapping[int, Kind], headers: Mapping[str, str]) -> ChannelError:
