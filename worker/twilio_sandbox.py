@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import secrets
 import socket
@@ -70,6 +71,7 @@ class Sandbox:
         self.requests: list[dict[str, str]] = []
         self.callbacks: list[tuple[str, int]] = []
         self._lock = threading.Lock()
+        self._order = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(routes=[
             Route(API + "/Messages.json", self._create_message, methods=["POST"]),
@@ -201,7 +203,7 @@ class Sandbox:
                     "error_message": None, "price": None, "price_unit": "USD", "api_version": "2010-04-01",
                     "uri": f"/2010-04-01/Accounts/{self.account_sid}/{kind}/{sid}.json", **extra}
         self.resources[sid] = resource
-        record = {**resource, "_form": dict(form), "_accepted_at": time.time()}
+        record = {**resource, "_form": dict(form), "_accepted_at": next(self._order)}
         (self.outbox / f"{kind}-{sid}.json").write_text(json.dumps(record, ensure_ascii=False, indent=1),
                                                         encoding="utf-8")
         return resource
