@@ -1,4 +1,4 @@
-"""Channel adapters, one module per channel behind one protocol (email, SMS, voice).
-
-Empty until sending is built (issue 3); `schedules/` and `worker/` do not import it yet.
+"""Channel adapters, one module per channel behind one protocol (`channels.base.Channel`):
+email over SMTP, SMS and voice over Twilio. `worker/` composes them; they import
+neither `worker/` nor `schedules/`.
 """
