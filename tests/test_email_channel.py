@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes
 from email.message import Message as Parsed
+from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,18 @@ def test_a_server_that_is_down_is_transient() -> None:
 def test_a_bad_url_is_refused_with_the_expected_form() -> None:
     with pytest.raises(ValueError, match="smtp://host:587"):
         EmailChannel("http://mail.example.com", "billing@example.com")
+
+
+def test_the_message_is_canonical_mime_and_refuses_header_injection() -> None:
+    email = EmailChannel("smtp://127.0.0.1:25", "billing@example.com", "示例贸易有限公司")
+    long_subject = "逾期提醒：发票 2026-0042 已逾期 12 天，请尽快安排付款，如已付款请忽略本提醒" * 2
+    raw = email.build(reminder().__class__(**{**reminder().__dict__, "subject": long_subject}))
+    head, _, _ = raw.partition(b"\r\n\r\n")
+    assert b"\n" not in head.replace(b"\r\n", b""), "every header line ends in CRLF"
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n")), "RFC 5322 line limit"
+    parsed = message_from_bytes(raw, policy=default)
+    assert parsed["Subject"] == long_subject and parsed["From"] == "示例贸易有限公司 <billing@example.com>"
+    assert not parsed.defects and all(not part.defects for part in parsed.walk())
+    assert parsed.get_body(("plain",)).get_content() == "张伟，您好：\r\n\r\n发票 2026-0042 今日到期。"
+    with pytest.raises(ValueError, match="To header contains a line break"):
+        email.build(reminder(to="a@example.com\r\nBcc: everyone@example.com"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,13 +31,15 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
     func,
     insert,
     select,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
 from schedules.facts import Attempt, Facts
@@ -152,6 +155,31 @@ _EVENT_FIELDS = ("delivery_id", "job_id", "invoice_id", "account_id", "kind", "s
                  "provider_message_id", "error_code", "error_text", "detail", "occurred_at", "recorded_at")
 
 
+_DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindparam("delivery_id"))
+                    .order_by(events.c.id.desc()).limit(1))
+_DELIVERY_BY_KEY = select(deliveries.c.id, deliveries.c.claimed_at).where(deliveries.c.delivery_key == bindparam("key"))
+_DELIVERY_OWNER = (select(deliveries.c.job_id, deliveries.c.invoice_id, deliveries.c.account_id)
+                   .where(deliveries.c.id == bindparam("delivery_id")))
+_LATEST_EVENT = (select(func.max(events.c.id)).where(events.c.delivery_id == deliveries.c.id)
+                 .correlate(deliveries).scalar_subquery())
+_ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel, deliveries.c.stage,
+                    deliveries.c.recipient, deliveries.c.claimed_at, events.c.status)
+             .join(events, events.c.id == _LATEST_EVENT)
+             .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
+_HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail)
+               .where(events.c.kind.in_(("invoice", "account", "suppression")),
+                      (events.c.account_id == bindparam("account_id"))
+                      | (events.c.invoice_id == bindparam("invoice_id")))
+               .order_by(events.c.id))
+
+
+def _claim_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (delivery_key) DO NOTHING RETURNING id: a claim never raises, so it
+    can share a transaction with other writes (an error would abort a PostgreSQL transaction)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(deliveries).on_conflict_do_nothing(index_elements=["delivery_key"]).returning(deliveries.c.id)
+
+
 def _event(**values: Any) -> dict[str, Any]:
     """Every column given (None where absent), so all event inserts share one compiled form."""
     return {name: values.get(name) for name in _EVENT_FIELDS}
@@ -187,10 +215,16 @@ class Delivery:
 
 
 class ContactLog:
-    """The log on one database; safe to share between threads of a process."""
+    """The log on one database; safe to share between threads of a process.
+
+    Every write method takes an optional `conn`: given one, it writes inside that
+    transaction (the worker's group commit, `worker.log_writer`); otherwise it commits
+    on its own.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._claim = _claim_statement(engine.dialect.name)
         self._kept: set[str] = set()  # template versions known to be stored already
 
     @classmethod
@@ -198,7 +232,7 @@ class ContactLog:
         """Open (and by default migrate) the log at a SQLAlchemy URL."""
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))  # a file needs no ping
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         if migrate:
@@ -207,52 +241,69 @@ class ContactLog:
             upgrade(engine)
         return cls(engine)
 
-    def claim(self, claim: Claim, now: datetime) -> Delivery:
-        """Claim a delivery; if its key was claimed before, return that one as it stands."""
-        try:
-            with self.engine.begin() as conn:
-                delivery_id = conn.execute(_INSERT_DELIVERY, {
-                    "delivery_key": claim.delivery_key, "job_id": claim.job_id, "invoice_id": claim.invoice_id,
-                    "account_id": claim.account_id, "channel": claim.channel, "recipient": claim.recipient,
-                    "stage": claim.stage, "template": claim.template, "template_version": claim.template_version,
-                    "reasons": list(claim.reasons), "rules": list(claim.rules), "zones": list(claim.zones),
-                    "claimed_at": now}).inserted_primary_key[0]  # type: ignore[index]
-                conn.execute(_INSERT_EVENT, _event(
-                    delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
-                    account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
-            return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
-        except IntegrityError:
-            existing = self.delivery(claim.delivery_key)
-            if existing is None:
-                raise
-            return existing
+    @contextmanager
+    def _writing(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.begin() as own:
+                yield own
+
+    def claim(self, claim: Claim, now: datetime, *, decision: Mapping[str, Any] | None = None,
+              conn: Connection | None = None) -> Delivery:
+        """Claim a delivery; if its key was claimed before, return that one as it stands.
+
+        `decision` (the decision's JSON) is recorded in the same transaction, so a claimed
+        delivery always has the decision that made it.
+        """
+        with self._writing(conn) as c:
+            if decision is not None:
+                c.execute(_INSERT_EVENT, _event(job_id=claim.job_id, invoice_id=claim.invoice_id,
+                                                account_id=claim.account_id, kind="decision",
+                                                status=decision.get("action"), detail=dict(decision),
+                                                occurred_at=now, recorded_at=now))
+            delivery_id = c.execute(self._claim, {
+                "delivery_key": claim.delivery_key, "job_id": claim.job_id, "invoice_id": claim.invoice_id,
+                "account_id": claim.account_id, "channel": claim.channel, "recipient": claim.recipient,
+                "stage": claim.stage, "template": claim.template, "template_version": claim.template_version,
+                "reasons": list(claim.reasons), "rules": list(claim.rules), "zones": list(claim.zones),
+                "claimed_at": now}).scalar()
+            if delivery_id is None:
+                existing = self._delivery(c, claim.delivery_key)
+                assert existing is not None  # the conflict was on this key
+                return existing
+            c.execute(_INSERT_EVENT, _event(
+                delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
+                account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
+        return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
 
     def delivery(self, key: str) -> Delivery | None:
         """A delivery with its latest status."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(deliveries.c.id, deliveries.c.claimed_at)
-                               .where(deliveries.c.delivery_key == key)).first()
-            if row is None:
-                return None
-            status = conn.execute(select(events.c.status).where(events.c.delivery_id == row.id)
-                                  .order_by(events.c.id.desc()).limit(1)).scalar_one()
+            return self._delivery(conn, key)
+
+    @staticmethod
+    def _delivery(conn: Connection, key: str) -> Delivery | None:
+        row = conn.execute(_DELIVERY_BY_KEY, {"key": key}).first()
+        if row is None:
+            return None
+        status = conn.execute(_DELIVERY_STATUS, {"delivery_id": row.id}).scalar_one()
         return Delivery(row.id, key, status, row.claimed_at)
 
     def record(self, kind: str, status: str, now: datetime, *, delivery_id: int | None = None,
                job_id: str | None = None, invoice_id: str | None = None, account_id: str | None = None,
                provider: str | None = None, provider_message_id: str | None = None, error_code: str | None = None,
                error_text: str | None = None, detail: Mapping[str, Any] | None = None,
-               occurred_at: datetime | None = None) -> None:
+               occurred_at: datetime | None = None, conn: Connection | None = None) -> None:
         """Append one event (a decision, a status change, a provider callback...).
 
         An event about a delivery is filed under the delivery's job, invoice and account.
         """
-        with self.engine.begin() as conn:
+        with self._writing(conn) as c:
             if delivery_id is not None and account_id is None:
-                owner = conn.execute(select(deliveries.c.job_id, deliveries.c.invoice_id, deliveries.c.account_id)
-                                     .where(deliveries.c.id == delivery_id)).one()
+                owner = c.execute(_DELIVERY_OWNER, {"delivery_id": delivery_id}).one()
                 job_id, invoice_id, account_id = owner.job_id, owner.invoice_id, owner.account_id
-            conn.execute(_INSERT_EVENT, _event(
+            c.execute(_INSERT_EVENT, _event(
                 delivery_id=delivery_id, job_id=job_id, invoice_id=invoice_id, account_id=account_id, kind=kind,
                 status=status, provider=provider, provider_message_id=provider_message_id, error_code=error_code,
                 error_text=error_text, detail=dict(detail) if detail is not None else None,
@@ -290,32 +341,21 @@ class ContactLog:
             return False
 
     def suppress(self, account_id: str, address: str, channel: str, reason: str, now: datetime,
-                 code: str | None = None) -> None:
+                 code: str | None = None, conn: Connection | None = None) -> None:
         """Stop contacting an address (invalid, opted out): read back by `facts_for`."""
         self.record("suppression", "suppressed", now, account_id=account_id, error_code=code, error_text=reason,
-                    detail={"address": address, "channel": channel})
+                    detail={"address": address, "channel": channel}, conn=conn)
 
     def facts_for(self, account_id: str, invoice_id: str, job_id: str, now: datetime) -> Facts:
         """What `decide` needs to know, from the log: attempts across all of the debtor's
         invoices (caps hold per person), suppressions, and the invoice's own events."""
-        latest = (select(func.max(events.c.id)).where(events.c.delivery_id == deliveries.c.id)
-                  .correlate(deliveries).scalar_subquery())
-        attempts_query = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel,
-                                 deliveries.c.stage, deliveries.c.recipient, deliveries.c.claimed_at, events.c.status)
-                          .join(events, events.c.id == latest)
-                          .where(deliveries.c.account_id == account_id,
-                                 deliveries.c.claimed_at >= now - FACTS_LOOKBACK))
-        happenings = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail)
-                      .where(events.c.kind.in_(("invoice", "account", "suppression")),
-                             (events.c.account_id == account_id) | (events.c.invoice_id == invoice_id))
-                      .order_by(events.c.id))
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
         state: dict[str, Any] = {"paid": False, "disputed": False, "promised_until": None, "ceased": False}
         addresses: set[str] = set()
         media: set[Any] = set()
         with self.engine.connect() as conn:
-            for row in conn.execute(attempts_query):
+            for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
                 if row.job_id == job_id and row.status == "failed":
                     failed_here.add(row.channel)
                 if row.job_id == job_id and row.status in ("claimed", "retry"):
@@ -323,7 +363,7 @@ class ContactLog:
                 outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
                 attempts.append(Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
                                         at=row.claimed_at, outcome=outcome, address=row.recipient))  # type: ignore[arg-type]
-            for event_row in conn.execute(happenings):
+            for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id}):
                 detail = event_row.detail or {}
                 if event_row.kind == "invoice" and event_row.invoice_id == invoice_id:
                     _apply_invoice_event(state, event_row.status, detail)
@@ -340,11 +380,12 @@ class ContactLog:
                      ceased=state["ceased"], suppressed_addresses=frozenset(addresses),
                      suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts))
 
-    def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None) -> None:
+    def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None,
+                    conn: Connection | None = None) -> None:
         """Keep a rejected or failed job with the reason: never silently dropped."""
-        with self.engine.begin() as conn:
-            conn.execute(insert(dead_letters).values(job_id=job_id, origin=origin, reason=reason, payload=payload,
-                                                     received_at=now))
+        with self._writing(conn) as c:
+            c.execute(insert(dead_letters).values(job_id=job_id, origin=origin, reason=reason, payload=payload,
+                                                  received_at=now))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -31,7 +31,8 @@ class Parsed:
     """One record of the input: where it was, the job or the errors, and its raw text."""
 
     where: str
-    raw: str
+    data: object
+    text: str = ""
     job: Job | None = None
     job_id: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -40,10 +41,15 @@ class Parsed:
     def ok(self) -> bool:
         return self.job is not None
 
+    @property
+    def raw(self) -> str:
+        """The record as received (its text when there was one), kept with a rejection."""
+        return self.text or _dump(self.data)
+
 
 def parse_job(data: object, profiles: Mapping[str, Profile], where: str = "", raw: str = "") -> Parsed:
     """Validate one decoded JSON value as a job."""
-    parsed = Parsed(where, raw or _dump(data))
+    parsed = Parsed(where, data, raw)
     if not isinstance(data, dict):
         parsed.errors.append(f"(job): {_kind(data)} found; a job is a JSON object")
         return parsed
@@ -64,7 +70,7 @@ def read_jobs(data: bytes, profiles: Mapping[str, Profile]) -> Iterator[Parsed]:
     except json.JSONDecodeError as error:
         if text.lstrip().split("\n", 1)[0].strip() in ("{", "["):
             # A pretty-printed document, not JSON Lines: one error, where it is.
-            yield Parsed("document", text, errors=[f"(job): not valid JSON: {error.msg} at line {error.lineno} "
+            yield Parsed("document", None, text, errors=[f"(job): not valid JSON: {error.msg} at line {error.lineno} "
                                                    f"column {error.colno}"])
             return
         whole = None
@@ -87,19 +93,19 @@ def _read_line(line: bytes, number: int, profiles: Mapping[str, Profile]) -> Par
     where = f"line {number}"
     raw = line.decode("utf-8", errors="backslashreplace")
     if len(line) > MAX_RECORD_BYTES:
-        return Parsed(where, raw[:200] + "...", errors=[f"(job): {len(line)} bytes; at most {MAX_RECORD_BYTES} "
+        return Parsed(where, None, raw[:200] + "...", errors=[f"(job): {len(line)} bytes; at most {MAX_RECORD_BYTES} "
                                                          "bytes per job"])
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        return Parsed(where, raw, errors=[f"(job): not UTF-8 text (byte 0x{line[error.start]:02x} at column "
+        return Parsed(where, None, raw, errors=[f"(job): not UTF-8 text (byte 0x{line[error.start]:02x} at column "
                                           f"{error.start + 1})"])
     try:
         value = _loads(text)
     except json.JSONDecodeError as error:
-        return Parsed(where, raw, errors=[f"(job): not valid JSON: {error.msg} at column {error.colno}"])
+        return Parsed(where, None, raw, errors=[f"(job): not valid JSON: {error.msg} at column {error.colno}"])
     except (ValueError, RecursionError) as error:
-        return Parsed(where, raw, errors=[f"(job): not valid JSON: {error}"])
+        return Parsed(where, None, raw, errors=[f"(job): not valid JSON: {error}"])
     return parse_job(value, profiles, where, text)
 
 

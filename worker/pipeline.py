@@ -18,7 +18,10 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, Profiles, decide
@@ -28,6 +31,7 @@ from worker.clock import Clock
 from worker.contact_log import Claim, ContactLog
 from worker.intake import parse_job
 from worker.job import Job
+from worker.log_writer import LogWriter
 from worker.render import Rendered, Renderer, TemplateError, message_context, opt_out_line
 from worker.settings import Settings
 
@@ -39,6 +43,7 @@ RETRY_BASE, RETRY_MAX = timedelta(minutes=30), timedelta(hours=6)
 @dataclass
 class Services:
     log: ContactLog
+    write: LogWriter  # the log's writes from the event loop go through here (group commit)
     renderer: Renderer
     channels: Mapping[str, Channel]
     agenda: Agenda
@@ -58,31 +63,31 @@ class Pipeline:
         now = s.clock.now()
         parsed = parse_job(payload.get("job"), s.profiles, "queue")
         if parsed.job is None:
-            s.log.dead_letter("worker", "; ".join(parsed.errors), json.dumps(dict(payload), ensure_ascii=False,
-                                                                            default=str), now, parsed.job_id)
+            reason, kept = "; ".join(parsed.errors), _dump(payload)
+            await s.write(lambda c: s.log.dead_letter("worker", reason, kept, now, parsed.job_id, conn=c))
             return "rejected"
         job = parsed.job
         for _ in range(4):  # each permanent failure hands over to the next channel of the plan
             facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
             decision = decide(job, now, facts, s.profiles[job.profile])
-            s.log.record("decision", decision.action, now, job_id=job.job_id, invoice_id=job.invoice.id,
-                         account_id=job.debtor.account_id, detail=decision.to_json())
+            if decision.action == "send":
+                outcome = await self.deliver(job, decision, payload, now)
+                if outcome != "next-channel":
+                    return outcome
+                continue
+            await self.note(job, "decision", decision.action, now, detail=decision.to_json())
             if decision.action == "skip":
                 return "skipped"
             if decision.action == "escalate":
-                s.log.record("escalation", "open", now, job_id=job.job_id, invoice_id=job.invoice.id,
-                             account_id=job.debtor.account_id, detail={"reasons": list(decision.reasons)})
+                await self.note(job, "escalation", "open", now, detail={"reasons": list(decision.reasons)})
                 return "escalated"
-            if decision.action == "defer":
-                assert decision.until is not None
-                self.later(job, payload, decision.until, now)
-                return "deferred"
-            outcome = await self.deliver(job, decision, payload, now)
-            if outcome != "next-channel":
-                return outcome
+            assert decision.action == "defer" and decision.until is not None
+            self.later(job, payload, decision.until, now)
+            return "deferred"
         return "failed"
 
     async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime) -> str:
+        """Render, claim (with the decision, in one transaction), send, record the outcome."""
         s = self.s
         channel = decision.channel or ""
         address = job.debtor.email if channel == "email" else job.debtor.phone
@@ -92,29 +97,36 @@ class Pipeline:
         try:
             rendered = self.render(job, decision, now, unsubscribe_url)
         except TemplateError as error:
-            s.log.record("delivery", "failed", now, job_id=job.job_id, invoice_id=job.invoice.id,
-                         account_id=job.debtor.account_id, error_code="template", error_text=str(error))
-            s.log.dead_letter("template", str(error), json.dumps(dict(payload), ensure_ascii=False, default=str),
-                              now, job.job_id)
+            reason, kept = str(error), _dump(payload)
+
+            def failed(conn: Connection) -> None:
+                s.log.record("decision", decision.action, now, job_id=job.job_id, invoice_id=job.invoice.id,
+                             account_id=job.debtor.account_id, detail=decision.to_json(), conn=conn)
+                s.log.record("delivery", "failed", now, job_id=job.job_id, invoice_id=job.invoice.id,
+                             account_id=job.debtor.account_id, error_code="template", error_text=reason, conn=conn)
+                s.log.dead_letter("template", reason, kept, now, job.job_id, conn=conn)
+
+            await s.write(failed)
             return "failed"
-        delivery = s.log.claim(Claim(
-            delivery_key=f"{job.job_id}#{channel}", job_id=job.job_id, invoice_id=job.invoice.id,
-            account_id=job.debtor.account_id, channel=channel, recipient=address, stage=decision.stage,
-            template=rendered.template, template_version=rendered.version, reasons=decision.reasons,
-            rules=decision.rules, zones=decision.zones), now)
+        claim = Claim(delivery_key=f"{job.job_id}#{channel}", job_id=job.job_id, invoice_id=job.invoice.id,
+                      account_id=job.debtor.account_id, channel=channel, recipient=address, stage=decision.stage,
+                      template=rendered.template, template_version=rendered.version, reasons=decision.reasons,
+                      rules=decision.rules, zones=decision.zones)
+        detail = decision.to_json()
+        delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, conn=c))
         if not delivery.fresh:
             resend = delivery.status == "retry" or (delivery.status == "claimed" and channel == "email")
             if not resend:
                 if delivery.status == "claimed":  # a worker died between claim and answer: SMS/voice may be out
-                    self.outcome(job, "unknown", now, delivery.id,
-                                 error_text="worker stopped before the provider answered; not resent")
+                    await self.outcome(job, "unknown", now, delivery.id,
+                                       error_text="worker stopped before the provider answered; not resent")
                     return "unknown"
                 return "duplicate"
         s.log.keep_templates(rendered.templates, now)
         sender = s.channels.get(channel)
         if sender is None:
-            self.outcome(job, "failed", now, delivery.id, error_code="not-configured",
-                         error_text=f"no {channel} channel is configured")
+            await self.outcome(job, "failed", now, delivery.id, error_code="not-configured",
+                               error_text=f"no {channel} channel is configured")
             return "next-channel"
         message = Message(key=delivery.key, channel=channel, to=address, text=rendered.text, locale=rendered.locale,
                           subject=rendered.subject, html=rendered.html, unsubscribe_url=unsubscribe_url,
@@ -122,20 +134,17 @@ class Pipeline:
         try:
             result = await sender.send(message)
         except PermanentError as error:
-            self.outcome(job, "failed", now, delivery.id, provider=_provider(channel),
-                         error_code=error.code, error_text=error.text)
-            if error.invalid_address:
-                s.log.suppress(job.debtor.account_id, address, channel, f"invalid address: {error.text}", now,
-                               code=error.code)
+            await s.write(partial(self.refused, job=job, delivery_id=delivery.id, channel=channel, address=address,
+                                  error=error, now=now))
             return "next-channel"
         except UnknownOutcome as error:
-            self.outcome(job, "unknown", now, delivery.id, provider=_provider(channel),
-                         error_code=error.code, error_text=error.text)
+            await self.outcome(job, "unknown", now, delivery.id, provider=_provider(channel),
+                               error_code=error.code, error_text=error.text)
             return "unknown"
         except TransientError as error:
-            return self.retry(job, payload, delivery.id, channel, error, decision, now)
-        self.outcome(job, "sent", now, delivery.id, provider=result.provider,
-                     provider_message_id=result.provider_message_id)
+            return await self.retry(job, payload, delivery.id, channel, error, decision, now)
+        await self.outcome(job, "sent", now, delivery.id, provider=result.provider,
+                           provider_message_id=result.provider_message_id)
         return "sent"
 
     def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None) -> Rendered:
@@ -147,16 +156,30 @@ class Pipeline:
                                   opt_out)
         return self.s.renderer.render(decision.stage, channel, job.debtor.locale, context)
 
-    def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, channel: str, error: TransientError,
-              decision: Decision, now: datetime) -> str:
+    def refused(self, conn: Connection, job: Job, delivery_id: int, channel: str, address: str,
+                error: PermanentError, now: datetime) -> None:
+        """A permanent failure: recorded, and an invalid address suppressed for good."""
+        self.outcome_in(conn, job, "failed", now, delivery_id, provider=_provider(channel), error_code=error.code,
+                        error_text=error.text)
+        if error.invalid_address:
+            self.s.log.suppress(job.debtor.account_id, address, channel, f"invalid address: {error.text}", now,
+                                code=error.code, conn=conn)
+
+    async def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, channel: str,
+                    error: TransientError, decision: Decision, now: datetime) -> str:
         s = self.s
         attempt = int(payload.get("attempt", 0)) + 1
         first = datetime.fromisoformat(payload["first_tried"]) if payload.get("first_tried") else now
         if now - first >= GIVE_UP_AFTER:
-            self.outcome(job, "failed", now, delivery_id, provider=_provider(channel),
-                         error_code=error.code, error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
-            s.log.dead_letter("retries", f"{error.code}: {error.text}", json.dumps(dict(payload), ensure_ascii=False,
-                                                                                   default=str), now, job.job_id)
+            reason, kept = f"{error.code}: {error.text}", _dump(payload)
+
+            def given_up(conn: Connection) -> None:
+                self.outcome_in(conn, job, "failed", now, delivery_id, provider=_provider(channel),
+                                error_code=error.code,
+                                error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
+                s.log.dead_letter("retries", reason, kept, now, job.job_id, conn=conn)
+
+            await s.write(given_up)
             return "failed"
         if error.code == "30036" and decision.window_end is not None:
             at = decision.window_end  # the window is closing: decide again when it has (next window)
@@ -164,15 +187,25 @@ class Pipeline:
             at = now + timedelta(seconds=error.retry_after)
         else:
             at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
-        self.outcome(job, "retry", now, delivery_id, provider=_provider(channel),
-                     error_code=error.code, error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
+        await self.outcome(job, "retry", now, delivery_id, provider=_provider(channel), error_code=error.code,
+                           error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
         self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at, now)
         return "retry"
 
-    def outcome(self, job: Job, status: str, now: datetime, delivery_id: int, **details: Any) -> None:
+    async def outcome(self, job: Job, status: str, now: datetime, delivery_id: int, **details: Any) -> None:
         """A status event of a delivery, filed under its job, invoice and account."""
+        await self.s.write(lambda conn: self.outcome_in(conn, job, status, now, delivery_id, **details))
+
+    def outcome_in(self, conn: Connection, job: Job, status: str, now: datetime, delivery_id: int,
+                   **details: Any) -> None:
         self.s.log.record("delivery", status, now, delivery_id=delivery_id, job_id=job.job_id,
-                          invoice_id=job.invoice.id, account_id=job.debtor.account_id, **details)
+                          invoice_id=job.invoice.id, account_id=job.debtor.account_id, conn=conn, **details)
+
+    async def note(self, job: Job, kind: str, status: str, now: datetime, **details: Any) -> None:
+        """An event about the job (a decision, an escalation)."""
+        await self.s.write(lambda conn: self.s.log.record(kind, status, now, job_id=job.job_id,
+                                                           invoice_id=job.invoice.id,
+                                                           account_id=job.debtor.account_id, conn=conn, **details))
 
     def later(self, job: Job, payload: Mapping[str, Any], at: datetime, now: datetime) -> None:
         """Come back at `at`: a short wait in the queue, anything longer in the agenda."""
@@ -180,6 +213,10 @@ class Pipeline:
             self.s.requeue(dict(payload), max(int((at - now).total_seconds() * 1000), 0))
         else:
             self.s.agenda.schedule(job.job_id, dict(payload), at)
+
+
+def _dump(payload: Mapping[str, Any]) -> str:
+    return json.dumps(dict(payload), ensure_ascii=False, default=str)
 
 
 def _provider(channel: str) -> str:

@@ -130,9 +130,15 @@ class Renderer:
                                         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
         self.env.filters.update(money=_money, date=_date, mask=_mask)
+        self._locales: tuple[int, list[str]] | None = None
 
     def locales(self) -> list[str]:
-        return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        """The locale folders; read again only when the folder changes (an operator adds one)."""
+        changed = self.directory.stat().st_mtime_ns
+        if self._locales is None or self._locales[0] != changed:
+            self._locales = (changed, sorted(p.name for p in self.directory.iterdir()
+                                             if p.is_dir() and not p.name.startswith("_")))
+        return self._locales[1]
 
     def locale_for(self, wanted: str) -> str:
         """The template folder for a locale: exact, else same language, else the default."""

@@ -16,6 +16,7 @@ from channels.voice import VoiceChannel
 from worker.agenda import Agenda
 from worker.clock import Clock, RedisClock
 from worker.contact_log import ContactLog
+from worker.log_writer import LogWriter
 from worker.pipeline import Services
 from worker.policy import profiles
 from worker.render import Renderer
@@ -43,7 +44,8 @@ def build_services(settings: Settings, clock: Clock | None, requeue: Callable[[d
     client = redis.Redis.from_url(settings.redis_url)
     if clock is None:
         clock = RedisClock(client)
-    return Services(log=log or ContactLog.open(settings.database_url),
+    log = log or ContactLog.open(settings.database_url)
+    return Services(log=log, write=LogWriter(log.engine),
                     renderer=Renderer(settings.template_dir, settings.default_locale),
                     channels=build_channels(settings), agenda=Agenda(client), clock=clock, profiles=profiles(),
                     settings=settings, requeue=requeue)

@@ -1,0 +1,92 @@
+"""Group commit: many reminders' writes in one transaction, each await returning once committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from worker.contact_log import Claim, ContactLog
+from worker.log_writer import LogWriter
+
+NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContactLog]:
+    if request.param == "sqlite":
+        opened = ContactLog.open(f"sqlite:///{tmp_path}/dunning.db")
+    else:
+        opened = ContactLog.open(request.getfixturevalue("postgres_url"))
+        with opened.engine.begin() as conn:
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
+                              "RESTART IDENTITY CASCADE"))
+    yield opened
+    opened.engine.dispose()
+
+
+def claim(n: int) -> Claim:
+    return Claim(f"J-{n}#email", f"J-{n}", f"INV-{n}", "ACME", "email", f"d{n}@example.com", "due_day",
+                 "en-US/due_day.email.j2", "ab" * 32, ("r",), ("W-BIZ",), ("UTC",))
+
+
+def events(log: ContactLog) -> list[tuple[str, str, str]]:
+    with log.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT job_id, kind, status FROM events ORDER BY id"))]
+
+
+def test_concurrent_writes_are_committed_and_their_results_returned(log: ContactLog) -> None:
+    async def run() -> list[int]:
+        writer = LogWriter(log.engine)
+        try:
+            deliveries = await asyncio.gather(*[
+                writer(lambda c, n=n: log.claim(claim(n), NOW, decision={"action": "send"}, conn=c))
+                for n in range(50)])
+        finally:
+            writer.close()
+        return [d.id for d in deliveries if d.fresh]
+
+    ids = asyncio.run(run())
+    assert len(set(ids)) == 50
+    written = events(log)
+    assert written.count(("J-7", "decision", "send")) == 1 and written.count(("J-7", "delivery", "claimed")) == 1
+    assert len(written) == 100
+
+
+def test_a_claim_already_made_in_the_same_batch_is_returned_not_claimed_twice(log: ContactLog) -> None:
+    async def run() -> list[bool]:
+        writer = LogWriter(log.engine)
+        try:
+            found = await asyncio.gather(*[writer(lambda c: log.claim(claim(1), NOW, conn=c)) for _ in range(5)])
+        finally:
+            writer.close()
+        return [d.fresh for d in found]
+
+    assert sorted(asyncio.run(run())) == [False, False, False, False, True]
+    assert events(log) == [("J-1", "delivery", "claimed")]
+
+
+def test_one_failing_write_fails_alone_and_the_others_are_kept(log: ContactLog) -> None:
+    def broken(conn: Connection) -> None:
+        log.record("decision", "send", NOW, job_id="BAD", conn=conn)
+        raise RuntimeError("this write is broken")
+
+    async def run() -> list[object]:
+        writer = LogWriter(log.engine)
+        try:
+            writes = [writer(lambda c, n=n: log.record("decision", "skip", NOW, job_id=f"J-{n}", conn=c))
+                      for n in range(3)]
+            writes.insert(1, writer(broken))
+            return await asyncio.gather(*writes, return_exceptions=True)
+        finally:
+            writer.close()
+
+    results = asyncio.run(run())
+    assert isinstance(results[1], RuntimeError) and [r for r in results if r is not results[1]] == [None] * 3
+    assert sorted(events(log)) == [("J-0", "decision", "skip"), ("J-1", "decision", "skip"),
+                                   ("J-2", "decision", "skip")]  # the broken write left nothing behind

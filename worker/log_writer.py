@@ -1,0 +1,84 @@
+"""Group commit for the contact log: one writer thread per worker process.
+
+The pipeline runs on one event loop per process. Writing the log from that loop
+would stop every other reminder of the process while a transaction commits, and on
+SQLite while it waits for the other processes' write lock (SQLite's busy handler
+sleeps in steps of milliseconds). Instead, the loop hands each write to this thread
+and awaits it; the thread takes every write waiting at that moment and commits them
+in one transaction. A reminder's write is durable when its await returns, exactly as
+with a transaction of its own, so what the log proves does not change.
+
+If a batch fails, its writes are committed again one by one, so one bad write fails
+only its own reminder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+T = TypeVar("T")
+Write = Callable[[Connection], Any]
+
+logger = logging.getLogger(__name__)
+
+
+class LogWriter:
+    def __init__(self, engine: Engine, max_batch: int = 256) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Write, concurrent.futures.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="contact-log-writer", daemon=True)
+        self._thread.start()
+
+    async def __call__(self, write: Callable[[Connection], T]) -> T:
+        """Run `write` in the next group transaction; return its result once committed."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((write, future))
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch)
+            if item is None:
+                return
+
+    def _commit(self, batch: list[tuple[Write, concurrent.futures.Future[Any]]]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                results = [write(conn) for write, _ in batch]
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0][1].set_exception(error)
+                return
+            logger.warning("a group commit of %d writes failed (%s); committing them one by one",
+                           len(batch), type(error).__name__)
+            for item in batch:
+                self._commit([item])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
