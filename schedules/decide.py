@@ -119,7 +119,7 @@ class _Deciding:
             elif channel in facts.suppressed_channels:
                 rules.append("S-MEDIUM")
                 reasons.append(f"{channel}: debtor asked not to be contacted this way")
-            elif address in facts.suppressed_addresses:
+            elif address.casefold() in facts.suppressed_addresses:
                 rules.append("S-ADDRESS")
                 reasons.append(f"{channel}: {_ADDRESS_NAMES[channel]} suppressed")
             else:

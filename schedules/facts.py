@@ -7,8 +7,9 @@ absent means "nothing known", which is the state of a debtor never contacted.
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from schedules.spec import Channel, Outcome
 
@@ -32,6 +33,13 @@ class Attempt(_Fact):
     address: str | None = None
 
 
+class Payment(_Fact):
+    """A payment toward the invoice (partial or not), as billing reported it."""
+
+    at: AwareDatetime
+    amount: Decimal
+
+
 class Facts(_Fact):
     paid: bool = False
     disputed: bool = False
@@ -40,6 +48,17 @@ class Facts(_Fact):
     suppressed_addresses: frozenset[str] = Field(default_factory=frozenset)
     suppressed_channels: frozenset[Channel] = Field(default_factory=frozenset)
     attempts: tuple[Attempt, ...] = ()
+    payments: tuple[Payment, ...] = ()
+
+    @field_validator("suppressed_addresses")
+    @classmethod
+    def _casefold(cls, value: frozenset[str]) -> frozenset[str]:
+        """Addresses compare without case: an opt-out of Zhang@X stops zhang@x."""
+        return frozenset(a.casefold() for a in value)
+
+    def paid_since(self, moment: AwareDatetime | None) -> Decimal:
+        """What was paid toward the invoice at or after `moment` (everything, if None)."""
+        return sum((p.amount for p in self.payments if moment is None or p.at >= moment), Decimal(0))
 
 
 NOTHING_KNOWN = Facts()

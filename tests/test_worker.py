@@ -67,6 +67,11 @@ class Harness:
     def emails_to(self, address: str) -> list[Any]:
         return [m for m in self.mail.messages() if m["To"] == address]
 
+    def reminders_for(self, job: dict[str, Any]) -> int:
+        """Emails and texts that reached the sinks for this job's invoice."""
+        return len(self.emails_to(job["debtor"]["email"])) + len(
+            self.texts_to(job["debtor"].get("phone") or "", job["invoice"]["number"]))
+
     def texts_to(self, number: str, body_has: str) -> list[dict[str, Any]]:
         return [m for m in self.stack.sandbox.sent() if m["to"] == number and body_has in m["body"]]
 
@@ -233,3 +238,44 @@ def test_a_worker_killed_mid_batch_delivers_every_job_exactly_once(harness: Harn
     harness.stack.wait_idle()
     counts = [len(harness.emails_to(job["debtor"]["email"])) for job in jobs]
     assert counts == [1] * 24
+
+
+def test_a_partial_payment_lowers_the_amount_the_next_reminder_states(harness: Harness) -> None:
+    from worker.events import Events
+
+    saturday = datetime.fromisoformat("2026-12-05T10:00:00+08:00")
+    job = harness.job("2026-12-10", invoice__amount_due="12800.00")  # deferred from Saturday to Monday
+    harness.run(job, at=saturday)
+    Events(harness.log, harness.stack.agenda).paid(job["invoice"]["id"], saturday, by="billing", amount="2800.00")
+    harness.stack.set_clock(datetime.fromisoformat("2026-12-07T09:05:00+08:00"))
+    harness.stack.wait_idle()
+    [text_message] = harness.texts_to(job["debtor"]["phone"], job["invoice"]["number"])  # pre_due_3 on Monday: SMS
+    assert "¥10,000.00" in text_message["body"] and "12,800" not in text_message["body"]
+
+
+def test_a_dispute_parks_the_reminder_and_resolving_it_sends_it(harness: Harness) -> None:
+    from worker.events import Events
+
+    saturday = datetime.fromisoformat("2026-12-05T10:00:00+08:00")
+    monday = datetime.fromisoformat("2026-12-07T09:05:00+08:00")
+    job = harness.job("2026-12-10")
+    harness.run(job, at=saturday)
+    events = Events(harness.log, harness.stack.agenda)
+    assert events.dispute(job["invoice"]["id"], saturday, by="billing").agenda == "1 pending reminder(s) paused"
+    harness.stack.set_clock(monday)
+    harness.stack.wait_idle()
+    assert harness.reminders_for(job) == 0
+    events.dispute(job["invoice"]["id"], monday, by="billing", resolved=True)
+    harness.stack.wait_idle()
+    assert harness.reminders_for(job) == 1
+
+
+def test_an_address_opted_out_gets_nothing_whatever_account_it_comes_with(harness: Harness) -> None:
+    from worker.events import Events
+
+    job = harness.job("2026-12-08")
+    Events(harness.log, harness.stack.agenda).optout(job["debtor"]["email"].upper(), WEDNESDAY_10, by="unsubscribe")
+    harness.run(job)
+    assert harness.emails_to(job["debtor"]["email"]) == []
+    [decision] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
+    assert decision["status"] == "skip" and decision["detail"]["rules"] == ["S-ADDRESS"]

@@ -1,18 +1,20 @@
 """The application: the job contract, intake, the pipeline, the contact log, the CLI.
 
 It composes `schedules/` (when and how often) and `channels/` (how to send).
-`worker.enqueue(jobs)` is the Python API for billing systems (see `worker.api`).
+`worker.enqueue(jobs)`, `worker.paid(invoice)`... are the Python API (see `worker.api`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-
-def enqueue(*args: Any, **kwargs: Any) -> Any:
-    from worker.api import enqueue as _enqueue
-
-    return _enqueue(*args, **kwargs)
+_API = ("enqueue", "paid", "dispute", "promise", "optout", "cease")
 
 
-enqueue.__doc__ = "Queue reminder jobs; see worker.api.enqueue."
+def __getattr__(name: str) -> Any:
+    """`worker.enqueue`, `worker.paid`... import the API (and its dependencies) on first use."""
+    if name in _API:
+        from worker import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'worker' has no attribute {name!r}")

@@ -66,15 +66,64 @@ class Entry:
     raw: str
 
 
+_HOLD = """
+local moved = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local due = redis.call('ZSCORE', KEYS[1], id)
+  if due and tonumber(due) < tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+_PARK = """
+local parked = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local payload = redis.call('HGET', KEYS[3], id)
+  if payload and redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('HSET', KEYS[5], id, payload)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[3], id)
+    parked = parked + 1
+  end
+end
+return parked
+"""
+
+_UNPARK = """
+local entries = redis.call('HGETALL', KEYS[5])
+for i = 1, #entries, 2 do
+  redis.call('HSET', KEYS[3], entries[i], entries[i + 1])
+  redis.call('ZADD', KEYS[1], ARGV[1], entries[i])
+end
+redis.call('DEL', KEYS[5])
+return #entries / 2
+"""
+
+INVOICE_INDEX_TTL = 400 * 24 * 3600  # an invoice's index outlives any cadence; stale ids in it are harmless
+
+
 class Agenda:
+    """Deferred jobs by due time, indexed by invoice so that an event (paid, disputed,
+    promised) can cancel, park or hold all of an invoice's pending entries at once."""
+
     def __init__(self, client: redis.Redis, prefix: str = "dunning:agenda", lease_ms: int = 60_000) -> None:
         self.client = client
+        self.prefix = prefix
         self.due_key, self.claimed_key, self.payload_key = f"{prefix}:due", f"{prefix}:claimed", f"{prefix}:payload"
         self.lease_ms = lease_ms
         self._keys = [self.due_key, self.claimed_key, self.payload_key]
         self._claim = client.register_script(_CLAIM)
         self._done = client.register_script(_DONE)
         self._sweep = client.register_script(_SWEEP)
+        self._hold = client.register_script(_HOLD)
+        self._park = client.register_script(_PARK)
+        self._unpark = client.register_script(_UNPARK)
+
+    def _invoice_keys(self, invoice_id: str) -> list[str]:
+        return [*self._keys, f"{self.prefix}:invoice:{invoice_id}", f"{self.prefix}:parked:{invoice_id}"]
 
     def schedule(self, entry_id: str, payload: dict[str, Any], at: datetime) -> None:
         """(Re)schedule an entry; the same id scheduled again replaces the earlier one."""
@@ -86,6 +135,11 @@ class Agenda:
             for entry_id, payload, at in entries:
                 pipe.hset(self.payload_key, entry_id, json.dumps(payload, ensure_ascii=False, sort_keys=True))
                 pipe.zadd(self.due_key, {entry_id: _millis(at)})
+                invoice_id = _invoice_of(payload)
+                if invoice_id:
+                    index = f"{self.prefix}:invoice:{invoice_id}"
+                    pipe.sadd(index, entry_id)
+                    pipe.expire(index, INVOICE_INDEX_TTL)
                 count += 1
                 if count % 1000 == 0:
                     pipe.execute()
@@ -101,6 +155,46 @@ class Agenda:
             pipe.hdel(self.payload_key, *entry_ids)
             removed, _ = pipe.execute()
         return int(removed)
+
+    def cancel_invoice(self, invoice_id: str) -> int:
+        """Drop every pending entry of an invoice (it was paid); returns how many."""
+        members = [m.decode() for m in self.client.smembers(f"{self.prefix}:invoice:{invoice_id}")]  # type: ignore[union-attr]
+        with self.client.pipeline() as pipe:
+            pipe.delete(f"{self.prefix}:parked:{invoice_id}")
+            pipe.delete(f"{self.prefix}:invoice:{invoice_id}")
+            pipe.execute()
+        return self.cancel(members)
+
+    def hold_invoice(self, invoice_id: str, until: datetime) -> int:
+        """Move the invoice's entries due before `until` to `until` (a promise to pay)."""
+        return int(self._hold(keys=self._invoice_keys(invoice_id), args=[_millis(until)]))
+
+    def park_invoice(self, invoice_id: str) -> int:
+        """Take the invoice's pending entries out of the schedule, kept aside (a dispute)."""
+        return int(self._park(keys=self._invoice_keys(invoice_id), args=[]))
+
+    def park(self, entry_id: str, payload: dict[str, Any]) -> None:
+        """Keep a job aside for its invoice until `unpark_invoice` (the worker met a dispute)."""
+        invoice_id = _invoice_of(payload)
+        if not invoice_id:
+            raise ValueError("only a job with an invoice can be parked")
+        with self.client.pipeline() as pipe:
+            pipe.hset(f"{self.prefix}:parked:{invoice_id}", entry_id,
+                      json.dumps(payload, ensure_ascii=False, sort_keys=True))
+            pipe.sadd(f"{self.prefix}:invoice:{invoice_id}", entry_id)
+            pipe.expire(f"{self.prefix}:invoice:{invoice_id}", INVOICE_INDEX_TTL)
+            pipe.execute()
+
+    def unpark_invoice(self, invoice_id: str, at: datetime) -> int:
+        """Put the invoice's parked entries back on the schedule at `at` (dispute resolved)."""
+        return int(self._unpark(keys=self._invoice_keys(invoice_id), args=[_millis(at)]))
+
+    def parked(self, invoice_id: str) -> int:
+        return int(self.client.hlen(f"{self.prefix}:parked:{invoice_id}"))
+
+    def due_at(self, entry_id: str) -> datetime | None:
+        score = self.client.zscore(self.due_key, entry_id)
+        return datetime.fromtimestamp(float(score) / 1000, UTC) if score is not None else None
 
     def claim(self, now: datetime, limit: int = 1000) -> list[Entry]:
         """Take up to `limit` due entries, leased to this dispatcher."""
@@ -131,6 +225,13 @@ class Agenda:
     def next_due(self) -> datetime | None:
         first = self.client.zrange(self.due_key, 0, 0, withscores=True)
         return datetime.fromtimestamp(float(first[0][1]) / 1000, UTC) if first else None
+
+
+def _invoice_of(payload: dict[str, Any]) -> str | None:
+    job = payload.get("job")
+    invoice = job.get("invoice") if isinstance(job, dict) else None
+    found = invoice.get("id") if isinstance(invoice, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _millis(moment: datetime) -> int:

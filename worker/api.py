@@ -1,12 +1,19 @@
-"""The Python API for billing systems: `worker.enqueue(jobs)` (an entry point, like the CLI)."""
+"""The Python API for billing systems: `worker.enqueue(jobs)`, and the events `worker.paid`,
+`worker.dispute`, `worker.promise`, `worker.optout`, `worker.cease` (entry points, like the
+CLI: they read the clock and the settings)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
 
+import redis
+
+from worker.agenda import Agenda
 from worker.contact_log import ContactLog
+from worker.events import Applied, Events
 from worker.job import Job
 from worker.queue import make_broker
 from worker.settings import Settings
@@ -26,3 +33,51 @@ def enqueue(jobs: Iterable[Job | dict[str, Any]], settings: Settings | None = No
     finally:
         broker.close()
         log.engine.dispose()
+
+
+T = TypeVar("T")
+
+
+def _with_events(settings: Settings | None, act: Callable[[Events, datetime], T]) -> T:
+    settings = settings or Settings.from_env()
+    log = ContactLog.open(settings.database_url)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return act(Events(log, Agenda(client)), datetime.now(UTC))
+    finally:
+        client.close()
+        log.engine.dispose()
+
+
+def paid(invoice_id: str, amount: Decimal | str | None = None, *, by: str = "api",
+         settings: Settings | None = None) -> Applied:
+    """The invoice was paid (in full, or `amount` of it): pending reminders are cancelled,
+    and none is sent after this returns. Raises `EventError` naming a bad field."""
+    return _with_events(settings, lambda events, now: events.paid(invoice_id, now, by=by, amount=amount))
+
+
+def dispute(invoice_id: str, *, resolved: bool = False, note: str | None = None, by: str = "api",
+            settings: Settings | None = None) -> Applied:
+    """The debtor disputes the invoice (reminders pause), or the dispute is resolved (they resume)."""
+    return _with_events(settings, lambda events, now: events.dispute(invoice_id, now, by=by, resolved=resolved,
+                                                                     note=note))
+
+
+def promise(invoice_id: str, until: date, *, by: str = "api", settings: Settings | None = None) -> Applied:
+    """The debtor promised to pay by `until`: reminders pause until the day after."""
+    return _with_events(settings, lambda events, now: events.promise(invoice_id, until, now, by=by))
+
+
+def optout(address: str | None = None, *, account_id: str | None = None, channel: str | None = None,
+           by: str = "api", settings: Settings | None = None) -> Applied:
+    """Stop messages to an address, or (with `account_id` and `channel`) through a medium."""
+    if address is None:
+        if not account_id or not channel:
+            raise ValueError("optout needs an address, or an account_id and a channel")
+        return _with_events(settings, lambda events, now: events.optout_channel(account_id, channel, now, by=by))
+    return _with_events(settings, lambda events, now: events.optout(address, now, by=by, account_id=account_id))
+
+
+def cease(account_id: str, *, note: str | None = None, by: str = "api", settings: Settings | None = None) -> Applied:
+    """A cease-communication request (or attorney representation) for an account."""
+    return _with_events(settings, lambda events, now: events.cease(account_id, now, by=by, note=note))

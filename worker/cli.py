@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,6 +25,7 @@ from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.contact_log import ContactLog
+    from worker.events import Applied, Events
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="dunning: payment reminders by email, SMS and voice, within the rules.")
@@ -111,6 +113,98 @@ def enqueue(source: InputFile) -> None:
     out.print(f"{result.accepted} queued, {len(result.duplicates)} duplicate(s), "
               f"{len(result.rejected)} rejected (kept as dead letters)", markup=False)
     raise typer.Exit(1 if result.rejected else 0)
+
+
+By = Annotated[str | None, typer.Option("--by", help="Who reports this (kept in the log); default cli:<user>.")]
+
+
+@app.command()
+def paid(
+    invoice: Annotated[str, typer.Argument(help="The invoice id (invoice.id in the jobs).")],
+    amount: Annotated[str | None, typer.Option(help="A partial payment: the amount paid (e.g. 1200.00).")] = None,
+    by: By = None,
+) -> None:
+    """The invoice was paid: pending reminders are cancelled, nothing more is sent for it."""
+    _event(lambda events, now, who: events.paid(invoice, now, by=who, amount=amount), by)
+
+
+@app.command()
+def dispute(
+    invoice: Annotated[str, typer.Argument(help="The invoice id.")],
+    resolved: Annotated[bool, typer.Option("--resolved", help="The dispute is resolved: reminders resume.")] = False,
+    note: Annotated[str | None, typer.Option(help="What the dispute is about (kept in the log).")] = None,
+    by: By = None,
+) -> None:
+    """The debtor disputes the invoice: reminders pause until `--resolved`."""
+    _event(lambda events, now, who: events.dispute(invoice, now, by=who, resolved=resolved, note=note), by)
+
+
+@app.command()
+def promise(
+    invoice: Annotated[str, typer.Argument(help="The invoice id.")],
+    until: Annotated[str, typer.Option("--until", help="The promised payment date, YYYY-MM-DD.")],
+    by: By = None,
+) -> None:
+    """The debtor promised to pay by a date: reminders pause until the day after."""
+    from datetime import date
+
+    try:
+        day = date.fromisoformat(until)
+    except ValueError:
+        err.print(f"--until: {until!r}; a date YYYY-MM-DD expected", markup=False)
+        raise typer.Exit(1) from None
+    _event(lambda events, now, who: events.promise(invoice, day, now, by=who), by)
+
+
+@app.command()
+def optout(
+    address: Annotated[str | None, typer.Argument(help="An email address or an E.164 phone number.")] = None,
+    account: Annotated[str | None, typer.Option(help="With --channel: the account that asked.")] = None,
+    channel: Annotated[str | None, typer.Option(help="With --account: email, sms or voice.")] = None,
+    by: By = None,
+) -> None:
+    """Stop messages to an address, or to an account through one channel (--account A --channel C)."""
+    if address is not None and channel is None:
+        _event(lambda events, now, who: events.optout(address, now, by=who, account_id=account), by)
+    elif address is None and account and channel:
+        _event(lambda events, now, who: events.optout_channel(account, channel, now, by=who), by)
+    else:
+        err.print("give an ADDRESS, or --account A --channel C", markup=False)
+        raise typer.Exit(2)
+
+
+@app.command()
+def cease(
+    account: Annotated[str, typer.Argument(help="The account id (debtor.account_id).")],
+    note: Annotated[str | None, typer.Option(help="The request, e.g. 'letter of 2026-11-20'.")] = None,
+    by: By = None,
+) -> None:
+    """A cease-communication request (or attorney representation): collection messages stop."""
+    _event(lambda events, now, who: events.cease(account, now, by=who, note=note), by)
+
+
+def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> None:
+    """Record one event with the wall clock and say what it did; a bad field exits 1."""
+    import getpass
+
+    import redis
+
+    from worker.agenda import Agenda
+    from worker.contact_log import ContactLog
+    from worker.events import EventError, Events
+
+    settings = Settings.from_env()
+    log = ContactLog.open(settings.database_url)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        applied = act(Events(log, Agenda(client)), datetime.now(UTC), by or f"cli:{getpass.getuser()}")
+    except EventError as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+        log.engine.dispose()
+    out.print(applied.summary + (f" ({applied.agenda})" if applied.agenda else ""), markup=False)
 
 
 @app.command()

@@ -10,11 +10,13 @@ its delivery already claimed and looks at the latest event instead of sending ag
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
-from schedules.facts import Attempt, Facts
+from schedules.facts import Attempt, Facts, Payment
 from worker.masking import mask
 from worker.render import TemplateSource
 
@@ -106,7 +109,9 @@ events = Table(
     Column("detail", JSON),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
+    Column("address", String(320)),  # the address an opt-out or invalid-address event is about
     Index("ix_events_delivery", "delivery_id", "id"),
+    Index("ix_events_address", "address", "id"),
     Index("ix_events_provider_id", "provider_message_id"),
     Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
     Index("ix_events_account_time", "account_id", "occurred_at"),
@@ -152,7 +157,8 @@ FACTS_LOOKBACK = timedelta(days=40)
 _INSERT_DELIVERY = insert(deliveries)
 _INSERT_EVENT = insert(events)
 _EVENT_FIELDS = ("delivery_id", "job_id", "invoice_id", "account_id", "kind", "status", "provider",
-                 "provider_message_id", "error_code", "error_text", "detail", "occurred_at", "recorded_at")
+                 "provider_message_id", "error_code", "error_text", "detail", "occurred_at", "recorded_at", "address")
+FACT_KINDS = ("invoice", "account", "suppression")  # the events that change what `decide` may do
 
 
 _DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindparam("delivery_id"))
@@ -166,11 +172,16 @@ _ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.c
                     deliveries.c.recipient, deliveries.c.claimed_at, events.c.status)
              .join(events, events.c.id == _LATEST_EVENT)
              .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
-_HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail)
-               .where(events.c.kind.in_(("invoice", "account", "suppression")),
-                      (events.c.account_id == bindparam("account_id"))
-                      | (events.c.invoice_id == bindparam("invoice_id")))
-               .order_by(events.c.id))
+_ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
+          | events.c.address.in_(bindparam("addresses", expanding=True)))
+_HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail, events.c.occurred_at,
+                      events.c.error_code, events.c.address)
+               .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
+_MARK = select(func.coalesce(func.max(events.c.id), 0))
+_NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
+                .limit(1))
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_ACCEPTED_AT = select(jobs.c.received_at).where(jobs.c.job_id == bindparam("job_id"))
 
 
 def _claim_statement(dialect: str) -> Any:
@@ -214,6 +225,18 @@ class Delivery:
     fresh: bool = False
 
 
+@dataclass(frozen=True)
+class Known:
+    """Facts as read, with the id of the newest event at that moment: a claim made on
+    these facts is refused if anything newer changed them (paid, opted out...)."""
+
+    facts: Facts
+    mark: int
+    invoice_id: str
+    account_id: str
+    addresses: tuple[str, ...]
+
+
 class ContactLog:
     """The log on one database; safe to share between threads of a process.
 
@@ -250,18 +273,26 @@ class ContactLog:
                 yield own
 
     def claim(self, claim: Claim, now: datetime, *, decision: Mapping[str, Any] | None = None,
-              conn: Connection | None = None) -> Delivery:
+              known: Known | None = None, conn: Connection | None = None) -> Delivery | None:
         """Claim a delivery; if its key was claimed before, return that one as it stands.
 
         `decision` (the decision's JSON) is recorded in the same transaction, so a claimed
-        delivery always has the decision that made it.
+        delivery always has the decision that made it. With `known`, the claim is refused
+        (None) when an event newer than those facts concerns the invoice, the account or
+        an address — a payment recorded before the claim stops the send. The invoice and
+        account are locked for the check (PostgreSQL; SQLite's single writer already is).
         """
         with self._writing(conn) as c:
+            self.lock(c, claim.invoice_id, claim.account_id)
             if decision is not None:
                 c.execute(_INSERT_EVENT, _event(job_id=claim.job_id, invoice_id=claim.invoice_id,
                                                 account_id=claim.account_id, kind="decision",
                                                 status=decision.get("action"), detail=dict(decision),
                                                 occurred_at=now, recorded_at=now))
+            if known is not None and c.execute(_NEWER_FACTS, {
+                    "mark": known.mark, "account_id": known.account_id, "invoice_id": known.invoice_id,
+                    "addresses": list(known.addresses)}).first() is not None:
+                return None
             delivery_id = c.execute(self._claim, {
                 "delivery_key": claim.delivery_key, "job_id": claim.job_id, "invoice_id": claim.invoice_id,
                 "account_id": claim.account_id, "channel": claim.channel, "recipient": claim.recipient,
@@ -276,6 +307,15 @@ class ContactLog:
                 delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
                 account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
         return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
+
+    def lock(self, conn: Connection, *names: str | None) -> None:
+        """Serialise with other transactions about the same invoice or account (PostgreSQL
+        advisory locks, released at commit). SQLite allows one writer at a time anyway."""
+        if conn.dialect.name != "postgresql":
+            return
+        for name in sorted({n for n in names if n}):
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            conn.execute(_ADVISORY_LOCK, {"key": key})
 
     def delivery(self, key: str) -> Delivery | None:
         """A delivery with its latest status."""
@@ -294,7 +334,8 @@ class ContactLog:
                job_id: str | None = None, invoice_id: str | None = None, account_id: str | None = None,
                provider: str | None = None, provider_message_id: str | None = None, error_code: str | None = None,
                error_text: str | None = None, detail: Mapping[str, Any] | None = None,
-               occurred_at: datetime | None = None, conn: Connection | None = None) -> None:
+               occurred_at: datetime | None = None, address: str | None = None,
+               conn: Connection | None = None) -> None:
         """Append one event (a decision, a status change, a provider callback...).
 
         An event about a delivery is filed under the delivery's job, invoice and account.
@@ -307,7 +348,7 @@ class ContactLog:
                 delivery_id=delivery_id, job_id=job_id, invoice_id=invoice_id, account_id=account_id, kind=kind,
                 status=status, provider=provider, provider_message_id=provider_message_id, error_code=error_code,
                 error_text=error_text, detail=dict(detail) if detail is not None else None,
-                occurred_at=occurred_at or now, recorded_at=now))
+                occurred_at=occurred_at or now, recorded_at=now, address=address.casefold() if address else None))
 
     def keep_templates(self, sources: Iterable[TemplateSource], now: datetime) -> None:
         """Keep each template version's source once, so any message can be reproduced."""
@@ -340,21 +381,42 @@ class ContactLog:
         except IntegrityError:
             return False
 
-    def suppress(self, account_id: str, address: str, channel: str, reason: str, now: datetime,
-                 code: str | None = None, conn: Connection | None = None) -> None:
-        """Stop contacting an address (invalid, opted out): read back by `facts_for`."""
+    def suppress(self, account_id: str | None, address: str, channel: str, reason: str, now: datetime,
+                 code: str | None = None, conn: Connection | None = None, by: str | None = None) -> None:
+        """Stop contacting an address (invalid, opted out): read back by `facts_for`. With a
+        `code` (a provider's error), it is an invalid address, which no opt-in undoes."""
+        detail = {"address": address, "channel": channel, **({"by": by} if by else {})}
         self.record("suppression", "suppressed", now, account_id=account_id, error_code=code, error_text=reason,
-                    detail={"address": address, "channel": channel}, conn=conn)
+                    detail=detail, address=address, conn=conn)
 
-    def facts_for(self, account_id: str, invoice_id: str, job_id: str, now: datetime) -> Facts:
+    def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
+        """The account an invoice belongs to, from the jobs accepted for it."""
+        query = select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)
+        if conn is not None:
+            return conn.execute(query).scalar()
+        with self.engine.connect() as own:
+            return own.execute(query).scalar()
+
+    def facts_for(self, account_id: str, invoice_id: str, job_id: str, now: datetime,
+                  addresses: Iterable[str] = ()) -> Facts:
         """What `decide` needs to know, from the log: attempts across all of the debtor's
-        invoices (caps hold per person), suppressions, and the invoice's own events."""
+        invoices (caps hold per person), suppressions of the account or of any of its
+        `addresses` (an opt-out may name only the address), and the invoice's own events."""
+        return self.known(account_id, invoice_id, job_id, now, addresses).facts
+
+    def known(self, account_id: str, invoice_id: str, job_id: str, now: datetime,
+              addresses: Iterable[str] = ()) -> Known:
+        """`facts_for`, with the mark that `claim` checks against."""
+        wanted = tuple(a.casefold() for a in addresses)  # Zhang@X and zhang@x are one person's mailbox
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
         state: dict[str, Any] = {"paid": False, "disputed": False, "promised_until": None, "ceased": False}
-        addresses: set[str] = set()
+        opted_out: set[str] = set()
+        invalid: set[str] = set()
         media: set[Any] = set()
+        payments: list[Payment] = []
         with self.engine.connect() as conn:
+            mark = int(conn.execute(_MARK).scalar_one())
             for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
                 if row.job_id == job_id and row.status == "failed":
                     failed_here.add(row.channel)
@@ -363,22 +425,28 @@ class ContactLog:
                 outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
                 attempts.append(Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
                                         at=row.claimed_at, outcome=outcome, address=row.recipient))  # type: ignore[arg-type]
-            for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id}):
+            for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
+                                                        "addresses": list(wanted)}):  # in order: the last word wins
                 detail = event_row.detail or {}
                 if event_row.kind == "invoice" and event_row.invoice_id == invoice_id:
+                    if event_row.status == "payment":
+                        payments.append(Payment(at=event_row.occurred_at, amount=Decimal(str(detail["amount"]))))
                     _apply_invoice_event(state, event_row.status, detail)
                 elif event_row.kind == "account":
                     state["ceased"] = event_row.status == "ceased"
                 elif event_row.kind == "suppression":
-                    target = addresses if detail.get("address") else media
-                    value = str(detail.get("address") or detail.get("channel"))
-                    if event_row.status == "suppressed":
-                        target.add(value)
-                    else:
-                        target.discard(value)
-        return Facts(paid=state["paid"], disputed=state["disputed"], promised_until=state["promised_until"],
-                     ceased=state["ceased"], suppressed_addresses=frozenset(addresses),
-                     suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts))
+                    _apply_suppression(event_row, detail, opted_out, invalid, media)
+        facts = Facts(paid=state["paid"], disputed=state["disputed"], promised_until=state["promised_until"],
+                      ceased=state["ceased"], suppressed_addresses=frozenset(opted_out | invalid),
+                      suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts),
+                      payments=tuple(payments))
+        return Known(facts, mark, invoice_id, account_id, wanted)
+
+    def accepted_at(self, job_id: str) -> datetime | None:
+        """When intake accepted a job (None for a job that came another way)."""
+        with self.engine.connect() as conn:
+            found: datetime | None = conn.execute(_ACCEPTED_AT, {"job_id": job_id}).scalar()
+            return found
 
     def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None,
                     conn: Connection | None = None) -> None:
@@ -408,6 +476,23 @@ class ContactLog:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)
+
+
+def _apply_suppression(row: Any, detail: Mapping[str, Any], opted_out: set[str], invalid: set[str],
+                       media: set[Any]) -> None:
+    """An opt-out (or opt-in) of an address or a medium; a provider-proven invalid address
+    (it carries the provider's error code) stays suppressed whatever the person texts."""
+    if row.address or detail.get("address"):
+        address = str(row.address or detail["address"]).casefold()
+        if row.status == "suppressed":
+            (invalid if row.error_code else opted_out).add(address)
+        else:
+            opted_out.discard(address)
+    elif detail.get("channel"):
+        if row.status == "suppressed":
+            media.add(detail["channel"])
+        else:
+            media.discard(detail["channel"])
 
 
 def _apply_invoice_event(state: dict[str, Any], status: str, detail: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -25,10 +26,11 @@ from sqlalchemy.engine import Connection
 
 from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, Profiles, decide
+from schedules.facts import Facts
 from worker import unsubscribe
 from worker.agenda import Agenda
 from worker.clock import Clock
-from worker.contact_log import Claim, ContactLog
+from worker.contact_log import Claim, ContactLog, Known
 from worker.intake import parse_job
 from worker.job import Job
 from worker.log_writer import LogWriter
@@ -67,16 +69,21 @@ class Pipeline:
             await s.write(lambda c: s.log.dead_letter("worker", reason, kept, now, parsed.job_id, conn=c))
             return "rejected"
         job = parsed.job
-        for _ in range(4):  # each permanent failure hands over to the next channel of the plan
-            facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
+        addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
+        for _ in range(6):  # a permanent failure hands over to the next channel; news since `known`: decide again
+            known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
+            balance = self.balance(job, known.facts)
+            facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
             decision = decide(job, now, facts, s.profiles[job.profile])
             if decision.action == "send":
-                outcome = await self.deliver(job, decision, payload, now)
-                if outcome != "next-channel":
+                outcome = await self.deliver(job, decision, payload, now, known, balance)
+                if outcome not in ("next-channel", "changed"):
                     return outcome
                 continue
             await self.note(job, "decision", decision.action, now, detail=decision.to_json())
             if decision.action == "skip":
+                if "S-DISPUTE" in decision.rules:
+                    s.agenda.park(job.job_id, dict(payload))  # resumes when the dispute is resolved
                 return "skipped"
             if decision.action == "escalate":
                 await self.note(job, "escalation", "open", now, detail={"reasons": list(decision.reasons)})
@@ -86,8 +93,16 @@ class Pipeline:
             return "deferred"
         return "failed"
 
-    async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime) -> str:
-        """Render, claim (with the decision, in one transaction), send, record the outcome."""
+    def balance(self, job: Job, facts: Facts) -> Decimal:
+        """What is still owed: the job's amount less payments reported since intake accepted it."""
+        if not facts.payments:
+            return job.invoice.amount_due
+        return job.invoice.amount_due - facts.paid_since(self.s.log.accepted_at(job.job_id))
+
+    async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime, known: Known,
+                      balance: Decimal) -> str:
+        """Render, claim (with the decision, in one transaction, refused if the facts changed
+        since `known`), send, record the outcome."""
         s = self.s
         channel = decision.channel or ""
         address = job.debtor.email if channel == "email" else job.debtor.phone
@@ -95,7 +110,7 @@ class Pipeline:
         unsubscribe_url = (unsubscribe.url(s.settings.public_url, s.settings.secret_key, job.debtor.account_id,
                                            channel, address) if channel == "email" else None)
         try:
-            rendered = self.render(job, decision, now, unsubscribe_url)
+            rendered = self.render(job, decision, now, unsubscribe_url, balance)
         except TemplateError as error:
             reason, kept = str(error), _dump(payload)
 
@@ -113,7 +128,9 @@ class Pipeline:
                       template=rendered.template, template_version=rendered.version, reasons=decision.reasons,
                       rules=decision.rules, zones=decision.zones)
         detail = decision.to_json()
-        delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, conn=c))
+        delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, known=known, conn=c))
+        if delivery is None:
+            return "changed"  # paid, opted out... while this was being prepared
         if not delivery.fresh:
             resend = delivery.status == "retry" or (delivery.status == "claimed" and channel == "email")
             if not resend:
@@ -147,12 +164,15 @@ class Pipeline:
                            provider_message_id=result.provider_message_id)
         return "sent"
 
-    def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None) -> Rendered:
+    def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None,
+               balance: Decimal | None = None) -> Rendered:
         assert decision.stage is not None and decision.channel is not None and decision.at is not None
         channel = decision.channel
         consumer = job.debtor.kind == "person"
         opt_out = opt_out_line(job.debtor.locale, channel, unsubscribe_url) if consumer else None
-        context = message_context(job.invoice, job.debtor, decision.stage, decision.at.date(), self.s.settings.sender,
+        invoice = job.invoice if balance in (None, job.invoice.amount_due) else job.invoice.model_copy(
+            update={"amount_due": balance})
+        context = message_context(invoice, job.debtor, decision.stage, decision.at.date(), self.s.settings.sender,
                                   opt_out)
         return self.s.renderer.render(decision.stage, channel, job.debtor.locale, context)
 

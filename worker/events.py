@@ -1,0 +1,155 @@
+"""What billing and people tell us: paid, disputed, promised, opted out, ceased.
+
+Each event is one row in the contact log (who said it, what, when) and takes effect
+at once: an invoice's pending reminders in the agenda are cancelled (paid), parked
+(disputed, until resolved) or held (promised, until the day after the promise). A
+reminder already in the queue re-reads the log before it claims its delivery, and the
+claim is refused if one of these events came in meanwhile (`ContactLog.claim`), so
+nothing is sent after a payment recorded before the send started.
+
+The functions take `now`; the CLI and the Python API (`worker.api`) read the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import email_validator
+import phonenumbers
+
+from worker.agenda import Agenda
+from worker.contact_log import ContactLog
+
+CHANNELS = ("email", "sms", "voice")
+EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14: where a calendar day begins first
+
+
+class EventError(ValueError):
+    """An event that cannot be recorded as given: which field, what was expected."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an event did, for the person who sent it."""
+
+    summary: str
+    agenda: str = ""
+
+
+class Events:
+    def __init__(self, log: ContactLog, agenda: Agenda | None) -> None:
+        self.log, self.agenda = log, agenda
+
+    def paid(self, invoice_id: str, now: datetime, *, by: str, amount: str | Decimal | None = None) -> Applied:
+        """Paid in full, or (with `amount`) in part: the next reminder states what remains."""
+        invoice_id = _required("invoice", invoice_id)
+        if amount is None:
+            self._record("invoice", "paid", now, by, invoice_id=invoice_id)
+            cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else 0
+            return Applied(f"{invoice_id}: paid; no reminder will be sent for it",
+                           f"{cancelled} pending reminder(s) cancelled")
+        value = _amount(amount)
+        self._record("invoice", "payment", now, by, invoice_id=invoice_id, detail={"amount": str(value)})
+        return Applied(f"{invoice_id}: payment of {value} recorded; the next reminder states the balance")
+
+    def dispute(self, invoice_id: str, now: datetime, *, by: str, resolved: bool = False,
+                note: str | None = None) -> Applied:
+        """A dispute stops reminders until it is resolved; resolving it resumes them."""
+        invoice_id = _required("invoice", invoice_id)
+        detail = {"note": note} if note else None
+        if resolved:
+            self._record("invoice", "resolved", now, by, invoice_id=invoice_id, detail=detail)
+            resumed = self.agenda.unpark_invoice(invoice_id, now) if self.agenda else 0
+            return Applied(f"{invoice_id}: dispute resolved; reminders resume", f"{resumed} reminder(s) resumed")
+        self._record("invoice", "disputed", now, by, invoice_id=invoice_id, detail=detail)
+        parked = self.agenda.park_invoice(invoice_id) if self.agenda else 0
+        return Applied(f"{invoice_id}: disputed; no reminder until resolved (dunning dispute {invoice_id} --resolved)",
+                       f"{parked} pending reminder(s) paused")
+
+    def promise(self, invoice_id: str, until: date, now: datetime, *, by: str) -> Applied:
+        """A promise to pay by `until` pauses reminders until the day after."""
+        invoice_id = _required("invoice", invoice_id)
+        if not isinstance(until, date):
+            raise EventError("until: a date (YYYY-MM-DD) expected")
+        if until < now.astimezone(UTC).date() - timedelta(days=1):
+            raise EventError(f"until: {until} is in the past; a promise is to pay on a later date")
+        self._record("invoice", "promised", now, by, invoice_id=invoice_id, detail={"until": until.isoformat()})
+        resume = datetime.combine(until + timedelta(days=1), time.min, UTC) - EARLIEST_OFFSET
+        held = self.agenda.hold_invoice(invoice_id, resume) if self.agenda and resume > now else 0
+        return Applied(f"{invoice_id}: promised to pay by {until}; reminders pause until then",
+                       f"{held} pending reminder(s) moved after the promise")
+
+    def optout(self, address: str, now: datetime, *, by: str, account_id: str | None = None,
+               reason: str = "asked not to be contacted") -> Applied:
+        """Stop every message to an address (an email or an E.164 phone number), whoever's it is."""
+        channel, normalized = normalize_address(address)
+        self.log.suppress(account_id, normalized, channel, reason, now, conn=None, by=by)
+        return Applied(f"{normalized}: opted out; nothing more will be sent to this address")
+
+    def optin(self, address: str, now: datetime, *, by: str, account_id: str | None = None) -> Applied:
+        """Undo an opt-out (the person texted START); invalid-address suppressions stay."""
+        channel, normalized = normalize_address(address)
+        self.log.record("suppression", "resubscribed", now, account_id=account_id, address=normalized,
+                        detail={"address": normalized, "channel": channel, "by": by})
+        return Applied(f"{normalized}: opted in again")
+
+    def optout_channel(self, account_id: str, channel: str, now: datetime, *, by: str) -> Applied:
+        """The person asked not to be contacted through a medium ("don't text me")."""
+        account_id = _required("account", account_id)
+        if channel not in CHANNELS:
+            raise EventError(f"channel: {channel!r}; one of {', '.join(CHANNELS)} expected")
+        self.log.record("suppression", "suppressed", now, account_id=account_id, error_text="asked not to be "
+                        f"contacted by {channel}", detail={"channel": channel, "by": by})
+        return Applied(f"{account_id}: no more {channel} messages")
+
+    def cease(self, account_id: str, now: datetime, *, by: str, note: str | None = None) -> Applied:
+        """A written request to cease communication (or an attorney): collection messages stop."""
+        account_id = _required("account", account_id)
+        self._record("account", "ceased", now, by, account_id=account_id, detail={"note": note} if note else None)
+        return Applied(f"{account_id}: cease-communication recorded; profiles that honour it send nothing more")
+
+    def _record(self, kind: str, status: str, now: datetime, by: str, *, invoice_id: str | None = None,
+                account_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        if now.utcoffset() is None:
+            raise ValueError("now must be an aware datetime")
+        with self.log.engine.begin() as conn:
+            self.log.lock(conn, invoice_id, account_id)  # a claim about this invoice waits, then sees it
+            account = account_id or (self.log.account_of(invoice_id, conn) if invoice_id else None)
+            self.log.record(kind, status, now, invoice_id=invoice_id, account_id=account,
+                            detail={**(detail or {}), "by": by}, conn=conn)
+
+
+def normalize_address(value: str) -> tuple[str, str]:
+    """('email', normalised address) or ('sms', E.164 number), as jobs store them."""
+    value = (value or "").strip()
+    if "@" in value:
+        try:
+            return "email", email_validator.validate_email(value, check_deliverability=False).normalized
+        except email_validator.EmailNotValidError as error:
+            raise EventError(f"address: {value!r} is not a valid email address ({error})") from None
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise EventError(f"address: {value!r}; an email address or an E.164 phone number (+8613800138000) expected")
+    return "sms", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _required(field: str, value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise EventError(f"{field}: a non-empty id expected")
+    return value.strip()
+
+
+def _amount(value: str | Decimal) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise EventError(f"amount: {value!r}; a decimal amount such as 1200.00 expected") from None
+    if not amount.is_finite() or amount <= 0:
+        raise EventError(f"amount: {value!r}; a positive amount expected")
+    return amount
