@@ -146,3 +146,22 @@ def redis_client(redis_server: Any) -> Iterator[Any]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """An empty contact log on each database: SQLite in a folder still to be made, and the
+    session's PostgreSQL cluster, truncated."""
+    from sqlalchemy import text
+
+    from worker.contact_log import ContactLog
+
+    if request.param == "sqlite":
+        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db")
+    else:
+        opened = ContactLog.open(request.getfixturevalue("postgres_url"))
+        with opened.engine.begin() as conn:
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
+                              "RESTART IDENTITY CASCADE"))
+    yield opened
+    opened.engine.dispose()

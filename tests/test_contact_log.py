@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -15,20 +14,6 @@ from worker.contact_log import Claim, ContactLog
 from worker.render import TemplateSource
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContactLog]:
-    if request.param == "sqlite":
-        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db")
-    else:
-        url = request.getfixturevalue("postgres_url")
-        opened = ContactLog.open(url)
-        with opened.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
-                              "RESTART IDENTITY CASCADE"))
-    yield opened
-    opened.engine.dispose()
 
 
 def claim(key: str = "INV-1/due_day#sms", channel: str = "sms") -> Claim:

@@ -3,14 +3,11 @@ recorded with who and when, applied to the agenda at once, read back by the work
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from worker.agenda import Agenda
 from worker.contact_log import Claim, ContactLog
@@ -18,19 +15,6 @@ from worker.events import EventError, Events
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=3)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContactLog]:
-    if request.param == "sqlite":
-        opened = ContactLog.open(f"sqlite:///{tmp_path}/dunning.db")
-    else:
-        opened = ContactLog.open(request.getfixturevalue("postgres_url"))
-        with opened.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
-                              "RESTART IDENTITY CASCADE"))
-    yield opened
-    opened.engine.dispose()
 
 
 @pytest.fixture()

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -15,19 +12,6 @@ from worker.contact_log import Claim, ContactLog
 from worker.log_writer import LogWriter
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ContactLog]:
-    if request.param == "sqlite":
-        opened = ContactLog.open(f"sqlite:///{tmp_path}/dunning.db")
-    else:
-        opened = ContactLog.open(request.getfixturevalue("postgres_url"))
-        with opened.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
-                              "RESTART IDENTITY CASCADE"))
-    yield opened
-    opened.engine.dispose()
 
 
 def claim(n: int) -> Claim:

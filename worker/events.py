@@ -20,10 +20,10 @@ from typing import Any
 import email_validator
 import phonenumbers
 
+from schedules.spec import CHANNELS
 from worker.agenda import Agenda
 from worker.contact_log import ContactLog
 
-CHANNELS = ("email", "sms", "voice")
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14: where a calendar day begins first
 
 
