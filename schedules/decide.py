@@ -53,6 +53,8 @@ class _Deciding:
             return self._end("skip", ["invoice paid"], ["S-PAID"])
         if facts.disputed:
             return self._end("skip", ["invoice disputed"], ["S-DISPUTE"])
+        if facts.escalated:
+            return self._end("skip", ["invoice escalated to a person"], ["ESCALATED"])
         if facts.ceased and self.profile.honour_cease:
             return self._end("skip", ["debtor asked to cease communication"], ["S-CEASE"])
         if facts.promised_until is not None and facts.promised_until >= self.today:
@@ -90,8 +92,9 @@ class _Deciding:
                 stage = next((s for s in ladder.stages if s.from_dpd > dpd), None)
                 if stage is None:
                     return self._end("skip", [f"ladder finished ({dpd} days past due)"], ["LADDER"])
-        if dpd < stage.from_dpd:
-            starts = due + timedelta(days=stage.from_dpd)
+        early = self.job.not_before if self.job.stage is not None else None
+        if dpd < stage.from_dpd and (early is None or self.today < early):
+            starts = early or due + timedelta(days=stage.from_dpd)
             return self._defer(self._day_start(starts), [f"stage {stage.name} starts on {starts}"],
                                ["LADDER"], stage)
         return stage

@@ -45,6 +45,7 @@ class Facts(_Fact):
     disputed: bool = False
     promised_until: date | None = None
     ceased: bool = False
+    escalated: bool = False  # handed to a person: automatic contact for the invoice stops
     suppressed_addresses: frozenset[str] = Field(default_factory=frozenset)
     suppressed_channels: frozenset[Channel] = Field(default_factory=frozenset)
     attempts: tuple[Attempt, ...] = ()

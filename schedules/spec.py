@@ -105,6 +105,7 @@ class Stage(_Spec):
     to_dpd: int | None = None
     channels: tuple[Channel, ...] = ()
     action: Literal["send", "escalate"] = "send"
+    every: int | None = Field(None, ge=1, le=90)  # a registered cadence repeats the stage every N days; once if absent
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage:

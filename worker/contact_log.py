@@ -181,6 +181,8 @@ _MARK = select(func.coalesce(func.max(events.c.id), 0))
 _NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
                 .limit(1))
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_ESCALATED = (select(events.c.id).where(events.c.invoice_id == bindparam("invoice_id"), events.c.kind == "invoice",
+                                        events.c.status == "escalated").limit(1))
 _ACCEPTED_AT = select(jobs.c.received_at).where(jobs.c.job_id == bindparam("job_id"))
 
 
@@ -389,6 +391,33 @@ class ContactLog:
         self.record("suppression", "suppressed", now, account_id=account_id, error_code=code, error_text=reason,
                     detail=detail, address=address, conn=conn)
 
+    def escalate(self, job_id: str, invoice_id: str, account_id: str, reasons: Iterable[str], now: datetime,
+                 conn: Connection | None = None) -> bool:
+        """Hand the invoice to a person; False if it already was (escalated once, notified once)."""
+        with self._writing(conn) as c:
+            self.lock(c, invoice_id)
+            if c.execute(_ESCALATED, {"invoice_id": invoice_id}).first() is not None:
+                return False
+            self.record("invoice", "escalated", now, job_id=job_id, invoice_id=invoice_id, account_id=account_id,
+                        detail={"reasons": list(reasons)}, conn=c)
+        return True
+
+    def escalations(self) -> list[dict[str, Any]]:
+        """Open escalations (escalated, not paid since), oldest first, with the invoice's last job."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events.c.id, events.c.invoice_id, events.c.account_id, events.c.job_id,
+                                       events.c.detail, events.c.occurred_at)
+                                .where(events.c.kind == "invoice", events.c.status == "escalated")
+                                .order_by(events.c.id)).all()
+            open_ = []
+            for row in rows:
+                closed = conn.execute(select(events.c.id).where(
+                    events.c.invoice_id == row.invoice_id, events.c.kind == "invoice", events.c.id > row.id,
+                    events.c.status.in_(("paid", "written-off"))).limit(1)).first()
+                if closed is None:
+                    open_.append(dict(row._mapping))
+            return open_
+
     def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
         """The account an invoice belongs to, from the jobs accepted for it."""
         query = select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)
@@ -410,7 +439,8 @@ class ContactLog:
         wanted = tuple(a.casefold() for a in addresses)  # Zhang@X and zhang@x are one person's mailbox
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
-        state: dict[str, Any] = {"paid": False, "disputed": False, "promised_until": None, "ceased": False}
+        state: dict[str, Any] = {"paid": False, "disputed": False, "promised_until": None, "ceased": False,
+                                 "escalated": False}
         opted_out: set[str] = set()
         invalid: set[str] = set()
         media: set[Any] = set()
@@ -437,7 +467,8 @@ class ContactLog:
                 elif event_row.kind == "suppression":
                     _apply_suppression(event_row, detail, opted_out, invalid, media)
         facts = Facts(paid=state["paid"], disputed=state["disputed"], promised_until=state["promised_until"],
-                      ceased=state["ceased"], suppressed_addresses=frozenset(opted_out | invalid),
+                      ceased=state["ceased"], escalated=state["escalated"],
+                      suppressed_addresses=frozenset(opted_out | invalid),
                       suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts),
                       payments=tuple(payments))
         return Known(facts, mark, invoice_id, account_id, wanted)
@@ -506,6 +537,8 @@ def _apply_invoice_event(state: dict[str, Any], status: str, detail: Mapping[str
         state["promised_until"] = date.fromisoformat(str(detail["until"]))
     elif status == "reopened":
         state["paid"] = False
+    elif status == "escalated":
+        state["escalated"] = True
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -89,12 +89,15 @@ def _table(log: ContactLog) -> Table:
         kind, status = row["kind"], row["status"]
         if kind == "decision" and status == "send" or kind == "delivery" and status == "claimed":
             continue
-        if kind not in ("decision", "delivery", "escalation"):
+        escalated = kind == "invoice" and status == "escalated"
+        if kind not in ("decision", "delivery", "escalation") and not escalated:
             continue
         detail = row["detail"] or {}
         what = f"{status} → {detail['until'][:16]}" if status == "defer" else status
-        if kind == "escalation":
+        if escalated:
             what = "escalation opened"
+        elif kind == "escalation":
+            what = f"supervisor {status}"
         note = row["template"] or ""
         if kind == "decision":
             note = "; ".join(detail.get("reasons", []))

@@ -242,6 +242,10 @@ class Job(_Part):
     debtor: Debtor
     stage: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     profile: Annotated[str, Field(min_length=1, max_length=64)] = "default"
+    # Register the invoice: the worker plans every step of this profile's ladder itself.
+    cadence: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # A staged step may go out from this day on (the cadence moves pre-due steps earlier).
+    not_before: IsoDate | None = None
 
     @field_validator("profile")
     @classmethod
@@ -251,6 +255,24 @@ class Job(_Part):
         if profiles is not None and name not in profiles:
             raise _invalid("profile", f"{name!r} is not a profile (known: {', '.join(profiles)})")
         return name
+
+    @model_validator(mode="after")
+    def _cadence(self, info: ValidationInfo) -> Job:
+        if self.cadence is None:
+            if self.not_before is not None and self.stage is None:
+                raise _invalid("not_before", "not_before applies to a staged reminder: give stage too", "not_before")
+            return self
+        if self.stage is not None:
+            raise _invalid("stage", "a registered cadence plans every stage itself: leave stage out", "stage")
+        profiles = (info.context or {}).get("profiles")
+        if profiles is None:
+            return self
+        if self.cadence not in profiles:
+            raise _invalid("cadence", f"{self.cadence!r} is not a profile (known: {', '.join(profiles)})", "cadence")
+        if profiles[self.cadence].ladder != profiles[self.profile].ladder:
+            raise _invalid("cadence", f"the ladder of {self.cadence!r} is not the one of the job's profile "
+                           f"{self.profile!r}: name that profile", "cadence")
+        return self
 
     @model_validator(mode="after")
     def _known_stage(self, info: ValidationInfo) -> Job:

@@ -27,13 +27,14 @@ from sqlalchemy.engine import Connection
 from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, Profiles, decide
 from schedules.facts import Facts
-from worker import unsubscribe
+from worker import escalation, unsubscribe
 from worker.agenda import Agenda
 from worker.clock import Clock
 from worker.contact_log import Claim, ContactLog, Known
 from worker.intake import parse_job
 from worker.job import Job
 from worker.log_writer import LogWriter
+from worker.masking import mask
 from worker.render import Rendered, Renderer, TemplateError, message_context, opt_out_line
 from worker.settings import Settings
 
@@ -86,12 +87,39 @@ class Pipeline:
                     s.agenda.park(job.job_id, dict(payload))  # resumes when the dispute is resolved
                 return "skipped"
             if decision.action == "escalate":
-                await self.note(job, "escalation", "open", now, detail={"reasons": list(decision.reasons)})
+                await self.escalate(job, decision, now, balance)
                 return "escalated"
             assert decision.action == "defer" and decision.until is not None
             self.later(job, payload, decision.until, now)
             return "deferred"
         return "failed"
+
+    async def escalate(self, job: Job, decision: Decision, now: datetime, balance: Decimal) -> None:
+        """Hand the case to a person: recorded once, the cadence stopped, the supervisor told."""
+        s = self.s
+        opened = await s.write(lambda c: s.log.escalate(job.job_id, job.invoice.id, job.debtor.account_id,
+                                                         decision.reasons, now, conn=c))
+        if not opened:
+            return
+        s.agenda.cancel_invoice(job.invoice.id)
+        to, sender = s.settings.escalation_email, s.channels.get("email")
+        if to is None or sender is None:
+            missing = "DUNNING_ESCALATION_EMAIL is not set" if to is None else "no email channel is configured"
+            await self.note(job, "escalation", "not-notified", now, error_text=missing)
+            return
+        history = list(s.log.history(invoice=job.invoice.id))
+        message = Message(key=f"{job.invoice.id}/escalation", channel="email", to=to,
+                          subject=escalation.subject(job, now),
+                          text=escalation.body(job, decision.reasons, history, now, balance),
+                          locale=s.settings.default_locale, created_at=now)
+        try:
+            result = await sender.send(message)
+        except (PermanentError, TransientError, UnknownOutcome) as error:
+            await self.note(job, "escalation", "not-notified", now, provider="smtp", error_code=error.code,
+                            error_text=error.text)
+            return
+        await self.note(job, "escalation", "notified", now, provider=result.provider,
+                        provider_message_id=result.provider_message_id, detail={"to": mask("email", to)})
 
     def balance(self, job: Job, facts: Facts) -> Decimal:
         """What is still owed: the job's amount less payments reported since intake accepted it."""

@@ -32,6 +32,7 @@ class Settings:
     twilio_base_url: str = "https://api.twilio.com"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = field(default="dunning-demo-secret-change-me", repr=False)
+    escalation_email: str | None = None  # the supervisor who takes over an escalated case
     broker_heartbeat_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
 
@@ -68,6 +69,7 @@ class Settings:
             twilio_base_url=get("DUNNING_TWILIO_BASE_URL") or cls.twilio_base_url,
             public_url=(get("DUNNING_PUBLIC_URL") or cls.public_url).rstrip("/"),
             secret_key=get("DUNNING_SECRET_KEY") or cls.secret_key,
+            escalation_email=get("DUNNING_ESCALATION_EMAIL"),
             broker_heartbeat_ms=int(get("DUNNING_BROKER_HEARTBEAT_MS") or cls.broker_heartbeat_ms),
             broker_maintenance_chance=int(get("DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance),
         )

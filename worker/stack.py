@@ -60,6 +60,7 @@ class Stack:
             "DUNNING_TWILIO_FROM": TWILIO_FROM,
             "DUNNING_TWILIO_BASE_URL": self.sandbox.url,
             "DUNNING_PUBLIC_URL": "http://127.0.0.1:8000",
+            "DUNNING_ESCALATION_EMAIL": "supervisor@example.com",
         }
 
     def set_clock(self, moment: datetime) -> None:
