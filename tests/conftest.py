@@ -165,3 +165,6 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
                               "RESTART IDENTITY CASCADE"))
     yield opened
     opened.engine.dispose()
+
+
+from harness import harness  # noqa: E402, F401 (the end-to-end fixture: a real worker per test module)

@@ -125,7 +125,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     for expected in ("invoice paid", "escalation opened", "promised to pay by 2026-12-04", "21211",
                      "supervisor notified", "emails: 5 in", "texts:  4 and calls: 4"):
         assert expected in out, expected
-    assert len(list((tmp_path / "var/demo/mail").glob("*.eml"))) == 4
+    assert len(list((tmp_path / "var/demo/mail").glob("*.eml"))) == 5
     leftovers = sp.run(["pgrep", "-f", str(tmp_path / "var/demo")], capture_output=True, text=True).stdout
     assert leftovers == "", "everything the demo started is stopped"
 

@@ -7,99 +7,16 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-import pytest
-from conftest import job_data
-from scripted_smtp import Scripted
+from harness import WEDNESDAY_10, Harness
 
-from worker.contact_log import ContactLog
 from worker.intake import parse_job
 from worker.pipeline import payload_for
 from worker.policy import profiles
 from worker.queue import enqueue_many
-from worker.render import SHIPPED_DIR
-from worker.stack import Stack
 from worker.submit import submit
-
-WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
-FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000"}
-
-
-class Harness:
-    def __init__(self, stack: Stack, log: ContactLog, mail: Scripted, templates: Path,
-                 worker_env: dict[str, str]) -> None:
-        self.stack, self.log, self.mail, self.templates = stack, log, mail, templates
-        self.worker_env = worker_env
-
-    def job(self, due: str = "2026-12-02", **changes: Any) -> dict[str, Any]:
-        """A fresh job (own ids and addresses), due on `due`, in Shanghai."""
-        tag = uuid.uuid4().hex[:10]
-        data = job_data(job_id=f"T-{tag}/reminder", invoice__id=f"INV-{tag}", invoice__number=tag,
-                        invoice__due_date=due, debtor__account_id=f"ACC-{tag}",
-                        debtor__email=f"d{tag}@example.com", debtor__preferred_channel=None,
-                        debtor__consent={"email": True, "sms": True, "voice": True})
-        for key, value in changes.items():
-            *parents, leaf = key.split("__")
-            target = data
-            for parent in parents:
-                target = target[parent]
-            target[leaf] = value
-        return data
-
-    def run(self, *jobs: dict[str, Any], at: datetime = WEDNESDAY_10) -> None:
-        self.stack.set_clock(at)
-        parsed = [parse_job(job, profiles(), "test") for job in jobs]
-        submit(parsed, self.log, self.stack.broker, at)
-        self.stack.wait_idle(timeout=60)
-
-    def events(self, job: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
-        return [(r["kind"], r["status"], r["channel"], r["error_code"])
-                for r in self.log.history(account=job["debtor"]["account_id"])
-                if r["kind"] in ("delivery", "suppression")]
-
-    def emails_to(self, address: str) -> list[Any]:
-        return [m for m in self.mail.messages() if m["To"] == address]
-
-    def reminders_for(self, job: dict[str, Any]) -> int:
-        """Emails and texts that reached the sinks for this job's invoice."""
-        return len(self.emails_to(job["debtor"]["email"])) + len(
-            self.texts_to(job["debtor"].get("phone") or "", job["invoice"]["number"]))
-
-    def texts_to(self, number: str, body_has: str) -> list[dict[str, Any]]:
-        return [m for m in self.stack.sandbox.sent() if m["to"] == number and body_has in m["body"]]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    directory = Path(tempfile.mkdtemp(prefix="dunning-worker-"))
-    templates = directory / "templates"
-    shutil.copytree(SHIPPED_DIR, templates)
-    mail = Scripted(directory / "mail")
-    stack = Stack(directory, smtp_handler=mail).start()
-    extra = {"DUNNING_TEMPLATE_DIR": str(templates), **FAST_RECOVERY}
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        log = ContactLog.open(url)
-        from sqlalchemy import text
-
-        with log.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
-                              "RESTART IDENTITY CASCADE"))
-        extra["DUNNING_DATABASE_URL"] = url
-    else:
-        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
-    stack.start_worker(processes=1, threads=4, extra_env=extra)
-    yield Harness(stack, log, mail, templates, extra)
-    stack.stop()
-    log.engine.dispose()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_email_sms_and_voice_are_delivered_and_logged(harness: Harness) -> None:

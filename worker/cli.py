@@ -94,13 +94,28 @@ def decide(
 
 @app.command()
 def enqueue(source: InputFile) -> None:
-    """Queue jobs for the worker; invalid ones are reported and kept as dead letters (exit 1)."""
+    """Queue jobs for the worker; invalid ones are reported and kept as dead letters (exit 1).
+    A job with "cadence" registers its invoice (see `dunning register`)."""
+    _submit(source, register=False)
+
+
+@app.command()
+def register(source: InputFile) -> None:
+    """Register invoices: the worker plans every step of the profile's ladder (job ids
+    INVOICE/stage/n) until paid, disputed or escalated. Same input as `enqueue`, without "stage"."""
+    _submit(source, register=True)
+
+
+def _submit(source: str, register: bool) -> None:
     from worker.contact_log import ContactLog
     from worker.queue import make_broker
-    from worker.submit import submit
+    from worker.submit import as_registration, submit
 
     settings = Settings.from_env()
-    parsed = read_jobs(_read(source), _profiles())
+    known = _profiles()
+    parsed = read_jobs(_read(source), known)
+    if register:
+        parsed = (as_registration(item, known) for item in parsed)
     broker = make_broker(settings.redis_url)
     try:
         result = submit(parsed, ContactLog.open(settings.database_url), broker, datetime.now(UTC))
@@ -110,7 +125,8 @@ def enqueue(source: InputFile) -> None:
         _print_result(rejected, to=err)
     for job_id in result.duplicates:
         err.print(f"{job_id}: already accepted; not queued again", markup=False)
-    out.print(f"{result.accepted} queued, {len(result.duplicates)} duplicate(s), "
+    registered = f"{result.registered} cadence step(s) planned, " if result.registered or register else ""
+    out.print(f"{result.accepted} queued, {registered}{len(result.duplicates)} duplicate(s), "
               f"{len(result.rejected)} rejected (kept as dead letters)", markup=False)
     raise typer.Exit(1 if result.rejected else 0)
 
@@ -407,6 +423,20 @@ def log_export(
     finally:
         if output:
             stream.close()
+
+
+@app.command()
+def escalations() -> None:
+    """Open escalations: invoices handed to a person (and not paid since), oldest first."""
+    from rich.table import Table
+
+    found = _log().escalations()
+    table = Table("since (UTC)", "invoice", "account", "job", "why", title=f"{len(found)} open escalation(s)")
+    for row in found:
+        table.add_row(row["occurred_at"].isoformat()[:16], row["invoice_id"] or "", row["account_id"] or "",
+                      row["job_id"] or "",
+                      "; ".join((row["detail"] or {}).get("reasons", [])))
+    out.print(table)
 
 
 def _log() -> ContactLog:

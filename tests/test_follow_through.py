@@ -1,0 +1,122 @@
+"""Issue 4 end to end: a registered invoice carried through its cadence by a real worker,
+with the clock moved day by day — payment, promise, caps across processes, escalation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from harness import Harness
+
+from worker.contact_log import Claim
+from worker.events import Events
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def local(day: date, hour: int = 9, minute: int = 5, zone: ZoneInfo = SHANGHAI) -> datetime:
+    return datetime.combine(day, time(hour, minute), zone)
+
+
+def walk(harness: Harness, first: date, last: date, hour: int = 9, minute: int = 5) -> None:
+    """Move the shared clock to `hour:minute` of each day in turn, letting the worker finish each."""
+    day = first
+    while day <= last:
+        harness.stack.set_clock(local(day, hour, minute))
+        harness.stack.wait_idle(timeout=60, settle=0.3)
+        day += timedelta(days=1)
+
+
+def sends(harness: Harness, job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "delivery"
+            and r["status"] == "sent"]
+
+
+def test_a_registered_invoice_paid_on_day_3_gets_no_message_after_the_payment(harness: Harness) -> None:
+    job = harness.job("2026-12-08", debtor__phone="+8613811112222", cadence="default")  # due Tuesday
+    job["job_id"] = f"{job['invoice']['id']}/cadence"
+    harness.run(job, at=local(date(2026, 11, 30), 10, 0))
+    [registered] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "cadence"]
+    planned = [s["job_id"] for s in registered["detail"]["steps"]]
+    assert planned[:4] == [f"{job['invoice']['id']}/{s}" for s in ("pre_due_7/1", "pre_due_3/1", "due_day/1",
+                                                                   "overdue_early/1")]
+    walk(harness, date(2026, 12, 1), date(2026, 12, 10))
+    before = sends(harness, job)
+    assert [(r["stage"], r["occurred_at"].astimezone(SHANGHAI).date()) for r in before] == [
+        ("pre_due_7", date(2026, 12, 1)), ("pre_due_3", date(2026, 12, 4)),  # Saturday's step moved to Friday
+        ("due_day", date(2026, 12, 8)), ("overdue_early", date(2026, 12, 9))]
+    paid_at = local(date(2026, 12, 11), 8, 0)  # day +3, before that morning's step
+    harness.stack.set_clock(paid_at)
+    Events(harness.log, harness.stack.agenda).paid(job["invoice"]["id"], paid_at, by="test")
+    reached = harness.reminders_for(job)
+    walk(harness, date(2026, 12, 11), date(2026, 12, 24))
+    assert sends(harness, job) == before and harness.reminders_for(job) == reached
+    assert all(r["occurred_at"] < paid_at for r in harness.log.history(invoice=job["invoice"]["id"])
+               if r["kind"] == "delivery" and r["status"] == "claimed")
+    assert harness.stack.agenda.client.scard(f"dunning:agenda:invoice:{job['invoice']['id']}") == 0
+
+
+def test_a_promise_pauses_the_cadence_and_it_resumes_the_day_after(harness: Harness) -> None:
+    job = harness.job("2026-12-08", debtor__phone="+8613811113333", cadence="default")
+    job["job_id"] = f"{job['invoice']['id']}/cadence"
+    harness.run(job, at=local(date(2026, 12, 7), 10, 0))
+    walk(harness, date(2026, 12, 8), date(2026, 12, 9))
+    count = len(sends(harness, job))
+    assert count == 3  # pre_due_3 (still running at registration), due_day, overdue_early/1
+    promised_at = local(date(2026, 12, 9), 16, 0)
+    harness.stack.set_clock(promised_at)
+    Events(harness.log, harness.stack.agenda).promise(job["invoice"]["id"], date(2026, 12, 14), promised_at, by="test")
+    walk(harness, date(2026, 12, 10), date(2026, 12, 14))
+    assert len(sends(harness, job)) == count, "nothing while the promise runs"
+    walk(harness, date(2026, 12, 15), date(2026, 12, 16))
+    resumed = sends(harness, job)[count:]
+    assert resumed and resumed[0]["occurred_at"].astimezone(SHANGHAI).date() == date(2026, 12, 15)
+
+
+def test_the_8th_call_in_7_days_is_deferred_even_when_other_processes_made_the_seven(harness: Harness) -> None:
+    new_york = ZoneInfo("America/New_York")
+    job = harness.job("2026-11-26", profile="us-consumer-3p", debtor__phone="+12125550147",
+                      debtor__timezone="America/New_York", debtor__country="US", debtor__locale="en-US",
+                      debtor__kind="person", debtor__consent={"email": False, "sms": False, "voice": True})
+    invoice, account = job["invoice"]["id"], job["debtor"]["account_id"]
+    # Seven calls this week, recorded by other worker processes (spread over stages, so no
+    # stage has three unanswered ones, which would escalate instead).
+    stages = ["pre_due_3", "pre_due_3", "due_day", "overdue_early", "overdue_early", "overdue_late", "overdue_late"]
+    for n, stage in enumerate(stages, start=1):
+        moment = datetime.combine(date(2026, 12, 1) + timedelta(days=n - 1), time(10, 0), new_york)
+        claim = Claim(delivery_key=f"{invoice}/elsewhere/{n}#voice", job_id=f"{invoice}/elsewhere/{n}",
+                      invoice_id=invoice, account_id=account, channel="voice", recipient="+12125550147", stage=stage,
+                      template=None, template_version=None, reasons=(), rules=(), zones=())
+        delivery = harness.log.claim(claim, moment)
+        assert delivery is not None
+        harness.log.record("delivery", "no-answer", moment, delivery_id=delivery.id)
+    eighth = datetime.combine(date(2026, 12, 8), time(9, 30), new_york)
+    harness.run(job, at=eighth)
+    [decision] = [r for r in harness.log.history(invoice=invoice) if r["kind"] == "decision"]
+    assert decision["status"] == "defer" and "F-CALL-7IN7" in decision["detail"]["rules"]
+    assert decision["detail"]["until"] == "2026-12-08T10:00:00-05:00", "when the first of the seven leaves"
+    assert not [c for c in harness.stack.sandbox.sent("Calls") if c["to"] == "+12125550147"]
+    harness.stack.set_clock(datetime.combine(date(2026, 12, 8), time(10, 1), new_york))
+    harness.stack.wait_idle(timeout=60)
+    assert len([c for c in harness.stack.sandbox.sent("Calls") if c["to"] == "+12125550147"]) == 1
+
+
+def test_three_unanswered_calls_escalate_stop_the_cadence_and_tell_the_supervisor(harness: Harness) -> None:
+    job = harness.job("2026-12-08", debtor__phone="+8613811114444", cadence="default",
+                      debtor__consent={"email": False, "sms": False, "voice": True})
+    job["job_id"] = f"{job['invoice']['id']}/cadence"
+    invoice = job["invoice"]["id"]
+    harness.run(job, at=local(date(2026, 12, 8), 10, 0))
+    walk(harness, date(2026, 12, 9), date(2026, 12, 24))
+    calls = [c for c in harness.stack.sandbox.sent("Calls") if c["to"] == "+8613811114444"]
+    assert len(calls) == 3, "overdue_early steps 1-3 call; step 4 finds three unanswered and escalates"
+    [escalated] = [r for r in harness.log.history(invoice=invoice) if r["status"] == "escalated"]
+    assert escalated["occurred_at"].astimezone(SHANGHAI).date() == date(2026, 12, 15)
+    assert escalated["detail"]["reasons"] == ["3 unanswered calls in stage overdue_early"]
+    [notice] = [m for m in harness.emails_to("supervisor@example.com") if job["invoice"]["number"] in m["Subject"]]
+    assert job["invoice"]["number"] in notice["Subject"]
+    body = notice.get_body(("plain",)).get_content()
+    assert "3 unanswered calls in stage overdue_early" in body and body.count("voice") >= 3
+    assert invoice in [row["invoice_id"] for row in harness.log.escalations()]
+    assert harness.stack.agenda.client.scard(f"dunning:agenda:invoice:{invoice}") == 0
