@@ -48,7 +48,15 @@ class Limits:
 
     max_length: int | None = None
     max_segments: int | None = None
-    per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A sender's throughput, shared by every worker process: `per_second` units of
+    `Channel.cost` (SMS segments, calls, emails) through the sender named `sender`."""
+
+    sender: str
+    per_second: float
 
 
 class ChannelError(Exception):
@@ -81,6 +89,11 @@ class UnknownOutcome(ChannelError):
 class Channel(Protocol):
     name: str
     limits: Limits
+    rate: Rate | None  # None: no throughput limit to respect
+
+    def cost(self, text: str) -> int:
+        """Units of `rate` this text uses (SMS segments; one call; one email)."""
+        ...
 
     async def send(self, message: Message) -> SendResult: ...
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from channels.base import Limits, Message, PermanentError, SendResult, TransientError
+from channels.base import Limits, Message, PermanentError, Rate, SendResult, TransientError
 
 _QUICK_CODES = {421, 451}
 
@@ -30,10 +30,12 @@ class EmailChannel:
     limits = Limits()
 
     def __init__(self, url: str, from_address: str, from_name: str = "", pool_size: int = 4,
-                 timeout: float = 30.0, retry_deadline: float = 20.0) -> None:
+                 timeout: float = 30.0, retry_deadline: float = 20.0, per_second: float | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("DUNNING_SMTP_URL must look like smtp://host:587 or smtps://user:pass@host:465")
+        # A relay's sending quota (e.g. SES's 14/s), when it has one.
+        self.rate = Rate(f"smtp:{parts.hostname}:{parts.port or ''}", per_second) if per_second else None
         self._options = {
             "hostname": parts.hostname,
             "port": parts.port or (465 if parts.scheme == "smtps" else 25),
@@ -49,6 +51,9 @@ class EmailChannel:
         self.retry_deadline = retry_deadline
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._slots = asyncio.Semaphore(pool_size)
+
+    def cost(self, text: str) -> int:
+        return 1
 
     def message_id(self, key: str) -> str:
         return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{self.domain}>"

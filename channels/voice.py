@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from channels.base import Limits, Message
+from channels.base import Limits, Message, Rate
 from channels.twilio_api import DEFAULT_ERRORS, Kind, TwilioAccount, TwilioChannel
 
 # <Say> languages and neural voices per locale language; others use the locale as given.
@@ -23,13 +23,18 @@ def twiml(text: str, locale: str) -> str:
 class VoiceChannel(TwilioChannel):
     name = "voice"
     resource = "calls"
-    limits = Limits(max_length=4000, per_second=1.0)
+    limits = Limits(max_length=4000)
 
     def __init__(self, account: TwilioAccount, sender: str, status_callback: str | None = None,
                  errors: Mapping[int, Kind] = DEFAULT_ERRORS, timeout: float = 15.0,
-                 retry_deadline: float = 20.0) -> None:
+                 retry_deadline: float = 20.0, per_second: float = 1.0) -> None:
         super().__init__(account, errors, timeout, retry_deadline)
         self.sender, self.status_callback = sender, status_callback
+        # Twilio queues calls beyond one per second per account (the default rate).
+        self.rate: Rate | None = Rate(f"calls:{account.account_sid}", per_second)
+
+    def cost(self, text: str) -> int:
+        return 1
 
     def parameters(self, message: Message) -> dict[str, Any]:
         params: dict[str, Any] = {"to": message.to, "from_": self.sender, "twiml": twiml(message.text, message.locale)}

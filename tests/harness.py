@@ -32,6 +32,7 @@ class Harness:
                  worker_env: dict[str, str]) -> None:
         self.stack, self.log, self.mail, self.templates = stack, log, mail, templates
         self.worker_env = worker_env
+        self.database = worker_env.get("DUNNING_DATABASE_URL", "sqlite").split(":")[0].split("+")[0]
 
     def job(self, due: str = "2026-12-02", **changes: Any) -> dict[str, Any]:
         """A fresh job (own ids and addresses), due on `due`, in Shanghai."""

@@ -3,12 +3,15 @@ with the clock moved day by day — payment, promise, caps across processes, esc
 
 from __future__ import annotations
 
+import time as wall
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from harness import Harness
 
+from channels.segments import count_segments
 from worker.contact_log import Claim
 from worker.events import Events
 
@@ -120,3 +123,23 @@ def test_three_unanswered_calls_escalate_stop_the_cadence_and_tell_the_superviso
     assert "3 unanswered calls in stage overdue_early" in body and body.count("voice") >= 3
     assert invoice in [row["invoice_id"] for row in harness.log.escalations()]
     assert harness.stack.agenda.client.scard(f"dunning:agenda:invoice:{invoice}") == 0
+
+
+def test_ten_two_segment_texts_from_one_long_code_take_twenty_seconds(harness: Harness) -> None:
+    if harness.database != "sqlite":
+        pytest.skip("the bucket lives in Redis; once is enough (20 s of real time)")
+    numbers = [f"+86139222200{n:02d}" for n in range(10)]
+    jobs = [harness.job("2026-12-02", debtor__phone=number, debtor__consent={"email": False, "sms": True,
+                                                                             "voice": False}) for number in numbers]
+    started = wall.time()
+    harness.run(*jobs)
+    texts = sorted((m for m in harness.stack.sandbox.sent() if m["to"] in numbers), key=lambda m: m["_received"])
+    assert len(texts) == 10 and all(count_segments(m["body"]).parts == 2 for m in texts)
+    # Each text holds the long code for two seconds, so the k-th can go no sooner than 2k s
+    # after the first could (each send may come later than its slot, never sooner).
+    offsets = [m["_received"] - started for m in texts]
+    assert all(offset >= 2 * k for k, offset in enumerate(offsets)), offsets
+    assert offsets[-1] + 2 >= 20, "twenty segments at one per second"
+    throttled = [r for r in harness.log.history() if r["kind"] == "decision" and r["status"] == "send"
+                 and r["job_id"] in {j["job_id"] for j in jobs}]
+    assert len(throttled) == 10, "a job waiting for its slot has claimed nothing and decided once more at most"

@@ -37,6 +37,7 @@ from worker.log_writer import LogWriter
 from worker.masking import mask
 from worker.render import Rendered, Renderer, TemplateError, message_context, opt_out_line
 from worker.settings import Settings
+from worker.throttle import Throttle
 
 SHORT_WAIT = timedelta(seconds=60)  # at most this long in dramatiq's delay queue; longer waits go to the agenda
 GIVE_UP_AFTER = timedelta(days=5)
@@ -50,6 +51,7 @@ class Services:
     renderer: Renderer
     channels: Mapping[str, Channel]
     agenda: Agenda
+    throttle: Throttle
     clock: Clock
     profiles: Profiles
     settings: Settings
@@ -64,6 +66,8 @@ class Pipeline:
         """Process one queued reminder; returns what happened, in one word."""
         s = self.s
         now = s.clock.now()
+        slot = payload.get("slot")  # a sender slot reserved on an earlier pass (see `worker.throttle`)
+        payload = {key: value for key, value in payload.items() if key != "slot"}
         parsed = parse_job(payload.get("job"), s.profiles, "queue")
         if parsed.job is None:
             reason, kept = "; ".join(parsed.errors), _dump(payload)
@@ -77,7 +81,7 @@ class Pipeline:
             facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
             decision = decide(job, now, facts, s.profiles[job.profile])
             if decision.action == "send":
-                outcome = await self.deliver(job, decision, payload, now, known, balance)
+                outcome = await self.deliver(job, decision, payload, now, known, balance, slot)
                 if outcome not in ("next-channel", "changed"):
                     return outcome
                 continue
@@ -128,7 +132,7 @@ class Pipeline:
         return job.invoice.amount_due - facts.paid_since(self.s.log.accepted_at(job.job_id))
 
     async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime, known: Known,
-                      balance: Decimal) -> str:
+                      balance: Decimal, slot: str | None = None) -> str:
         """Render, claim (with the decision, in one transaction, refused if the facts changed
         since `known`), send, record the outcome."""
         s = self.s
@@ -151,6 +155,12 @@ class Pipeline:
 
             await s.write(failed)
             return "failed"
+        sender = s.channels.get(channel)
+        if sender is not None and sender.rate is not None and slot != sender.rate.sender:
+            wait = s.throttle.reserve(sender.rate, sender.cost(rendered.text))
+            if wait > 0:  # come back for the reserved slot; nothing is claimed yet, so nothing is out
+                self.later(job, {**payload, "slot": sender.rate.sender}, now + timedelta(seconds=wait), now)
+                return "throttled"
         claim = Claim(delivery_key=f"{job.job_id}#{channel}", job_id=job.job_id, invoice_id=job.invoice.id,
                       account_id=job.debtor.account_id, channel=channel, recipient=address, stage=decision.stage,
                       template=rendered.template, template_version=rendered.version, reasons=decision.reasons,
@@ -168,7 +178,6 @@ class Pipeline:
                     return "unknown"
                 return "duplicate"
         s.log.keep_templates(rendered.templates, now)
-        sender = s.channels.get(channel)
         if sender is None:
             await self.outcome(job, "failed", now, delivery.id, error_code="not-configured",
                                error_text=f"no {channel} channel is configured")

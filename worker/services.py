@@ -21,21 +21,24 @@ from worker.pipeline import Services
 from worker.policy import profiles
 from worker.render import Renderer
 from worker.settings import Settings
+from worker.throttle import Throttle
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """The channels that are configured; a missing one makes the plan fall through to the next."""
     channels: dict[str, Channel] = {}
     if settings.smtp_url:
-        channels["email"] = EmailChannel(settings.smtp_url, settings.smtp_from, settings.sender.name)
+        channels["email"] = EmailChannel(settings.smtp_url, settings.smtp_from, settings.sender.name,
+                                         per_second=settings.email_per_second)
     if settings.twilio_account_sid and settings.twilio_auth_token:
         account = TwilioAccount(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_base_url)
         callback = f"{settings.public_url}/twilio/status"
         if settings.twilio_from or settings.twilio_messaging_service_sid:
             channels["sms"] = SmsChannel(account, settings.twilio_from, settings.twilio_messaging_service_sid,
-                                         status_callback=callback)
+                                         status_callback=callback, per_second=settings.sms_per_second)
         if settings.twilio_from:
-            channels["voice"] = VoiceChannel(account, settings.twilio_from, status_callback=callback)
+            channels["voice"] = VoiceChannel(account, settings.twilio_from, status_callback=callback,
+                                             per_second=settings.calls_per_second)
     return channels
 
 
@@ -47,5 +50,6 @@ def build_services(settings: Settings, clock: Clock | None, requeue: Callable[[d
     log = log or ContactLog.open(settings.database_url)
     return Services(log=log, write=LogWriter(log.engine),
                     renderer=Renderer(settings.template_dir, settings.default_locale),
-                    channels=build_channels(settings), agenda=Agenda(client), clock=clock, profiles=profiles(),
+                    channels=build_channels(settings), agenda=Agenda(client), throttle=Throttle(client), clock=clock,
+                    profiles=profiles(),
                     settings=settings, requeue=requeue)

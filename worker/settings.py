@@ -32,6 +32,9 @@ class Settings:
     twilio_base_url: str = "https://api.twilio.com"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str = field(default="dunning-demo-secret-change-me", repr=False)
+    sms_per_second: float | None = None  # segments/s per sender; default by number: long code 1, short code 100
+    calls_per_second: float = 1.0  # per Twilio account
+    email_per_second: float | None = None  # per SMTP relay; unlimited unless set
     escalation_email: str | None = None  # the supervisor who takes over an escalated case
     broker_heartbeat_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
@@ -69,7 +72,22 @@ class Settings:
             twilio_base_url=get("DUNNING_TWILIO_BASE_URL") or cls.twilio_base_url,
             public_url=(get("DUNNING_PUBLIC_URL") or cls.public_url).rstrip("/"),
             secret_key=get("DUNNING_SECRET_KEY") or cls.secret_key,
+            sms_per_second=_rate(get("DUNNING_SMS_PER_SECOND"), "DUNNING_SMS_PER_SECOND"),
+            calls_per_second=_rate(get("DUNNING_CALLS_PER_SECOND"), "DUNNING_CALLS_PER_SECOND") or cls.calls_per_second,
+            email_per_second=_rate(get("DUNNING_EMAIL_PER_SECOND"), "DUNNING_EMAIL_PER_SECOND"),
             escalation_email=get("DUNNING_ESCALATION_EMAIL"),
             broker_heartbeat_ms=int(get("DUNNING_BROKER_HEARTBEAT_MS") or cls.broker_heartbeat_ms),
             broker_maintenance_chance=int(get("DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance),
         )
+
+
+def _rate(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise ValueError(f"{name}: {value!r} is not a positive number (per second)")
+    return rate

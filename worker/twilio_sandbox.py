@@ -203,7 +203,7 @@ class Sandbox:
                     "error_message": None, "price": None, "price_unit": "USD", "api_version": "2010-04-01",
                     "uri": f"/2010-04-01/Accounts/{self.account_sid}/{kind}/{sid}.json", **extra}
         self.resources[sid] = resource
-        record = {**resource, "_form": dict(form), "_accepted_at": next(self._order)}
+        record = {**resource, "_form": dict(form), "_accepted_at": next(self._order), "_received": time.time()}
         (self.outbox / f"{kind}-{sid}.json").write_text(json.dumps(record, ensure_ascii=False, indent=1),
                                                         encoding="utf-8")
         return resource
