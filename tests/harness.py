@@ -5,14 +5,19 @@ SQLite and PostgreSQL (one stack per test module and database)."""
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from conftest import job_data
 from scripted_smtp import Scripted
 
@@ -20,8 +25,10 @@ from worker.contact_log import ContactLog
 from worker.intake import parse_job
 from worker.policy import profiles
 from worker.render import SHIPPED_DIR
+from worker.settings import Settings
 from worker.stack import Stack
 from worker.submit import submit
+from worker.web import create_app
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000"}
@@ -96,3 +103,25 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     stack.stop()
     log.engine.dispose()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def serving(log: ContactLog, env: Mapping[str, str], clock: Callable[[], datetime]) -> Iterator[str]:
+    """`dunning serve`'s app on a free port, for real (uvicorn), its public URL what it listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
+    server = uvicorn.Server(uvicorn.Config(create_app(log, settings, clock), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

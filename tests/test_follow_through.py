@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from harness import Harness
+from harness import WEDNESDAY_10, Harness, serving
 
 from channels.segments import count_segments
 from worker.contact_log import Claim
@@ -143,3 +143,18 @@ def test_ten_two_segment_texts_from_one_long_code_take_twenty_seconds(harness: H
     throttled = [r for r in harness.log.history() if r["kind"] == "decision" and r["status"] == "send"
                  and r["job_id"] in {j["job_id"] for j in jobs}]
     assert len(throttled) == 10, "a job waiting for its slot has claimed nothing and decided once more at most"
+
+
+def test_a_stop_reply_suppresses_the_next_text_with_no_api_call_and_one_confirmation(harness: Harness) -> None:
+    number = "+8613855556666"
+    job = harness.job("2026-12-02", debtor__phone=number)  # due_day: SMS first, then email
+    harness.stack.set_clock(WEDNESDAY_10)
+    with serving(harness.log, harness.stack.env(), harness.stack.clock.now) as url:
+        status, replies = harness.stack.sandbox.reply(url + "/twilio/inbound", number, "退订")
+    assert status == 200 and len(replies) == 1
+    harness.run(job)
+    assert not [r for r in harness.stack.sandbox.requests if r.get("To") == number], "no API call to the number"
+    assert len([m for m in harness.stack.sandbox.sent() if m["to"] == number]) == 1, "only the confirmation"
+    [decision] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
+    assert decision["detail"]["channel"] == "email" and "S-ADDRESS" in decision["detail"]["rules"]
+    assert len(harness.emails_to(job["debtor"]["email"])) == 1

@@ -265,6 +265,30 @@ def worker(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve Twilio status callbacks (/twilio/status), SMS replies (/twilio/inbound) and
+    one-click unsubscribes (/u/TOKEN). Twilio signs for DUNNING_PUBLIC_URL: set it to the
+    URL the outside world uses."""
+    import redis
+    import uvicorn
+
+    from worker.clock import RedisClock
+    from worker.contact_log import ContactLog
+    from worker.web import create_app
+
+    settings = Settings.from_env()
+    if not settings.twilio_auth_token:
+        err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
+    now = (lambda: datetime.now(UTC)) if settings.clock == "system" else (
+        RedisClock(redis.Redis.from_url(settings.redis_url)).now)
+    app_ = create_app(ContactLog.open(settings.database_url), settings, now)
+    uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command()
 def demo(
     now: Annotated[str, typer.Option(help="The demo's fixed clock.")] = "2026-12-02T10:00:00+08:00",
 ) -> None:

@@ -228,6 +228,19 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class ProviderDelivery:
+    """A delivery found by its provider id, and the callback statuses already applied."""
+
+    id: int
+    job_id: str
+    invoice_id: str
+    account_id: str
+    channel: str
+    recipient: str
+    applied: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Known:
     """Facts as read, with the id of the newest event at that moment: a claim made on
     these facts is refused if anything newer changed them (paid, opted out...)."""
@@ -417,6 +430,34 @@ class ContactLog:
                 if closed is None:
                     open_.append(dict(row._mapping))
             return open_
+
+    def suppressed(self, address: str) -> bool:
+        """Whether nothing may be sent to `address` now (opted out, or proven invalid)."""
+        opted_out: set[str] = set()
+        invalid: set[str] = set()
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(events.c.status, events.c.detail, events.c.error_code, events.c.address)
+                                    .where(events.c.kind == "suppression", events.c.address == address.casefold())
+                                    .order_by(events.c.id)):
+                _apply_suppression(row, row.detail or {}, opted_out, invalid, set())
+        return bool(opted_out | invalid)
+
+    def by_provider_id(self, provider_message_id: str) -> ProviderDelivery | None:
+        """The delivery a provider's id (a Twilio SID) belongs to, with the callback
+        statuses applied to it so far, oldest first."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(deliveries.c.id, deliveries.c.job_id, deliveries.c.invoice_id,
+                                      deliveries.c.account_id, deliveries.c.channel, deliveries.c.recipient)
+                               .join(events, events.c.delivery_id == deliveries.c.id)
+                               .where(events.c.provider_message_id == provider_message_id).limit(1)).first()
+            if row is None:
+                return None
+            applied = [r.status for r in conn.execute(
+                select(events.c.status, events.c.detail).where(events.c.delivery_id == row.id,
+                                                               events.c.kind == "delivery").order_by(events.c.id))
+                if (r.detail or {}).get("callback")]
+        return ProviderDelivery(row.id, row.job_id, row.invoice_id, row.account_id, row.channel, row.recipient,
+                                tuple(applied))
 
     def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
         """The account an invoice belongs to, from the jobs accepted for it."""

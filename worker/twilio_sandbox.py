@@ -3,8 +3,9 @@
 Twilio cannot be reached from tests or the demo, so the real `twilio` client is
 pointed here instead (`client.api.base_url`). Same paths, form fields, JSON replies
 and error bodies as `api.twilio.com/2010-04-01`; Twilio's magic test numbers; status
-callbacks sent afterwards, signed with `X-Twilio-Signature`; every accepted message
-and call written to an outbox folder. Failures can be scripted (429 with
+callbacks sent afterwards, signed with `X-Twilio-Signature`; a person's reply posted to
+the inbound webhook on request (`reply`) and the TwiML answer sent back; every accepted
+message and call written to an outbox folder. Failures can be scripted (429 with
 Retry-After, 500, a reply that never comes) and so can call outcomes.
 """
 
@@ -18,11 +19,15 @@ import secrets
 import socket
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import aiohttp
 import uvicorn
@@ -115,6 +120,28 @@ class Sandbox:
         found = [json.loads(p.read_text(encoding="utf-8")) for p in self.outbox.glob(f"{kind}-*.json")]
         return sorted(found, key=lambda r: r["_accepted_at"])
 
+    def reply(self, url: str, from_: str, body: str, to: str = "+15005550006") -> tuple[int, list[str]]:
+        """A person texts `body` from `from_`: Twilio posts it, signed, to the inbound webhook
+        at `url`, and sends the TwiML <Message> replies back to them (written to the outbox).
+        Returns the webhook's HTTP status and the replies sent."""
+        sid = "SM" + secrets.token_hex(16)
+        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": self.account_sid, "From": from_, "To": to,
+                  "Body": body, "NumMedia": "0", "ApiVersion": "2010-04-01"}
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        request = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), method="POST",
+                                         headers={"X-Twilio-Signature": signature})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                status, twiml = answer.status, answer.read().decode("utf-8")
+        except urllib.error.HTTPError as error:
+            return error.code, []
+        sent = [m.text or "" for m in ElementTree.fromstring(twiml).iter("Message")] if twiml.strip() else []
+        for text in sent:
+            reply_sid = "SM" + secrets.token_hex(16)
+            self._record("Messages", reply_sid, {"sid": reply_sid, "to": from_, "from": to, "body": text,
+                                                 "status": "sent", "direction": "outbound-reply"}, {})
+        return status, sent
+
     # -- the API ------------------------------------------------------------------
 
     async def _create_message(self, request: Request) -> Response:
@@ -203,10 +230,13 @@ class Sandbox:
                     "error_message": None, "price": None, "price_unit": "USD", "api_version": "2010-04-01",
                     "uri": f"/2010-04-01/Accounts/{self.account_sid}/{kind}/{sid}.json", **extra}
         self.resources[sid] = resource
+        self._record(kind, sid, resource, form)
+        return resource
+
+    def _record(self, kind: str, sid: str, resource: Mapping[str, Any], form: Mapping[str, str]) -> None:
         record = {**resource, "_form": dict(form), "_accepted_at": next(self._order), "_received": time.time()}
         (self.outbox / f"{kind}-{sid}.json").write_text(json.dumps(record, ensure_ascii=False, indent=1),
                                                         encoding="utf-8")
-        return resource
 
     def _later(self, callback: str | None, sid: str, kind: str, steps: list[str]) -> None:
         task = asyncio.get_running_loop().create_task(self._advance(callback, sid, kind, steps))
