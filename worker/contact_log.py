@@ -426,7 +426,7 @@ class ContactLog:
             for row in rows:
                 closed = conn.execute(select(events.c.id).where(
                     events.c.invoice_id == row.invoice_id, events.c.kind == "invoice", events.c.id > row.id,
-                    events.c.status.in_(("paid", "written-off"))).limit(1)).first()
+                    events.c.status == "paid").limit(1)).first()
                 if closed is None:
                     open_.append(dict(row._mapping))
             return open_
