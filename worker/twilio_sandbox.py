@@ -234,7 +234,7 @@ class Sandbox:
         return resource
 
     def _record(self, kind: str, sid: str, resource: Mapping[str, Any], form: Mapping[str, str]) -> None:
-        record = {**resource, "_form": dict(form), "_accepted_at": next(self._order), "_received": time.time()}
+        record = {**resource, "_form": dict(form), "_accepted_at": next(self._order), "_received": time.monotonic()}
         (self.outbox / f"{kind}-{sid}.json").write_text(json.dumps(record, ensure_ascii=False, indent=1),
                                                         encoding="utf-8")
 
