@@ -51,6 +51,8 @@ class _Deciding:
         facts, invoice = self.facts, self.job.invoice
         if facts.paid:
             return self._end("skip", ["invoice paid"], ["S-PAID"])
+        if facts.written_off:
+            return self._end("skip", ["invoice written off"], ["S-WRITTEN-OFF"])
         if facts.disputed:
             return self._end("skip", ["invoice disputed"], ["S-DISPUTE"])
         if facts.escalated:

@@ -42,6 +42,7 @@ class Payment(_Fact):
 
 class Facts(_Fact):
     paid: bool = False
+    written_off: bool = False  # the creditor gave up on it: collection ends
     disputed: bool = False
     promised_until: date | None = None
     ceased: bool = False

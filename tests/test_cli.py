@@ -133,7 +133,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
 def test_every_command_has_help() -> None:
     for command in (["--help"], ["validate", "--help"], ["decide", "--help"], ["demo", "--help"],
                     ["profiles", "check", "--help"], ["profiles", "list", "--help"], ["paid", "--help"],
-                    ["dispute", "--help"], ["promise", "--help"], ["optout", "--help"], ["cease", "--help"]):
+                    ["dispute", "--help"], ["promise", "--help"], ["optout", "--help"], ["cease", "--help"],
+                    ["writeoff", "--help"]):
         result = dunning(*command)
         assert result.returncode == 0 and "Usage" in result.stdout, command
 
@@ -148,6 +149,8 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
     assert dunning("promise", "INV-7", "--until", "2026-12-24", env=env).returncode == 0
     assert dunning("optout", "--account", "ACME", "--channel", "sms", env=env).returncode == 0
     assert dunning("cease", "ACME", "--note", "letter", env=env).returncode == 0
+    written_off = dunning("writeoff", "INV-8", "--note", "insolvent", env=env)
+    assert written_off.returncode == 0 and "INV-8: written off" in written_off.stdout, written_off.stderr
     bad = dunning("paid", "INV-7", "--amount", "3OO", env=env)
     assert bad.returncode == 1 and "amount: '3OO'; a decimal amount such as 1200.00 expected" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -156,5 +159,6 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
     assert dunning("promise", "INV-7", "--until", "next week", env=env).returncode == 1
     rows = list(ContactLog.open(env["DUNNING_DATABASE_URL"]).history())
     assert [(r["kind"], r["status"]) for r in rows] == [("invoice", "payment"), ("invoice", "promised"),
-                                                        ("suppression", "suppressed"), ("account", "ceased")]
+                                                        ("suppression", "suppressed"), ("account", "ceased"),
+                                                        ("invoice", "written-off")]
     assert rows[0]["detail"] == {"amount": "300.00", "by": "alice"} and rows[1]["detail"]["by"].startswith("cli:")

@@ -95,8 +95,10 @@ def test_suppressed_addresses_and_media_are_skipped(profiles: Profiles) -> None:
 @pytest.mark.parametrize(("known", "action", "rule"), [
     ({"paid": True}, "skip", "S-PAID"), ({"disputed": True}, "skip", "S-DISPUTE"),
     ({"paid": True, "promised_until": "2026-12-10"}, "skip", "S-PAID"),
+    ({"written_off": True}, "skip", "S-WRITTEN-OFF"),
 ])
-def test_paid_and_disputed_invoices_get_nothing(profiles: Profiles, known: dict, action: str, rule: str) -> None:
+def test_paid_written_off_and_disputed_invoices_get_nothing(profiles: Profiles, known: dict, action: str,
+                                                           rule: str) -> None:
     decision = run(profiles, known=facts(**known), invoice__due_date=due_in(0))
     assert (decision.action, decision.rules) == (action, (rule,))
 

@@ -43,6 +43,20 @@ def test_paid_cancels_the_invoices_pending_reminders_and_only_those(log: Contact
     assert log.facts_for("ACME", "INV-1", "INV-1/due_day", NOW).paid
 
 
+def test_writing_off_ends_the_cadence_and_closes_the_escalation(log: ContactLog, agenda: Agenda) -> None:
+    schedule(agenda, "INV-1", "overdue_late/2", "overdue_late/3")
+    log.accept_job("INV-1/overdue_late/1", "INV-1", "ACME", "{}", NOW)
+    assert log.escalate("INV-1/overdue_late/1", "INV-1", "ACME", ["3 unanswered calls"], NOW)
+    assert [row["invoice_id"] for row in log.escalations()] == ["INV-1"]
+    applied = Events(log, agenda).write_off("INV-1", LATER, by="cli:carol", note="debtor insolvent")
+    assert applied.agenda == "2 pending reminder(s) cancelled" and agenda.due_at("INV-1/overdue_late/3") is None
+    assert log.escalations() == [], "a written-off invoice is nobody's case any more"
+    facts = log.facts_for("ACME", "INV-1", "INV-1/overdue_late/3", LATER)
+    assert facts.written_off and not facts.paid
+    [event] = [r for r in log.history(invoice="INV-1") if r["status"] == "written-off"]
+    assert event["detail"] == {"note": "debtor insolvent", "by": "cli:carol"} and event["account_id"] == "ACME"
+
+
 def test_a_partial_payment_is_a_payment_not_paid(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day")
     Events(log, agenda).paid("INV-1", NOW, by="api", amount="1200.50")
@@ -99,6 +113,7 @@ def test_opting_out_of_a_channel_and_ceasing(log: ContactLog, agenda: Agenda) ->
     (lambda e: e.paid("INV-1", NOW, by="x", amount="12,00"), "amount: '12,00'; a decimal amount"),
     (lambda e: e.paid("INV-1", NOW, by="x", amount="-5"), "amount: '-5'; a positive amount expected"),
     (lambda e: e.paid(" ", NOW, by="x"), "invoice: a non-empty id expected"),
+    (lambda e: e.write_off("", NOW, by="x"), "invoice: a non-empty id expected"),
     (lambda e: e.optout("12345", NOW, by="x"), "address: '12345'; an email address or an E.164 phone number"),
     (lambda e: e.optout("a@b", NOW, by="x"), "address: 'a@b' is not a valid email address"),
     (lambda e: e.optout_channel("ACME", "fax", NOW, by="x"), "channel: 'fax'; one of email, sms, voice expected"),

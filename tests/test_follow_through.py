@@ -60,6 +60,22 @@ def test_a_registered_invoice_paid_on_day_3_gets_no_message_after_the_payment(ha
     assert harness.stack.agenda.client.scard(f"dunning:agenda:invoice:{job['invoice']['id']}") == 0
 
 
+def test_a_written_off_invoice_gets_nothing_more(harness: Harness) -> None:
+    job = harness.job("2026-12-08", debtor__phone="+8613811115555", cadence="default")
+    job["job_id"] = f"{job['invoice']['id']}/cadence"
+    harness.run(job, at=local(date(2026, 12, 8), 10, 0))
+    walk(harness, date(2026, 12, 9), date(2026, 12, 9))
+    before = sends(harness, job)
+    assert [r["stage"] for r in before] == ["due_day", "overdue_early"]
+    written_off = local(date(2026, 12, 9), 16, 0)
+    harness.stack.set_clock(written_off)
+    Events(harness.log, harness.stack.agenda).write_off(job["invoice"]["id"], written_off, by="test")
+    walk(harness, date(2026, 12, 10), date(2026, 12, 24))
+    assert sends(harness, job) == before
+    assert harness.stack.agenda.client.scard(f"dunning:agenda:invoice:{job['invoice']['id']}") == 0
+    assert job["invoice"]["id"] not in [row["invoice_id"] for row in harness.log.escalations()], "no escalation"
+
+
 def test_a_promise_pauses_the_cadence_and_it_resumes_the_day_after(harness: Harness) -> None:
     job = harness.job("2026-12-08", debtor__phone="+8613811113333", cadence="default")
     job["job_id"] = f"{job['invoice']['id']}/cadence"

@@ -1,6 +1,6 @@
 """The Python API for billing systems: `worker.enqueue(jobs)`, and the events `worker.paid`,
-`worker.dispute`, `worker.promise`, `worker.optout`, `worker.cease` (entry points, like the
-CLI: they read the clock and the settings)."""
+`worker.write_off`, `worker.dispute`, `worker.promise`, `worker.optout`, `worker.cease`
+(entry points, like the CLI: they read the clock and the settings)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def paid(invoice_id: str, amount: Decimal | str | None = None, *, by: str = "api
     """The invoice was paid (in full, or `amount` of it): pending reminders are cancelled,
     and none is sent after this returns. Raises `EventError` naming a bad field."""
     return _with_events(settings, lambda events, now: events.paid(invoice_id, now, by=by, amount=amount))
+
+
+def write_off(invoice_id: str, *, note: str | None = None, by: str = "api",
+              settings: Settings | None = None) -> Applied:
+    """The creditor gave up on the invoice: pending reminders are cancelled, none is sent after this returns."""
+    return _with_events(settings, lambda events, now: events.write_off(invoice_id, now, by=by, note=note))
 
 
 def dispute(invoice_id: str, *, resolved: bool = False, note: str | None = None, by: str = "api",

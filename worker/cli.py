@@ -102,7 +102,7 @@ def enqueue(source: InputFile) -> None:
 @app.command()
 def register(source: InputFile) -> None:
     """Register invoices: the worker plans every step of the profile's ladder (job ids
-    INVOICE/stage/n) until paid, disputed or escalated. Same input as `enqueue`, without "stage"."""
+    INVOICE/stage/n) until paid, written off, disputed or escalated. Same input as `enqueue`, without "stage"."""
     _submit(source, register=True)
 
 
@@ -142,6 +142,16 @@ def paid(
 ) -> None:
     """The invoice was paid: pending reminders are cancelled, nothing more is sent for it."""
     _event(lambda events, now, who: events.paid(invoice, now, by=who, amount=amount), by)
+
+
+@app.command("writeoff")
+def write_off(
+    invoice: Annotated[str, typer.Argument(help="The invoice id.")],
+    note: Annotated[str | None, typer.Option(help="Why it was written off (kept in the log).")] = None,
+    by: By = None,
+) -> None:
+    """The invoice was written off: its cadence ends and its escalation, if any, closes."""
+    _event(lambda events, now, who: events.write_off(invoice, now, by=who, note=note), by)
 
 
 @app.command()

@@ -416,7 +416,7 @@ class ContactLog:
         return True
 
     def escalations(self) -> list[dict[str, Any]]:
-        """Open escalations (escalated, not paid since), oldest first, with the invoice's last job."""
+        """Open escalations (escalated, not paid or written off since), oldest first, with the invoice's last job."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(events.c.id, events.c.invoice_id, events.c.account_id, events.c.job_id,
                                        events.c.detail, events.c.occurred_at)
@@ -426,7 +426,7 @@ class ContactLog:
             for row in rows:
                 closed = conn.execute(select(events.c.id).where(
                     events.c.invoice_id == row.invoice_id, events.c.kind == "invoice", events.c.id > row.id,
-                    events.c.status == "paid").limit(1)).first()
+                    events.c.status.in_(("paid", "written-off"))).limit(1)).first()
                 if closed is None:
                     open_.append(dict(row._mapping))
             return open_
@@ -480,8 +480,8 @@ class ContactLog:
         wanted = tuple(a.casefold() for a in addresses)  # Zhang@X and zhang@x are one person's mailbox
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
-        state: dict[str, Any] = {"paid": False, "disputed": False, "promised_until": None, "ceased": False,
-                                 "escalated": False}
+        state: dict[str, Any] = {"paid": False, "written_off": False, "disputed": False, "promised_until": None,
+                                 "ceased": False, "escalated": False}
         opted_out: set[str] = set()
         invalid: set[str] = set()
         media: set[Any] = set()
@@ -507,9 +507,7 @@ class ContactLog:
                     state["ceased"] = event_row.status == "ceased"
                 elif event_row.kind == "suppression":
                     _apply_suppression(event_row, detail, opted_out, invalid, media)
-        facts = Facts(paid=state["paid"], disputed=state["disputed"], promised_until=state["promised_until"],
-                      ceased=state["ceased"], escalated=state["escalated"],
-                      suppressed_addresses=frozenset(opted_out | invalid),
+        facts = Facts(**state, suppressed_addresses=frozenset(opted_out | invalid),
                       suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts),
                       payments=tuple(payments))
         return Known(facts, mark, invoice_id, account_id, wanted)
@@ -570,14 +568,14 @@ def _apply_suppression(row: Any, detail: Mapping[str, Any], opted_out: set[str],
 def _apply_invoice_event(state: dict[str, Any], status: str, detail: Mapping[str, Any]) -> None:
     if status == "paid":
         state["paid"] = True
+    elif status == "written-off":
+        state["written_off"] = True
     elif status == "disputed":
         state["disputed"] = True
     elif status == "resolved":
         state["disputed"] = False
     elif status == "promised":
         state["promised_until"] = date.fromisoformat(str(detail["until"]))
-    elif status == "reopened":
-        state["paid"] = False
     elif status == "escalated":
         state["escalated"] = True
 

@@ -1,7 +1,8 @@
-"""What billing and people tell us: paid, disputed, promised, opted out, ceased.
+"""What billing and people tell us: paid, written off, disputed, promised, opted out, ceased.
 
 Each event is one row in the contact log (who said it, what, when) and takes effect
-at once: an invoice's pending reminders in the agenda are cancelled (paid), parked
+at once: an invoice's pending reminders in the agenda are cancelled (paid, written
+off), parked
 (disputed, until resolved) or held (promised, until the day after the promise). A
 reminder already in the queue re-reads the log before it claims its delivery, and the
 claim is refused if one of these events came in meanwhile (`ContactLog.claim`), so
@@ -54,6 +55,14 @@ class Events:
         value = _amount(amount)
         self._record("invoice", "payment", now, by, invoice_id=invoice_id, detail={"amount": str(value)})
         return Applied(f"{invoice_id}: payment of {value} recorded; the next reminder states the balance")
+
+    def write_off(self, invoice_id: str, now: datetime, *, by: str, note: str | None = None) -> Applied:
+        """The creditor gave up on the invoice: collection ends, and its open escalation closes."""
+        invoice_id = _required("invoice", invoice_id)
+        self._record("invoice", "written-off", now, by, invoice_id=invoice_id, detail={"note": note} if note else None)
+        cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else 0
+        return Applied(f"{invoice_id}: written off; no reminder will be sent for it",
+                       f"{cancelled} pending reminder(s) cancelled")
 
     def dispute(self, invoice_id: str, now: datetime, *, by: str, resolved: bool = False,
                 note: str | None = None) -> Applied:
