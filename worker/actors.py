@@ -17,7 +17,7 @@ from dramatiq.middleware import Middleware
 
 from worker.contact_log import ContactLog
 from worker.pipeline import Pipeline
-from worker.queue import ACTOR, QUEUE, enqueue_many, make_broker
+from worker.queue import ACTOR, QUEUE, make_broker
 from worker.settings import Settings
 
 
@@ -52,10 +52,6 @@ _pipeline: Pipeline | None = None
 _lock = asyncio.Lock()
 
 
-def requeue(payload: dict[str, Any], delay_ms: int) -> None:
-    enqueue_many(broker, [payload], delay_ms=delay_ms or None)
-
-
 async def pipeline() -> Pipeline:
     """One pipeline per worker process, built on the worker's event loop."""
     global _pipeline
@@ -64,7 +60,7 @@ async def pipeline() -> Pipeline:
             from worker.services import build_services
 
             clock = SystemClock() if settings.clock == "system" else None
-            _pipeline = Pipeline(build_services(settings, clock, requeue, log))
+            _pipeline = Pipeline(build_services(settings, clock, log))
     return _pipeline
 
 

@@ -1,7 +1,8 @@
 """The agenda: deferred jobs, durable in Redis, released in due-time order.
 
-A job deferred to Monday 09:00 waits here, not in dramatiq's in-memory delay queue
-(which holds messages in worker memory and stalls behind far-future ones). The
+Every deferred job waits here, for a send slot two seconds ahead or until Monday
+09:00, not in dramatiq's delay queue (which holds messages in worker memory and
+stalls behind far-future ones). The
 dispatcher moves due entries to the queue crash-safely: *claim* (due → claimed, with
 a lease in Redis server time), *enqueue*, *done* (drop the claim). A dispatcher that
 dies mid-batch leaves claims whose lease runs out; `sweep` puts them back. So nothing

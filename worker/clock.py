@@ -7,7 +7,7 @@ simulated one in the demo and the tests (so deferred jobs can come due on demand
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import redis
@@ -20,10 +20,15 @@ class Clock(Protocol):
 
 
 class RedisClock:
-    """A simulated clock shared by every process: an ISO time stored in Redis.
+    """A simulated clock shared by every process: a moment set by hand, which then runs
+    at the speed of real time, as a wall clock would.
 
-    Read at most every `refresh` seconds of real time: a Redis round trip per message
-    would cost more than deciding it, and whoever moves the clock waits longer than that.
+    Stored in Redis as the moment and the Redis server time it was set at, so every
+    process reads the same time, and a short wait in the agenda (a send slot a few
+    seconds ahead) comes due by itself while a long one (Monday 09:00) waits for
+    whoever moves the clock. Redis is asked at most every `refresh` seconds of real
+    time (a round trip per message would cost more than deciding it); in between, the
+    elapsed monotonic time is added.
     """
 
     def __init__(self, client: redis.Redis, refresh: float = 0.1) -> None:
@@ -32,17 +37,22 @@ class RedisClock:
 
     def now(self) -> datetime:
         if time.monotonic() - self._read_at > self.refresh:
-            value = self.client.get(CLOCK_KEY)
-            if value is None:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.get(CLOCK_KEY)
+                pipe.time()
+                stored, (seconds, micros) = pipe.execute()
+            if stored is None:
                 raise RuntimeError(f"DUNNING_CLOCK=redis but {CLOCK_KEY} is not set")
-            self._value = datetime.fromisoformat(value.decode() if isinstance(value, bytes) else str(value))
+            moment, _, set_at = (stored.decode() if isinstance(stored, bytes) else str(stored)).partition("|")
+            self._value = datetime.fromisoformat(moment) + timedelta(seconds=seconds + micros / 1e6 - float(set_at))
             self._read_at = time.monotonic()
-        return self._value
+        return self._value + timedelta(seconds=time.monotonic() - self._read_at)
 
     def set(self, moment: datetime) -> None:
         if moment.utcoffset() is None:
             raise ValueError("the clock needs an aware datetime")
-        self.client.set(CLOCK_KEY, moment.isoformat())
+        seconds, micros = self.client.time()
+        self.client.set(CLOCK_KEY, f"{moment.isoformat()}|{seconds}.{micros:06d}")
         self._read_at, self._value = time.monotonic(), moment
 
 

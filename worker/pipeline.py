@@ -15,7 +15,7 @@ whole before anything is claimed or sent. Outcomes:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,6 @@ from worker.render import Rendered, Renderer, TemplateError, message_context, op
 from worker.settings import Settings
 from worker.throttle import Throttle
 
-SHORT_WAIT = timedelta(seconds=60)  # at most this long in dramatiq's delay queue; longer waits go to the agenda
 GIVE_UP_AFTER = timedelta(days=5)
 RETRY_BASE, RETRY_MAX = timedelta(minutes=30), timedelta(hours=6)
 
@@ -55,7 +54,6 @@ class Services:
     clock: Clock
     profiles: Profiles
     settings: Settings
-    requeue: Callable[[dict[str, Any], int], None]  # payload, delay in ms (≤ SHORT_WAIT)
 
 
 class Pipeline:
@@ -94,7 +92,7 @@ class Pipeline:
                 await self.escalate(job, decision, now, balance)
                 return "escalated"
             assert decision.action == "defer" and decision.until is not None
-            self.later(job, payload, decision.until, now)
+            self.later(job, payload, decision.until)
             return "deferred"
         return "failed"
 
@@ -159,7 +157,8 @@ class Pipeline:
         if sender is not None and sender.rate is not None and slot != sender.rate.sender:
             wait = s.throttle.reserve(sender.rate, sender.cost(rendered.text))
             if wait > 0:  # come back for the reserved slot; nothing is claimed yet, so nothing is out
-                self.later(job, {**payload, "slot": sender.rate.sender}, now + timedelta(seconds=wait), now)
+                slot_at = s.clock.now() + timedelta(seconds=wait)  # read again: the slot is counted from now
+                self.later(job, {**payload, "slot": sender.rate.sender}, slot_at)
                 return "throttled"
         claim = Claim(delivery_key=f"{job.job_id}#{channel}", job_id=job.job_id, invoice_id=job.invoice.id,
                       account_id=job.debtor.account_id, channel=channel, recipient=address, stage=decision.stage,
@@ -246,7 +245,7 @@ class Pipeline:
             at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
         await self.outcome(job, "retry", now, delivery_id, provider=_provider(channel), error_code=error.code,
                            error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
-        self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at, now)
+        self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at)
         return "retry"
 
     async def outcome(self, job: Job, status: str, now: datetime, delivery_id: int, **details: Any) -> None:
@@ -264,12 +263,10 @@ class Pipeline:
                                                            invoice_id=job.invoice.id,
                                                            account_id=job.debtor.account_id, conn=conn, **details))
 
-    def later(self, job: Job, payload: Mapping[str, Any], at: datetime, now: datetime) -> None:
-        """Come back at `at`: a short wait in the queue, anything longer in the agenda."""
-        if at - now <= SHORT_WAIT:
-            self.s.requeue(dict(payload), max(int((at - now).total_seconds() * 1000), 0))
-        else:
-            self.s.agenda.schedule(job.job_id, dict(payload), at)
+    def later(self, job: Job, payload: Mapping[str, Any], at: datetime) -> None:
+        """Come back at `at`, by way of the agenda however short the wait: no worker
+        thread or process memory holds the job meanwhile, and a crash loses nothing."""
+        self.s.agenda.schedule(job.job_id, dict(payload), at)
 
 
 def _dump(payload: Mapping[str, Any]) -> str:

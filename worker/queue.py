@@ -44,7 +44,7 @@ def message(payload: dict[str, Any], options: dict[str, Any] | None = None) -> d
     return dramatiq.Message(queue_name=QUEUE, actor_name=ACTOR, args=(payload,), kwargs={}, options=options or {})
 
 
-def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[dict[str, Any]], delay_ms: int | None = None) -> int:
+def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[dict[str, Any]]) -> int:
     """Put payloads on the queue; pipelined on Redis, one by one on any other broker."""
     count = 0
     batch: list[dramatiq.Message[Any]] = []
@@ -52,18 +52,18 @@ def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[dict[str, Any]], de
         # Each message on Redis needs its own id (RedisBroker.enqueue adds one the same way).
         batch.append(message(payload, {"redis_message_id": str(uuid4())}))
         if len(batch) >= BATCH:
-            count += _flush(broker, batch, delay_ms)
+            count += _flush(broker, batch)
             batch = []
     if batch:
-        count += _flush(broker, batch, delay_ms)
+        count += _flush(broker, batch)
     return count
 
 
-def _flush(broker: dramatiq.Broker, batch: list[dramatiq.Message[Any]], delay_ms: int | None) -> int:
+def _flush(broker: dramatiq.Broker, batch: list[dramatiq.Message[Any]]) -> int:
     dispatch = getattr(broker, "scripts", {}).get("dispatch") if isinstance(broker, RedisBroker) else None
-    if dispatch is None or delay_ms:
+    if dispatch is None:
         for item in batch:
-            broker.enqueue(item, delay=delay_ms or None)
+            broker.enqueue(item)
         return len(batch)
     assert isinstance(broker, RedisBroker)
     with broker.client.pipeline(transaction=False) as pipe:

@@ -3,9 +3,6 @@ because the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import redis
 
 from channels.base import Channel
@@ -42,8 +39,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     return channels
 
 
-def build_services(settings: Settings, clock: Clock | None, requeue: Callable[[dict[str, Any], int], None],
-                   log: ContactLog | None = None) -> Services:
+def build_services(settings: Settings, clock: Clock | None, log: ContactLog | None = None) -> Services:
     client = redis.Redis.from_url(settings.redis_url)
     if clock is None:
         clock = RedisClock(client)
@@ -51,5 +47,4 @@ def build_services(settings: Settings, clock: Clock | None, requeue: Callable[[d
     return Services(log=log, write=LogWriter(log.engine),
                     renderer=Renderer(settings.template_dir, settings.default_locale),
                     channels=build_channels(settings), agenda=Agenda(client), throttle=Throttle(client), clock=clock,
-                    profiles=profiles(),
-                    settings=settings, requeue=requeue)
+                    profiles=profiles(), settings=settings)

@@ -114,7 +114,6 @@ class _Run:
         self.clock = SimClock(start)
         self.log = ContactLog.open(self.settings.database_url)
         self.agenda = Agenda(stack.client)
-        self.soon: list[tuple[datetime, dict[str, Any]]] = []  # short waits (SMTP 4xx, throttle) in simulated time
         self.jobs: dict[str, Job] = {}
 
     async def run(self, parsed: Iterable[Parsed]) -> Report:
@@ -123,9 +122,7 @@ class _Run:
                             renderer=Renderer(self.settings.template_dir, self.settings.default_locale),
                             channels=build_channels(self.settings), agenda=self.agenda,
                             throttle=_NoThrottle(),
-                            clock=self.clock, profiles=profiles(), settings=self.settings,
-                            requeue=lambda payload, delay: self.soon.append(
-                                (self.clock.now() + timedelta(milliseconds=delay), payload)))
+                            clock=self.clock, profiles=profiles(), settings=self.settings)
         pipeline = Pipeline(services)
         try:
             known = profiles()
@@ -138,8 +135,7 @@ class _Run:
                 self._accept(item.job)
             payments = self._payments()
             while True:
-                due = [t for t in (self.agenda.next_due(), min((t for t, _ in self.soon), default=None),
-                                   min(payments, default=None)) if t is not None]
+                due = [t for t in (self.agenda.next_due(), min(payments, default=None)) if t is not None]
                 if not due or min(due) > self.end:
                     break
                 self.clock.moment = max(min(due), self.clock.moment)
@@ -160,7 +156,7 @@ class _Run:
         if job.cadence is not None:
             register(job, self.log, self.agenda, now)
         else:
-            self.soon.append((now, payload_for(job)))
+            self.agenda.schedule(job.job_id, payload_for(job), now)
 
     def _payments(self) -> dict[datetime, str]:
         """When each invoice is paid, if it is: a random working hour of a day it is due to pay."""
@@ -183,8 +179,7 @@ class _Run:
         now = self.clock.now()
         for moment in sorted(m for m in payments if m <= now):
             Events(self.log, self.agenda).paid(payments.pop(moment), moment, by="simulation")
-        ready = [payload for at, payload in self.soon if at <= now]
-        self.soon = [(at, payload) for at, payload in self.soon if at > now]
+        ready: list[dict[str, Any]] = []
         for entries in iter(lambda: self.agenda.claim(now, 1000), []):
             self.agenda.done(entries)
             ready.extend(entry.payload for entry in entries)

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,12 @@ class Stack:
         return process
 
     def wait_idle(self, timeout: float = 60.0, settle: float = 0.5) -> None:
-        """Until nothing is queued, nothing due in the agenda, and that stays so for `settle` s."""
+        """Until nothing is queued, nothing in the agenda due within a minute (a send slot
+        or a retry is work under way; Monday 09:00 is not), and that stays so for `settle` s."""
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline:
-            busy = backlog(self.broker) + self.agenda.due_count(self.clock.now())
+            busy = backlog(self.broker) + self.agenda.due_count(self.clock.now() + timedelta(minutes=1))
             if busy == 0:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= settle:
