@@ -1,11 +1,12 @@
 """`dunning demo`: the whole way of a reminder, on this machine, with no credentials.
 
 Starts a private redis-server, an SMTP server that writes .eml files and the Twilio
-sandbox; queues the bundled portfolio (14 invoices, every stage, zh-CN and en-US
-debtors in five zones, one without SMS consent, one with an invalid phone, one paid,
-one with a promise to pay); runs the worker on a fixed clock — Wednesday 2 December
-2026, 10:00 in Shanghai — then moves the clock on so that deferred reminders come
-due; prints the contact log and where the messages are; stops all it started.
+sandbox; queues the bundled samples (12 business invoices, the portfolio, and 2 US
+consumer debts: every stage, zh-CN and en-US debtors in five zones, one without SMS
+consent, one with an invalid phone, one paid, one with a promise to pay); runs the
+worker on a fixed clock — Wednesday 2 December 2026, 10:00 in Shanghai — then moves
+the clock on so that deferred reminders come due; prints the contact log and where
+the messages are; stops all it started.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ from worker.stack import Stack
 from worker.submit import submit
 
 _SAMPLES = files("worker").joinpath("samples")
+# Business debtors (the etiquette of DOMAIN.md), and consumers under the legal window only.
+SAMPLE_FILES = ("portfolio.jsonl", "us-consumers.jsonl")
+
+
+def _samples() -> bytes:
+    return b"".join(_SAMPLES.joinpath(name).read_bytes() for name in SAMPLE_FILES)
 
 
 def sample_jobs() -> list[Job]:
-    """The bundled portfolio's jobs (all valid)."""
-    parsed = read_jobs(_SAMPLES.joinpath("portfolio.jsonl").read_bytes(), policy.profiles())
-    return [p.job for p in parsed if p.job is not None]
+    """The bundled sample jobs (all valid)."""
+    return [p.job for p in read_jobs(_samples(), policy.profiles()) if p.job is not None]
 
 
 def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -> None:
@@ -45,8 +51,7 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
         log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
         stack.set_clock(start)
         _billing_events(log, start)
-        portfolio = _SAMPLES.joinpath("portfolio.jsonl").read_bytes()
-        intake = submit(read_jobs(portfolio, policy.profiles()), log, stack.broker, start)
+        intake = submit(read_jobs(_samples(), policy.profiles()), log, stack.broker, start)
         console.print(f"queued {intake.accepted} reminders at {start.isoformat()} "
                       f"(clock: Redis key dunning:clock; worker log: {directory / 'worker.log'})")
         stack.start_worker(processes=1, threads=8)

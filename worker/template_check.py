@@ -2,7 +2,7 @@
 
 Fails on a render error, an SMS over 10 segments, a missing opt-out line, a
 forbidden phrase (COMPLIANCE.md content rules) or an email without a subject; warns
-on an SMS over 2 segments. Samples are the bundled portfolio's jobs, rendered with
+on an SMS over 2 segments. Samples are the bundled sample jobs, rendered with
 and without the opt-out line, so the longest real values are tried.
 """
 
