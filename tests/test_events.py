@@ -3,6 +3,8 @@ recorded with who and when, applied to the agenda at once, read back by the work
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -99,6 +101,23 @@ def test_an_opt_out_by_address_binds_every_account_and_an_opt_in_undoes_only_the
     events.optin("wrong@example.com", NOW, by="sms-reply")
     seen = log.facts_for("ANY", "INV-9", "x", NOW, addresses=("+8613800138000", "wrong@example.com"))
     assert seen.suppressed_addresses == {"wrong@example.com"}, "an address proven invalid stays suppressed"
+
+
+def test_stop_replies_handled_at_once_by_several_processes_record_one_opt_out(log: ContactLog) -> None:
+    url = log.engine.url.render_as_string(hide_password=False)
+    workers = [ContactLog.open(url) for _ in range(8)]  # an engine each: as separate processes would have
+    start = threading.Barrier(len(workers))
+
+    def reply(own: ContactLog) -> bool:
+        start.wait()
+        return Events(own, None).optout("+8613800138000", NOW, by="sms-reply").changed
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        changed = list(pool.map(reply, workers))
+    for own in workers:
+        own.engine.dispose()
+    assert changed.count(True) == 1, "one opt-out recorded, so one confirmation"
+    assert [r["status"] for r in log.history() if r["kind"] == "suppression"] == ["suppressed"]
 
 
 def test_opting_out_of_a_channel_and_ceasing(log: ContactLog, agenda: Agenda) -> None:

@@ -181,6 +181,7 @@ _MARK = select(func.coalesce(func.max(events.c.id), 0))
 _NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
                 .limit(1))
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_SQLITE_WRITE_LOCK = text("UPDATE jobs SET job_id = job_id WHERE 0")
 _ESCALATED = (select(events.c.id).where(events.c.invoice_id == bindparam("invoice_id"), events.c.kind == "invoice",
                                         events.c.status == "escalated").limit(1))
 _ACCEPTED_AT = select(jobs.c.received_at).where(jobs.c.job_id == bindparam("job_id"))
@@ -295,7 +296,7 @@ class ContactLog:
         delivery always has the decision that made it. With `known`, the claim is refused
         (None) when an event newer than those facts concerns the invoice, the account or
         an address — a payment recorded before the claim stops the send. The invoice and
-        account are locked for the check (PostgreSQL; SQLite's single writer already is).
+        account are locked for the check (`lock`).
         """
         with self._writing(conn) as c:
             self.lock(c, claim.invoice_id, claim.account_id)
@@ -324,8 +325,14 @@ class ContactLog:
         return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
 
     def lock(self, conn: Connection, *names: str | None) -> None:
-        """Serialise with other transactions about the same invoice or account (PostgreSQL
-        advisory locks, released at commit). SQLite allows one writer at a time anyway."""
+        """Serialise with other transactions about the same invoice, account or address,
+        so that what this transaction reads next is still true when it writes: PostgreSQL
+        advisory locks, released at commit. SQLite has one writer at a time, but a check
+        read before the write would not be inside it; a write that changes nothing takes
+        the database's write lock now (waiting `busy_timeout` for it), so the check is."""
+        if conn.dialect.name == "sqlite":
+            conn.execute(_SQLITE_WRITE_LOCK)
+            return
         if conn.dialect.name != "postgresql":
             return
         for name in sorted({n for n in names if n}):
@@ -433,14 +440,23 @@ class ContactLog:
 
     def suppressed(self, address: str) -> bool:
         """Whether nothing may be sent to `address` now (opted out, or proven invalid)."""
-        opted_out: set[str] = set()
-        invalid: set[str] = set()
         with self.engine.connect() as conn:
-            for row in conn.execute(select(events.c.status, events.c.detail, events.c.error_code, events.c.address)
-                                    .where(events.c.kind == "suppression", events.c.address == address.casefold())
-                                    .order_by(events.c.id)):
-                _apply_suppression(row, row.detail or {}, opted_out, invalid, set())
+            opted_out, invalid = _suppressions(conn, address)
         return bool(opted_out | invalid)
+
+    def opt_out(self, account_id: str | None, address: str, channel: str, reason: str, now: datetime,
+                by: str) -> bool:
+        """A person asked for no more messages to `address`; False if they already had.
+
+        Checked and recorded under a lock on the address, so two STOP replies handled at
+        once by two processes record one opt-out and earn one confirmation."""
+        with self.engine.begin() as conn:
+            self.lock(conn, address.casefold())
+            opted_out, _invalid = _suppressions(conn, address)
+            if opted_out:
+                return False
+            self.suppress(account_id, address, channel, reason, now, conn=conn, by=by)
+        return True
 
     def by_provider_id(self, provider_message_id: str) -> ProviderDelivery | None:
         """The delivery a provider's id (a Twilio SID) belongs to, with the callback
@@ -546,6 +562,17 @@ class ContactLog:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)
+
+
+def _suppressions(conn: Connection, address: str) -> tuple[set[str], set[str]]:
+    """(opted out, proven invalid): the address, in each set it is in now."""
+    opted_out: set[str] = set()
+    invalid: set[str] = set()
+    for row in conn.execute(select(events.c.status, events.c.detail, events.c.error_code, events.c.address)
+                            .where(events.c.kind == "suppression", events.c.address == address.casefold())
+                            .order_by(events.c.id)):
+        _apply_suppression(row, row.detail or {}, opted_out, invalid, set())
+    return opted_out, invalid
 
 
 def _apply_suppression(row: Any, detail: Mapping[str, Any], opted_out: set[str], invalid: set[str],

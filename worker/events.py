@@ -38,6 +38,7 @@ class Applied:
 
     summary: str
     agenda: str = ""
+    changed: bool = True  # False when it was so already (a second STOP)
 
 
 class Events:
@@ -95,7 +96,8 @@ class Events:
                reason: str = "asked not to be contacted") -> Applied:
         """Stop every message to an address (an email or an E.164 phone number), whoever's it is."""
         channel, normalized = normalize_address(address)
-        self.log.suppress(account_id, normalized, channel, reason, now, conn=None, by=by)
+        if not self.log.opt_out(account_id, normalized, channel, reason, now, by):
+            return Applied(f"{normalized}: already opted out", changed=False)
         return Applied(f"{normalized}: opted out; nothing more will be sent to this address")
 
     def optin(self, address: str, now: datetime, *, by: str, account_id: str | None = None) -> Applied:

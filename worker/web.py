@@ -85,10 +85,9 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
         reply: str | None = None
         try:
             if kind == "optout":
-                already = log.suppressed(sender)
-                events.optout(sender, at, by="sms-reply", reason=f"replied {replies.normalized(body)}")
+                applied = events.optout(sender, at, by="sms-reply", reason=f"replied {replies.normalized(body)}")
                 # One confirmation, never a second; with OptOutType, Twilio has confirmed it itself.
-                if not already and "OptOutType" not in form:
+                if applied.changed and "OptOutType" not in form:
                     reply = (f"【{me['name']}】您已退订，不会再收到本号码的短信。回复START可重新订阅。" if chinese else
                              f"{me['name']}: you are unsubscribed and will get no more texts from this number. "
                              "Reply START to resubscribe.")
