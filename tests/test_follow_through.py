@@ -141,6 +141,23 @@ def test_three_unanswered_calls_escalate_stop_the_cadence_and_tell_the_superviso
     assert harness.stack.agenda.client.scard(f"dunning:agenda:invoice:{invoice}") == 0
 
 
+def test_a_supervisor_email_the_relay_defers_is_sent_on_a_later_try(harness: Harness) -> None:
+    job = harness.job("2026-11-10", debtor__consent={"email": True, "sms": False, "voice": False})  # 22 days late
+    invoice = job["invoice"]["id"]
+    harness.mail.rcpt["supervisor@example.com"] = ["450 4.2.1 Mailbox busy, try later"]
+    harness.run(job)
+    notices = [r for r in harness.log.history(invoice=invoice) if r["kind"] == "escalation"]
+    assert [(r["status"], r["error_code"]) for r in notices] == [("retry", "450")]
+    assert not [m for m in harness.emails_to("supervisor@example.com") if job["invoice"]["number"] in m["Subject"]]
+    harness.stack.set_clock(WEDNESDAY_10 + timedelta(minutes=31))  # the first retry is 30 minutes on
+    harness.stack.wait_idle(timeout=60)
+    notices = [r for r in harness.log.history(invoice=invoice) if r["kind"] == "escalation"]
+    assert [r["status"] for r in notices] == ["retry", "notified"]
+    [notice] = [m for m in harness.emails_to("supervisor@example.com") if job["invoice"]["number"] in m["Subject"]]
+    assert "22 days past due" in notice["Subject"]
+    assert [row["invoice_id"] for row in harness.log.escalations()].count(invoice) == 1
+
+
 def test_ten_two_segment_texts_from_one_long_code_take_twenty_seconds(harness: Harness) -> None:
     if harness.database != "sqlite":
         pytest.skip("the bucket lives in Redis; once is enough (20 s of real time)")

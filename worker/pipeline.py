@@ -72,6 +72,8 @@ class Pipeline:
             await s.write(lambda c: s.log.dead_letter("worker", reason, kept, now, parsed.job_id, conn=c))
             return "rejected"
         job = parsed.job
+        if "notify" in payload:  # the supervisor's email about an escalation, tried again
+            return await self.notify(job, payload, now)
         addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
         for _ in range(6):  # a permanent failure hands over to the next channel; news since `known`: decide again
             known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
@@ -89,14 +91,14 @@ class Pipeline:
                     s.agenda.park(job.job_id, dict(payload))  # resumes when the dispute is resolved
                 return "skipped"
             if decision.action == "escalate":
-                await self.escalate(job, decision, now, balance)
+                await self.escalate(job, decision, now)
                 return "escalated"
             assert decision.action == "defer" and decision.until is not None
             self.later(job, payload, decision.until)
             return "deferred"
         return "failed"
 
-    async def escalate(self, job: Job, decision: Decision, now: datetime, balance: Decimal) -> None:
+    async def escalate(self, job: Job, decision: Decision, now: datetime) -> None:
         """Hand the case to a person: recorded once, the cadence stopped, the supervisor told."""
         s = self.s
         opened = await s.write(lambda c: s.log.escalate(job.job_id, job.invoice.id, job.debtor.account_id,
@@ -104,24 +106,48 @@ class Pipeline:
         if not opened:
             return
         s.agenda.cancel_invoice(job.invoice.id)
+        notice = {"reasons": list(decision.reasons), "escalated_at": now.isoformat(), "attempt": 0}
+        await self.notify(job, {"job": job.to_json(), "notify": notice}, now)
+
+    async def notify(self, job: Job, payload: Mapping[str, Any], now: datetime) -> str:
+        """Email the supervisor the case. A transient failure (the relay busy or away) is
+        tried again from the agenda, like a reminder, for up to `GIVE_UP_AFTER`; the case
+        is in `dunning escalations` meanwhile, and the log says each try."""
+        s = self.s
+        notice = payload["notify"]
+        escalated_at = datetime.fromisoformat(notice["escalated_at"])
         to, sender = s.settings.escalation_email, s.channels.get("email")
         if to is None or sender is None:
             missing = "DUNNING_ESCALATION_EMAIL is not set" if to is None else "no email channel is configured"
             await self.note(job, "escalation", "not-notified", now, error_text=missing)
-            return
-        history = list(s.log.history(invoice=job.invoice.id))
+            return "escalated"
+        facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
         message = Message(key=f"{job.invoice.id}/escalation", channel="email", to=to,
-                          subject=escalation.subject(job, now),
-                          text=escalation.body(job, decision.reasons, history, now, balance),
-                          locale=s.settings.default_locale, created_at=now)
+                          subject=escalation.subject(job, escalated_at),
+                          text=escalation.body(job, notice["reasons"], s.log.history(invoice=job.invoice.id),
+                                               escalated_at, self.balance(job, facts)),
+                          locale=s.settings.default_locale, created_at=escalated_at)
         try:
             result = await sender.send(message)
-        except (PermanentError, TransientError, UnknownOutcome) as error:
+        except TransientError as error:
+            attempt = int(notice["attempt"]) + 1
+            if now - escalated_at < GIVE_UP_AFTER:
+                at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
+                await self.note(job, "escalation", "retry", now, provider="smtp", error_code=error.code,
+                                error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
+                s.agenda.schedule(f"{job.invoice.id}/escalation", {**payload, "notify": {**notice,
+                                                                                       "attempt": attempt}}, at)
+                return "retry"
+            await self.note(job, "escalation", "not-notified", now, provider="smtp", error_code=error.code,
+                            error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
+            return "escalated"
+        except (PermanentError, UnknownOutcome) as error:
             await self.note(job, "escalation", "not-notified", now, provider="smtp", error_code=error.code,
                             error_text=error.text)
-            return
+            return "escalated"
         await self.note(job, "escalation", "notified", now, provider=result.provider,
                         provider_message_id=result.provider_message_id, detail={"to": mask("email", to)})
+        return "escalated"
 
     def balance(self, job: Job, facts: Facts) -> Decimal:
         """What is still owed: the job's amount less payments reported since intake accepted it."""
