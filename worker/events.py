@@ -2,11 +2,11 @@
 
 Each event is one row in the contact log (who said it, what, when) and takes effect
 at once: an invoice's pending reminders in the agenda are cancelled (paid, written
-off), parked
-(disputed, until resolved) or held (promised, until the day after the promise). A
-reminder already in the queue re-reads the log before it claims its delivery, and the
-claim is refused if one of these events came in meanwhile (`ContactLog.claim`), so
-nothing is sent after a payment recorded before the send started.
+off), parked (disputed, until resolved) or held (promised, until the day after the
+promise). A reminder already in the queue re-reads the log before it claims its
+delivery, and the claim is refused if one of these events came in meanwhile
+(`ContactLog.claim`), so nothing is sent after a payment recorded before the send
+started.
 
 The functions take `now`; the CLI and the Python API (`worker.api`) read the clock.
 """
