@@ -4,7 +4,7 @@ Starts a private redis-server, an SMTP server that writes .eml files and the Twi
 sandbox; queues the bundled samples (12 business invoices, the portfolio, and 2 US
 consumer debts: every stage, zh-CN and en-US debtors in five zones, one without SMS
 consent, one with an invalid phone, one paid, one with a promise to pay); runs the
-worker on a fixed clock — Wednesday 2 December 2026, 10:00 in Shanghai — then moves
+worker on a clock set to Wednesday 2 December 2026, 10:00 in Shanghai, then moves
 the clock on so that deferred reminders come due; prints the contact log and where
 the messages are; stops all it started.
 """
