@@ -348,7 +348,7 @@ def simulate(
 
 @app.command()
 def demo(
-    now: Annotated[str, typer.Option(help="The demo's fixed clock.")] = "2026-12-02T10:00:00+08:00",
+    now: Annotated[str, typer.Option(help="Where the demo's clock starts.")] = "2026-12-02T10:00:00+08:00",
 ) -> None:
     """Run the whole pipeline on the bundled samples: local Redis, SMTP and Twilio sandbox, a simulated clock."""
     from worker.demo import run
