@@ -507,6 +507,25 @@ def log_export(
             stream.close()
 
 
+@log_app.command("verify")
+def log_verify(
+    head: Annotated[str | None, typer.Option(help="An anchor ID:DIGEST printed by an earlier verify: check that "
+                                                  "the log still passes through it (nothing cut off its end).")] = None,
+) -> None:
+    """Recompute the contact log's hash chain: exit 0 if no event or delivery was altered or removed."""
+    if head is not None and (len(head.partition(":")[2]) != 64 or not head.partition(":")[0].isdigit()):
+        err.print(f"--head: {head!r}; ID:DIGEST expected, as verify prints it (1234:9f86d08...)", markup=False)
+        raise typer.Exit(2)
+    verdict = _log().verify(head)
+    for problem in verdict.problems:
+        err.print(problem, markup=False)
+    if not verdict.intact:
+        err.print(f"{len(verdict.problems)} problem(s) in {verdict.events} events", markup=False)
+        raise typer.Exit(1)
+    out.print(f"intact: {verdict.events} events; head {verdict.head} (keep it: `--head` checks against it later)",
+              markup=False)
+
+
 @app.command()
 def escalations() -> None:
     """Open escalations: invoices handed to a person (and not paid since), oldest first."""

@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
 from schedules.facts import Attempt, Facts, Payment
+from worker import log_chain
 from worker.masking import mask
 from worker.render import TemplateSource
 
@@ -110,6 +111,7 @@ events = Table(
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("address", String(320)),  # the address an opt-out or invalid-address event is about
+    Column("digest", String(64)),  # the hash chain (`worker.log_chain`)
     Index("ix_events_delivery", "delivery_id", "id"),
     Index("ix_events_address", "address", "id"),
     Index("ix_events_provider_id", "provider_message_id"),
@@ -156,8 +158,13 @@ FACTS_LOOKBACK = timedelta(days=40)
 # Built once: statements built per call cost more in SQLAlchemy than the insert itself.
 _INSERT_DELIVERY = insert(deliveries)
 _INSERT_EVENT = insert(events)
-_EVENT_FIELDS = ("delivery_id", "job_id", "invoice_id", "account_id", "kind", "status", "provider",
-                 "provider_message_id", "error_code", "error_text", "detail", "occurred_at", "recorded_at", "address")
+_CHAIN_HEAD = select(events.c.digest).order_by(events.c.id.desc()).limit(1)
+_CHAIN_LOCK_KEY = int.from_bytes(hashlib.sha256(b"dunning:contact-log").digest()[:8], "big", signed=True)
+_CHAINED = (select(events, *(deliveries.c[name].label(f"d_{name}") for name in log_chain.DELIVERY_FIELDS))
+            .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id)).order_by(events.c.id))
+_UNCLAIMED = (select(deliveries.c.id).where(~deliveries.c.id.in_(
+    select(events.c.delivery_id).where(events.c.kind == "delivery", events.c.status == "claimed")
+    .where(events.c.delivery_id.is_not(None)))).order_by(deliveries.c.id))
 FACT_KINDS = ("invoice", "account", "suppression")  # the events that change what `decide` may do
 
 
@@ -196,7 +203,7 @@ def _claim_statement(dialect: str) -> Any:
 
 def _event(**values: Any) -> dict[str, Any]:
     """Every column given (None where absent), so all event inserts share one compiled form."""
-    return {name: values.get(name) for name in _EVENT_FIELDS}
+    return {name: values.get(name) for name in log_chain.EVENT_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -299,45 +306,55 @@ class ContactLog:
         account are locked for the check (`lock`).
         """
         with self._writing(conn) as c:
-            self.lock(c, claim.invoice_id, claim.account_id)
+            self.lock(c)
             if decision is not None:
-                c.execute(_INSERT_EVENT, _event(job_id=claim.job_id, invoice_id=claim.invoice_id,
-                                                account_id=claim.account_id, kind="decision",
-                                                status=decision.get("action"), detail=dict(decision),
-                                                occurred_at=now, recorded_at=now))
+                self._append(c, _event(job_id=claim.job_id, invoice_id=claim.invoice_id,
+                                       account_id=claim.account_id, kind="decision", status=decision.get("action"),
+                                       detail=dict(decision), occurred_at=now, recorded_at=now))
             if known is not None and c.execute(_NEWER_FACTS, {
                     "mark": known.mark, "account_id": known.account_id, "invoice_id": known.invoice_id,
                     "addresses": list(known.addresses)}).first() is not None:
                 return None
-            delivery_id = c.execute(self._claim, {
-                "delivery_key": claim.delivery_key, "job_id": claim.job_id, "invoice_id": claim.invoice_id,
-                "account_id": claim.account_id, "channel": claim.channel, "recipient": claim.recipient,
-                "stage": claim.stage, "template": claim.template, "template_version": claim.template_version,
-                "reasons": list(claim.reasons), "rules": list(claim.rules), "zones": list(claim.zones),
-                "claimed_at": now}).scalar()
+            row = {"delivery_key": claim.delivery_key, "job_id": claim.job_id, "invoice_id": claim.invoice_id,
+                   "account_id": claim.account_id, "channel": claim.channel, "recipient": claim.recipient,
+                   "stage": claim.stage, "template": claim.template, "template_version": claim.template_version,
+                   "reasons": list(claim.reasons), "rules": list(claim.rules), "zones": list(claim.zones),
+                   "claimed_at": now}
+            delivery_id = c.execute(self._claim, row).scalar()
             if delivery_id is None:
                 existing = self._delivery(c, claim.delivery_key)
                 assert existing is not None  # the conflict was on this key
                 return existing
-            c.execute(_INSERT_EVENT, _event(
-                delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
-                account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now, recorded_at=now))
+            self._append(c, _event(delivery_id=delivery_id, job_id=claim.job_id, invoice_id=claim.invoice_id,
+                                   account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now,
+                                   recorded_at=now), delivery=row)
         return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
 
-    def lock(self, conn: Connection, *names: str | None) -> None:
-        """Serialise with other transactions about the same invoice, account or address,
-        so that what this transaction reads next is still true when it writes: PostgreSQL
-        advisory locks, released at commit. SQLite has one writer at a time, but a check
-        read before the write would not be inside it; a write that changes nothing takes
-        the database's write lock now (waiting `busy_timeout` for it), so the check is."""
+    def lock(self, conn: Connection) -> None:
+        """Take the log's write lock until this transaction ends: one writer at a time, on
+        both databases. The hash chain needs it (each event's digest builds on the one
+        before), and it makes a check read after it still true when the transaction writes
+        (a payment against a claim, a second STOP against the first). PostgreSQL: an
+        advisory lock, re-entrant. SQLite has one writer anyway, but takes its lock at the
+        first write; a write that changes nothing takes it now (waiting `busy_timeout`)."""
         if conn.dialect.name == "sqlite":
             conn.execute(_SQLITE_WRITE_LOCK)
-            return
-        if conn.dialect.name != "postgresql":
-            return
-        for name in sorted({n for n in names if n}):
-            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-            conn.execute(_ADVISORY_LOCK, {"key": key})
+        elif conn.dialect.name == "postgresql":
+            conn.execute(_ADVISORY_LOCK, {"key": _CHAIN_LOCK_KEY})
+
+    def _append(self, conn: Connection, values: Mapping[str, Any], delivery: Mapping[str, Any] | None = None) -> None:
+        """Insert one event, linked into the chain (`worker.log_chain`)."""
+        self.lock(conn)
+        previous = conn.execute(_CHAIN_HEAD).scalar() or log_chain.GENESIS
+        conn.execute(_INSERT_EVENT, {**values, "digest": log_chain.digest(previous, values, delivery)})
+
+    def verify(self, head: str | None = None) -> log_chain.Verdict:
+        """Recompute the hash chain over every event (and every claimed delivery)."""
+        with self.engine.connect() as conn:
+            verdict = log_chain.verify(conn.execution_options(yield_per=2000).execute(_CHAINED).mappings(), head)
+            for delivery_id in conn.execute(_UNCLAIMED).scalars():
+                verdict.problems.append(f"delivery {delivery_id}: no claimed event, so outside the chain")
+        return verdict
 
     def delivery(self, key: str) -> Delivery | None:
         """A delivery with its latest status."""
@@ -366,7 +383,7 @@ class ContactLog:
             if delivery_id is not None and account_id is None:
                 owner = c.execute(_DELIVERY_OWNER, {"delivery_id": delivery_id}).one()
                 job_id, invoice_id, account_id = owner.job_id, owner.invoice_id, owner.account_id
-            c.execute(_INSERT_EVENT, _event(
+            self._append(c, _event(
                 delivery_id=delivery_id, job_id=job_id, invoice_id=invoice_id, account_id=account_id, kind=kind,
                 status=status, provider=provider, provider_message_id=provider_message_id, error_code=error_code,
                 error_text=error_text, detail=dict(detail) if detail is not None else None,
@@ -415,7 +432,7 @@ class ContactLog:
                  conn: Connection | None = None) -> bool:
         """Hand the invoice to a person; False if it already was (escalated once, notified once)."""
         with self._writing(conn) as c:
-            self.lock(c, invoice_id)
+            self.lock(c)
             if c.execute(_ESCALATED, {"invoice_id": invoice_id}).first() is not None:
                 return False
             self.record("invoice", "escalated", now, job_id=job_id, invoice_id=invoice_id, account_id=account_id,
@@ -451,7 +468,7 @@ class ContactLog:
         Checked and recorded under a lock on the address, so two STOP replies handled at
         once by two processes record one opt-out and earn one confirmation."""
         with self.engine.begin() as conn:
-            self.lock(conn, address.casefold())
+            self.lock(conn)
             opted_out, _invalid = _suppressions(conn, address)
             if opted_out:
                 return False
@@ -619,7 +636,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 EXPORT_FIELDS = ("id", "occurred_at", "recorded_at", "kind", "status", "job_id", "invoice_id", "account_id",
                  "delivery_key", "channel", "recipient", "stage", "template", "template_version", "provider",
-                 "provider_message_id", "error_code", "error_text", "reasons", "rules", "zones", "detail")
+                 "provider_message_id", "error_code", "error_text", "reasons", "rules", "zones", "detail", "digest")
 
 
 def for_export(row: Mapping[str, Any], unmasked: bool = False) -> dict[str, Any]:

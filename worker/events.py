@@ -127,7 +127,7 @@ class Events:
         if now.utcoffset() is None:
             raise ValueError("now must be an aware datetime")
         with self.log.engine.begin() as conn:
-            self.log.lock(conn, invoice_id, account_id)  # a claim about this invoice waits, then sees it
+            self.log.lock(conn)  # a claim about this invoice waits, then sees it
             account = account_id or (self.log.account_of(invoice_id, conn) if invoice_id else None)
             self.log.record(kind, status, now, invoice_id=invoice_id, account_id=account,
                             detail={**(detail or {}), "by": by}, conn=conn)

@@ -1,0 +1,174 @@
+"""`dunning log verify`: the contact log's hash chain, on SQLite and PostgreSQL. A log
+written the normal way verifies; any change to an event or a delivery, a removed row or
+a cut-off end is found and named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from worker.contact_log import Claim, ContactLog
+from worker.events import Events
+from worker.migrations import upgrade
+
+NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+DUNNING = str(Path(sys.executable).parent / "dunning")
+
+
+def claim(n: int, channel: str = "sms", recipient: str = "+8613800138000") -> Claim:
+    return Claim(f"INV-{n}/due_day#{channel}", f"INV-{n}/due_day", f"INV-{n}", "ACME-001", channel, recipient,
+                 "due_day", "zh-CN/due_day.sms.j2", "ab" * 32, ("stage due_day: sms then email",),
+                 ("W-BIZ", "W-LEGAL"), ("Asia/Shanghai",))
+
+
+def fill(log: ContactLog) -> list[int]:
+    """A little of everything the log holds; returns the delivery ids."""
+    ids = []
+    for n in range(3):
+        delivery = log.claim(claim(n), NOW + timedelta(minutes=n), decision={"action": "send", "reasons": ["r"]})
+        assert delivery is not None
+        log.record("delivery", "sent", NOW + timedelta(minutes=n, seconds=1), delivery_id=delivery.id,
+                   provider="twilio", provider_message_id=f"SM{n}")
+        ids.append(delivery.id)
+    Events(log, None).paid("INV-1", NOW + timedelta(hours=1), by="billing", amount="12.50")
+    Events(log, None).optout("+8613800138000", NOW + timedelta(hours=2), by="sms-reply")
+    log.escalate("INV-2/due_day", "INV-2", "ACME-001", ["3 unanswered calls"], NOW + timedelta(hours=3))
+    return ids
+
+
+def event_ids(log: ContactLog) -> list[int]:
+    return [row["id"] for row in log.history()]
+
+
+def tamper(log: ContactLog, statement: str, **values: Any) -> None:
+    with log.engine.begin() as conn:
+        conn.execute(text(statement), values)
+
+
+def test_a_log_written_the_normal_way_is_intact_and_names_its_head(log: ContactLog) -> None:
+    fill(log)
+    verdict = log.verify()
+    assert verdict.intact, verdict.problems
+    last = list(log.history())[-1]
+    assert verdict.events == len(event_ids(log)) and verdict.head == f"{last['id']}:{last['digest']}"
+    assert log.verify(head=verdict.head).intact
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE events SET status = 'delivered' WHERE id = :target",
+    "UPDATE events SET occurred_at = occurred_at - INTERVAL '1 hour' WHERE id = :target",
+    "UPDATE events SET detail = NULL WHERE id = :target",
+])
+def test_an_altered_event_is_named(log: ContactLog, change: str) -> None:
+    fill(log)
+    target = event_ids(log)[3]
+    if log.engine.dialect.name == "sqlite":
+        change = change.replace("occurred_at - INTERVAL '1 hour'", "datetime(occurred_at, '-1 hour')")
+    tamper(log, change, target=target)
+    verdict = log.verify()
+    assert len(verdict.problems) == 1 and verdict.problems[0].startswith(f"event {target} "), verdict.problems
+
+
+def test_a_changed_recipient_or_template_version_of_a_delivery_is_found(log: ContactLog) -> None:
+    deliveries = fill(log)
+    tamper(log, "UPDATE deliveries SET recipient = '+8613900000000' WHERE id = :d", d=deliveries[1])
+    tamper(log, "UPDATE deliveries SET template_version = :v WHERE id = :d", v="cd" * 32, d=deliveries[2])
+    claimed = [r["id"] for r in log.history() if r["status"] == "claimed"]
+    problems = log.verify().problems
+    assert [p.split(" ")[1] for p in problems] == [str(claimed[1]), str(claimed[2])], problems
+
+
+def test_a_removed_event_breaks_the_chain_at_the_next_one(log: ContactLog) -> None:
+    deliveries = fill(log)
+    ids = event_ids(log)
+    tamper(log, "DELETE FROM events WHERE id = :target", target=ids[5])  # the second "sent"
+    problems = log.verify().problems
+    assert len(problems) == 1 and problems[0].startswith(f"event {ids[6]} "), problems
+    tamper(log, "DELETE FROM events WHERE id = :target", target=ids[4])  # the second claim: its delivery is orphaned
+    assert log.verify().problems[1:] == [f"delivery {deliveries[1]}: no claimed event, so outside the chain"]
+
+
+def test_a_cut_off_end_is_found_against_an_anchor_kept_elsewhere(log: ContactLog) -> None:
+    fill(log)
+    anchor = log.verify().head
+    tamper(log, "DELETE FROM events WHERE id = :target", target=int(anchor.split(":")[0]))
+    assert log.verify().intact, "without an anchor a shortened chain still links"
+    [problem] = log.verify(head=anchor).problems
+    assert "cut short" in problem
+
+
+def test_writers_in_several_processes_keep_one_chain(log: ContactLog) -> None:
+    url = log.engine.url.render_as_string(hide_password=False)
+    writers = [ContactLog.open(url) for _ in range(6)]
+    start = threading.Barrier(len(writers))
+
+    def write(n: int) -> None:
+        own = writers[n]
+        start.wait()
+        for k in range(15):
+            delivery = own.claim(claim(n * 100 + k, "email", f"d{n}@example.com"), NOW, decision={"action": "send"})
+            assert delivery is not None
+            own.record("delivery", "sent", NOW, delivery_id=delivery.id, provider="smtp")
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        list(pool.map(write, range(len(writers))))
+    for own in writers:
+        own.engine.dispose()
+    verdict = log.verify()
+    assert verdict.intact and verdict.events == 6 * 15 * 3, verdict.problems
+
+
+def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: Path, postgres_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path}/old.db", _fresh_postgres_database(postgres_url)):
+        engine = create_engine(url)
+        upgrade(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO deliveries (delivery_key, job_id, invoice_id, account_id, channel, "
+                              "recipient, stage, template, template_version, reasons, rules, zones, claimed_at) "
+                              "VALUES ('K#sms', 'K', 'INV-1', 'A', 'sms', '+8613800138000', 'due_day', 't', 'v', "
+                              "'[\"r\"]', '[\"W-BIZ\"]', '[\"Asia/Shanghai\"]', :at)"), {"at": NOW})
+            for status in ("claimed", "sent", "delivered"):
+                conn.execute(text("INSERT INTO events (delivery_id, job_id, invoice_id, account_id, kind, status, "
+                                  "detail, occurred_at, recorded_at) VALUES (1, 'K', 'INV-1', 'A', 'delivery', "
+                                  ":status, '{\"n\": 1}', :at, :at)"), {"status": status, "at": NOW})
+        engine.dispose()
+        log = ContactLog.open(url)  # migrates to the newest revision
+        log.record("invoice", "paid", NOW, invoice_id="INV-1", account_id="A")
+        verdict = log.verify()
+        assert verdict.intact and verdict.events == 4, (url, verdict.problems)
+        log.engine.dispose()
+
+
+def test_the_command_exits_0_when_intact_1_when_not_and_2_on_a_bad_anchor(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/dunning.db"
+    log = ContactLog.open(url)
+    fill(log)
+    run = [DUNNING, "log", "verify"]
+    env = {"DUNNING_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+    intact = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert intact.returncode == 0 and "intact: 12 events; head " in intact.stdout, intact.stderr
+    head = intact.stdout.split("head ")[1].split(" ")[0]
+    assert subprocess.run([*run, "--head", head], capture_output=True, env=env, timeout=60).returncode == 0
+    assert subprocess.run([*run, "--head", "12:abc"], capture_output=True, env=env, timeout=60).returncode == 2
+    tamper(log, "UPDATE events SET error_text = 'nothing happened' WHERE id = 2")
+    broken = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+    assert broken.returncode == 1 and "event 2 (delivery claimed" in broken.stderr and "Traceback" not in broken.stderr
+    log.engine.dispose()
+
+
+def _fresh_postgres_database(url: str) -> str:
+    name = f"mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
