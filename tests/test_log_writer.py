@@ -40,6 +40,7 @@ def test_concurrent_writes_are_committed_and_their_results_returned(log: Contact
     written = events(log)
     assert written.count(("J-7", "decision", "send")) == 1 and written.count(("J-7", "delivery", "claimed")) == 1
     assert len(written) == 100
+    assert log.verify().intact, "one transaction of 100 events links them in order"
 
 
 def test_a_claim_already_made_in_the_same_batch_is_returned_not_claimed_twice(log: ContactLog) -> None:
@@ -74,3 +75,4 @@ def test_one_failing_write_fails_alone_and_the_others_are_kept(log: ContactLog) 
     assert isinstance(results[1], RuntimeError) and [r for r in results if r is not results[1]] == [None] * 3
     assert sorted(events(log)) == [("J-0", "decision", "skip"), ("J-1", "decision", "skip"),
                                    ("J-2", "decision", "skip")]  # the broken write left nothing behind
+    assert log.verify().intact, "the rolled-back batch's links are not built on"

@@ -343,10 +343,19 @@ class ContactLog:
             conn.execute(_ADVISORY_LOCK, {"key": _CHAIN_LOCK_KEY})
 
     def _append(self, conn: Connection, values: Mapping[str, Any], delivery: Mapping[str, Any] | None = None) -> None:
-        """Insert one event, linked into the chain (`worker.log_chain`)."""
-        self.lock(conn)
-        previous = conn.execute(_CHAIN_HEAD).scalar() or log_chain.GENESIS
-        conn.execute(_INSERT_EVENT, {**values, "digest": log_chain.digest(previous, values, delivery)})
+        """Insert one event, linked into the chain (`worker.log_chain`). The first append
+        of a transaction takes the lock and reads the head; while the lock is held nobody
+        else appends, so the next ones link to what this transaction wrote last."""
+        transaction = conn.get_transaction()
+        held = conn.info.get("chain")
+        if held is not None and held[0] is transaction:
+            previous = held[1]
+        else:
+            self.lock(conn)
+            previous = conn.execute(_CHAIN_HEAD).scalar() or log_chain.GENESIS
+        linked = log_chain.digest(previous, values, delivery)
+        conn.execute(_INSERT_EVENT, {**values, "digest": linked})
+        conn.info["chain"] = (transaction, linked)
 
     def verify(self, head: str | None = None) -> log_chain.Verdict:
         """Recompute the hash chain over every event (and every claimed delivery)."""
