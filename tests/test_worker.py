@@ -155,6 +155,8 @@ def test_a_worker_killed_mid_batch_delivers_every_job_exactly_once(harness: Harn
     harness.stack.wait_idle()
     counts = [len(harness.emails_to(job["debtor"]["email"])) for job in jobs]
     assert counts == [1] * 24
+    verdict = harness.log.verify()
+    assert verdict.intact, "a worker killed mid-transaction leaves the chain whole"
 
 
 def test_a_partial_payment_lowers_the_amount_the_next_reminder_states(harness: Harness) -> None:
