@@ -474,7 +474,7 @@ class ContactLog:
                 by: str) -> bool:
         """A person asked for no more messages to `address`; False if they already had.
 
-        Checked and recorded under a lock on the address, so two STOP replies handled at
+        Checked and recorded under the log's write lock (`lock`), so two STOP replies handled at
         once by two processes record one opt-out and earn one confirmation."""
         with self.engine.begin() as conn:
             self.lock(conn)
