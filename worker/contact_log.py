@@ -302,8 +302,8 @@ class ContactLog:
         `decision` (the decision's JSON) is recorded in the same transaction, so a claimed
         delivery always has the decision that made it. With `known`, the claim is refused
         (None) when an event newer than those facts concerns the invoice, the account or
-        an address — a payment recorded before the claim stops the send. The invoice and
-        account are locked for the check (`lock`).
+        an address — a payment recorded before the claim stops the send. The log's write
+        lock is held from before the check (`lock`).
         """
         with self._writing(conn) as c:
             self.lock(c)
