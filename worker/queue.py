@@ -13,13 +13,22 @@ from typing import Any
 from uuid import uuid4
 
 import dramatiq
+import redis
+import sqlalchemy.exc
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.threading import Interrupt
 
 QUEUE = "reminders"
 ACTOR = "remind"
 MAX_BACKOFF_MS = 10 * 60 * 1000
+MAX_RETRIES = 10
+# What may pass: the database or Redis away or locked, the network down, the worker
+# shutting down or out of time. Providers' own failures never get here (the pipeline
+# handles them, through the agenda).
+RECOVERABLE = (Interrupt, OSError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+               redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 BATCH = 1000
 
 
@@ -27,17 +36,24 @@ def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = (), heart
                 maintenance_chance: int = 1_000) -> RedisBroker:
     """dramatiq's Redis broker with the middleware dunning relies on.
 
-    Retries back off to at most 10 minutes (longer waits belong in the agenda). A
-    worker silent for `heartbeat_ms` is presumed dead and its unacknowledged messages
-    go back to the queue (checked on `maintenance_chance` in a million broker calls).
+    Retries back off to at most 10 minutes (longer waits belong in the agenda), and
+    only for what may pass (`worth_retrying`). A worker silent for `heartbeat_ms` is
+    presumed dead and its unacknowledged messages go back to the queue (checked on
+    `maintenance_chance` in a million broker calls).
     """
     middleware: list[dramatiq.Middleware] = [
         AgeLimit(), TimeLimit(time_limit=5 * 60 * 1000), ShutdownNotifications(), Callbacks(), Pipelines(),
-        Retries(max_retries=10, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS), AsyncIO(), *extra]
+        Retries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS), AsyncIO(), *extra]
     broker = RedisBroker(url=redis_url, middleware=middleware,  # type: ignore[no-untyped-call]
                          heartbeat_timeout=heartbeat_ms, maintenance_chance=maintenance_chance)
     broker.declare_queue(QUEUE)
     return broker
+
+
+def worth_retrying(retries: int, error: BaseException) -> bool:
+    """Retry an outage, up to `MAX_RETRIES` times; not a bug, which would fail the same
+    way each time: that job goes to the dead letters at once, with its reason."""
+    return retries < MAX_RETRIES and isinstance(error, RECOVERABLE)
 
 
 def message(payload: dict[str, Any], options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
