@@ -124,9 +124,15 @@ class _Deciding:
             elif channel in facts.suppressed_channels:
                 rules.append("S-MEDIUM")
                 reasons.append(f"{channel}: debtor asked not to be contacted this way")
+            elif address.casefold() in facts.invalid_addresses:
+                rules.append("S-INVALID")
+                reasons.append(f"{channel}: {_ADDRESS_NAMES[channel]} proven invalid")
             elif address.casefold() in facts.suppressed_addresses:
-                rules.append("S-ADDRESS")
-                reasons.append(f"{channel}: {_ADDRESS_NAMES[channel]} suppressed")
+                rules.append("S-OPTOUT")
+                reasons.append(f"{channel}: {_ADDRESS_NAMES[channel]} opted out")
+            elif channel in facts.failed_channels:
+                rules.append("FAILED")
+                reasons.append(f"{channel}: failed for good for this reminder")
             else:
                 usable.append((channel, address))
         if not usable:

@@ -47,12 +47,14 @@ class Facts(_Fact):
     promised_until: date | None = None
     ceased: bool = False
     escalated: bool = False  # handed to a person: automatic contact for the invoice stops
-    suppressed_addresses: frozenset[str] = Field(default_factory=frozenset)
-    suppressed_channels: frozenset[Channel] = Field(default_factory=frozenset)
+    suppressed_addresses: frozenset[str] = Field(default_factory=frozenset)  # opted out (S-OPTOUT)
+    invalid_addresses: frozenset[str] = Field(default_factory=frozenset)  # a provider proved them wrong (S-INVALID)
+    suppressed_channels: frozenset[Channel] = Field(default_factory=frozenset)  # "don't text me" (S-MEDIUM)
+    failed_channels: frozenset[Channel] = Field(default_factory=frozenset)  # failed for good for this very job
     attempts: tuple[Attempt, ...] = ()
     payments: tuple[Payment, ...] = ()
 
-    @field_validator("suppressed_addresses")
+    @field_validator("suppressed_addresses", "invalid_addresses")
     @classmethod
     def _casefold(cls, value: frozenset[str]) -> frozenset[str]:
         """Addresses compare without case: an opt-out of Zhang@X stops zhang@x."""

@@ -150,11 +150,11 @@ def test_facts_come_from_the_log_for_the_whole_debtor(log: ContactLog) -> None:
     assert sorted((a.invoice_id, a.channel, a.outcome) for a in facts.attempts) == [
         ("INV-1", "sms", "failed"), ("INV-2", "voice", "no-answer")]
     assert facts.promised_until is not None and str(facts.promised_until) == "2026-12-05"
-    assert facts.suppressed_addresses == {"+8613900139000"}
-    assert facts.suppressed_channels == {"voice", "sms"}, "sms failed permanently for this job"
+    assert facts.invalid_addresses == {"+8613900139000"} and facts.suppressed_addresses == set()
+    assert facts.suppressed_channels == {"voice"} and facts.failed_channels == {"sms"}, "sms failed for this job"
     assert not facts.paid
     other_job = log.facts_for("ACME-001", "INV-1", "INV-1/overdue_early", NOW + timedelta(hours=1))
-    assert other_job.suppressed_channels == {"voice"}
+    assert other_job.suppressed_channels == {"voice"} and other_job.failed_channels == set()
 
     log.record("invoice", "paid", NOW, invoice_id="INV-1", account_id="ACME-001")
     log.record("invoice", "disputed", NOW, invoice_id="INV-2", account_id="ACME-001")

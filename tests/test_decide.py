@@ -86,7 +86,14 @@ def test_unconsented_and_addressless_channels_are_not_in_the_plan(profiles: Prof
 def test_suppressed_addresses_and_media_are_skipped(profiles: Profiles) -> None:
     known = facts(suppressed_addresses=["+8613800138000"])
     decision = run(profiles, known=known, invoice__due_date=due_in(0), debtor__preferred_channel=None)
-    assert decision.channel == "email" and "S-ADDRESS" in decision.rules
+    assert decision.channel == "email" and "S-OPTOUT" in decision.rules and "sms: phone number opted out" in \
+        decision.reasons
+    invalid = run(profiles, known=facts(invalid_addresses=["+8613800138000"]), invoice__due_date=due_in(0),
+                  debtor__preferred_channel=None)
+    assert invalid.channel == "email" and "S-INVALID" in invalid.rules
+    failed = run(profiles, known=facts(failed_channels=["sms"]), invoice__due_date=due_in(0),
+                 debtor__preferred_channel=None)
+    assert failed.channel == "email" and "FAILED" in failed.rules
     medium = run(profiles, known=facts(suppressed_channels=["sms"]), invoice__due_date=due_in(0),
                  debtor__preferred_channel=None)
     assert medium.channel == "email" and "S-MEDIUM" in medium.rules

@@ -96,11 +96,12 @@ def test_an_opt_out_by_address_binds_every_account_and_an_opt_in_undoes_only_the
     events.optout(" +86 138-0013-8000 ", NOW, by="sms-reply")
     log.suppress("OTHER", "wrong@example.com", "email", "550 5.1.1", NOW, code="550")
     seen = log.facts_for("ANY", "INV-9", "x", NOW, addresses=("+8613800138000", "wrong@example.com"))
-    assert seen.suppressed_addresses == {"+8613800138000", "wrong@example.com"}
+    assert seen.suppressed_addresses == {"+8613800138000"} and seen.invalid_addresses == {"wrong@example.com"}
     events.optin("+8613800138000", NOW, by="sms-reply")
     events.optin("wrong@example.com", NOW, by="sms-reply")
     seen = log.facts_for("ANY", "INV-9", "x", NOW, addresses=("+8613800138000", "wrong@example.com"))
-    assert seen.suppressed_addresses == {"wrong@example.com"}, "an address proven invalid stays suppressed"
+    assert seen.suppressed_addresses == set()
+    assert seen.invalid_addresses == {"wrong@example.com"}, "an address proven invalid stays suppressed"
 
 
 def test_stop_replies_handled_at_once_by_several_processes_record_one_opt_out(log: ContactLog) -> None:

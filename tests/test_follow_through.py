@@ -189,5 +189,5 @@ def test_a_stop_reply_suppresses_the_next_text_with_no_api_call_and_one_confirma
     assert not [r for r in harness.stack.sandbox.requests if r.get("To") == number], "no API call to the number"
     assert len([m for m in harness.stack.sandbox.sent() if m["to"] == number]) == 1, "only the confirmation"
     [decision] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
-    assert decision["detail"]["channel"] == "email" and "S-ADDRESS" in decision["detail"]["rules"]
+    assert decision["detail"]["channel"] == "email" and "S-OPTOUT" in decision["detail"]["rules"]
     assert len(harness.emails_to(job["debtor"]["email"])) == 1

@@ -88,9 +88,10 @@ def cases(draw: st.DrawFn) -> tuple[Job, datetime, Facts, Profile]:
         data["debtor"]["subdivision"] = subdivision
     job = Job.model_validate(data, context={"profiles": profiles()})
     addresses = [a for a in ("zhang.wei@example.com", phone) if a]
-    known = Facts(suppressed_addresses=frozenset(draw(st.lists(st.sampled_from(addresses), max_size=1)))
-                  if addresses else frozenset(),
-                  suppressed_channels=frozenset(draw(st.lists(st.sampled_from(["email", "sms", "voice"]), max_size=1))))
+    some_address = st.lists(st.sampled_from(addresses), max_size=1) if addresses else st.just([])
+    some_channel = st.lists(st.sampled_from(["email", "sms", "voice"]), max_size=1)
+    known = Facts(suppressed_addresses=frozenset(draw(some_address)), invalid_addresses=frozenset(draw(some_address)),
+                  suppressed_channels=frozenset(draw(some_channel)), failed_channels=frozenset(draw(some_channel)))
     return job, now, known, profiles()[job.profile]
 
 
@@ -137,9 +138,9 @@ def test_no_decision_uses_an_unconsented_channel_or_a_suppressed_address(case: t
         channel = decision.channel
         assert channel is not None
         assert getattr(job.debtor.consent, channel)
-        assert channel not in known.suppressed_channels
+        assert channel not in known.suppressed_channels | known.failed_channels
         address = job.debtor.email if channel == "email" else job.debtor.phone
-        assert address and address not in known.suppressed_addresses
+        assert address and address.casefold() not in known.suppressed_addresses | known.invalid_addresses
 
 
 @settings(max_examples=150, deadline=None)

@@ -197,4 +197,4 @@ def test_an_address_opted_out_gets_nothing_whatever_account_it_comes_with(harnes
     harness.run(job)
     assert harness.emails_to(job["debtor"]["email"]) == []
     [decision] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
-    assert decision["status"] == "skip" and decision["detail"]["rules"] == ["S-ADDRESS"]
+    assert decision["status"] == "skip" and decision["detail"]["rules"] == ["S-OPTOUT"]

@@ -549,9 +549,9 @@ class ContactLog:
                     state["ceased"] = event_row.status == "ceased"
                 elif event_row.kind == "suppression":
                     _apply_suppression(event_row, detail, opted_out, invalid, media)
-        facts = Facts(**state, suppressed_addresses=frozenset(opted_out | invalid),
-                      suppressed_channels=frozenset(media | failed_here), attempts=tuple(attempts),
-                      payments=tuple(payments))
+        facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
+                      suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
+                      attempts=tuple(attempts), payments=tuple(payments))
         return Known(facts, mark, invoice_id, account_id, wanted)
 
     def accepted_at(self, job_id: str) -> datetime | None:
