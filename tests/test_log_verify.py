@@ -136,15 +136,17 @@ def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: P
                               "recipient, stage, template, template_version, reasons, rules, zones, claimed_at) "
                               "VALUES ('K#sms', 'K', 'INV-1', 'A', 'sms', '+8613800138000', 'due_day', 't', 'v', "
                               "'[\"r\"]', '[\"W-BIZ\"]', '[\"Asia/Shanghai\"]', :at)"), {"at": NOW})
-            for status in ("claimed", "sent", "delivered"):
-                conn.execute(text("INSERT INTO events (delivery_id, job_id, invoice_id, account_id, kind, status, "
-                                  "detail, occurred_at, recorded_at) VALUES (1, 'K', 'INV-1', 'A', 'delivery', "
-                                  ":status, '{\"n\": 1}', :at, :at)"), {"status": status, "at": NOW})
+            statuses = ["claimed", "sent"] + ["delivered"] * 5001  # more than one page of the migration's
+            conn.execute(text("INSERT INTO events (delivery_id, job_id, invoice_id, account_id, kind, status, "
+                              "detail, occurred_at, recorded_at) VALUES (1, 'K', 'INV-1', 'A', 'delivery', "
+                              ":status, '{\"n\": 1}', :at, :at)"), [{"status": s, "at": NOW} for s in statuses])
         engine.dispose()
         log = ContactLog.open(url)  # migrates to the newest revision
         log.record("invoice", "paid", NOW, invoice_id="INV-1", account_id="A")
         verdict = log.verify()
-        assert verdict.intact and verdict.events == 4, (url, verdict.problems)
+        assert verdict.intact and verdict.events == 5004, (url, verdict.problems)
+        tamper(log, "UPDATE events SET status = 'failed' WHERE id = 5002")
+        assert [p.split(" ")[1] for p in log.verify().problems] == ["5002"], "linked across the page boundary"
         log.engine.dispose()
 
 

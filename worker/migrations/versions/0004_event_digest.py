@@ -35,16 +35,20 @@ def upgrade() -> None:
     query = (sa.select(events, *(deliveries.c[name].label(f"d_{name}") for name in log_chain.DELIVERY_FIELDS))
              .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id)).order_by(events.c.id))
     bind = op.get_bind()
-    previous = log_chain.GENESIS
-    linked: list[dict[str, object]] = []
-    for row in bind.execute(query).mappings():
-        delivery = ({name: row[f"d_{name}"] for name in log_chain.DELIVERY_FIELDS}
-                    if log_chain.covers_delivery(row) and row["d_delivery_key"] is not None else None)
-        previous = log_chain.digest(previous, row, delivery)
-        linked.append({"event_id": row["id"], "new_digest": previous})
-    if linked:
-        bind.execute(events.update().where(events.c.id == sa.bindparam("event_id"))
-                     .values(digest=sa.bindparam("new_digest")), linked)
+    link = events.update().where(events.c.id == sa.bindparam("event_id")).values(digest=sa.bindparam("new_digest"))
+    previous, last_id = log_chain.GENESIS, 0
+    while True:  # a page at a time, so a large log needs little memory
+        page = bind.execute(query.where(events.c.id > last_id).limit(5000)).mappings().all()
+        if not page:
+            break
+        linked = []
+        for row in page:
+            delivery = ({name: row[f"d_{name}"] for name in log_chain.DELIVERY_FIELDS}
+                        if log_chain.covers_delivery(row) and row["d_delivery_key"] is not None else None)
+            previous = log_chain.digest(previous, row, delivery)
+            linked.append({"event_id": row["id"], "new_digest": previous})
+        bind.execute(link, linked)
+        last_id = page[-1]["id"]
 
 
 def downgrade() -> None:
