@@ -3,10 +3,12 @@ requests: status callbacks, SMS replies, one-click unsubscribes; on SQLite and P
 
 from __future__ import annotations
 
+import random
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from worker import unsubscribe
 from worker.contact_log import Claim, ContactLog
+from worker.status import MESSAGE_ORDER
 from worker.twilio_sandbox import Sandbox
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
@@ -95,6 +98,30 @@ def test_callbacks_move_forward_only_and_every_one_is_logged(served: Served) -> 
     assert rows[3]["error_text"] == "not applied: duplicate"
     assert served.log.by_provider_id("SM2").applied == ("delivered",)  # type: ignore[union-attr]
     assert rows[1]["delivery_id"] == delivery_id
+
+
+def test_callbacks_arriving_at_once_at_two_servers_still_move_forward_only(log: ContactLog, tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path / "twilio").start()
+    env = {"DUNNING_TWILIO_ACCOUNT_SID": sandbox.account_sid, "DUNNING_TWILIO_AUTH_TOKEN": sandbox.auth_token,
+           "DUNNING_SECRET_KEY": SECRET}
+    _sent_sms(log, "SM9")
+    statuses = ["queued", "sending", "sent", "delivered", "read"] * 4
+    random.Random(7).shuffle(statuses)
+    try:
+        with serving(log, env, lambda: NOW) as one, serving(log, env, lambda: NOW) as two:
+            servers = [Served(one, sandbox, log), Served(two, sandbox, log)]
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(pool.map(lambda n: servers[n % 2].post(
+                    "/twilio/status", {"MessageSid": "SM9", "MessageStatus": statuses[n]}), range(len(statuses))))
+    finally:
+        sandbox.stop()
+    assert codes == [204] * len(statuses)
+    arrived = [r for r in log.history() if r["provider_message_id"] == "SM9"
+               and (r["kind"] == "callback" or (r["detail"] or {}).get("callback"))]
+    applied = [r["status"] for r in arrived if r["kind"] == "delivery"]
+    ranks = [MESSAGE_ORDER[s] for s in applied]
+    assert ranks == sorted(set(ranks)), f"applied out of order or twice: {applied}"
+    assert len(arrived) == len(statuses), "every callback is kept, applied or not"
 
 
 def test_an_unanswered_call_counts_as_unanswered_and_an_undelivered_text_suppresses_the_number(

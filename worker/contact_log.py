@@ -288,6 +288,14 @@ class ContactLog:
         return cls(engine)
 
     @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as own:
+                yield own
+
+    @contextmanager
     def _writing(self, conn: Connection | None) -> Iterator[Connection]:
         if conn is not None:
             yield conn
@@ -484,10 +492,10 @@ class ContactLog:
             self.suppress(account_id, address, channel, reason, now, conn=conn, by=by)
         return True
 
-    def by_provider_id(self, provider_message_id: str) -> ProviderDelivery | None:
+    def by_provider_id(self, provider_message_id: str, conn: Connection | None = None) -> ProviderDelivery | None:
         """The delivery a provider's id (a Twilio SID) belongs to, with the callback
         statuses applied to it so far, oldest first."""
-        with self.engine.connect() as conn:
+        with self._reading(conn) as conn:
             row = conn.execute(select(deliveries.c.id, deliveries.c.job_id, deliveries.c.invoice_id,
                                       deliveries.c.account_id, deliveries.c.channel, deliveries.c.recipient)
                                .join(events, events.c.delivery_id == deliveries.c.id)

@@ -5,6 +5,8 @@ Every Twilio request is checked against `X-Twilio-Signature`, computed over the 
 public URL (`DUNNING_PUBLIC_URL` + path: behind a proxy the Host header is not the URL
 Twilio signed). A bad or missing signature gets 403 and changes nothing. Replies to an
 SMS are TwiML in the response, so a confirmation goes out once, with the request.
+The contact log is written from a thread pool, never on the event loop, since a write
+may wait for the log's lock.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from worker import replies, unsubscribe
@@ -44,6 +47,29 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
             return None
         return form
 
+    def apply_status(sid: str, state: str, code: str | None, at: datetime) -> None:
+        """Under the log's write lock, so two callbacks for one SID arriving at once (any
+        process) are ordered, and a step back is never applied."""
+        with log.engine.begin() as conn:
+            log.lock(conn)
+            found = log.by_provider_id(sid, conn) if sid else None
+            if found is None:
+                log.record("callback", state or "unknown", at, provider="twilio", provider_message_id=sid or None,
+                           error_text="no delivery has this SID", conn=conn)
+                return
+            why = verdict(found.channel, found.applied, state)
+            if why is not None:
+                log.record("callback", state, at, job_id=found.job_id, invoice_id=found.invoice_id,
+                           account_id=found.account_id, provider="twilio", provider_message_id=sid, error_code=code,
+                           error_text=f"not applied: {why}", conn=conn)
+                return
+            log.record("delivery", state, at, delivery_id=found.id, job_id=found.job_id, invoice_id=found.invoice_id,
+                       account_id=found.account_id, provider="twilio", provider_message_id=sid, error_code=code,
+                       detail={"callback": True}, conn=conn)
+            if code in INVALID_NUMBER_CODES and found.channel == "sms":
+                log.suppress(found.account_id, found.recipient, "sms", f"invalid address: Twilio {code}", at,
+                             code=code, conn=conn)
+
     @app.post("/twilio/status")
     async def status(request: Request) -> Response:
         form = await signed_form(request)
@@ -51,34 +77,12 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
             return Response("signature does not verify", status_code=403)
         sid = form.get("MessageSid") or form.get("CallSid") or ""
         state = (form.get("MessageStatus") or form.get("CallStatus") or "").lower()
-        at = now()
-        found = log.by_provider_id(sid) if sid else None
-        if found is None:
-            log.record("callback", state or "unknown", at, provider="twilio", provider_message_id=sid or None,
-                       error_text="no delivery has this SID")
-            return Response(status_code=204)
-        why = verdict(found.channel, found.applied, state)
-        code = form.get("ErrorCode") or None
-        if why is not None:
-            log.record("callback", state, at, job_id=found.job_id, invoice_id=found.invoice_id,
-                       account_id=found.account_id, provider="twilio", provider_message_id=sid, error_code=code,
-                       error_text=f"not applied: {why}")
-            return Response(status_code=204)
-        with log.engine.begin() as conn:
-            log.record("delivery", state, at, delivery_id=found.id, job_id=found.job_id, invoice_id=found.invoice_id,
-                       account_id=found.account_id, provider="twilio", provider_message_id=sid, error_code=code,
-                       detail={"callback": True}, conn=conn)
-            if code in INVALID_NUMBER_CODES and found.channel == "sms":
-                log.suppress(found.account_id, found.recipient, "sms", f"invalid address: Twilio {code}", at,
-                             code=code, conn=conn)
+        await run_in_threadpool(apply_status, sid, state, form.get("ErrorCode") or None, now())
         return Response(status_code=204)
 
-    @app.post("/twilio/inbound")
-    async def inbound(request: Request) -> Response:
-        form = await signed_form(request)
-        if form is None:
-            return Response("signature does not verify", status_code=403)
-        sender, body, at = form.get("From", ""), form.get("Body", ""), now()
+    def answer_reply(form: Mapping[str, str], at: datetime) -> str | None:
+        """Act on an SMS reply and keep it; the answer to send back, if any."""
+        sender, body = form.get("From", ""), form.get("Body", "")
         kind = replies.intent(body)
         chinese = replies.chinese(body)
         me = settings.sender.for_locale("zh-CN" if chinese else "en-US")
@@ -107,6 +111,14 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
                    address=sender or None, detail={"from": sender, "to": form.get("To"), "body": body,
                                                    "replied": reply is not None})
         logger.info("inbound %s from %s", kind, mask("phone", sender))
+        return reply
+
+    @app.post("/twilio/inbound")
+    async def inbound(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response("signature does not verify", status_code=403)
+        reply = await run_in_threadpool(answer_reply, form, now())
         return Response(_twiml(reply), media_type="application/xml")
 
     @app.get("/u/{token}")
@@ -130,7 +142,8 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
             return HTMLResponse(_page("Not unsubscribed", "Expected List-Unsubscribe=One-Click (RFC 8058)."),
                                 status_code=400)
         account, channel, address = found
-        log.suppress(account, address, channel, "one-click unsubscribe (RFC 8058)", now(), by="list-unsubscribe")
+        await run_in_threadpool(lambda: log.suppress(account, address, channel, "one-click unsubscribe (RFC 8058)",
+                                                     now(), by="list-unsubscribe"))
         return HTMLResponse(_page("Unsubscribed", f"{escape(mask('address', address))} will get no more reminders."))
 
     return app
