@@ -288,15 +288,8 @@ class ContactLog:
         return cls(engine)
 
     @contextmanager
-    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
-        if conn is not None:
-            yield conn
-        else:
-            with self.engine.connect() as own:
-                yield own
-
-    @contextmanager
-    def _writing(self, conn: Connection | None) -> Iterator[Connection]:
+    def _in(self, conn: Connection | None) -> Iterator[Connection]:
+        """The caller's transaction when given (group commit, a lock held), else one of its own."""
         if conn is not None:
             yield conn
         else:
@@ -313,7 +306,7 @@ class ContactLog:
         an address — a payment recorded before the claim stops the send. The log's write
         lock is held from before the check (`lock`).
         """
-        with self._writing(conn) as c:
+        with self._in(conn) as c:
             self.lock(c)
             if decision is not None:
                 self._append(c, _event(job_id=claim.job_id, invoice_id=claim.invoice_id,
@@ -396,7 +389,7 @@ class ContactLog:
 
         An event about a delivery is filed under the delivery's job, invoice and account.
         """
-        with self._writing(conn) as c:
+        with self._in(conn) as c:
             if delivery_id is not None and account_id is None:
                 owner = c.execute(_DELIVERY_OWNER, {"delivery_id": delivery_id}).one()
                 job_id, invoice_id, account_id = owner.job_id, owner.invoice_id, owner.account_id
@@ -448,7 +441,7 @@ class ContactLog:
     def escalate(self, job_id: str, invoice_id: str, account_id: str, reasons: Iterable[str], now: datetime,
                  conn: Connection | None = None) -> bool:
         """Hand the invoice to a person; False if it already was (escalated once, notified once)."""
-        with self._writing(conn) as c:
+        with self._in(conn) as c:
             self.lock(c)
             if c.execute(_ESCALATED, {"invoice_id": invoice_id}).first() is not None:
                 return False
@@ -495,7 +488,7 @@ class ContactLog:
     def by_provider_id(self, provider_message_id: str, conn: Connection | None = None) -> ProviderDelivery | None:
         """The delivery a provider's id (a Twilio SID) belongs to, with the callback
         statuses applied to it so far, oldest first."""
-        with self._reading(conn) as conn:
+        with self._in(conn) as conn:
             row = conn.execute(select(deliveries.c.id, deliveries.c.job_id, deliveries.c.invoice_id,
                                       deliveries.c.account_id, deliveries.c.channel, deliveries.c.recipient)
                                .join(events, events.c.delivery_id == deliveries.c.id)
@@ -571,7 +564,7 @@ class ContactLog:
     def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None,
                     conn: Connection | None = None) -> None:
         """Keep a rejected or failed job with the reason: never silently dropped."""
-        with self._writing(conn) as c:
+        with self._in(conn) as c:
             c.execute(insert(dead_letters).values(job_id=job_id, origin=origin, reason=reason, payload=payload,
                                                   received_at=now))
 
