@@ -22,7 +22,7 @@ from worker.status import MESSAGE_ORDER
 from worker.twilio_sandbox import Sandbox
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
-SECRET = "serve-test-secret"
+SECRET = "serve-test-secret-of-at-least-32-characters"
 
 
 class Served:

@@ -252,7 +252,7 @@ def worker(
     from worker.contact_log import ContactLog
     from worker.queue import QUEUE, make_broker
 
-    settings = Settings.from_env()
+    settings = _long_running()
     ContactLog.open(settings.database_url).engine.dispose()  # migrate once, before the workers start
     child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
                               "--threads", str(threads), "--queues", QUEUE])
@@ -289,7 +289,7 @@ def serve(
     from worker.contact_log import ContactLog
     from worker.web import create_app
 
-    settings = Settings.from_env()
+    settings = _long_running()
     if not settings.twilio_auth_token:
         err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
     now = (lambda: datetime.now(UTC)) if settings.clock == "system" else (
@@ -538,6 +538,22 @@ def escalations() -> None:
                       row["job_id"] or "",
                       "; ".join((row["detail"] or {}).get("reasons", [])))
     out.print(table)
+
+
+def _long_running() -> Settings:
+    """Settings for `serve` and `worker`, which refuse to start on a missing or weak
+    signing key (exit 2, saying what to set), and warn of a public URL that is not https."""
+    from worker.settings import ConfigError, require_secrets
+
+    settings = Settings.from_env()
+    try:
+        warnings = require_secrets(settings)
+    except ConfigError as error:
+        err.print(f"not starting: {error}", markup=False)
+        raise typer.Exit(2) from None
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False)
+    return settings
 
 
 def _log() -> ContactLog:

@@ -36,7 +36,7 @@ from worker.job import Job
 from worker.log_writer import LogWriter
 from worker.masking import mask
 from worker.render import Rendered, Renderer, TemplateError, message_context, opt_out_line
-from worker.settings import Settings
+from worker.settings import ConfigError, Settings
 from worker.throttle import Throttle
 
 GIVE_UP_AFTER = timedelta(days=5)
@@ -58,7 +58,10 @@ class Services:
 
 class Pipeline:
     def __init__(self, services: Services) -> None:
+        if not services.settings.secret_key:
+            raise ConfigError("DUNNING_SECRET_KEY is not set: unsubscribe links cannot be signed")
         self.s = services
+        self.secret: str = services.settings.secret_key
 
     async def handle(self, payload: Mapping[str, Any]) -> str:
         """Process one queued reminder; returns what happened, in one word."""
@@ -163,7 +166,7 @@ class Pipeline:
         channel = decision.channel or ""
         address = job.debtor.email if channel == "email" else job.debtor.phone
         assert address is not None and decision.stage is not None
-        unsubscribe_url = (unsubscribe.url(s.settings.public_url, s.settings.secret_key, job.debtor.account_id,
+        unsubscribe_url = (unsubscribe.url(s.settings.public_url, self.secret, job.debtor.account_id,
                                            channel, address) if channel == "email" else None)
         try:
             rendered = self.render(job, decision, now, unsubscribe_url, balance)

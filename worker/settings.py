@@ -31,7 +31,7 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
     public_url: str = "http://127.0.0.1:8000"
-    secret_key: str = field(default="dunning-demo-secret-change-me", repr=False)
+    secret_key: str | None = field(default=None, repr=False)  # required by `serve` and `worker`
     sms_per_second: float | None = None  # segments/s per sender; default by number: long code 1, short code 100
     calls_per_second: float = 1.0  # per Twilio account
     email_per_second: float | None = None  # per SMTP relay; unlimited unless set
@@ -71,7 +71,7 @@ class Settings:
             twilio_messaging_service_sid=get("DUNNING_TWILIO_MESSAGING_SERVICE_SID"),
             twilio_base_url=get("DUNNING_TWILIO_BASE_URL") or cls.twilio_base_url,
             public_url=(get("DUNNING_PUBLIC_URL") or cls.public_url).rstrip("/"),
-            secret_key=get("DUNNING_SECRET_KEY") or cls.secret_key,
+            secret_key=get("DUNNING_SECRET_KEY"),
             sms_per_second=_rate(get("DUNNING_SMS_PER_SECOND"), "DUNNING_SMS_PER_SECOND"),
             calls_per_second=_rate(get("DUNNING_CALLS_PER_SECOND"), "DUNNING_CALLS_PER_SECOND") or cls.calls_per_second,
             email_per_second=_rate(get("DUNNING_EMAIL_PER_SECOND"), "DUNNING_EMAIL_PER_SECOND"),
@@ -79,6 +79,34 @@ class Settings:
             broker_heartbeat_ms=int(get("DUNNING_BROKER_HEARTBEAT_MS") or cls.broker_heartbeat_ms),
             broker_maintenance_chance=int(get("DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance),
         )
+
+
+class ConfigError(Exception):
+    """The settings cannot run this command: what is missing and how to provide it."""
+
+
+MIN_SECRET_CHARS = 32
+
+
+def require_secrets(settings: Settings) -> list[str]:
+    """Refuse to run a long-lived process (`serve`, `worker`) on published or missing
+    secrets: the signing key makes unsubscribe links unforgeable, so a default one would
+    let anyone unsubscribe anyone. Returns warnings that do not stop it: a public URL
+    that is not https (the links in every email are built on it)."""
+    key = settings.secret_key
+    if not key:
+        raise ConfigError("DUNNING_SECRET_KEY is not set: it signs unsubscribe links, and without it anyone could "
+                          "unsubscribe anyone. Set it to a random value of at least "
+                          f"{MIN_SECRET_CHARS} characters, e.g. `python3 -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))'`, the same for every worker and server.")
+    if len(key) < MIN_SECRET_CHARS:
+        raise ConfigError(f"DUNNING_SECRET_KEY has {len(key)} characters; at least {MIN_SECRET_CHARS} are needed "
+                          "(a random value, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    warnings = []
+    if not settings.public_url.startswith("https://"):
+        warnings.append(f"DUNNING_PUBLIC_URL is {settings.public_url}: unsubscribe links and Twilio callbacks "
+                        "should be https (RFC 8058 requires https for one-click unsubscribe)")
+    return warnings
 
 
 def _rate(value: str | None, name: str) -> float | None:

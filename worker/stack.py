@@ -8,6 +8,7 @@ real on one machine with no credentials. The worker itself runs as a separate pr
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ class Stack:
         self.sandbox = Sandbox(directory / "twilio")
         self.smtp: Controller | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.secret_key = secrets.token_urlsafe(32)  # this stack's own: never a published one
 
     def start(self) -> Stack:
         self.redis.start()
@@ -61,6 +63,7 @@ class Stack:
             "DUNNING_TWILIO_BASE_URL": self.sandbox.url,
             "DUNNING_PUBLIC_URL": "http://127.0.0.1:8000",
             "DUNNING_ESCALATION_EMAIL": "supervisor@example.com",
+            "DUNNING_SECRET_KEY": self.secret_key,
         }
 
     def set_clock(self, moment: datetime) -> None:

@@ -19,10 +19,14 @@ def token(secret: str, account_id: str, channel: str, address: str) -> str:
 
 
 def read(secret: str, value: str) -> tuple[str, str, str] | None:
-    """(account, channel, address) if the token is genuine, else None."""
+    """(account, channel, address) if the token is genuine, else None (forged, altered,
+    truncated, or not even ASCII: a token we minted is base64url, so anything else is
+    refused before it is compared, as bytes, in constant time)."""
     body, _, signature = value.partition(".")
+    if not (body.isascii() and signature.isascii()):
+        return None
     expected = base64.urlsafe_b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()[:16])
-    if not hmac.compare_digest(expected.rstrip(b"=").decode(), signature):
+    if not hmac.compare_digest(expected.rstrip(b"="), signature.encode()):
         return None
     try:
         account, channel, address = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

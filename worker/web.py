@@ -26,7 +26,7 @@ from worker import replies, unsubscribe
 from worker.contact_log import ContactLog
 from worker.events import EventError, Events
 from worker.masking import mask
-from worker.settings import Settings
+from worker.settings import ConfigError, Settings
 from worker.status import verdict
 
 logger = logging.getLogger("dunning.web")
@@ -34,6 +34,9 @@ INVALID_NUMBER_CODES = frozenset({"30005", "30006", "21211", "21614"})  # S-INVA
 
 
 def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> FastAPI:
+    secret = settings.secret_key
+    if not secret:
+        raise ConfigError("DUNNING_SECRET_KEY is not set: unsubscribe links cannot be checked")
     app = FastAPI(title="dunning", docs_url=None, redoc_url=None, openapi_url=None)
     events = Events(log, None)
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
@@ -123,7 +126,7 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
 
     @app.get("/u/{token}")
     async def unsubscribe_page(token: str) -> Response:
-        found = unsubscribe.read(settings.secret_key, token)
+        found = unsubscribe.read(secret, token)
         if found is None:
             return HTMLResponse(_page("Link not valid", "This unsubscribe link is not valid."), status_code=404)
         _account, channel, address = found
@@ -134,7 +137,7 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
 
     @app.post("/u/{token}")
     async def unsubscribe_now(token: str, request: Request) -> Response:
-        found = unsubscribe.read(settings.secret_key, token)
+        found = unsubscribe.read(secret, token)
         if found is None:
             return HTMLResponse(_page("Link not valid", "This unsubscribe link is not valid."), status_code=404)
         form: Mapping[str, object] = await request.form()

@@ -1,0 +1,69 @@
+"""No published secrets: `dunning serve` and `dunning worker` refuse to start without a
+signing key of their own, and unsubscribe tokens that we did not mint are refused
+(404, never 500), however they are mangled."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import serving
+from test_cli import dunning
+from test_serve import NOW, SECRET, _send
+
+from worker import unsubscribe
+from worker.contact_log import ContactLog
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker", "--processes", "1"]])
+@pytest.mark.parametrize("key", ["", "short-key"])
+def test_long_running_commands_refuse_to_start_without_a_strong_key(command: list[str], key: str,
+                                                                    tmp_path: Path) -> None:
+    result = dunning(*command, env={"DUNNING_SECRET_KEY": key, "DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/l.db",
+                                    "DUNNING_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert result.returncode == 2
+    assert "not starting: DUNNING_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_plain_http_public_url_is_warned_about() -> None:
+    from worker.settings import Settings, require_secrets
+
+    settings = Settings.from_env({"DUNNING_SECRET_KEY": SECRET, "DUNNING_PUBLIC_URL": "http://billing.example.com"})
+    assert any("https" in warning for warning in require_secrets(settings))
+    secure = Settings.from_env({"DUNNING_SECRET_KEY": SECRET, "DUNNING_PUBLIC_URL": "https://billing.example.com"})
+    assert require_secrets(secure) == []
+
+
+def test_deploy_files_require_the_key() -> None:
+    root = Path(__file__).parent.parent / "deploy"
+    assert "${DUNNING_SECRET_KEY:?" in (root / "compose.yaml").read_text()
+    manifest = (root / "kubernetes" / "worker.yaml").read_text()
+    assert "name: DUNNING_SECRET_KEY" in manifest and "optional: false" in manifest
+
+
+@pytest.fixture()
+def served_url(log: ContactLog) -> Iterator[str]:
+    with serving(log, {"DUNNING_SECRET_KEY": SECRET}, lambda: NOW) as url:
+        yield url
+
+
+def test_mangled_tokens_are_refused_with_404(served_url: str, log: ContactLog) -> None:
+    address = "zhang.wei@example.com"
+    genuine = unsubscribe.token(SECRET, "ACC-1", "email", address)
+    body, _, signature = genuine.partition(".")
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "-_.~é张\u00ff"
+    tokens = [body, f"{body}.", f"{body}.{signature[:-1]}", f"{body}.{signature}é", f"{body}.张伟{signature[2:]}",
+              f"{body[:-2]}.{signature}", f".{signature}", "é.é"]
+    tokens += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(60)]
+    for token in tokens:
+        quoted = __import__("urllib.parse").parse.quote(token, safe="")
+        for method, data in (("GET", {}), ("POST", {"List-Unsubscribe": "One-Click"})):
+            assert _send(f"{served_url}/u/{quoted}", data, method=method) == 404, (method, token)
+    assert not log.suppressed(address)
+    assert _send(f"{served_url}/u/{genuine}", {"List-Unsubscribe": "One-Click"}) == 200
+    assert log.suppressed(address)
