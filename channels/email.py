@@ -3,14 +3,21 @@
 Each reminder has one Message-ID, derived from its delivery key, so a retry after a
 dropped connection is recognisably the same message. 4xx replies are transient,
 5xx permanent, and 5.1.x ("no such mailbox") marks the address invalid. Connection
-errors and 421/451 are retried here, quickly and within a deadline; anything longer
-goes back to the worker, which re-decides before the next try.
+errors and 421/451 before the message is handed over are retried here, quickly and
+within a deadline; anything longer goes back to the worker, which re-decides before
+the next try. Once the message's data has been sent, a timeout or a dropped
+connection may come after the server took it: that is an `UnknownOutcome`, never
+resent blindly.
+
+An internationalized address (`张伟@example.com`) goes with SMTPUTF8 (RFC 6531) when
+the server offers it; a server that does not cannot take it, which no retry changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 from email.header import Header
@@ -20,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from channels.base import Limits, Message, PermanentError, Rate, SendResult, TransientError
+from channels.base import Limits, Message, PermanentError, Rate, SendResult, TransientError, UnknownOutcome
 
 _QUICK_CODES = {421, 451}
 
@@ -63,8 +70,9 @@ class EmailChannel:
 
         The email package's generator costs ~0.4 ms per message, more than rendering and
         logging together, for a structure that never varies: headers, then one UTF-8
-        text part (and an HTML part), base64-encoded. Nothing is re-folded, so
-        List-Unsubscribe stays on one line (RFC 8058); the subject is RFC 2047-encoded.
+        text part (and an HTML part), base64-encoded. Long header lines are folded at
+        spaces (List-Unsubscribe between its two URIs; a URI itself cannot be folded,
+        which is why the token in it is kept short); the subject is RFC 2047-encoded.
         Header values are checked for line breaks (header injection).
         """
         headers = [("From", self._from_header), ("To", message.to),
@@ -82,7 +90,10 @@ class EmailChannel:
         for name, value in headers:
             if "\r" in value or "\n" in value.replace("\n ", ""):  # Header.encode folds with "\n "
                 raise ValueError(f"the {name} header contains a line break")
-            lines.append(f"{name}: {value}".replace("\n ", "\r\n "))
+            if "\n " in value:
+                lines.append(f"{name}: {value}".replace("\n ", "\r\n "))
+            else:
+                lines.append(_fold(name, value))
         if not message.html:
             lines.extend(_part_headers("plain"))
             return "\r\n".join(lines).encode() + b"\r\n\r\n" + _base64(message.text)
@@ -106,6 +117,11 @@ class EmailChannel:
             async for attempt in retrying:
                 with attempt:
                     await self._send_once(data, message.to)
+        except _HandedOver as handed:
+            raise UnknownOutcome("data", f"the connection failed after the message was sent "
+                                         f"({type(handed.error).__name__}: {handed.error}); not resent") from None
+        except aiosmtplib.SMTPNotSupported as error:
+            raise PermanentError("smtputf8", f"the server cannot take an internationalized address ({error})") from None
         except aiosmtplib.SMTPRecipientsRefused as refused:
             raise _classify(refused.recipients[0].code, refused.recipients[0].message) from None
         except aiosmtplib.SMTPResponseException as error:
@@ -115,17 +131,34 @@ class EmailChannel:
         return SendResult("smtp", self.message_id(message.key))
 
     async def _send_once(self, data: bytes, to: str) -> None:
+        """MAIL, RCPT, DATA on a pooled connection. Up to DATA nothing has been handed
+        over, so any failure is safe to try again; after it, see `_HandedOver`."""
         async with self._slots:
             client = await self._connection()
             try:
-                refused, _reply = await client.sendmail(self.from_address, [to], data)
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                utf8 = not (to.isascii() and self.from_address.isascii())
+                if utf8 and not client.supports_extension("smtputf8"):
+                    raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not offered")
+                encoding = "utf-8" if utf8 else "ascii"
+                try:
+                    await client.mail(self.from_address, options=["SMTPUTF8"] if utf8 else [], encoding=encoding)
+                    await client.rcpt(to, encoding=encoding)
+                except aiosmtplib.SMTPResponseException:
+                    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                        await client.rset()
+                    raise
+                try:
+                    await client.data(data)
+                except aiosmtplib.SMTPResponseException:
+                    raise  # the server answered: it did not take the message
+                except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
+                    raise _HandedOver(error) from error
             except BaseException:
                 client.close()
                 raise
             self._idle.put_nowait(client)
-        if refused:  # the server accepted the message but not this recipient
-            code, text = refused[to]
-            raise aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(code, text, to)])
 
     async def _connection(self) -> aiosmtplib.SMTP:
         while not self._idle.empty():
@@ -143,6 +176,28 @@ class EmailChannel:
                 await client.quit()
             except aiosmtplib.SMTPException:
                 client.close()
+
+
+class _HandedOver(Exception):
+    """The connection failed after the message's data was sent: the server may have it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _fold(name: str, value: str, limit: int = 78) -> str:
+    """A header line folded at its spaces to lines of at most `limit` characters (RFC 5322
+    §2.2.3; 998 is the hard limit): a value with no space to fold at is left whole."""
+    words = value.split(" ")
+    lines, line = [], f"{name}:"
+    for word in words:
+        if len(line) + 1 + len(word) > limit and line.strip() and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}"
+    lines.append(line)
+    return "\r\n".join(lines)
 
 
 def _part_headers(subtype: str) -> list[str]:

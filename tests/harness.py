@@ -31,7 +31,8 @@ from worker.submit import submit
 from worker.web import create_app
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
-FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000"}
+FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000",
+                 "DUNNING_CLAIM_LEASE_S": "3"}
 
 
 class Harness:

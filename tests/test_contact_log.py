@@ -28,7 +28,8 @@ def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
         inspector.get_table_names())
     assert {"ix_events_provider_id", "ix_events_account_time"} <= {i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+    assert {"queued_at", "parent_id"} <= {c["name"] for c in inspector.get_columns("jobs")}
 
 
 def test_a_key_is_claimed_once_and_a_second_claim_sees_the_first(log: ContactLog) -> None:

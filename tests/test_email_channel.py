@@ -58,7 +58,7 @@ def test_a_reminder_arrives_multipart_with_its_headers(smtp: tuple[Scripted, Con
                                            "<mailto:billing@example.com?subject=unsubscribe>")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     raw = (handler.folder / next(handler.folder.glob("*.eml")).name).read_bytes()
-    assert b"List-Unsubscribe: <https://pay.example.com/u/tok123>, <mailto:" in raw, "one line, not folded"
+    assert b"List-Unsubscribe: <https://pay.example.com/u/tok123>,\r\n <mailto:" in raw, "folded between URIs"
     parts = {part.get_content_type(): part.get_content() for part in message.walk() if not part.is_multipart()}
     assert parts["text/plain"].startswith("张伟，您好：") and parts["text/html"].startswith("<p>张伟")
 
@@ -139,3 +139,73 @@ def test_the_message_is_canonical_mime_and_refuses_header_injection() -> None:
     assert parsed.get_body(("plain",)).get_content() == "张伟，您好：\r\n\r\n发票 2026-0042 今日到期。"
     with pytest.raises(ValueError, match="To header contains a line break"):
         email.build(reminder(to="a@example.com\r\nBcc: everyone@example.com"))
+
+
+def test_an_internationalized_address_goes_with_smtputf8_when_offered(tmp_path: Path) -> None:
+    handler = Scripted(tmp_path / "outbox")
+    controller = start(handler, smtputf8=True)
+    try:
+        asyncio.run(channel(controller).send(reminder(to="张伟@example.com")))
+    finally:
+        controller.stop()
+    message = only(handler)
+    assert message["To"] == "张伟@example.com"
+
+
+def test_an_internationalized_address_fails_for_good_where_smtputf8_is_not_offered(tmp_path: Path) -> None:
+    handler = Scripted(tmp_path / "outbox")
+    controller = start(handler, smtputf8=False)
+    try:
+        with pytest.raises(PermanentError) as refused:
+            asyncio.run(channel(controller).send(reminder(to="张伟@example.com")))
+    finally:
+        controller.stop()
+    assert refused.value.code == "smtputf8" and "internationalized address" in refused.value.text
+    assert not refused.value.invalid_address, "the address may be fine; this relay cannot take it"
+    assert handler.messages() == []
+
+
+def test_long_header_values_are_folded_and_parse_strictly(smtp: tuple[Scripted, Controller]) -> None:
+    """A 200-character account id in the unsubscribe token (the contract allows it): every
+    line stays within RFC 5322's 998 octets, and a strict parser reads the headers back."""
+    from email.policy import strict
+
+    from worker import unsubscribe
+
+    handler, controller = smtp
+    account = "账" * 200
+    address = "a" * 60 + "@" + "long-subdomain." * 10 + "example.com"
+    link = unsubscribe.url("https://billing.example.com", "k" * 32, account, "email", address)
+    message = Message(key="INV-9/due_day#email", channel="email", to=address, text="hello", locale="en-US",
+                      subject="A subject " * 30, unsubscribe_url=link, created_at=datetime(2026, 12, 1, tzinfo=UTC))
+    asyncio.run(channel(controller).send(message))
+    raw = next(handler.folder.glob("*.eml")).read_bytes()
+    head = raw.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[0]
+    assert max(len(line) for line in head.splitlines()) <= 998
+    parsed = message_from_bytes(raw, policy=strict)
+    assert parsed["List-Unsubscribe"] == f"<{link}>, <mailto:billing@example.com?subject=unsubscribe>"
+    assert unsubscribe.read("k" * 32, link.rsplit("/", 1)[1]) == (None, "email", address), \
+        "an account id too long to carry is left out; the opt-out is by address"
+
+
+def test_a_timeout_after_the_data_is_unknown_not_retried(tmp_path: Path) -> None:
+    """The server takes the data and never answers: the message may be delivered, so it is
+    not sent again (README: timeouts are `unknown`)."""
+    from channels.base import UnknownOutcome
+
+    class Silent(Scripted):
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            self.data_seen = getattr(self, "data_seen", 0) + 1
+            await asyncio.sleep(5)
+            return "250 OK"
+
+    handler = Silent(tmp_path / "outbox")
+    controller = start(handler)
+    try:
+        email = EmailChannel(f"smtp://127.0.0.1:{controller.port}", "billing@example.com", timeout=1.0,
+                             retry_deadline=3)
+        with pytest.raises(UnknownOutcome) as unknown:
+            asyncio.run(email.send(reminder()))
+    finally:
+        controller.stop()
+    assert unknown.value.code == "data" and handler.data_seen == 1, "handed over once, not again"

@@ -78,3 +78,8 @@ def test_empty_input_yields_nothing() -> None:
 
 def test_a_byte_order_mark_is_tolerated() -> None:
     assert read(b"\xef\xbb\xbf" + json.dumps(SAMPLE).encode())[0][2] == []
+
+
+def test_a_control_character_in_a_string_is_named_once() -> None:
+    [result] = read(b'{"job_id": "a\tb"}')
+    assert result[2] == ["(job): not valid JSON: Invalid control character at column 14"]

@@ -155,6 +155,11 @@ def test_a_worker_killed_mid_batch_delivers_every_job_exactly_once(harness: Harn
     harness.stack.wait_idle()
     counts = [len(harness.emails_to(job["debtor"]["email"])) for job in jobs]
     assert counts == [1] * 24
+    claims = [r for job in jobs for r in harness.log.history(account=job["debtor"]["account_id"])
+              if r["kind"] == "delivery" and r["status"] == "claimed"]
+    again = [r for r in claims if (r["detail"] or {}).get("attempt") == 2]
+    assert len(again) >= 4, "each email in flight when the worker died is claimed again: a second attempt"
+    assert len(claims) == 24 + len(again)
     verdict = harness.log.verify()
     assert verdict.intact, "a worker killed mid-transaction leaves the chain whole"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_API = ("enqueue", "paid", "write_off", "dispute", "promise", "optout", "cease")
+_API = ("enqueue", "paid", "write_off", "dispute", "promise", "optout", "cease", "Unavailable", "Intake")
 
 
 def __getattr__(name: str) -> Any:

@@ -3,31 +3,45 @@
 `dramatiq worker.actors` (or `dunning worker`) imports this module: it sets up the
 broker from the environment and registers `remind`, which runs the pipeline on the
 worker's event loop.
+
+What an outage does here. Redis or the database away mid-reminder: the reminder is
+tried again in this process, backing off from 1 s to 30 s, for up to `PATIENCE`
+(a restart takes seconds; no retry budget is spent, no traceback written per try).
+Past that the message goes to dramatiq's Retries, which put it back on the queue
+with a delay — and when even that enqueue fails, `DurableRetries` keeps trying it
+before the message is acknowledged, so no message is acknowledged and lost. A bug
+fails its message at once; `DeadLetters` keeps every failed message with its reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import Middleware
+import redis
+from dramatiq.middleware import Middleware, Retries
 
+from worker.clock import SystemClock
 from worker.contact_log import ContactLog
+from worker.masking import mask_logs
 from worker.pipeline import Pipeline
-from worker.queue import ACTOR, QUEUE, make_broker
+from worker.queue import ACTOR, MAX_BACKOFF_MS, QUEUE, RECOVERABLE, make_broker, worth_retrying
 from worker.settings import Settings
+from worker.supervisor import brief
 
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+logger = logging.getLogger("dunning.worker")
+PATIENCE = 180.0  # seconds an outage is waited out in process, within the 5-minute time limit
+_BROKER_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, dramatiq.errors.BrokerConnectionError)
 
 
 class DeadLetters(Middleware):
-    """A message that failed for good (retries exhausted) is kept with its reason."""
+    """A message that failed for good (a bug, retries exhausted) is kept with its reason.
+
+    Listed before Retries: dramatiq runs `after_*` hooks in reverse order, so this one
+    runs after Retries has decided whether the message failed."""
 
     def __init__(self, log: ContactLog, clock: Any) -> None:
         self.log, self.clock = log, clock
@@ -37,14 +51,40 @@ class DeadLetters(Middleware):
         if exception is not None and getattr(message, "failed", False):
             payload = message.args[0] if message.args else {}
             job_id = (payload.get("job") or {}).get("job_id") if isinstance(payload, dict) else None
-            self.log.dead_letter("queue", f"{type(exception).__name__}: {exception}", str(message.encode(), "utf-8"),
-                                 datetime.now(UTC), job_id)
+            retries = message.options.get("retries", 0)
+            why = "a bug: not retried" if not worth_retrying(0, exception) else f"{retries} retries exhausted"
+            self.log.dead_letter("queue", f"{type(exception).__name__}: {exception} ({why})",
+                                 str(message.encode(), "utf-8"), self.clock.now(), job_id)
+
+
+class DurableRetries(Retries):
+    """dramatiq's Retries, except that a retry is never lost: if Redis refuses the retry's
+    enqueue, it is tried again (backing off to 30 s) before the message is acknowledged.
+    Killed meanwhile, the worker leaves the message unacknowledged, and another worker
+    gets it."""
+
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        delay = 1.0
+        while True:
+            retries = message.options.get("retries", 0)
+            try:
+                super().after_process_message(broker, message, result=result, exception=exception)
+                return
+            except _BROKER_DOWN as error:
+                message.options["retries"] = retries  # this try did not happen
+                logger.warning("cannot queue the retry of message %s (%s); trying again in %.0f s",
+                               message.message_id, brief(error), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
 
 logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs every request, numbers included
+mask_logs()
 settings = Settings.from_env()
 log = ContactLog.open(settings.database_url)
 broker = make_broker(settings.redis_url, extra=[DeadLetters(log, SystemClock())],
+                     retries=DurableRetries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS),
                      heartbeat_ms=settings.broker_heartbeat_ms, maintenance_chance=settings.broker_maintenance_chance)
 dramatiq.set_broker(broker)
 
@@ -66,4 +106,18 @@ async def pipeline() -> Pipeline:
 
 @dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE)
 async def remind(payload: dict[str, Any]) -> None:
-    await (await pipeline()).handle(payload)
+    """One reminder, waiting out a short outage of Redis or the database in process."""
+    delay, deadline = 1.0, time.monotonic() + PATIENCE
+    while True:
+        try:
+            await (await pipeline()).handle(payload)
+            return
+        except RECOVERABLE as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("a reminder met an outage (%s); trying it again in %.0f s", brief(error), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+__all__ = ["DeadLetters", "DurableRetries", "SystemClock", "broker", "remind"]

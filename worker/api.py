@@ -9,30 +9,42 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import redis
-
 from worker.agenda import Agenda
 from worker.contact_log import ContactLog
 from worker.events import Applied, Events
 from worker.job import Job
-from worker.queue import make_broker
+from worker.queue import make_broker, redis_client
 from worker.settings import Settings
-from worker.submit import Intake, as_parsed, submit
+from worker.submit import OUTAGES, Intake, Unavailable, as_parsed, submit
+
+__all__ = ["Intake", "Unavailable", "cease", "dispute", "enqueue", "optout", "paid", "promise", "write_off"]
 
 
 def enqueue(jobs: Iterable[Job | dict[str, Any]], settings: Settings | None = None) -> Intake:
     """Queue reminder jobs (models or JSON-like dicts) for the worker configured by the
     environment. Invalid jobs come back in `Intake.rejected` with their errors and are
     kept as dead letters; a job_id seen before is listed in `Intake.duplicates`.
+
+    Raises `Unavailable` when Redis or the database is away: the jobs in its
+    `intake.unavailable` were not accepted; call again with the same jobs.
     """
     settings = settings or Settings.from_env()
+    parsed = as_parsed(jobs)
     broker = make_broker(settings.redis_url)
-    log = ContactLog.open(settings.database_url)
     try:
-        return submit(as_parsed(jobs), log, broker, datetime.now(UTC))
+        log = ContactLog.open(settings.database_url)
+    except OUTAGES as error:
+        broker.close()
+        raise Unavailable(Intake(unavailable=[p.job_id or p.where for p in parsed],
+                                 reason=f"the contact log is unavailable ({type(error).__name__})")) from None
+    try:
+        result = submit(parsed, log, broker, datetime.now(UTC))
     finally:
         broker.close()
         log.engine.dispose()
+    if result.unavailable:
+        raise Unavailable(result)
+    return result
 
 
 T = TypeVar("T")
@@ -41,7 +53,7 @@ T = TypeVar("T")
 def _with_events(settings: Settings | None, act: Callable[[Events, datetime], T]) -> T:
     settings = settings or Settings.from_env()
     log = ContactLog.open(settings.database_url)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         return act(Events(log, Agenda(client)), datetime.now(UTC))
     finally:

@@ -1,7 +1,8 @@
 """The `dunning` command line. The one place (with the actors) that reads the wall clock.
 
 Every command exits 0 on success, 1 when the input it was given is wrong (and says
-which record, which field, what was expected), 2 on a usage error.
+which record, which field, what was expected), 2 on a usage or configuration error,
+3 when a service it needs (Redis, the database) is unavailable: try again.
 """
 
 from __future__ import annotations
@@ -109,16 +110,19 @@ def register(source: InputFile) -> None:
 def _submit(source: str, register: bool) -> None:
     from worker.contact_log import ContactLog
     from worker.queue import make_broker
-    from worker.submit import as_registration, submit
+    from worker.submit import OUTAGES, Intake, as_registration, submit
 
     settings = Settings.from_env()
     known = _profiles()
-    parsed = read_jobs(_read(source), known)
+    parsed = list(read_jobs(_read(source), known))
     if register:
-        parsed = (as_registration(item, known) for item in parsed)
+        parsed = [as_registration(item, known) for item in parsed]
     broker = make_broker(settings.redis_url)
     try:
         result = submit(parsed, ContactLog.open(settings.database_url), broker, datetime.now(UTC))
+    except OUTAGES as error:  # the log could not even be opened
+        result = Intake(unavailable=[p.job_id or p.where for p in parsed],
+                        reason=f"the contact log is unavailable ({type(error).__name__})")
     finally:
         broker.close()
     for rejected in result.rejected:
@@ -126,8 +130,14 @@ def _submit(source: str, register: bool) -> None:
     for job_id in result.duplicates:
         err.print(f"{job_id}: already accepted; not queued again", markup=False)
     registered = f"{result.registered} cadence step(s) planned, " if result.registered or register else ""
-    out.print(f"{result.accepted} queued, {registered}{len(result.duplicates)} duplicate(s), "
-              f"{len(result.rejected)} rejected (kept as dead letters)", markup=False)
+    summary = (f"{result.accepted} queued, {registered}{len(result.duplicates)} duplicate(s), "
+               f"{len(result.rejected)} rejected (kept as dead letters)")
+    if result.unavailable:
+        out.print(f"{summary}, {len(result.unavailable)} not accepted", markup=False)
+        err.print(f"{result.reason}: {len(result.unavailable)} job(s) were not accepted; send the same input again "
+                  "(what was accepted comes back as duplicates)", markup=False)
+        raise typer.Exit(3)
+    out.print(summary, markup=False)
     raise typer.Exit(1 if result.rejected else 0)
 
 
@@ -213,15 +223,14 @@ def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> N
     """Record one event with the wall clock and say what it did; a bad field exits 1."""
     import getpass
 
-    import redis
-
     from worker.agenda import Agenda
     from worker.contact_log import ContactLog
     from worker.events import EventError, Events
+    from worker.queue import redis_client
 
     settings = Settings.from_env()
     log = ContactLog.open(settings.database_url)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         applied = act(Events(log, Agenda(client)), datetime.now(UTC), by or f"cli:{getpass.getuser()}")
     except EventError as error:
@@ -237,41 +246,74 @@ def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> N
 def worker(
     processes: Annotated[int, typer.Option(help="Worker processes (one per core).")] = 2,
     threads: Annotated[int, typer.Option(help="Threads per process.")] = 8,
+    check: Annotated[bool, typer.Option("--check", help="Do not run: say whether the worker running here is "
+                                                        "healthy (exit 0) or not (exit 1, saying why).")] = False,
 ) -> None:
-    """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher."""
+    """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher,
+    the intake reconciler and the stranded-message recovery, each kept alive."""
+    import logging
     import signal
     import subprocess
     import threading
-
-    import redis
+    from datetime import timedelta
 
     from worker import dispatcher
-    from worker.actors import SystemClock
     from worker.agenda import Agenda
-    from worker.clock import Clock, RedisClock
+    from worker.clock import from_settings
     from worker.contact_log import ContactLog
-    from worker.queue import QUEUE, make_broker
+    from worker.queue import QUEUE, make_broker, redis_client
+    from worker.supervisor import Loop, Supervisor
+    from worker.supervisor import check as check_health
 
+    if check:
+        problems = check_health(Settings.from_env().health_file)
+        for problem in problems:
+            err.print(problem, markup=False)
+        if not problems:
+            out.print("healthy", markup=False)
+        raise typer.Exit(1 if problems else 0)
     settings = _long_running()
-    ContactLog.open(settings.database_url).engine.dispose()  # migrate once, before the workers start
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(threadName)s] "
+                                                   "[%(name)s] [%(levelname)s] %(message)s")
+    try:
+        log = ContactLog.open(settings.database_url)  # migrate once, before the workers start
+    except Exception as error:  # the database away at start: say so; systemd/Kubernetes start us again
+        err.print(f"not starting: the contact log is unavailable ({type(error).__name__})", markup=False)
+        raise typer.Exit(3) from None
     child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
-                              "--threads", str(threads), "--queues", QUEUE])
+                              "--threads", str(threads), "--queues", QUEUE], preexec_fn=_die_with_parent)
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    client = redis.Redis.from_url(settings.redis_url)
-    clock: Clock = SystemClock() if settings.clock == "system" else RedisClock(client)
+    client = redis_client(settings.redis_url)
+    clock = from_settings(settings.clock, client)
     broker = make_broker(settings.redis_url)
-    thread = threading.Thread(target=dispatcher.run, args=(Agenda(client), broker, clock, stop), daemon=True)
-    thread.start()
-    while not stop.is_set() and child.poll() is None:
-        stop.wait(0.5)
+    agenda = Agenda(client)
+    supervisor = Supervisor([
+        Loop("dispatcher", dispatcher.dispatcher(agenda, broker, clock)),
+        Loop("reconciler", dispatcher.reconciler(log, broker, agenda, clock)),
+        Loop("stranded", dispatcher.stranded(broker, timedelta(seconds=settings.stranded_after_s))),
+    ], stop, settings.health_file)
+    supervisor.start()
+    code = supervisor.watch(lambda: child.poll() is None)
     stop.set()
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
-    code = child.wait()
-    thread.join(timeout=10)
-    raise typer.Exit(code if code and code > 0 else 0)
+    child_code = child.wait()
+    settings.health_file.unlink(missing_ok=True)
+    raise typer.Exit(code or (child_code if child_code and child_code > 0 else 0))
+
+
+def _die_with_parent() -> None:
+    """In the dramatiq child: be sent SIGTERM if `dunning worker` dies (even by SIGKILL),
+    so no worker process runs on orphaned, without its dispatcher (Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 @app.command()
@@ -282,8 +324,9 @@ def serve(
     """Serve Twilio status callbacks (/twilio/status), SMS replies (/twilio/inbound) and
     one-click unsubscribes (/u/TOKEN). Twilio signs for DUNNING_PUBLIC_URL: set it to the
     URL the outside world uses."""
-    import redis
     import uvicorn
+
+    from worker.queue import redis_client
 
     from worker.clock import RedisClock
     from worker.contact_log import ContactLog
@@ -293,7 +336,7 @@ def serve(
     if not settings.twilio_auth_token:
         err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
     now = (lambda: datetime.now(UTC)) if settings.clock == "system" else (
-        RedisClock(redis.Redis.from_url(settings.redis_url)).now)
+        RedisClock(redis_client(settings.redis_url)).now)
     app_ = create_app(ContactLog.open(settings.database_url), settings, now)
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
 
@@ -412,7 +455,8 @@ def templates_preview(
     """Print a message as it would be sent."""
     from channels.segments import count_segments
     from schedules.zones import candidate_zones
-    from worker.render import CHANNELS, Renderer, TemplateError, message_context, opt_out_line
+    from worker import unsubscribe
+    from worker.render import CHANNELS, Renderer, TemplateError, compose
 
     if channel not in CHANNELS:
         err.print(f"--channel: {channel!r} is not one of {', '.join(CHANNELS)}", markup=False)
@@ -429,12 +473,12 @@ def templates_preview(
     debtor = the_job.debtor
     zones = candidate_zones(debtor.timezone, debtor.phone, debtor.country, False)
     today = _parse_now(now).astimezone(zones[0]).date() if zones else _parse_now(now).date()
-    wanted = locale or debtor.locale
-    needs_opt_out = _profiles()[the_job.profile].honour_cease
-    opt_out = opt_out_line(wanted, channel, "https://example.com/u/preview") if needs_opt_out else None
+    address = debtor.email if channel == "email" else debtor.phone
+    # A link as long as the worker's (signed the same way), so the preview is the message sent.
+    link = unsubscribe.url(settings.public_url, settings.secret_key or "preview", debtor.account_id, channel,
+                           address or "") if channel == "email" else None
     try:
-        message = renderer.render(name, channel, wanted, message_context(
-            the_job.invoice, debtor, name, today, settings.sender, opt_out))
+        message = compose(renderer, the_job, name, channel, today, settings.sender, link, locale=locale)
     except TemplateError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(1) from None

@@ -1,13 +1,13 @@
 """The clock the worker decides by, injected: the wall clock in production, a shared
 simulated one in the demo and the tests (so deferred jobs can come due on demand).
 
-`SystemClock` lives in `worker.actors`, the layer allowed to read the wall clock.
+`SystemClock` is the one that reads the wall clock; entry points choose it.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import redis
@@ -17,6 +17,16 @@ CLOCK_KEY = "dunning:clock"
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def from_settings(kind: str, client: redis.Redis) -> Clock:
+    """DUNNING_CLOCK: `system` (production), or `redis` (the demo's and the tests' shared clock)."""
+    return SystemClock() if kind == "system" else RedisClock(client)
 
 
 class RedisClock:

@@ -134,7 +134,10 @@ jobs = Table(
     Column("account_id", String(200), nullable=False),
     Column("payload", Text, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    Column("queued_at", UTCDateTime),  # None: recorded, not (yet) on the queue or in the agenda
+    Column("parent_id", String(200)),  # a cadence step: the registration that planned it
     Index("ix_jobs_invoice", "invoice_id"),
+    Index("ix_jobs_unqueued", "queued_at", "received_at"),
 )
 
 dead_letters = Table(
@@ -175,8 +178,10 @@ _DELIVERY_OWNER = (select(deliveries.c.job_id, deliveries.c.invoice_id, deliveri
                    .where(deliveries.c.id == bindparam("delivery_id")))
 _LATEST_EVENT = (select(func.max(events.c.id)).where(events.c.delivery_id == deliveries.c.id)
                  .correlate(deliveries).scalar_subquery())
+_CLAIMS = (select(func.count()).where(events.c.delivery_id == deliveries.c.id, events.c.kind == "delivery",
+                                      events.c.status == "claimed").correlate(deliveries).scalar_subquery())
 _ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel, deliveries.c.stage,
-                    deliveries.c.recipient, deliveries.c.claimed_at, events.c.status)
+                    deliveries.c.recipient, deliveries.c.claimed_at, events.c.status, _CLAIMS.label("claims"))
              .join(events, events.c.id == _LATEST_EVENT)
              .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
 _ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
@@ -201,6 +206,12 @@ def _claim_statement(dialect: str) -> Any:
     return module.insert(deliveries).on_conflict_do_nothing(index_elements=["delivery_key"]).returning(deliveries.c.id)
 
 
+def _take_statement(dialect: str) -> Any:
+    """INSERT INTO jobs ... ON CONFLICT (job_id) DO NOTHING RETURNING job_id."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(jobs).on_conflict_do_nothing(index_elements=["job_id"]).returning(jobs.c.job_id)
+
+
 def _event(**values: Any) -> dict[str, Any]:
     """Every column given (None where absent), so all event inserts share one compiled form."""
     return {name: values.get(name) for name in log_chain.EVENT_FIELDS}
@@ -222,6 +233,17 @@ class Claim:
     reasons: tuple[str, ...]
     rules: tuple[str, ...]
     zones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as intake records it: its ids, its JSON, and for a cadence step its registration."""
+
+    job_id: str
+    invoice_id: str
+    account_id: str
+    payload: str
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,6 +293,7 @@ class ContactLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._claim = _claim_statement(engine.dialect.name)
+        self._take = _take_statement(engine.dialect.name)
         self._kept: set[str] = set()  # template versions known to be stored already
 
     @classmethod
@@ -330,6 +353,22 @@ class ContactLog:
                                    account_id=claim.account_id, kind="delivery", status="claimed", occurred_at=now,
                                    recorded_at=now), delivery=row)
         return Delivery(int(delivery_id), claim.delivery_key, "claimed", now, fresh=True)
+
+    def reclaim(self, delivery_id: int, now: datetime, why: str, conn: Connection | None = None) -> int:
+        """Claim a delivery again before sending it again (its first attempt has no outcome):
+        a second `claimed` event, covering the delivery row like the first, so exports,
+        caps and the compliance view count the second contact. Returns the attempt number."""
+        with self._in(conn) as c:
+            self.lock(c)
+            row = c.execute(select(deliveries).where(deliveries.c.id == delivery_id)).mappings().one()
+            attempt = 1 + int(c.execute(select(func.count()).where(
+                events.c.delivery_id == delivery_id, events.c.kind == "delivery", events.c.status == "claimed"))
+                .scalar_one())
+            self._append(c, _event(delivery_id=delivery_id, job_id=row["job_id"], invoice_id=row["invoice_id"],
+                                   account_id=row["account_id"], kind="delivery", status="claimed",
+                                   detail={"attempt": attempt, "why": why}, occurred_at=now, recorded_at=now),
+                         delivery=row)
+        return attempt
 
     def lock(self, conn: Connection) -> None:
         """Take the log's write lock until this transaction ends: one writer at a time, on
@@ -421,14 +460,76 @@ class ContactLog:
             return found
 
     def accept_job(self, job_id: str, invoice_id: str, account_id: str, payload: str, now: datetime) -> bool:
-        """Record a job as accepted; False if its job_id was accepted before (one reminder)."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(jobs).values(job_id=job_id, invoice_id=invoice_id, account_id=account_id,
-                                                 payload=payload, received_at=now))
-            return True
-        except IntegrityError:
-            return False
+        """Record a job as accepted and queued at once (the simulator's intake, which has no
+        queue to miss); False if its job_id was accepted before (one reminder)."""
+        taken, _dup = self.take_jobs([JobRow(job_id, invoice_id, account_id, payload)], now)
+        self.mark_queued(taken, now)
+        return bool(taken)
+
+    def take_jobs(self, rows: Iterable[JobRow], now: datetime) -> tuple[list[str], list[str]]:
+        """Record jobs before they are queued: (taken, duplicates).
+
+        Taken: new ids, and ids recorded before but never queued (an intake that failed
+        or died before the queue had them: this one queues them, with its payload).
+        Duplicates: ids already queued, or taken by another intake at this moment, or
+        repeated in `rows`. One transaction for the batch; the caller queues what it took,
+        then `mark_queued` — or `release` when the queue refused them.
+        """
+        wanted: dict[str, JobRow] = {}
+        duplicates: list[str] = []
+        for row in rows:
+            (duplicates.append(row.job_id) if row.job_id in wanted else wanted.__setitem__(row.job_id, row))
+        if not wanted:
+            return [], duplicates
+        taken: list[str] = []
+        with self.engine.begin() as conn:
+            known: dict[str, Any] = {}
+            ids = list(wanted)
+            for start in range(0, len(ids), 500):
+                known.update((row.job_id, row.queued_at) for row in conn.execute(
+                    select(jobs.c.job_id, jobs.c.queued_at).where(jobs.c.job_id.in_(ids[start:start + 500]))))
+            fresh = [wanted[i] for i in ids if i not in known]
+            if fresh:
+                inserted = set(conn.execute(self._take, [
+                    {"job_id": r.job_id, "invoice_id": r.invoice_id, "account_id": r.account_id,
+                     "payload": r.payload, "received_at": now, "parent_id": r.parent_id} for r in fresh]).scalars())
+                taken.extend(r.job_id for r in fresh if r.job_id in inserted)
+                duplicates.extend(r.job_id for r in fresh if r.job_id not in inserted)
+            for job_id, queued_at in known.items():
+                if queued_at is not None:
+                    duplicates.append(job_id)
+                    continue
+                row = wanted[job_id]
+                conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.queued_at.is_(None))
+                             .values(payload=row.payload, received_at=now, parent_id=row.parent_id))
+                taken.append(job_id)
+        return taken, duplicates
+
+    def mark_queued(self, job_ids: Iterable[str], now: datetime) -> None:
+        """These jobs are on the queue (or in the agenda) now: accepted for good."""
+        ids = list(job_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(jobs.update().where(jobs.c.job_id.in_(ids[start:start + 500]),
+                                                 jobs.c.queued_at.is_(None)).values(queued_at=now))
+
+    def release(self, job_ids: Iterable[str]) -> None:
+        """The queue did not take these jobs: forget them, so that nothing says they were
+        accepted and the caller's retry takes them as new."""
+        ids = list(job_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(jobs.delete().where(jobs.c.job_id.in_(ids[start:start + 500]),
+                                                 jobs.c.queued_at.is_(None)))
+
+    def unqueued(self, before: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """Jobs recorded before `before` and never queued, registrations and plain jobs
+        (a cadence step goes with its registration): what the reconciler queues."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(jobs.c.job_id, jobs.c.payload, jobs.c.received_at)
+                .where(jobs.c.queued_at.is_(None), jobs.c.received_at < before, jobs.c.parent_id.is_(None))
+                .order_by(jobs.c.received_at).limit(limit))]
 
     def suppress(self, account_id: str | None, address: str, channel: str, reason: str, now: datetime,
                  code: str | None = None, conn: Connection | None = None, by: str | None = None) -> None:
@@ -537,8 +638,9 @@ class ContactLog:
                 if row.job_id == job_id and row.status in ("claimed", "retry"):
                     continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
                 outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
-                attempts.append(Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
-                                        at=row.claimed_at, outcome=outcome, address=row.recipient))  # type: ignore[arg-type]
+                attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
+                                  at=row.claimed_at, outcome=outcome, address=row.recipient)  # type: ignore[arg-type]
+                attempts.extend([attempt] * max(1, int(row.claims or 1)))  # a resend is a contact too
             for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
                                                         "addresses": list(wanted)}):  # in order: the last word wins
                 detail = event_row.detail or {}
@@ -563,10 +665,12 @@ class ContactLog:
 
     def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None,
                     conn: Connection | None = None) -> None:
-        """Keep a rejected or failed job with the reason: never silently dropped."""
+        """Keep a rejected or failed job with the reason: never silently dropped, whatever its
+        bytes (a NUL or a lone surrogate, which no database stores, is kept escaped)."""
         with self._in(conn) as c:
-            c.execute(insert(dead_letters).values(job_id=job_id, origin=origin, reason=reason, payload=payload,
-                                                  received_at=now))
+            c.execute(insert(dead_letters).values(job_id=storable(job_id)[:200] if job_id else None,
+                                                  origin=storable(origin)[:100], reason=storable(reason),
+                                                  payload=storable(payload), received_at=now))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -589,6 +693,15 @@ class ContactLog:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)
+
+
+def storable(text: str) -> str:
+    """Text any database keeps: NUL and unpaired surrogates written as escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\u0000")
 
 
 def _suppressions(conn: Connection, address: str) -> tuple[set[str], set[str]]:

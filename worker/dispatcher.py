@@ -1,22 +1,32 @@
-"""The agenda's dispatcher: moves due entries onto the queue, in batches, crash-safely.
+"""The `dunning worker` process's background duties, each one step of a supervised loop
+(`worker.supervisor`): the agenda's dispatcher, the intake reconciler, the recovery
+of messages stranded in a live worker's acknowledgement set.
 
-Runs in the `dunning worker` process (one per deployment is enough; several are safe:
-claims are atomic). It decides nothing itself — the pipeline re-decides every job it
+The dispatcher moves due entries onto the queue, in batches, crash-safely. It runs in
+the `dunning worker` process (one per deployment is enough; several are safe: claims
+are atomic). It decides nothing itself — the pipeline re-decides every job it
 releases — so it only needs the clock to know what is due.
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 
 from worker.agenda import Agenda
 from worker.clock import Clock
-from worker.queue import enqueue_many
+from worker.contact_log import ContactLog
+from worker.queue import enqueue_many, recover_stranded
 
 BATCH = 1000
+IDLE = 0.2  # seconds between looks at an agenda with nothing due
+SWEEP_EVERY = 5.0
+RECONCILE_EVERY = 30.0
+STRANDED_EVERY = 60.0
 
 
 def dispatch_once(agenda: Agenda, broker: dramatiq.Broker, clock: Clock, batch: int = BATCH) -> int:
@@ -27,12 +37,35 @@ def dispatch_once(agenda: Agenda, broker: dramatiq.Broker, clock: Clock, batch: 
     return len(entries)
 
 
-def run(agenda: Agenda, broker: dramatiq.Broker, clock: Clock, stop: threading.Event, idle: float = 0.2,
-        sweep_every: float = 5.0) -> None:
-    last_sweep = 0.0
-    while not stop.is_set():
-        if time.monotonic() - last_sweep >= sweep_every:
+def dispatcher(agenda: Agenda, broker: dramatiq.Broker, clock: Clock) -> Callable[[], float]:
+    """Due entries to the queue; claims whose dispatcher died go back (`Agenda.sweep`)."""
+    last_sweep = [0.0]
+
+    def step() -> float:
+        if time.monotonic() - last_sweep[0] >= SWEEP_EVERY:
             agenda.sweep()
-            last_sweep = time.monotonic()
-        if dispatch_once(agenda, broker, clock) < BATCH:
-            stop.wait(idle)
+            last_sweep[0] = time.monotonic()
+        return 0.0 if dispatch_once(agenda, broker, clock) >= BATCH else IDLE
+    return step
+
+
+def reconciler(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, clock: Clock) -> Callable[[], float]:
+    """Jobs intake recorded and never queued (`worker.submit.reconcile`)."""
+    from worker.submit import reconcile
+
+    def step() -> float:
+        while reconcile(log, broker, agenda, clock.now()) > 0:
+            pass
+        return RECONCILE_EVERY
+    return step
+
+
+def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
+    """Messages sitting in a live worker's acknowledgement set longer than any message is
+    held (`worker.queue.recover_stranded`) go back to their queue."""
+    seen: dict[tuple[str, str], float] = {}
+
+    def step() -> float:
+        recover_stranded(broker, seen, time.monotonic(), after.total_seconds())
+        return STRANDED_EVERY
+    return step

@@ -70,8 +70,8 @@ def read_jobs(data: bytes, profiles: Mapping[str, Profile]) -> Iterator[Parsed]:
     except json.JSONDecodeError as error:
         if text.lstrip().split("\n", 1)[0].strip() in ("{", "["):
             # A pretty-printed document, not JSON Lines: one error, where it is.
-            yield Parsed("document", None, text, errors=[f"(job): not valid JSON: {error.msg} at line {error.lineno} "
-                                                   f"column {error.colno}"])
+            yield Parsed("document", None, text, errors=[f"(job): not valid JSON: {_said(error)} at line "
+                                                   f"{error.lineno} column {error.colno}"])
             return
         whole = None
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -103,10 +103,15 @@ def _read_line(line: bytes, number: int, profiles: Mapping[str, Profile]) -> Par
     try:
         value = _loads(text)
     except json.JSONDecodeError as error:
-        return Parsed(where, None, raw, errors=[f"(job): not valid JSON: {error.msg} at column {error.colno}"])
+        return Parsed(where, None, raw, errors=[f"(job): not valid JSON: {_said(error)} at column {error.colno}"])
     except (ValueError, RecursionError) as error:
         return Parsed(where, None, raw, errors=[f"(job): not valid JSON: {error}"])
     return parse_job(value, profiles, where, text)
+
+
+def _said(error: json.JSONDecodeError) -> str:
+    """json's message without its own trailing "at" ("Invalid control character at")."""
+    return error.msg.removesuffix(" at")
 
 
 def describe(error: ErrorDetails) -> str:

@@ -176,8 +176,24 @@ Money = Annotated[Decimal, BeforeValidator(_money)]
 Channel = Literal["email", "sms", "voice"]
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        """Every text must be one the contact log can store as it came: a NUL or an unpaired
+        surrogate (valid in JSON's \\u escapes, not in text) would fail the database's insert."""
+        if isinstance(value, str):
+            found = _UNSTORABLE.search(value)
+            if found:
+                what = "a NUL character" if found.group() == "\x00" else "an unpaired surrogate"
+                raise _invalid("text", f"contains {what} (\\u{ord(found.group()):04x}) at position "
+                                       f"{found.start() + 1}; text without it is expected")
+        return value
 
 
 class Consent(_Part):

@@ -14,14 +14,18 @@ whole before anything is claimed or sent. Outcomes:
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
 from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
@@ -35,11 +39,13 @@ from worker.intake import parse_job
 from worker.job import Job
 from worker.log_writer import LogWriter
 from worker.masking import mask
-from worker.render import Rendered, Renderer, TemplateError, message_context, opt_out_line
+from worker.render import Rendered, Renderer, TemplateError, compose
 from worker.settings import ConfigError, Settings
 from worker.throttle import Throttle
 
+logger = logging.getLogger(__name__)
 GIVE_UP_AFTER = timedelta(days=5)
+LOG_OUTAGES = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
 RETRY_BASE, RETRY_MAX = timedelta(minutes=30), timedelta(hours=6)
 
 
@@ -62,6 +68,7 @@ class Pipeline:
             raise ConfigError("DUNNING_SECRET_KEY is not set: unsubscribe links cannot be signed")
         self.s = services
         self.secret: str = services.settings.secret_key
+        self.pending: set[asyncio.Future[Any]] = set()  # outcomes not yet taken by the log (`durable`)
 
     async def handle(self, payload: Mapping[str, Any]) -> str:
         """Process one queued reminder; returns what happened, in one word."""
@@ -198,12 +205,22 @@ class Pipeline:
         if delivery is None:
             return "changed"  # paid, opted out... while this was being prepared
         if not delivery.fresh:
-            resend = delivery.status == "retry" or (delivery.status == "claimed" and channel == "email")
-            if not resend:
-                if delivery.status == "claimed":  # a worker died between claim and answer: SMS/voice may be out
-                    await self.outcome(job, "unknown", now, delivery.id,
-                                       error_text="worker stopped before the provider answered; not resent")
-                    return "unknown"
+            if delivery.status == "claimed" and channel == "email":
+                # Claimed before, no outcome: a worker died between the claim and the answer, or
+                # another copy of this job is sending right now. Wait out the claim's lease, so a
+                # live sender records its outcome first; then send again with the same Message-ID,
+                # recorded as a second attempt (exports and caps count every contact).
+                lease_end = delivery.claimed_at + s.settings.claim_lease
+                if now < lease_end:
+                    self.later(job, payload, lease_end)
+                    return "waiting"
+                await self.durable(lambda c: s.log.reclaim(delivery.id, now, "the attempt before has no outcome: "
+                                                                             "its worker stopped", conn=c))
+            elif delivery.status == "claimed":  # a worker died between claim and answer: SMS/voice may be out
+                await self.outcome(job, "unknown", now, delivery.id,
+                                   error_text="worker stopped before the provider answered; not resent")
+                return "unknown"
+            elif delivery.status != "retry":
                 return "duplicate"
         s.log.keep_templates(rendered.templates, now)
         if sender is None:
@@ -216,8 +233,8 @@ class Pipeline:
         try:
             result = await sender.send(message)
         except PermanentError as error:
-            await s.write(partial(self.refused, job=job, delivery_id=delivery.id, channel=channel, address=address,
-                                  error=error, now=now))
+            await self.durable(partial(self.refused, job=job, delivery_id=delivery.id, channel=channel,
+                                       address=address, error=error, now=now))
             return "next-channel"
         except UnknownOutcome as error:
             await self.outcome(job, "unknown", now, delivery.id, provider=_provider(channel),
@@ -225,6 +242,17 @@ class Pipeline:
             return "unknown"
         except TransientError as error:
             return await self.retry(job, payload, delivery.id, channel, error, decision, now)
+        except Exception as error:  # not one of the channel's three answers: a bug, the provider may have acted
+            reason, kept = f"{type(error).__name__} from the {channel} channel: {error}"[:500], _dump(payload)
+            logger.exception("unexpected error from the %s channel (recorded as unknown, not resent)", channel)
+
+            def unknown(conn: Connection) -> None:
+                self.outcome_in(conn, job, "unknown", now, delivery.id, provider=_provider(channel),
+                                error_code="error", error_text=reason)
+                s.log.dead_letter("channel", reason, kept, now, job.job_id, conn=conn)
+
+            await self.durable(unknown)
+            return "unknown"
         await self.outcome(job, "sent", now, delivery.id, provider=result.provider,
                            provider_message_id=result.provider_message_id)
         return "sent"
@@ -232,14 +260,8 @@ class Pipeline:
     def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None,
                balance: Decimal | None = None) -> Rendered:
         assert decision.stage is not None and decision.channel is not None and decision.at is not None
-        channel = decision.channel
-        consumer = job.debtor.kind == "person"
-        opt_out = opt_out_line(job.debtor.locale, channel, unsubscribe_url) if consumer else None
-        invoice = job.invoice if balance in (None, job.invoice.amount_due) else job.invoice.model_copy(
-            update={"amount_due": balance})
-        context = message_context(invoice, job.debtor, decision.stage, decision.at.date(), self.s.settings.sender,
-                                  opt_out)
-        return self.s.renderer.render(decision.stage, channel, job.debtor.locale, context)
+        return compose(self.s.renderer, job, decision.stage, decision.channel, decision.at.date(),
+                       self.s.settings.sender, unsubscribe_url, balance)
 
     def refused(self, conn: Connection, job: Job, delivery_id: int, channel: str, address: str,
                 error: PermanentError, now: datetime) -> None:
@@ -264,7 +286,7 @@ class Pipeline:
                                 error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
                 s.log.dead_letter("retries", reason, kept, now, job.job_id, conn=conn)
 
-            await s.write(given_up)
+            await self.durable(given_up)
             return "failed"
         if error.code == "30036" and decision.window_end is not None:
             at = decision.window_end  # the window is closing: decide again when it has (next window)
@@ -279,7 +301,41 @@ class Pipeline:
 
     async def outcome(self, job: Job, status: str, now: datetime, delivery_id: int, **details: Any) -> None:
         """A status event of a delivery, filed under its job, invoice and account."""
-        await self.s.write(lambda conn: self.outcome_in(conn, job, status, now, delivery_id, **details))
+        await self.durable(lambda conn: self.outcome_in(conn, job, status, now, delivery_id, **details))
+
+    async def durable(self, write: Callable[[Connection], Any]) -> Any:
+        """A write that follows a claim (the provider's answer): kept, in this process, until
+        the log takes it. A database restart must never make us forget that a message went
+        out, or the job would be tried again and sent twice. The write is shielded: it goes
+        on even if the job's own task is cancelled (time limit, shutdown); `settle` waits
+        for the ones still pending."""
+        task = asyncio.ensure_future(self._persist(write))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return await asyncio.shield(task)
+
+    async def _persist(self, write: Callable[[Connection], Any]) -> Any:
+        delay, since = 0.5, None
+        while True:
+            try:
+                result = await self.s.write(write)
+            except LOG_OUTAGES as error:
+                if since is None:
+                    since = time.monotonic()
+                    logger.warning("the contact log is unavailable (%s); keeping an outcome until it is back",
+                                   type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if since is not None:
+                logger.warning("an outcome kept for %.0f s is recorded", time.monotonic() - since)
+            return result
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to `timeout` s for outcomes still kept in memory; returns how many remain."""
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=timeout)
+        return len(self.pending)
 
     def outcome_in(self, conn: Connection, job: Job, status: str, now: datetime, delivery_id: int,
                    **details: Any) -> None:

@@ -14,10 +14,14 @@ next render (Jinja checks modification times), without restarting the worker.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import re
+import threading
+import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -37,11 +41,15 @@ from jinja2 import (
     pass_context,
 )
 from jinja2.runtime import Context
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "templates"
+RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
+MAX_OUTPUT = 200_000  # characters a template may produce (and the longest text it may build)
+_MAX_INT_BITS = 4096
 CHANNELS = ("email", "sms", "voice")
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 
@@ -119,6 +127,78 @@ class Sender:
         return {**base, **self.localized.get(language, {}), **self.localized.get(locale, {})}
 
 
+class RenderTimeout(Exception):
+    """Raised inside a render that ran past its time budget (see `_Watchdog`)."""
+
+
+class _Watchdog:
+    """Stops a render that runs too long: one thread per process watches the renders in
+    progress and raises `RenderTimeout` inside the rendering thread at its deadline
+    (`PyThreadState_SetAsyncExc`, delivered at the next bytecode: a template's loops are
+    Python code). Single huge operations are refused before they start (`_Bounded`)."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, float] = {}
+        self._fired: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def limit(self, seconds: float) -> Iterator[None]:
+        ident = threading.get_ident()
+        with self._lock:
+            self._active[ident] = time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="render-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active.pop(ident, None)
+                if ident in self._fired:  # fired as the render ended: take the exception back
+                    self._fired.discard(ident)
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                for ident, deadline in list(self._active.items()):
+                    if now > deadline and ident not in self._fired:
+                        self._fired.add(ident)
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                                                   ctypes.py_object(RenderTimeout))
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Bounded(SandboxedEnvironment):
+    """Jinja's sandbox, and no operation that would take minutes or gigabytes in one step
+    (`10 ** 10 ** 8`, `'x' * 10 ** 9`): Python cannot be interrupted inside them."""
+
+    intercepted_binops = frozenset({"**", "*", "<<"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(left, int) and isinstance(right, int):
+            if right > 0 and abs(left) > 1 and right * max(abs(left).bit_length(), 1) > _MAX_INT_BITS:
+                raise SecurityError(f"{left} ** {right} is too large a number")
+        elif operator == "<<" and isinstance(right, int) and right > _MAX_INT_BITS:
+            raise SecurityError(f"shifting by {right} makes too large a number")
+        elif operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list, tuple)) and isinstance(times, int) \
+                        and len(sequence) * times > MAX_OUTPUT:
+                    raise SecurityError(f"repeating {len(sequence)} items {times} times is too large "
+                                        f"(at most {MAX_OUTPUT})")
+            if isinstance(left, int) and isinstance(right, int) \
+                    and left.bit_length() + right.bit_length() > _MAX_INT_BITS:
+                raise SecurityError("too large a number")
+        return super().call_binop(context, operator, left, right)
+
+
 class Renderer:
     """Renders a stage's message for a channel and locale from the template folder."""
 
@@ -126,7 +206,7 @@ class Renderer:
         self.directory = directory
         self.default_locale = default_locale
         self.loader = _VersionedLoader(directory)
-        self.env = SandboxedEnvironment(loader=self.loader, undefined=StrictUndefined, auto_reload=True,
+        self.env = _Bounded(loader=self.loader, undefined=StrictUndefined, auto_reload=True,
                                         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
         self.env.filters.update(money=_money, date=_date, mask=_mask)
@@ -155,22 +235,23 @@ class Renderer:
         values = {**context, "locale": folder}
         template = self._load(name)
         if channel != "email":
-            text = self._run(name, lambda: template.render(values)).strip()
+            text = self._run(name, template, lambda: _joined(template.root_render_func(template.new_context(values)))).strip()
             if channel == "sms":
                 _require_opt_out(name, values, text)
             return Rendered(channel, folder, text, (self.loader.sources[name],))
         if "subject" not in template.blocks or "text" not in template.blocks:
             raise TemplateError(name, None, "an email template needs a {% block subject %} and a {% block text %}")
         block_context = template.new_context(values)
-        subject = self._run(name, lambda: "".join(template.blocks["subject"](block_context)))
-        text = self._run(name, lambda: "".join(template.blocks["text"](block_context))).strip()
+        subject = self._run(name, template, lambda: _joined(template.blocks["subject"](block_context)))
+        text = self._run(name, template, lambda: _joined(template.blocks["text"](block_context))).strip()
         subject = " ".join(subject.split())
         if not subject:
             raise TemplateError(name, None, "the email subject is empty")
         layout_name = self._layout(folder)
         layout = self._load(layout_name)
         paragraphs = [p.strip() for p in _PARAGRAPHS.split(text) if p.strip()]
-        html = self._run(layout_name, lambda: layout.render({**values, "subject": subject, "paragraphs": paragraphs}))
+        html = self._run(layout_name, layout, lambda: _joined(layout.root_render_func(layout.new_context(
+            {**values, "subject": subject, "paragraphs": paragraphs}))))
         _require_opt_out(name, values, text)
         return Rendered(channel, folder, text, (self.loader.sources[name], self.loader.sources[layout_name]),
                         subject=subject, html=html)
@@ -186,16 +267,50 @@ class Renderer:
             raise TemplateError(name, None, f"no such template in {self.directory}") from None
         except TemplateSyntaxError as error:
             raise TemplateError(name, error.lineno, f"syntax error: {error.message}") from None
+        except (RecursionError, MemoryError, SyntaxError, ValueError) as error:  # compiling it took Python past a limit
+            raise TemplateError(name, None, f"cannot be compiled ({type(error).__name__}: too deeply nested or "
+                                            "too large)") from None
 
-    def _run(self, name: str, work: Callable[[], str]) -> str:
+    def _run(self, name: str, template: Any, work: Callable[[], str]) -> str:
         try:
-            return work()
+            with _WATCHDOG.limit(RENDER_SECONDS):
+                return work()
+        except RenderTimeout as error:
+            raise TemplateError(name, _template_line(error, template), f"rendering took longer than {RENDER_SECONDS:g} s "
+                                                                   "(a loop too large?); stopped") from None
         except UndefinedError as error:
-            raise TemplateError(name, _template_line(error, name), f"undefined variable: {error.message}") from None
+            raise TemplateError(name, _template_line(error, template), f"undefined variable: {error.message}") from None
         except TemplateSyntaxError as error:
             raise TemplateError(name, error.lineno, f"syntax error: {error.message}") from None
         except Exception as error:  # a filter or the sandbox refused something: still the template's fault
-            raise TemplateError(name, _template_line(error, name), f"{type(error).__name__}: {error}") from None
+            raise TemplateError(name, _template_line(error, template), f"{type(error).__name__}: {error}") from None
+
+
+def _joined(chunks: Iterable[str]) -> str:
+    """A render's output, stopped once it passes `MAX_OUTPUT` characters."""
+    parts, size = [], 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise SecurityError(f"the output passed {MAX_OUTPUT} characters")
+            parts.append(chunk)
+    except (RenderTimeout, SecurityError) as error:
+        # Stopped between two chunks, the template's generator is suspended, not on the
+        # stack: note where it stands, for the error's line.
+        error.suspended_at = _suspended(chunks)  # type: ignore[union-attr]
+        raise
+    return "".join(parts)
+
+
+def _suspended(generator: Any) -> list[tuple[str, int]]:
+    """(file, line) of a suspended generator and those it delegates to, outermost first."""
+    found = []
+    while generator is not None and getattr(generator, "gi_frame", None) is not None:
+        frame = generator.gi_frame
+        found.append((frame.f_code.co_filename, frame.f_lineno))
+        generator = generator.gi_yieldfrom
+    return found
 
 
 def _require_opt_out(name: str, values: Mapping[str, Any], text: str) -> None:
@@ -219,6 +334,25 @@ def opt_out_line(locale: str, channel: str, unsubscribe_url: str | None = None) 
     return lines[channel].format(url=unsubscribe_url or "")
 
 
+def needs_opt_out(debtor: Any) -> bool:
+    """The one opt-out rule (Reg F 1006.6(e)): a message to a person carries the way to
+    stop it; one to a business does not need to."""
+    return bool(debtor.kind == "person")
+
+
+def compose(renderer: Renderer, job: Any, stage: str, channel: str, today: date, sender: Sender,
+            unsubscribe_url: str | None, balance: Decimal | None = None, locale: str | None = None) -> Rendered:
+    """The whole message a debtor gets for a stage on a channel: the one path the worker,
+    `templates preview` and the console share, so a preview is exactly what is sent
+    (opt-out line and SMS segments included). `balance`: what is still owed, when a
+    part was paid; `locale` overrides the debtor's (a preview in another language)."""
+    wanted = locale or job.debtor.locale
+    opt_out = opt_out_line(wanted, channel, unsubscribe_url) if needs_opt_out(job.debtor) else None
+    invoice = job.invoice if balance in (None, job.invoice.amount_due) else job.invoice.model_copy(
+        update={"amount_due": balance})
+    return renderer.render(stage, channel, wanted, message_context(invoice, job.debtor, stage, today, sender, opt_out))
+
+
 def message_context(invoice: Any, debtor: Any, stage: str, today: date, sender: Sender,
                     opt_out: str | None = None) -> dict[str, Any]:
     """What a template may use. Plain values (dicts, Decimal, date), not application objects."""
@@ -228,11 +362,13 @@ def message_context(invoice: Any, debtor: Any, stage: str, today: date, sender: 
             "sender": sender.for_locale(debtor.locale), "opt_out": opt_out}
 
 
-def _template_line(error: BaseException, name: str) -> int | None:
-    """The line in the template file where rendering failed, from Jinja's rewritten traceback."""
-    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
-             if frame.filename.replace("\\", "/").endswith(name)]
-    return lines[-1] if lines else None
+def _template_line(error: BaseException, template: Any) -> int | None:
+    """The line in the template file where rendering failed: the innermost frame of the
+    template's compiled code, mapped back to the template's own line numbers."""
+    places = [(frame.filename, frame.lineno) for frame in traceback.extract_tb(error.__traceback__)]
+    places += getattr(error, "suspended_at", [])
+    lines = [line for filename, line in places if filename == template.filename and line is not None]
+    return template.get_corresponding_lineno(lines[-1]) if lines else None
 
 
 def _babel_locale(context: Context) -> Locale:

@@ -3,8 +3,6 @@ because the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop th
 
 from __future__ import annotations
 
-import redis
-
 from channels.base import Channel
 from channels.email import EmailChannel
 from channels.sms import SmsChannel
@@ -16,6 +14,7 @@ from worker.contact_log import ContactLog
 from worker.log_writer import LogWriter
 from worker.pipeline import Services
 from worker.policy import profiles
+from worker.queue import redis_client
 from worker.render import Renderer
 from worker.settings import Settings
 from worker.throttle import Throttle
@@ -40,7 +39,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
 
 def build_services(settings: Settings, clock: Clock | None, log: ContactLog | None = None) -> Services:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     if clock is None:
         clock = RedisClock(client)
     log = log or ContactLog.open(settings.database_url)

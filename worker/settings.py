@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from worker.render import SHIPPED_DIR, Sender
@@ -36,6 +37,9 @@ class Settings:
     calls_per_second: float = 1.0  # per Twilio account
     email_per_second: float | None = None  # per SMTP relay; unlimited unless set
     escalation_email: str | None = None  # the supervisor who takes over an escalated case
+    claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
+    health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
+    stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
     broker_heartbeat_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
 
@@ -76,6 +80,9 @@ class Settings:
             calls_per_second=_rate(get("DUNNING_CALLS_PER_SECOND"), "DUNNING_CALLS_PER_SECOND") or cls.calls_per_second,
             email_per_second=_rate(get("DUNNING_EMAIL_PER_SECOND"), "DUNNING_EMAIL_PER_SECOND"),
             escalation_email=get("DUNNING_ESCALATION_EMAIL"),
+            claim_lease=timedelta(seconds=float(get("DUNNING_CLAIM_LEASE_S") or cls.claim_lease.total_seconds())),
+            health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
+            stranded_after_s=float(get("DUNNING_STRANDED_AFTER_S") or cls.stranded_after_s),
             broker_heartbeat_ms=int(get("DUNNING_BROKER_HEARTBEAT_MS") or cls.broker_heartbeat_ms),
             broker_maintenance_chance=int(get("DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance),
         )

@@ -47,12 +47,13 @@ class EmlFolder:
         return [message_from_bytes(p.read_bytes(), policy=default) for p in sorted(self.folder.glob("*.eml"))]
 
 
-def start(handler: Any, port: int | None = None, hostname: str = "127.0.0.1") -> Controller:
-    """Start the server in its own thread (on a free port unless given); see `controller.port`."""
+def start(handler: Any, port: int | None = None, hostname: str = "127.0.0.1", smtputf8: bool = True) -> Controller:
+    """Start the server in its own thread (on a free port unless given); see `controller.port`.
+    `smtputf8=False`: a server that does not offer SMTPUTF8 (RFC 6531), as many relays."""
     if port is None:
         with socket.socket() as probe:
             probe.bind((hostname, 0))
             port = int(probe.getsockname()[1])
-    controller = Controller(handler, hostname=hostname, port=port)
+    controller = Controller(handler, hostname=hostname, port=port, enable_SMTPUTF8=smtputf8)
     controller.start()
     return controller

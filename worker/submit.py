@@ -10,23 +10,34 @@ plan in the contact log, and put in the agenda for its moment.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
+import redis
+import sqlalchemy.exc
 from dramatiq.brokers.redis import RedisBroker
 
 from schedules import Profile
 from schedules.cadence import plan
 from worker.agenda import Agenda
-from worker.contact_log import ContactLog
+from worker.contact_log import ContactLog, JobRow
 from worker.intake import Parsed, parse_job
 from worker.job import Job
 from worker.pipeline import payload_for
 from worker.policy import profiles
-from worker.queue import enqueue_many
+from worker.queue import BATCH, enqueue_many
+
+logger = logging.getLogger(__name__)
+RECONCILE_AFTER = timedelta(minutes=2)  # an intake in progress is not a lost one
+
+
+OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+           sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 
 @dataclass
@@ -35,59 +46,180 @@ class Intake:
     registered: int = 0  # cadence steps put in the agenda
     duplicates: list[str] = field(default_factory=list)
     rejected: list[Parsed] = field(default_factory=list)
+    # Valid jobs the queue or the log could not take now: not accepted, to be sent again.
+    unavailable: list[str] = field(default_factory=list)
+    reason: str | None = None  # why `unavailable` were not accepted
+
+
+class Unavailable(Exception):
+    """The queue (Redis) or the contact log is away: the jobs in `intake.unavailable` were
+    not accepted and are to be sent again (the same batch may be: what was accepted comes
+    back as duplicates). Distinct from bad input, which is never worth sending again."""
+
+    def __init__(self, intake: Intake) -> None:
+        super().__init__(f"{intake.reason}: {len(intake.unavailable)} job(s) not accepted; send them again "
+                         f"({intake.accepted} queued, {intake.registered} cadence step(s) planned)")
+        self.intake = intake
 
 
 def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, now: datetime,
            agenda: Agenda | None = None) -> Intake:
-    """Queue the valid jobs, register the cadences; `agenda` defaults to the broker's Redis."""
+    """Queue the valid jobs, register the cadences; `agenda` defaults to the broker's Redis.
+
+    A job is reported accepted only once it is on the queue (or its steps in the agenda):
+    it is recorded first, unqueued; queued; then marked queued. If the queue refuses, the
+    records are taken back and the job is listed in `unavailable`; a record left behind
+    by a process that died in between is queued by the next intake of the same job, or
+    by the worker's reconciler (`reconcile`). Raises nothing for an outage: see
+    `Intake.reason`.
+    """
     result = Intake()
-    ready: list[dict[str, Any]] = []
+    valid: list[Job] = []
+    rejected: list[Parsed] = []
     for item in parsed:
-        if item.job is None:
+        (valid.append(item.job) if item.job is not None else rejected.append(item))
+    try:
+        for item in rejected:
             log.dead_letter(f"intake {item.where}".strip(), "; ".join(item.errors), item.raw, now, item.job_id)
             result.rejected.append(item)
+        taken, result.duplicates = _take(log, valid, now, result)
+    except OUTAGES as error:
+        return _unavailable(result, [job.job_id for job in valid], "the contact log is unavailable", error)
+    plain = [job for job in valid if job.job_id in taken and job.cadence is None]
+    queued: list[str] = []
+    try:
+        for start in range(0, len(plain), BATCH):
+            chunk = plain[start:start + BATCH]
+            enqueue_many(broker, [payload_for(job) for job in chunk])
+            queued.extend(job.job_id for job in chunk)
+        for job in valid:
+            if job.job_id in taken and job.cadence is not None:
+                if agenda is None:
+                    assert isinstance(broker, RedisBroker), "registering a cadence needs the agenda (Redis)"
+                    agenda = Agenda(broker.client)
+                result.registered += register(job, log, agenda, now)
+                queued.append(job.job_id)
+    except OUTAGES as error:
+        missed = [job_id for job_id in taken if job_id not in set(queued)]
+        with suppress(*OUTAGES):
+            log.release(missed)  # else the reconciler queues them later: never lost either way
+        _mark(log, [job.job_id for job in plain if job.job_id in set(queued)], now)
+        result.accepted = len([job for job in plain if job.job_id in set(queued)])
+        return _unavailable(result, missed, _what(error), error)
+    _mark(log, [job.job_id for job in plain], now)
+    result.accepted = len(plain)
+    return result
+
+
+def _take(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> tuple[set[str], list[str]]:
+    """Record the jobs (one transaction); a job the database refuses for its content is
+    rejected alone, the others go on."""
+    rows = [JobRow(job.job_id, job.invoice.id, job.debtor.account_id,
+                   json.dumps(payload_for(job)["job"], ensure_ascii=False)) for job in jobs]
+    try:
+        taken, duplicates = log.take_jobs(rows, now)
+        return set(taken), duplicates
+    except sqlalchemy.exc.StatementError as error:
+        if isinstance(error, OUTAGES):
+            raise
+    taken_all: set[str] = set()
+    duplicates_all: list[str] = []
+    for job, row in zip(jobs, rows, strict=True):
+        try:
+            taken, duplicates = log.take_jobs([row], now)
+        except sqlalchemy.exc.StatementError as error:
+            if isinstance(error, OUTAGES):
+                raise
+            reason = f"the contact log cannot store this job: {type(error.orig or error).__name__}"
+            log.dead_letter("intake", reason, row.payload, now, job.job_id)
+            result.rejected.append(Parsed("intake", None, row.payload, job_id=job.job_id, errors=[f"(job): {reason}"]))
             continue
-        job = item.job
-        payload = payload_for(job)
-        if not log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id,
-                              json.dumps(payload["job"], ensure_ascii=False), now):
-            result.duplicates.append(job.job_id)
-            continue
-        if job.cadence is None:
-            ready.append(payload)
-            continue
-        if agenda is None:
-            assert isinstance(broker, RedisBroker), "registering a cadence needs the agenda (Redis)"
-            agenda = Agenda(broker.client)
-        result.registered += register(job, log, agenda, now)
-    result.accepted = enqueue_many(broker, ready)
+        taken_all.update(taken)
+        duplicates_all.extend(duplicates)
+    return taken_all, duplicates_all
+
+
+def _mark(log: ContactLog, job_ids: list[str], now: datetime) -> None:
+    """Queued: say so. If the log is away now, the jobs are queued all the same (accepted);
+    the reconciler may queue them once more later, which the delivery key makes harmless."""
+    try:
+        log.mark_queued(job_ids, now)
+    except OUTAGES:
+        logger.warning("%d queued job(s) could not be marked queued (the contact log is away)", len(job_ids))
+
+
+def _what(error: BaseException) -> str:
+    if isinstance(error, sqlalchemy.exc.SQLAlchemyError):
+        return "the contact log is unavailable"
+    return "the queue (Redis) is unavailable"
+
+
+def _unavailable(result: Intake, job_ids: list[str], what: str, error: BaseException) -> Intake:
+    result.unavailable = job_ids
+    result.reason = f"{what} ({type(error).__name__}: {str(error)[:200]})"
+    logger.warning("intake: %s; %d job(s) not accepted", result.reason, len(job_ids))
     return result
 
 
 def register(job: Job, log: ContactLog, agenda: Agenda, now: datetime) -> int:
     """Plan the invoice's cadence and put its steps in the agenda; returns how many steps.
 
-    A step id accepted before (the invoice registered twice under different ids) is
-    not planned again.
+    The steps are recorded (unqueued, under the registration) before the agenda has
+    them, and marked queued with the registration after; a step id accepted before (the
+    invoice registered twice under different ids) is not planned again.
     """
     assert job.cadence is not None
     steps = plan(job, now, profiles()[job.cadence])
-    entries: list[tuple[str, dict[str, Any], datetime]] = []
-    planned: list[dict[str, Any]] = []
+    rows: list[JobRow] = []
+    entries: dict[str, tuple[str, dict[str, Any], datetime]] = {}
+    planned: dict[str, dict[str, Any]] = {}
     for step in steps:
         step_job = job.model_copy(update={"job_id": step.job_id(job.invoice.id), "stage": step.stage,
                                           "not_before": step.not_before, "cadence": None})
         payload = payload_for(step_job)
-        if log.accept_job(step_job.job_id, job.invoice.id, job.debtor.account_id,
-                          json.dumps(payload["job"], ensure_ascii=False), now):
-            entries.append((step_job.job_id, payload, step.at))
-            planned.append({"job_id": step_job.job_id, "stage": step.stage, "day": step.day.isoformat(),
-                            "at": step.at.isoformat(),
-                            **({"not_before": step.not_before.isoformat()} if step.not_before else {})})
+        rows.append(JobRow(step_job.job_id, job.invoice.id, job.debtor.account_id,
+                           json.dumps(payload["job"], ensure_ascii=False), parent_id=job.job_id))
+        entries[step_job.job_id] = (step_job.job_id, payload, step.at)
+        planned[step_job.job_id] = {"job_id": step_job.job_id, "stage": step.stage, "day": step.day.isoformat(),
+                                    "at": step.at.isoformat(),
+                                    **({"not_before": step.not_before.isoformat()} if step.not_before else {})}
+    taken, _duplicates = log.take_jobs(rows, now)
+    try:
+        agenda.schedule_many([entries[job_id] for job_id in taken])
+    except OUTAGES:
+        with suppress(*OUTAGES):
+            log.release(taken)
+        raise
     log.record("cadence", "registered", now, job_id=job.job_id, invoice_id=job.invoice.id,
-               account_id=job.debtor.account_id, detail={"profile": job.cadence, "steps": planned})
-    agenda.schedule_many(entries)
-    return len(entries)
+               account_id=job.debtor.account_id, detail={"profile": job.cadence,
+                                                         "steps": [planned[job_id] for job_id in taken]})
+    log.mark_queued([*taken, job.job_id], now)
+    return len(taken)
+
+
+def reconcile(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, now: datetime,
+              older_than: timedelta = RECONCILE_AFTER) -> int:
+    """Queue the jobs recorded but never queued (an intake that died between the two, or
+    whose take-back failed too), and re-plan such registrations; returns how many. Run
+    by the worker's dispatcher; a job queued twice this way is sent once (delivery key)."""
+    rows = log.unqueued(now - older_than)
+    if not rows:
+        return 0
+    known = profiles()
+    plain: list[Job] = []
+    for row in rows:
+        parsed = parse_job(json.loads(row["payload"]), known, "reconcile")
+        if parsed.job is None:  # the profiles changed since: keep it with the reason, as intake would
+            log.dead_letter("reconcile", "; ".join(parsed.errors), row["payload"], now, row["job_id"])
+            log.mark_queued([row["job_id"]], now)
+        elif parsed.job.cadence is not None:
+            register(parsed.job, log, agenda, now)
+        else:
+            plain.append(parsed.job)
+    enqueue_many(broker, [payload_for(job) for job in plain])
+    log.mark_queued([job.job_id for job in plain], now)
+    logger.warning("reconciler: queued %d job(s) that intake had recorded but not queued", len(rows))
+    return len(rows)
 
 
 def as_registration(item: Parsed, known: Mapping[str, Profile]) -> Parsed:
