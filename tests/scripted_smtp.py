@@ -1,5 +1,6 @@
 """The .eml sink with scripted replies, for tests: refuse a recipient, answer DATA with 451,
-or hold every transaction at RCPT until a gate opens (to stop a worker mid-send)."""
+drop the connection after the data, or hold every transaction at RCPT until a gate
+opens (to stop a worker mid-send)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Scripted(EmlFolder):
         self.gate = threading.Event()
         self.gate.set()
         self.waiting = 0
+        self.drop_after_data: set[str] = set()  # recipients whose next DATA is read, not stored, and never answered
 
     async def handle_EHLO(self, server: SMTPServer, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -41,6 +43,12 @@ class Scripted(EmlFolder):
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        dropped = self.drop_after_data.intersection(envelope.rcpt_tos)
+        if dropped:  # the connection fails after the data: the client cannot know whether we kept it
+            self.drop_after_data -= dropped
+            server.transport.close()
+            await asyncio.sleep(0.5)
+            return "451 not reached"
         if self.data:
             return self.data.pop(0)
         return await super().handle_DATA(server, session, envelope)

@@ -203,3 +203,20 @@ def test_an_address_opted_out_gets_nothing_whatever_account_it_comes_with(harnes
     assert harness.emails_to(job["debtor"]["email"]) == []
     [decision] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
     assert decision["status"] == "skip" and decision["detail"]["rules"] == ["S-OPTOUT"]
+
+
+def test_an_email_whose_data_got_no_reply_is_sent_once_more_and_recorded(harness: Harness) -> None:
+    """RFC 5321 §6.1: data without a reply is not delivered. The delivery is recorded
+    `unknown`, then sent once more after the claim's lease with the same Message-ID,
+    as a second attempt; here the server had not kept it, so the debtor gets one."""
+    job = harness.job(debtor__preferred_channel="email")
+    harness.mail.drop_after_data.add(job["debtor"]["email"])
+    harness.run(job)
+    harness.stack.wait_idle(timeout=60)
+    statuses = [(r["status"], (r["detail"] or {}).get("attempt")) for r in harness.log.history(
+        account=job["debtor"]["account_id"]) if r["kind"] == "delivery"]
+    assert statuses == [("claimed", None), ("unknown", None), ("claimed", 2), ("sent", None)], [
+        (r["kind"], r["status"], r["channel"], r["detail"]) for r in harness.log.history(
+            account=job["debtor"]["account_id"])]
+    [mail] = harness.emails_to(job["debtor"]["email"])
+    assert mail["Message-ID"].startswith("<")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from typing import Any
 
@@ -79,6 +81,26 @@ class DurableRetries(Retries):
                 delay = min(delay * 2, 30.0)
 
 
+def _stop_once() -> None:
+    """In a dramatiq worker process: act on the first SIGTERM only. dramatiq's handler
+    answers a second one with `sys.exit` in the middle of the graceful stop, and the
+    process then hangs for good on its own worker threads (its main process sends that
+    second SIGTERM when a sibling exits first). SIGKILL remains for a hard stop."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if not callable(handler) or threading.current_thread() is not threading.main_thread():
+        return
+    stopping = False
+
+    def once(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            handler(signum, frame)  # type: ignore[operator]
+
+    signal.signal(signal.SIGTERM, once)
+
+
+_stop_once()
 logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs every request, numbers included
 mask_logs()
 settings = Settings.from_env()

@@ -635,7 +635,8 @@ class ContactLog:
             for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
                 if row.job_id == job_id and row.status == "failed":
                     failed_here.add(row.channel)
-                if row.job_id == job_id and row.status in ("claimed", "retry"):
+                if row.job_id == job_id and (row.status in ("claimed", "retry")
+                                             or row.status == "unknown" and row.channel == "email"):
                     continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
                 outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
                 attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,

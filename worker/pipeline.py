@@ -220,6 +220,9 @@ class Pipeline:
                 await self.outcome(job, "unknown", now, delivery.id,
                                    error_text="worker stopped before the provider answered; not resent")
                 return "unknown"
+            elif delivery.status == "unknown" and payload.get("resend") == delivery.key:
+                await self.durable(lambda c: s.log.reclaim(delivery.id, now, "no reply to the message's data: sent "
+                                                                             "again with the same Message-ID", conn=c))
             elif delivery.status != "retry":
                 return "duplicate"
         s.log.keep_templates(rendered.templates, now)
@@ -239,6 +242,11 @@ class Pipeline:
         except UnknownOutcome as error:
             await self.outcome(job, "unknown", now, delivery.id, provider=_provider(channel),
                                error_code=error.code, error_text=error.text)
+            if channel == "email" and payload.get("resend") != delivery.key:
+                # RFC 5321 §6.1: data without a reply is not delivered; an MTA sends it again.
+                # Once, after the lease, with the same Message-ID (a mailbox that has it drops
+                # the copy), recorded as a second attempt.
+                self.later(job, {**payload, "resend": delivery.key}, now + s.settings.claim_lease)
             return "unknown"
         except TransientError as error:
             return await self.retry(job, payload, delivery.id, channel, error, decision, now)
@@ -307,8 +315,9 @@ class Pipeline:
         """A write that follows a claim (the provider's answer): kept, in this process, until
         the log takes it. A database restart must never make us forget that a message went
         out, or the job would be tried again and sent twice. The write is shielded: it goes
-        on even if the job's own task is cancelled (time limit, shutdown); `settle` waits
-        for the ones still pending."""
+        on even if the job's own task is cancelled (its time limit). A process that dies
+        meanwhile loses it: then the claim without an outcome is what the next worker
+        finds (a second attempt, after the lease)."""
         task = asyncio.ensure_future(self._persist(write))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
@@ -330,12 +339,6 @@ class Pipeline:
             if since is not None:
                 logger.warning("an outcome kept for %.0f s is recorded", time.monotonic() - since)
             return result
-
-    async def settle(self, timeout: float) -> int:
-        """Wait up to `timeout` s for outcomes still kept in memory; returns how many remain."""
-        if self.pending:
-            await asyncio.wait(set(self.pending), timeout=timeout)
-        return len(self.pending)
 
     def outcome_in(self, conn: Connection, job: Job, status: str, now: datetime, delivery_id: int,
                    **details: Any) -> None:
