@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
 import json
 import os
@@ -91,6 +92,10 @@ class ChaoticSmtp(EmlFolder):
         if self.mode == "421" and self.count % self.every == 0:
             return "421 4.3.2 closing connection"
         reply = await super().handle_DATA(server, session, envelope)
+        if self.mode == "no-reply" and self.count % self.every == 0:  # kept, but answered too late
+            self.kept.update(str(to) for to in envelope.rcpt_tos)
+            await asyncio.sleep(6.0)
+            return reply
         if reply.startswith("250"):  # written to disk: delivered
             self.kept.update(str(to) for to in envelope.rcpt_tos)
         return reply
@@ -175,6 +180,7 @@ class World:
                     "DUNNING_EMAIL_PER_SECOND": "150",  # every reminder waits for a send slot in the agenda
                     "DUNNING_BROKER_HEARTBEAT_MS": "3000", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000",
                     "DUNNING_CLAIM_LEASE_S": "10", "DUNNING_STRANDED_AFTER_S": "120",
+                    "DUNNING_SMTP_TIMEOUT_S": "3",
                     "DUNNING_HEALTH_FILE": str(self.health)}
         self.log = ContactLog.open(self.pg.url)
         self.processes, self.threads = processes, threads
@@ -286,10 +292,8 @@ class World:
         self.stop_worker()
         self.stack.stop()
         self.log.engine.dispose()
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.pg.ctl("stop", "immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.pg.base, ignore_errors=True)
 
 
@@ -420,15 +424,16 @@ def scenario_smtp_down(world: World, jobs: list[dict[str, Any]], result: Result)
     send_while(world, jobs, result, lambda: _smtp_down(world, 5.0))
 
 
-def _smtp_answering(code: str) -> Callable[[World, list[dict[str, Any]], Result], None]:
-    """The SMTP server answers `code` to one transaction in three while the jobs go out."""
+def _smtp_answering(code: str, every: int = 3) -> Callable[[World, list[dict[str, Any]], Result], None]:
+    """The SMTP server answers `code` to one transaction in `every` while the jobs go out
+    (`no-reply`: it keeps the message and answers after the client's timeout)."""
     def scenario(world: World, jobs: list[dict[str, Any]], result: Result) -> None:
-        world.mail.mode = code
+        world.mail.mode, world.mail.every = code, every
         try:
             send_while(world, jobs, result, lambda: None)
             world.drain(120)
         finally:
-            world.mail.mode = "ok"
+            world.mail.mode, world.mail.every = "ok", 3
     return scenario
 
 
@@ -485,6 +490,7 @@ SCENARIOS: dict[str, Callable[[World, list[dict[str, Any]], Result], None]] = {
     "smtp-451": _smtp_answering("451"),
     "smtp-421": _smtp_answering("421"),
     "smtp-frozen": scenario_smtp_frozen,
+    "smtp-no-reply": _smtp_answering("no-reply", every=25),
     "kill-worker-children": scenario_kill_children,
     "kill-worker-parent": scenario_kill_parent,
 }

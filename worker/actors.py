@@ -71,7 +71,8 @@ class DurableRetries(Retries):
         while True:
             retries = message.options.get("retries", 0)
             try:
-                super().after_process_message(broker, message, result=result, exception=exception)
+                super().after_process_message(broker, message, result=result,  # type: ignore[no-untyped-call]
+                                              exception=exception)
                 return
             except _BROKER_DOWN as error:
                 message.options["retries"] = retries  # this try did not happen
@@ -95,7 +96,7 @@ def _stop_once() -> None:
         nonlocal stopping
         if not stopping:
             stopping = True
-            handler(signum, frame)  # type: ignore[operator]
+            handler(signum, frame)
 
     signal.signal(signal.SIGTERM, once)
 

@@ -307,13 +307,12 @@ def worker(
 def _die_with_parent() -> None:
     """In the dramatiq child: be sent SIGTERM if `dunning worker` dies (even by SIGKILL),
     so no worker process runs on orphaned, without its dispatcher (Linux)."""
+    import contextlib
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 @app.command()
@@ -326,10 +325,9 @@ def serve(
     URL the outside world uses."""
     import uvicorn
 
-    from worker.queue import redis_client
-
     from worker.clock import RedisClock
     from worker.contact_log import ContactLog
+    from worker.queue import redis_client
     from worker.web import create_app
 
     settings = _long_running()

@@ -360,7 +360,7 @@ class ContactLog:
         caps and the compliance view count the second contact. Returns the attempt number."""
         with self._in(conn) as c:
             self.lock(c)
-            row = c.execute(select(deliveries).where(deliveries.c.id == delivery_id)).mappings().one()
+            row = dict(c.execute(select(deliveries).where(deliveries.c.id == delivery_id)).mappings().one())
             attempt = 1 + int(c.execute(select(func.count()).where(
                 events.c.delivery_id == delivery_id, events.c.kind == "delivery", events.c.status == "claimed"))
                 .scalar_one())

@@ -142,7 +142,7 @@ def recover_stranded(broker: RedisBroker, seen: dict[tuple[str, str], float], no
         _worker, _, queue_name = key[len(prefix):].partition(".")
         if not queue_name:
             continue
-        for raw_id in client.smembers(key):  # type: ignore[union-attr]
+        for raw_id in client.smembers(key):
             member = (key, raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id))
             present.add(member)
             first = seen.setdefault(member, now)

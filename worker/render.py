@@ -40,8 +40,8 @@ from jinja2 import (
     UndefinedError,
     pass_context,
 )
-from jinja2.runtime import Context
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
@@ -235,7 +235,8 @@ class Renderer:
         values = {**context, "locale": folder}
         template = self._load(name)
         if channel != "email":
-            text = self._run(name, template, lambda: _joined(template.root_render_func(template.new_context(values)))).strip()
+            text = self._run(name, template,
+                             lambda: _joined(template.root_render_func(template.new_context(values)))).strip()
             if channel == "sms":
                 _require_opt_out(name, values, text)
             return Rendered(channel, folder, text, (self.loader.sources[name],))
@@ -276,8 +277,9 @@ class Renderer:
             with _WATCHDOG.limit(RENDER_SECONDS):
                 return work()
         except RenderTimeout as error:
-            raise TemplateError(name, _template_line(error, template), f"rendering took longer than {RENDER_SECONDS:g} s "
-                                                                   "(a loop too large?); stopped") from None
+            raise TemplateError(name, _template_line(error, template),
+                                f"rendering took longer than {RENDER_SECONDS:g} s (a loop too large?); "
+                                "stopped") from None
         except UndefinedError as error:
             raise TemplateError(name, _template_line(error, template), f"undefined variable: {error.message}") from None
         except TemplateSyntaxError as error:

@@ -26,6 +26,7 @@ class Settings:
     clock: str = "system"
     smtp_url: str | None = None
     smtp_from: str = "billing@example.com"
+    smtp_timeout_s: float = 30.0  # for each SMTP reply; past it after the data, the outcome is unknown
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
     twilio_from: str | None = None
@@ -69,6 +70,7 @@ class Settings:
             clock=get("DUNNING_CLOCK") or cls.clock,
             smtp_url=get("DUNNING_SMTP_URL"),
             smtp_from=get("DUNNING_SMTP_FROM") or sender.email,
+            smtp_timeout_s=_rate(get("DUNNING_SMTP_TIMEOUT_S"), "DUNNING_SMTP_TIMEOUT_S") or cls.smtp_timeout_s,
             twilio_account_sid=get("DUNNING_TWILIO_ACCOUNT_SID") or get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=get("DUNNING_TWILIO_AUTH_TOKEN") or get("TWILIO_AUTH_TOKEN"),
             twilio_from=get("DUNNING_TWILIO_FROM"),

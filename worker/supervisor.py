@@ -125,8 +125,9 @@ def check(health_file: Path, now: float | None = None) -> list[str]:
         return [f"{health_file}: no health file (is `dunning worker` running with this DUNNING_STATE_DIR?)"]
     now = time.time() if now is None else now
     problems = []
-    if now - health["written_at"] > 10:
-        problems.append(f"the worker (pid {health['pid']}) last wrote its health {now - health['written_at']:.0f} s ago")
+    silent = now - health["written_at"]
+    if silent > 10:
+        problems.append(f"the worker (pid {health['pid']}) last wrote its health {silent:.0f} s ago")
     for name, loop in health["loops"].items():
         if not loop["alive"]:
             problems.append(f"{name}: not running")

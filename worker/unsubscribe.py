@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 
-
 MAX_ACCOUNT_BYTES = 64
 
 
