@@ -15,7 +15,7 @@ from typing import Literal
 
 from channels.segments import count_segments
 from worker.job import Job
-from worker.render import CHANNELS, Renderer, Sender, TemplateError, message_context, opt_out_line
+from worker.render import CHANNELS, Renderer, Sender, TemplateError, compose
 
 FORBIDDEN = {
     "zh": ("公安", "法院", "拘留", "黑名单", "坐牢", "判刑", "通缉", "派出所"),
@@ -68,11 +68,15 @@ def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable
 
 def _check_one(renderer: Renderer, job: Job, locale: str, stage: str, channel: str, with_opt_out: bool,
                sender: Sender, add: Callable[[Finding], None]) -> None:
+    """One message, composed as the worker composes it (`compose`), for the sample job as
+    a person (who gets the opt-out line) or as a business (who does not)."""
     today = job.invoice.due_date + timedelta(days=3)
-    opt_out = opt_out_line(locale, channel, "https://example.com/u/sample") if with_opt_out else None
-    context = message_context(job.invoice, job.debtor, stage, today, sender, opt_out)
+    kind = "person" if with_opt_out else "business"
+    as_kind = job if job.debtor.kind == kind else job.model_copy(
+        update={"debtor": job.debtor.model_copy(update={"kind": kind})})
     try:
-        message = renderer.render(stage, channel, locale, context)
+        message = compose(renderer, as_kind, stage, channel, today, sender, "https://example.com/u/sample",
+                          locale=locale)
     except TemplateError as error:
         add(Finding("error", f"{error.name}:{error.line}" if error.line else error.name, error.message))
         return
