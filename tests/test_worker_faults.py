@@ -138,7 +138,7 @@ def test_the_check_says_what_is_wrong(tmp_path: Path) -> None:
     from worker.supervisor import check
 
     health = tmp_path / "worker.health"
-    assert "no health file" in check(health)[0]
+    assert "no health file" in check(health, time.time())[0]
     import json
 
     now = 1_000_000.0
@@ -171,7 +171,7 @@ def test_a_loop_survives_its_dependency_and_a_dead_thread_is_restarted() -> None
     original = supervisor.BACKOFF_MIN
     supervisor.BACKOFF_MIN = 0.01
     try:
-        watcher = supervisor.Supervisor(loops, stop)
+        watcher = supervisor.Supervisor(loops, stop, time.time)
         watcher.start()
         code = watcher.watch(lambda: True, every=0.05)
     finally:

@@ -255,6 +255,7 @@ def worker(
     import signal
     import subprocess
     import threading
+    import time
     from datetime import timedelta
 
     from worker import dispatcher
@@ -266,7 +267,7 @@ def worker(
     from worker.supervisor import check as check_health
 
     if check:
-        problems = check_health(Settings.from_env().health_file)
+        problems = check_health(Settings.from_env().health_file, time.time())
         for problem in problems:
             err.print(problem, markup=False)
         if not problems:
@@ -293,7 +294,7 @@ def worker(
         Loop("dispatcher", dispatcher.dispatcher(agenda, broker, clock)),
         Loop("reconciler", dispatcher.reconciler(log, broker, agenda, clock)),
         Loop("stranded", dispatcher.stranded(broker, timedelta(seconds=settings.stranded_after_s))),
-    ], stop, settings.health_file)
+    ], stop, time.time, settings.health_file)
     supervisor.start()
     code = supervisor.watch(lambda: child.poll() is None)
     stop.set()

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ class Loop:
 
     name: str
     step: Callable[[], float]
-    last_ok: float = field(default_factory=time.time)
+    last_ok: float = 0.0  # wall-clock seconds; set when the supervisor starts the loop
     failing_since: float | None = None
     error: str | None = None
     restarts: list[float] = field(default_factory=list)
@@ -46,11 +45,16 @@ class Loop:
 
 
 class Supervisor:
-    def __init__(self, loops: list[Loop], stop: threading.Event, health_file: Path | None = None) -> None:
-        self.loops, self.stop, self.health_file = loops, stop, health_file
+    """`wall` is the wall clock (seconds since the epoch), given by the entry point: the
+    health file is read by another process (`check`), so it says times, not durations."""
+
+    def __init__(self, loops: list[Loop], stop: threading.Event, wall: Callable[[], float],
+                 health_file: Path | None = None) -> None:
+        self.loops, self.stop, self.wall, self.health_file = loops, stop, wall, health_file
 
     def start(self) -> None:
         for loop in self.loops:
+            loop.last_ok = self.wall()
             self._spawn(loop)
 
     def _spawn(self, loop: Loop) -> None:
@@ -63,7 +67,7 @@ class Supervisor:
             try:
                 wait = loop.step()
             except Exception as error:  # an outage: back off, try again; never let it end the loop
-                now = time.time()
+                now = self.wall()
                 if loop.failing_since is None:
                     loop.failing_since = now
                     logger.warning("%s: %s; retrying with backoff", loop.name, brief(error))
@@ -72,8 +76,8 @@ class Supervisor:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if loop.failing_since is not None:
-                logger.warning("%s: working again after %.0f s", loop.name, time.time() - loop.failing_since)
-            loop.last_ok, loop.failing_since, loop.error = time.time(), None, None
+                logger.warning("%s: working again after %.0f s", loop.name, self.wall() - loop.failing_since)
+            loop.last_ok, loop.failing_since, loop.error = self.wall(), None, None
             backoff = BACKOFF_MIN
             if wait > 0:
                 self.stop.wait(wait)
@@ -87,7 +91,7 @@ class Supervisor:
                 return 1
             for loop in self.loops:
                 if loop.thread is not None and not loop.thread.is_alive() and not self.stop.is_set():
-                    now = time.time()
+                    now = self.wall()
                     loop.restarts = [t for t in loop.restarts if now - t < 600] + [now]
                     if len(loop.restarts) > MAX_RESTARTS:
                         logger.error("%s died %d times in 10 minutes; exiting so that the process is restarted",
@@ -100,7 +104,7 @@ class Supervisor:
         return 0
 
     def health(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "written_at": time.time(),
+        return {"pid": os.getpid(), "written_at": self.wall(),
                 "loops": {loop.name: {"last_ok": loop.last_ok, "failing_since": loop.failing_since,
                                       "error": loop.error, "alive": bool(loop.thread and loop.thread.is_alive())}
                           for loop in self.loops}}
@@ -117,13 +121,13 @@ class Supervisor:
             logger.warning("cannot write the health file %s: %s", self.health_file, error.strerror)
 
 
-def check(health_file: Path, now: float | None = None) -> list[str]:
-    """What is wrong with the worker that writes `health_file` (empty: healthy)."""
+def check(health_file: Path, now: float) -> list[str]:
+    """What is wrong with the worker that writes `health_file` (empty: healthy) at `now`
+    (wall-clock seconds)."""
     try:
         health = json.loads(health_file.read_text())
     except (OSError, ValueError):
         return [f"{health_file}: no health file (is `dunning worker` running with this DUNNING_STATE_DIR?)"]
-    now = time.time() if now is None else now
     problems = []
     silent = now - health["written_at"]
     if silent > 10:
