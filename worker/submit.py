@@ -100,11 +100,13 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
                 result.registered += register(job, log, agenda, now)
                 queued.append(job.job_id)
     except OUTAGES as error:
-        missed = [job_id for job_id in taken if job_id not in set(queued)]
+        done = set(queued)
+        missed = [job_id for job_id in taken if job_id not in done]
         with suppress(*OUTAGES):
             log.release(missed)  # else the reconciler queues them later: never lost either way
-        _mark(log, [job.job_id for job in plain if job.job_id in set(queued)], now)
-        result.accepted = len([job for job in plain if job.job_id in set(queued)])
+        accepted = [job.job_id for job in plain if job.job_id in done]
+        _mark(log, accepted, now)
+        result.accepted = len(accepted)
         return _unavailable(result, missed, _what(error), error)
     _mark(log, [job.job_id for job in plain], now)
     result.accepted = len(plain)
