@@ -85,8 +85,9 @@ class DurableRetries(Retries):
 def _stop_once() -> None:
     """In a dramatiq worker process: act on the first SIGTERM only. dramatiq's handler
     answers a second one with `sys.exit` in the middle of the graceful stop, and the
-    process then hangs for good on its own worker threads (its main process sends that
-    second SIGTERM when a sibling exits first). SIGKILL remains for a hard stop."""
+    process then hangs for good on its own non-daemon threads. Seen when `dunning
+    worker` was killed: dramatiq's main process logged forwarding SIGTERM twice, and
+    one worker process of two never exited. SIGKILL remains for a hard stop."""
     handler = signal.getsignal(signal.SIGTERM)
     if not callable(handler) or threading.current_thread() is not threading.main_thread():
         return
