@@ -127,7 +127,7 @@ def check(health_file: Path, now: float) -> list[str]:
     try:
         health = json.loads(health_file.read_text())
     except (OSError, ValueError):
-        return [f"{health_file}: no health file (is `dunning worker` running with this DUNNING_STATE_DIR?)"]
+        return [f"{health_file}: no health file (is `dunning worker` running here, with this DUNNING_HEALTH_FILE?)"]
     problems = []
     silent = now - health["written_at"]
     if silent > 10:
