@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lock clean system
+.PHONY: demo test lint bench lock clean system
 
 # Servers the tests and the demo run for real. Installed from Debian's archive when
 # missing (needs root, as on CI and the project's machines).
@@ -32,6 +32,13 @@ demo: system $(STAMP)
 
 test: system $(STAMP)
 	$(BIN)/python -m pytest
+
+# Style, types (mypy --strict, as pyproject.toml configures) and DESIGN.md's import
+# directions (import-linter contracts in pyproject.toml). CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check worker channels schedules tests bench
+	$(BIN)/mypy worker channels schedules
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/decide.py
