@@ -19,7 +19,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import os
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from urllib.parse import unquote, urlsplit
@@ -37,7 +36,9 @@ class EmailChannel:
     limits = Limits()
 
     def __init__(self, url: str, from_address: str, from_name: str = "", pool_size: int = 4,
-                 timeout: float = 30.0, retry_deadline: float = 20.0, per_second: float | None = None) -> None:
+                 timeout: float = 30.0, retry_deadline: float = 20.0, per_second: float | None = None,
+                 username: str | None = None, password: str | None = None) -> None:
+        """Credentials in the URL (`smtps://user:pass@host:465`) win over `username`/`password`."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("DUNNING_SMTP_URL must look like smtp://host:587 or smtps://user:pass@host:465")
@@ -46,8 +47,8 @@ class EmailChannel:
         self._options = {
             "hostname": parts.hostname,
             "port": parts.port or (465 if parts.scheme == "smtps" else 25),
-            "username": unquote(parts.username) if parts.username else os.environ.get("DUNNING_SMTP_USERNAME"),
-            "password": unquote(parts.password) if parts.password else os.environ.get("DUNNING_SMTP_PASSWORD"),
+            "username": unquote(parts.username) if parts.username else username,
+            "password": unquote(parts.password) if parts.password else password,
             "use_tls": parts.scheme == "smtps",
             "start_tls": None if parts.scheme == "smtp" else False,  # STARTTLS whenever the server offers it
             "timeout": timeout,

@@ -67,3 +67,20 @@ def test_mangled_tokens_are_refused_with_404(served_url: str, log: ContactLog) -
     assert not log.suppressed(address)
     assert _send(f"{served_url}/u/{genuine}", {"List-Unsubscribe": "One-Click"}) == 200
     assert log.suppressed(address)
+
+
+def test_a_bad_setting_is_named_without_a_traceback(tmp_path: Path) -> None:
+    result = dunning("worker", "--check", env={"DUNNING_BROKER_HEARTBEAT_MS": "soon"})
+    assert result.returncode == 2
+    assert "configuration: DUNNING_BROKER_HEARTBEAT_MS: 'soon' is not a positive whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+    rate = dunning("worker", "--check", env={"DUNNING_SMS_PER_SECOND": "fast"})
+    assert "DUNNING_SMS_PER_SECOND: 'fast' is not a positive number" in rate.stderr and rate.returncode == 2
+
+
+def test_smtp_credentials_come_from_the_settings() -> None:
+    from worker.settings import Settings
+
+    settings = Settings.from_env({"DUNNING_SMTP_USERNAME": "relay-user", "DUNNING_SMTP_PASSWORD": "hunter2"})
+    assert (settings.smtp_username, settings.smtp_password) == ("relay-user", "hunter2")
+    assert "hunter2" not in repr(settings), "secrets stay out of repr (and so out of logs)"

@@ -44,7 +44,13 @@ InputFile = Annotated[str, typer.Argument(help="A JSON file (one job or an array
 
 
 def main() -> None:
-    app()
+    from worker.settings import ConfigError
+
+    try:
+        app()
+    except ConfigError as error:  # a bad setting: name it, no traceback
+        err.print(f"configuration: {error}", markup=False)
+        sys.exit(2)
 
 
 @app.command()

@@ -25,7 +25,8 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     if settings.smtp_url:
         channels["email"] = EmailChannel(settings.smtp_url, settings.smtp_from, settings.sender.name,
-                                         timeout=settings.smtp_timeout_s, per_second=settings.email_per_second)
+                                         timeout=settings.smtp_timeout_s, per_second=settings.email_per_second,
+                                         username=settings.smtp_username, password=settings.smtp_password)
     if settings.twilio_account_sid and settings.twilio_auth_token:
         account = TwilioAccount(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_base_url)
         callback = f"{settings.public_url}/twilio/status"

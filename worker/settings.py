@@ -26,6 +26,8 @@ class Settings:
     clock: str = "system"
     smtp_url: str | None = None
     smtp_from: str = "billing@example.com"
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
     smtp_timeout_s: float = 30.0  # for each SMTP reply; past it after the data, the outcome is unknown
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
@@ -70,6 +72,8 @@ class Settings:
             clock=get("DUNNING_CLOCK") or cls.clock,
             smtp_url=get("DUNNING_SMTP_URL"),
             smtp_from=get("DUNNING_SMTP_FROM") or sender.email,
+            smtp_username=get("DUNNING_SMTP_USERNAME"),
+            smtp_password=get("DUNNING_SMTP_PASSWORD"),
             smtp_timeout_s=_rate(get("DUNNING_SMTP_TIMEOUT_S"), "DUNNING_SMTP_TIMEOUT_S") or cls.smtp_timeout_s,
             twilio_account_sid=get("DUNNING_TWILIO_ACCOUNT_SID") or get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=get("DUNNING_TWILIO_AUTH_TOKEN") or get("TWILIO_AUTH_TOKEN"),
@@ -82,16 +86,19 @@ class Settings:
             calls_per_second=_rate(get("DUNNING_CALLS_PER_SECOND"), "DUNNING_CALLS_PER_SECOND") or cls.calls_per_second,
             email_per_second=_rate(get("DUNNING_EMAIL_PER_SECOND"), "DUNNING_EMAIL_PER_SECOND"),
             escalation_email=get("DUNNING_ESCALATION_EMAIL"),
-            claim_lease=timedelta(seconds=float(get("DUNNING_CLAIM_LEASE_S") or cls.claim_lease.total_seconds())),
+            claim_lease=timedelta(seconds=_rate(get("DUNNING_CLAIM_LEASE_S"), "DUNNING_CLAIM_LEASE_S")
+                                  or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
-            stranded_after_s=float(get("DUNNING_STRANDED_AFTER_S") or cls.stranded_after_s),
-            broker_heartbeat_ms=int(get("DUNNING_BROKER_HEARTBEAT_MS") or cls.broker_heartbeat_ms),
-            broker_maintenance_chance=int(get("DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance),
+            stranded_after_s=_rate(get("DUNNING_STRANDED_AFTER_S"), "DUNNING_STRANDED_AFTER_S") or cls.stranded_after_s,
+            broker_heartbeat_ms=_whole(get("DUNNING_BROKER_HEARTBEAT_MS"), "DUNNING_BROKER_HEARTBEAT_MS")
+            or cls.broker_heartbeat_ms,
+            broker_maintenance_chance=_whole(get("DUNNING_BROKER_MAINTENANCE_CHANCE"),
+                                             "DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance,
         )
 
 
-class ConfigError(Exception):
-    """The settings cannot run this command: what is missing and how to provide it."""
+class ConfigError(ValueError):
+    """The settings cannot run this command: which variable, and what it needs to be."""
 
 
 MIN_SECRET_CHARS = 32
@@ -118,6 +125,14 @@ def require_secrets(settings: Settings) -> list[str]:
     return warnings
 
 
+def _whole(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) <= 0:
+        raise ConfigError(f"{name}: {value!r} is not a positive whole number")
+    return int(value)
+
+
 def _rate(value: str | None, name: str) -> float | None:
     if value is None:
         return None
@@ -126,5 +141,5 @@ def _rate(value: str | None, name: str) -> float | None:
     except ValueError:
         rate = 0.0
     if not rate > 0:
-        raise ValueError(f"{name}: {value!r} is not a positive number (per second)")
+        raise ConfigError(f"{name}: {value!r} is not a positive number")
     return rate
