@@ -27,14 +27,14 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from worker.agenda import Agenda  # noqa: E402
-from worker.redis_server import RedisServer  # noqa: E402
+from worker.local.redis_server import RedisServer  # noqa: E402
+from worker.queue.agenda import Agenda  # noqa: E402
 
 START = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 
 
 def schedule(url: str, count: int) -> float:
-    template = json.loads((ROOT / "worker/samples/portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    template = json.loads((ROOT / "worker/jobs/samples/portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
     agenda = Agenda(redis.Redis.from_url(url))
 
     def entries():  # type: ignore[no-untyped-def]
@@ -50,9 +50,9 @@ def schedule(url: str, count: int) -> float:
 
 def dispatch(url: str, count: int) -> None:
     """Child process: release everything that is due, report rate and peak memory."""
-    from worker import dispatcher
     from worker.clock import FixedClock
-    from worker.queue import make_broker
+    from worker.queue import dispatcher
+    from worker.queue.broker import make_broker
 
     client = redis.Redis.from_url(url)
     agenda, broker = Agenda(client), make_broker(url)

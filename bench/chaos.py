@@ -48,11 +48,11 @@ sys.path.insert(0, str(ROOT))
 from aiosmtpd.smtp import SMTP as SMTPServer  # noqa: E402
 from aiosmtpd.smtp import Envelope, Session  # noqa: E402
 
-from worker.agenda import Agenda  # noqa: E402
 from worker.contact_log import ContactLog  # noqa: E402
-from worker.queue import backlog  # noqa: E402
-from worker.smtp_sink import EmlFolder, start  # noqa: E402
-from worker.stack import Stack  # noqa: E402
+from worker.local.smtp_sink import EmlFolder, start  # noqa: E402
+from worker.local.stack import Stack  # noqa: E402
+from worker.queue.agenda import Agenda  # noqa: E402
+from worker.queue.broker import backlog  # noqa: E402
 
 START = datetime.fromisoformat("2026-12-02T10:00:00+08:00")  # a Wednesday morning in Shanghai
 DUNNING = str(Path(sys.executable).parent / "dunning")

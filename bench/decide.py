@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from schedules import Facts, decide  # noqa: E402
 from schedules.facts import Attempt  # noqa: E402
-from worker.job import Job  # noqa: E402
+from worker.jobs.contract import Job  # noqa: E402
 from worker.policy import profiles  # noqa: E402
 
 DEBTORS = [

@@ -6,7 +6,7 @@ import os
 
 import dramatiq
 
-from worker.queue import make_broker
+from worker.queue.broker import make_broker
 
 broker = make_broker(os.environ["DUNNING_REDIS_URL"])
 broker.declare_queue("noop")

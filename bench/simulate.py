@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PORTFOLIO = Path(__file__).parent.parent / "worker" / "samples" / "portfolio.jsonl"
+PORTFOLIO = Path(__file__).parent.parent / "worker" / "jobs" / "samples" / "portfolio.jsonl"
 DUNNING = str(Path(sys.executable).parent / "dunning")
 
 

@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.contact_log import ContactLog  # noqa: E402
-from worker.intake import parse_job  # noqa: E402
+from worker.jobs.intake import submit  # noqa: E402
+from worker.jobs.parse import parse_job  # noqa: E402
+from worker.local.stack import Stack  # noqa: E402
 from worker.policy import profiles  # noqa: E402
-from worker.queue import backlog, enqueue_many, make_broker  # noqa: E402
-from worker.stack import Stack  # noqa: E402
-from worker.submit import submit  # noqa: E402
+from worker.queue.broker import backlog, enqueue_many, make_broker  # noqa: E402
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
-TEMPLATE = json.loads((ROOT / "worker/samples/portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
+TEMPLATE = json.loads((ROOT / "worker/jobs/samples/portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
 
 
 def jobs(count: int) -> list[dict]:  # type: ignore[type-arg]
@@ -93,7 +93,7 @@ def main() -> None:
         time.sleep(3)
         broker = make_broker(env["DUNNING_REDIS_URL"])
         broker.declare_queue("noop")
-        from worker import queue as q
+        from worker.queue import broker as q
 
         began = time.perf_counter()
         messages = [{"n": n} for n in range(args.jobs)]

@@ -7,7 +7,7 @@ worker composes it; the CLI calls it to explain; tests drive it with any `now`.
 from schedules.decide import decide
 from schedules.decision import Decision
 from schedules.facts import Attempt, Facts
+from schedules.loader import ProfileError, Profiles
 from schedules.profile import Profile
-from schedules.profiles import ProfileError, Profiles
 
 __all__ = ["Attempt", "Decision", "Facts", "Profile", "ProfileError", "Profiles", "decide"]

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from schedules import Facts, Profiles
-from worker.job import Job
+from worker.jobs.contract import Job
 from worker.policy import profiles as loaded_profiles
 
 SAMPLE: dict[str, Any] = {
@@ -129,7 +129,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[Any]:
-    from worker.redis_server import RedisServer
+    from worker.local.redis_server import RedisServer
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="dunning-redis-"))).start()
     yield server

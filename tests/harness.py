@@ -22,13 +22,13 @@ from conftest import job_data
 from scripted_smtp import Scripted
 
 from worker.contact_log import ContactLog
-from worker.intake import parse_job
+from worker.http.app import create_app
+from worker.jobs.intake import submit
+from worker.jobs.parse import parse_job
+from worker.local.stack import Stack
+from worker.messages.render import SHIPPED_DIR
 from worker.policy import profiles
-from worker.render import SHIPPED_DIR
 from worker.settings import Settings
-from worker.stack import Stack
-from worker.submit import submit
-from worker.web import create_app
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000",

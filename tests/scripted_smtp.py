@@ -11,7 +11,7 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
-from worker.smtp_sink import EmlFolder
+from worker.local.smtp_sink import EmlFolder
 
 
 class Scripted(EmlFolder):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import redis
 
-from worker.agenda import Agenda
-from worker.redis_server import RedisServer
+from worker.local.redis_server import RedisServer
+from worker.queue.agenda import Agenda
 
 T0 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
 

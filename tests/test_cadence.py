@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from schedules import Profiles, decide
 from schedules.cadence import plan
-from worker.intake import parse_job
+from worker.jobs.parse import parse_job
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from conftest import at, facts
 
 from schedules.caps import blocked
+from schedules.loader import Profiles
 from schedules.profile import Profile
-from schedules.profiles import Profiles
 
 SH = ZoneInfo("Asia/Shanghai")
 

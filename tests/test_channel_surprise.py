@@ -13,16 +13,16 @@ from conftest import job_data
 from harness import WEDNESDAY_10
 
 from channels.base import Limits, Message, SendResult
-from worker.agenda import Agenda
 from worker.clock import FixedClock
 from worker.contact_log import ContactLog
-from worker.intake import parse_job
-from worker.log_writer import LogWriter
-from worker.pipeline import Pipeline, Services, payload_for
+from worker.contact_log.writer import LogWriter
+from worker.jobs.parse import parse_job
+from worker.messages.render import Renderer
+from worker.pipeline.reminder import Pipeline, Services, payload_for
 from worker.policy import profiles
-from worker.render import Renderer
+from worker.queue.agenda import Agenda
+from worker.queue.throttle import Throttle
 from worker.settings import Settings
-from worker.throttle import Throttle
 
 
 class Surprising:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from worker.contact_log import Claim, ContactLog
-from worker.render import TemplateSource
+from worker.messages.render import TemplateSource
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from scripted_smtp import Scripted
 
 from channels.base import Message, PermanentError, TransientError
 from channels.email import EmailChannel
-from worker.smtp_sink import start
+from worker.local.smtp_sink import start
 
 
 @pytest.fixture()
@@ -170,7 +170,7 @@ def test_long_header_values_are_folded_and_parse_strictly(smtp: tuple[Scripted, 
     line stays within RFC 5322's 998 octets, and a strict parser reads the headers back."""
     from email.policy import strict
 
-    from worker import unsubscribe
+    from worker.messages import unsubscribe
 
     handler, controller = smtp
     account = "账" * 200

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from worker.agenda import Agenda
 from worker.contact_log import Claim, ContactLog
 from worker.events import EventError, Events
+from worker.queue.agenda import Agenda
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=3)

@@ -6,7 +6,7 @@ import json
 
 from conftest import SAMPLE, job_data
 
-from worker.intake import read_jobs
+from worker.jobs.parse import read_jobs
 from worker.policy import profiles
 
 

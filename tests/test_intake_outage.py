@@ -18,14 +18,14 @@ from conftest import job_data
 from test_cli import dunning
 
 import worker
-from worker.agenda import Agenda
 from worker.contact_log import ContactLog, JobRow, jobs
-from worker.intake import parse_job, read_jobs
+from worker.jobs.intake import Unavailable, reconcile, submit
+from worker.jobs.parse import parse_job, read_jobs
+from worker.local.redis_server import RedisServer
 from worker.policy import profiles
-from worker.queue import backlog, make_broker
-from worker.redis_server import RedisServer
+from worker.queue.agenda import Agenda
+from worker.queue.broker import backlog, make_broker
 from worker.settings import Settings
-from worker.submit import Unavailable, reconcile, submit
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 
@@ -122,7 +122,7 @@ def test_the_log_refusing_one_row_rejects_that_row_alone(log: ContactLog, redis_
     PostgreSQL, where the job table says 200) fails alone, kept as a dead letter."""
     if log.engine.dialect.name != "postgresql":
         pytest.skip("SQLite stores any length")
-    from worker import submit as intake
+    from worker.jobs import intake
 
     jobs_ = parsed(batch(5))
     long_invoice = "I" * 201

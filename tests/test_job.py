@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from conftest import SAMPLE, job_data, make_job
 
-from worker.intake import parse_job
+from worker.jobs.parse import parse_job
 from worker.policy import profiles
 
 

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.migrations import upgrade
 from worker.events import Events
-from worker.migrations import upgrade
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 DUNNING = str(Path(sys.executable).parent / "dunning")

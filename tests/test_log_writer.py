@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from worker.contact_log import Claim, ContactLog
-from worker.log_writer import LogWriter
+from worker.contact_log.writer import LogWriter
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 

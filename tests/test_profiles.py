@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from schedules import ProfileError, Profiles
-from schedules.profiles import check
+from schedules.loader import check
 
 SHIPPED = {"default", "cn-commercial", "cn-fi-consumer", "us-consumer-3p", "us-consumer-1p", "us-b2b", "us-ma",
            "eu", "uk-conc"}

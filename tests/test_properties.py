@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from schedules import Decision, Facts, decide
 from schedules.profile import Profile
-from worker.job import Job
+from worker.jobs.contract import Job
 from worker.policy import profiles
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

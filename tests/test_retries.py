@@ -1,6 +1,6 @@
 """What dramatiq retries: an outage (database, Redis, network) is tried again; a bug is
 not, since it would fail the same way ten times: its message fails at once. On a real
-redis-server with the broker's own middleware (`worker.queue.make_broker`)."""
+redis-server with the broker's own middleware (`worker.queue.broker.make_broker`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sqlalchemy.exc
 from dramatiq.common import xq_name
 from dramatiq.middleware import Shutdown
 
-from worker.queue import MAX_RETRIES, make_broker, worth_retrying
+from worker.queue.broker import MAX_RETRIES, make_broker, worth_retrying
 
 OUTAGES = [sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked")),
            redis.exceptions.ConnectionError("Connection refused"), ConnectionResetError(), TimeoutError(),

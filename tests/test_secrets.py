@@ -14,8 +14,8 @@ from harness import serving
 from test_cli import dunning
 from test_serve import NOW, SECRET, _send
 
-from worker import unsubscribe
 from worker.contact_log import ContactLog
+from worker.messages import unsubscribe
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker", "--processes", "1"]])

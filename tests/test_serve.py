@@ -16,10 +16,10 @@ import pytest
 from harness import serving
 from twilio.request_validator import RequestValidator
 
-from worker import unsubscribe
 from worker.contact_log import Claim, ContactLog
-from worker.status import MESSAGE_ORDER
-from worker.twilio_sandbox import Sandbox
+from worker.http.callback_order import MESSAGE_ORDER
+from worker.local.twilio_sandbox import Sandbox
+from worker.messages import unsubscribe
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 SECRET = "serve-test-secret-of-at-least-32-characters"

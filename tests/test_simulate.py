@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-SAMPLES = Path(__file__).parent.parent / "worker" / "samples"
+SAMPLES = Path(__file__).parent.parent / "worker" / "jobs" / "samples"
 DUNNING = str(Path(sys.executable).parent / "dunning")
 BUSINESS_HOURS = ((time(9, 0), time(11, 30)), (time(13, 30), time(17, 30)))
 

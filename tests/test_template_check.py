@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.demo import sample_jobs
-from worker.render import SHIPPED_DIR, Renderer, Sender
-from worker.template_check import check_templates
+from worker.local.demo import sample_jobs
+from worker.messages.checks import check_templates
+from worker.messages.render import SHIPPED_DIR, Renderer, Sender
 
 STAGES = ["pre_due_7", "pre_due_3", "due_day", "overdue_early", "overdue_late"]
 

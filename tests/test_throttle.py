@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import Rate
 from channels.sms import default_rate
-from worker.throttle import Throttle
+from worker.queue.throttle import Throttle
 
 
 def test_a_long_code_reserves_one_segment_per_second_in_order(redis_client: Any) -> None:

@@ -19,7 +19,7 @@ from channels.base import Message, PermanentError, SendResult, TransientError, U
 from channels.sms import SmsChannel
 from channels.twilio_api import TwilioAccount
 from channels.voice import VoiceChannel, twiml
-from worker.twilio_sandbox import Sandbox
+from worker.local.twilio_sandbox import Sandbox
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 SENDER = "+15005550006"

@@ -12,11 +12,11 @@ from datetime import datetime
 
 from harness import WEDNESDAY_10, Harness
 
-from worker.intake import parse_job
-from worker.pipeline import payload_for
+from worker.jobs.intake import submit
+from worker.jobs.parse import parse_job
+from worker.pipeline.reminder import payload_for
 from worker.policy import profiles
-from worker.queue import enqueue_many
-from worker.submit import submit
+from worker.queue.broker import enqueue_many
 
 
 def test_email_sms_and_voice_are_delivered_and_logged(harness: Harness) -> None:
@@ -122,7 +122,7 @@ def test_deferred_jobs_wait_in_the_agenda_and_are_re_decided(harness: Harness) -
 
 
 def test_invalid_jobs_are_dead_lettered_with_their_reasons(harness: Harness) -> None:
-    from worker.intake import read_jobs
+    from worker.jobs.parse import read_jobs
 
     bad = harness.job(debtor__phone="+86 138")
     result = submit(read_jobs(json.dumps(bad).encode() + b"\n{oops\n", profiles()), harness.log,

@@ -27,13 +27,13 @@ from test_cli import dunning
 from worker.actors import DeadLetters, DurableRetries
 from worker.clock import FixedClock
 from worker.contact_log import ContactLog
-from worker.intake import parse_job
-from worker.pipeline import payload_for
+from worker.jobs.intake import submit
+from worker.jobs.parse import parse_job
+from worker.local.redis_server import RedisServer
+from worker.local.stack import Stack
+from worker.pipeline.reminder import payload_for
 from worker.policy import profiles
-from worker.queue import enqueue_many, make_broker, message, recover_stranded, worth_retrying
-from worker.redis_server import RedisServer
-from worker.stack import Stack
-from worker.submit import submit
+from worker.queue.broker import enqueue_many, make_broker, message, recover_stranded, worth_retrying
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 

@@ -29,8 +29,8 @@ from dramatiq.middleware import Middleware, Retries
 from worker.clock import SystemClock
 from worker.contact_log import ContactLog
 from worker.masking import mask_logs
-from worker.pipeline import Pipeline
-from worker.queue import ACTOR, MAX_BACKOFF_MS, QUEUE, RECOVERABLE, make_broker, worth_retrying
+from worker.pipeline.reminder import Pipeline
+from worker.queue.broker import ACTOR, MAX_BACKOFF_MS, QUEUE, RECOVERABLE, make_broker, worth_retrying
 from worker.settings import Settings
 from worker.supervisor import brief
 
@@ -121,7 +121,7 @@ async def pipeline() -> Pipeline:
     global _pipeline
     async with _lock:
         if _pipeline is None:
-            from worker.services import build_services
+            from worker.wiring import build_services
 
             clock = SystemClock() if settings.clock == "system" else None
             _pipeline = Pipeline(build_services(settings, clock, log))

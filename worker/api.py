@@ -9,13 +9,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from worker.agenda import Agenda
 from worker.contact_log import ContactLog
 from worker.events import Applied, Events
-from worker.job import Job
-from worker.queue import make_broker, redis_client
+from worker.jobs.contract import Job
+from worker.jobs.intake import OUTAGES, Intake, Unavailable, as_parsed, submit
+from worker.queue.agenda import Agenda
+from worker.queue.broker import make_broker, redis_client
 from worker.settings import Settings
-from worker.submit import OUTAGES, Intake, Unavailable, as_parsed, submit
 
 __all__ = ["Intake", "Unavailable", "cease", "dispute", "enqueue", "optout", "paid", "promise", "write_off"]
 

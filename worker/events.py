@@ -22,8 +22,8 @@ import email_validator
 import phonenumbers
 
 from schedules.spec import CHANNELS
-from worker.agenda import Agenda
 from worker.contact_log import ContactLog
+from worker.queue.agenda import Agenda
 
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14: where a calendar day begins first
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from schedules import Decision, Facts, Profiles
 from schedules import decide as decide_with
 from schedules.facts import NOTHING_KNOWN
-from worker.job import Job
+from worker.jobs.contract import Job
 from worker.settings import Settings
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from worker.render import SHIPPED_DIR, Sender
+from worker.messages.render import SHIPPED_DIR, Sender
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ from dramatiq.brokers.redis import RedisBroker
 
 from schedules import Profile
 from schedules.cadence import plan
-from worker.agenda import Agenda
 from worker.contact_log import ContactLog, JobRow
-from worker.intake import Parsed, parse_job
-from worker.job import Job
-from worker.pipeline import payload_for
+from worker.jobs.contract import Job
+from worker.jobs.parse import Parsed, parse_job
+from worker.pipeline.reminder import payload_for
 from worker.policy import profiles
-from worker.queue import BATCH, enqueue_many
+from worker.queue.agenda import Agenda
+from worker.queue.broker import BATCH, enqueue_many
 
 logger = logging.getLogger(__name__)
 RECONCILE_AFTER = timedelta(minutes=2)  # an intake in progress is not a lost one

@@ -46,9 +46,9 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
 from schedules.facts import Attempt, Facts, Payment
-from worker import log_chain
+from worker.contact_log import chain as log_chain
 from worker.masking import mask
-from worker.render import TemplateSource
+from worker.messages.render import TemplateSource
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -111,7 +111,7 @@ events = Table(
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("address", String(320)),  # the address an opt-out or invalid-address event is about
-    Column("digest", String(64)),  # the hash chain (`worker.log_chain`)
+    Column("digest", String(64)),  # the hash chain (`worker.contact_log.chain`)
     Index("ix_events_delivery", "delivery_id", "id"),
     Index("ix_events_address", "address", "id"),
     Index("ix_events_provider_id", "provider_message_id"),
@@ -286,7 +286,7 @@ class ContactLog:
     """The log on one database; safe to share between threads of a process.
 
     Every write method takes an optional `conn`: given one, it writes inside that
-    transaction (the worker's group commit, `worker.log_writer`); otherwise it commits
+    transaction (the worker's group commit, `worker.contact_log.writer`); otherwise it commits
     on its own.
     """
 
@@ -305,7 +305,7 @@ class ContactLog:
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         if migrate:
-            from worker.migrations import upgrade
+            from worker.contact_log.migrations import upgrade
 
             upgrade(engine)
         return cls(engine)
@@ -383,7 +383,7 @@ class ContactLog:
             conn.execute(_ADVISORY_LOCK, {"key": _CHAIN_LOCK_KEY})
 
     def _append(self, conn: Connection, values: Mapping[str, Any], delivery: Mapping[str, Any] | None = None) -> None:
-        """Insert one event, linked into the chain (`worker.log_chain`). The first append
+        """Insert one event, linked into the chain (`worker.contact_log.chain`). The first append
         of a transaction takes the lock and reads the head; while the lock is held nobody
         else appends, so the next ones link to what this transaction wrote last."""
         transaction = conn.get_transaction()

@@ -1,4 +1,4 @@
-"""Events carry the hash chain (`worker.log_chain`), so `dunning log verify` can prove
+"""Events carry the hash chain (`worker.contact_log.chain`), so `dunning log verify` can prove
 nothing was altered. Events written before this revision are linked here, in id order.
 
 Revision ID: 0004
@@ -8,7 +8,7 @@ Revises: 0003
 import sqlalchemy as sa
 from alembic import op
 
-from worker import log_chain
+from worker.contact_log import chain as log_chain
 
 revision = "0004"
 down_revision = "0003"

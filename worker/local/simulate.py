@@ -24,21 +24,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from channels.base import Rate
-from worker.agenda import Agenda
 from worker.contact_log import ContactLog
+from worker.contact_log.writer import LogWriter
 from worker.events import Events
-from worker.intake import Parsed
-from worker.job import Job
-from worker.log_writer import LogWriter
+from worker.jobs.contract import Job
+from worker.jobs.intake import as_registration, register
+from worker.jobs.parse import Parsed
+from worker.local.stack import Stack
 from worker.masking import mask
-from worker.pipeline import Pipeline, Services, payload_for
+from worker.messages.render import Renderer
+from worker.pipeline.reminder import Pipeline, Services, payload_for
 from worker.policy import profiles
-from worker.render import Renderer
-from worker.services import build_channels
+from worker.queue.agenda import Agenda
+from worker.queue.throttle import Throttle
 from worker.settings import Settings
-from worker.stack import Stack
-from worker.submit import as_registration, register
-from worker.throttle import Throttle
+from worker.wiring import build_channels
 
 FIELDS = ("day", "local_time", "utc", "invoice", "account", "debtor", "profile", "action", "channel", "stage",
           "detail")

@@ -17,10 +17,10 @@ from datetime import timedelta
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from worker.agenda import Agenda
 from worker.clock import Clock
 from worker.contact_log import ContactLog
-from worker.queue import enqueue_many, recover_stranded
+from worker.queue.agenda import Agenda
+from worker.queue.broker import enqueue_many, recover_stranded
 
 BATCH = 1000
 IDLE = 0.2  # seconds between looks at an agenda with nothing due
@@ -50,8 +50,8 @@ def dispatcher(agenda: Agenda, broker: dramatiq.Broker, clock: Clock) -> Callabl
 
 
 def reconciler(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, clock: Clock) -> Callable[[], float]:
-    """Jobs intake recorded and never queued (`worker.submit.reconcile`)."""
-    from worker.submit import reconcile
+    """Jobs intake recorded and never queued (`worker.jobs.intake.reconcile`)."""
+    from worker.jobs.intake import reconcile
 
     def step() -> float:
         while reconcile(log, broker, agenda, clock.now()) > 0:
@@ -62,7 +62,7 @@ def reconciler(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, clock: 
 
 def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
     """Messages sitting in a live worker's acknowledgement set longer than any message is
-    held (`worker.queue.recover_stranded`) go back to their queue."""
+    held (`worker.queue.broker.recover_stranded`) go back to their queue."""
     seen: dict[tuple[str, str], float] = {}
 
     def step() -> float:

@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Literal
 
 from channels.segments import count_segments
-from worker.job import Job
-from worker.render import CHANNELS, Renderer, Sender, TemplateError, compose
+from worker.jobs.contract import Job
+from worker.messages.render import CHANNELS, Renderer, Sender, TemplateError, compose
 
 FORBIDDEN = {
     "zh": ("公安", "法院", "拘留", "黑名单", "坐牢", "判刑", "通缉", "派出所"),

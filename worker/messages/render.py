@@ -46,7 +46,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "templates"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
 RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
 MAX_OUTPUT = 200_000  # characters a template may produce (and the longest text it may build)
 _MAX_INT_BITS = 4096

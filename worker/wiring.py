@@ -8,16 +8,16 @@ from channels.email import EmailChannel
 from channels.sms import SmsChannel
 from channels.twilio_api import TwilioAccount
 from channels.voice import VoiceChannel
-from worker.agenda import Agenda
 from worker.clock import Clock, RedisClock
 from worker.contact_log import ContactLog
-from worker.log_writer import LogWriter
-from worker.pipeline import Services
+from worker.contact_log.writer import LogWriter
+from worker.messages.render import Renderer
+from worker.pipeline.reminder import Services
 from worker.policy import profiles
-from worker.queue import redis_client
-from worker.render import Renderer
+from worker.queue.agenda import Agenda
+from worker.queue.broker import redis_client
+from worker.queue.throttle import Throttle
 from worker.settings import Settings
-from worker.throttle import Throttle
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:

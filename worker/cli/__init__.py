@@ -21,7 +21,7 @@ from rich.console import Console
 from schedules import Facts, ProfileError, Profiles
 from schedules.facts import NOTHING_KNOWN
 from worker import policy
-from worker.intake import Parsed, describe, read_jobs
+from worker.jobs.parse import Parsed, describe, read_jobs
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ def register(source: InputFile) -> None:
 
 def _submit(source: str, register: bool) -> None:
     from worker.contact_log import ContactLog
-    from worker.queue import make_broker
-    from worker.submit import OUTAGES, Intake, as_registration, submit
+    from worker.jobs.intake import OUTAGES, Intake, as_registration, submit
+    from worker.queue.broker import make_broker
 
     settings = Settings.from_env()
     known = _profiles()
@@ -229,10 +229,10 @@ def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> N
     """Record one event with the wall clock and say what it did; a bad field exits 1."""
     import getpass
 
-    from worker.agenda import Agenda
     from worker.contact_log import ContactLog
     from worker.events import EventError, Events
-    from worker.queue import redis_client
+    from worker.queue.agenda import Agenda
+    from worker.queue.broker import redis_client
 
     settings = Settings.from_env()
     log = ContactLog.open(settings.database_url)
@@ -264,11 +264,11 @@ def worker(
     import time
     from datetime import timedelta
 
-    from worker import dispatcher
-    from worker.agenda import Agenda
     from worker.clock import from_settings
     from worker.contact_log import ContactLog
-    from worker.queue import QUEUE, make_broker, redis_client
+    from worker.queue import dispatcher
+    from worker.queue.agenda import Agenda
+    from worker.queue.broker import QUEUE, make_broker, redis_client
     from worker.supervisor import Loop, Supervisor
     from worker.supervisor import check as check_health
 
@@ -334,8 +334,8 @@ def serve(
 
     from worker.clock import RedisClock
     from worker.contact_log import ContactLog
-    from worker.queue import redis_client
-    from worker.web import create_app
+    from worker.http.app import create_app
+    from worker.queue.broker import redis_client
 
     settings = _long_running()
     if not settings.twilio_auth_token:
@@ -364,8 +364,8 @@ def simulate(
 
     from rich.table import Table
 
-    from worker.simulate import FIELDS
-    from worker.simulate import simulate as run
+    from worker.local.simulate import FIELDS
+    from worker.local.simulate import simulate as run
 
     begins = _parse_now(start + "T00:00:00+00:00" if len(start) == 10 else start)
     report = run(read_jobs(_read(source), _profiles()), begins, days, Settings.from_env(),
@@ -399,7 +399,7 @@ def demo(
     now: Annotated[str, typer.Option(help="Where the demo's clock starts.")] = "2026-12-02T10:00:00+08:00",
 ) -> None:
     """Run the whole pipeline on the bundled samples: local Redis, SMTP and Twilio sandbox, a simulated clock."""
-    from worker.demo import run
+    from worker.local.demo import run
 
     run(_parse_now(now), out)
 
@@ -407,7 +407,7 @@ def demo(
 @profiles_app.command("check")
 def profiles_check() -> None:
     """Validate every profile (shipped and DUNNING_PROFILE_DIR); exit 1 on any problem."""
-    from schedules.profiles import check
+    from schedules.loader import check
 
     names, problems = check(Settings.from_env().profile_dir)
     for problem in problems:
@@ -433,9 +433,9 @@ def profiles_list() -> None:
 @templates_app.command("check")
 def templates_check() -> None:
     """Render every template with the sample jobs; exit 1 on errors (warnings do not fail)."""
-    from worker.demo import sample_jobs
-    from worker.render import Renderer
-    from worker.template_check import check_templates
+    from worker.local.demo import sample_jobs
+    from worker.messages.checks import check_templates
+    from worker.messages.render import Renderer
 
     settings = Settings.from_env()
     renderer = Renderer(settings.template_dir, settings.default_locale)
@@ -460,8 +460,8 @@ def templates_preview(
     """Print a message as it would be sent."""
     from channels.segments import count_segments
     from schedules.zones import candidate_zones
-    from worker import unsubscribe
-    from worker.render import CHANNELS, Renderer, TemplateError, compose
+    from worker.messages import unsubscribe
+    from worker.messages.render import CHANNELS, Renderer, TemplateError, compose
 
     if channel not in CHANNELS:
         err.print(f"--channel: {channel!r} is not one of {', '.join(CHANNELS)}", markup=False)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from schedules import Profile
-from worker.job import Job
+from worker.jobs.contract import Job
 from worker.masking import mask
 
 MAX_RECORD_BYTES = 1_000_000

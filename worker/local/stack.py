@@ -19,12 +19,12 @@ from typing import Any
 import redis
 from aiosmtpd.controller import Controller
 
-from worker.agenda import Agenda
 from worker.clock import RedisClock
-from worker.queue import backlog, make_broker
-from worker.redis_server import RedisServer
-from worker.smtp_sink import EmlFolder, start
-from worker.twilio_sandbox import Sandbox
+from worker.local.redis_server import RedisServer
+from worker.local.smtp_sink import EmlFolder, start
+from worker.local.twilio_sandbox import Sandbox
+from worker.queue.agenda import Agenda
+from worker.queue.broker import backlog, make_broker
 
 TWILIO_FROM = "+15005550006"  # Twilio's magic "valid sender" test number
 

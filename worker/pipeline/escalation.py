@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency
 
-from worker.job import Job
+from worker.jobs.contract import Job
 from worker.masking import mask
 
 

@@ -31,17 +31,18 @@ from sqlalchemy.engine import Connection
 from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, Profiles, decide
 from schedules.facts import Facts
-from worker import escalation, unsubscribe
-from worker.agenda import Agenda
 from worker.clock import Clock
 from worker.contact_log import Claim, ContactLog, Known
-from worker.intake import parse_job
-from worker.job import Job
-from worker.log_writer import LogWriter
+from worker.contact_log.writer import LogWriter
+from worker.jobs.contract import Job
+from worker.jobs.parse import parse_job
 from worker.masking import mask
-from worker.render import Rendered, Renderer, TemplateError, compose
+from worker.messages import unsubscribe
+from worker.messages.render import Rendered, Renderer, TemplateError, compose
+from worker.pipeline import escalation
+from worker.queue.agenda import Agenda
+from worker.queue.throttle import Throttle
 from worker.settings import ConfigError, Settings
-from worker.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 GIVE_UP_AFTER = timedelta(days=5)
@@ -74,7 +75,7 @@ class Pipeline:
         """Process one queued reminder; returns what happened, in one word."""
         s = self.s
         now = s.clock.now()
-        slot = payload.get("slot")  # a sender slot reserved on an earlier pass (see `worker.throttle`)
+        slot = payload.get("slot")  # a sender slot reserved on an earlier pass (see `worker.queue.throttle`)
         payload = {key: value for key, value in payload.items() if key != "slot"}
         parsed = parse_job(payload.get("job"), s.profiles, "queue")
         if parsed.job is None:

@@ -23,13 +23,13 @@ from rich.table import Table
 
 from worker import policy
 from worker.contact_log import ContactLog
-from worker.intake import read_jobs
-from worker.job import Job
+from worker.jobs.contract import Job
+from worker.jobs.intake import submit
+from worker.jobs.parse import read_jobs
+from worker.local.stack import Stack
 from worker.masking import mask
-from worker.stack import Stack
-from worker.submit import submit
 
-_SAMPLES = files("worker").joinpath("samples")
+_SAMPLES = files("worker.jobs").joinpath("samples")
 # Business debtors (the etiquette of DOMAIN.md), and consumers under the legal window only.
 SAMPLE_FILES = ("portfolio.jsonl", "us-consumers.jsonl")
 

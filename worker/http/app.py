@@ -22,12 +22,13 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
-from worker import replies, unsubscribe
 from worker.contact_log import ContactLog
 from worker.events import EventError, Events
+from worker.http import replies
+from worker.http.callback_order import verdict
 from worker.masking import mask
+from worker.messages import unsubscribe
 from worker.settings import ConfigError, Settings
-from worker.status import verdict
 
 logger = logging.getLogger("dunning.web")
 INVALID_NUMBER_CODES = frozenset({"30005", "30006", "21211", "21614"})  # S-INVALID for SMS
