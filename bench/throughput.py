@@ -70,7 +70,7 @@ def main() -> None:
     try:
         env = stack.env()
         os.environ.update(env)
-        log = ContactLog.open(env["DUNNING_DATABASE_URL"])
+        log = ContactLog.open(env["DUNNING_DATABASE_URL"]).migrate()
         stack.set_clock(NOW)
         parsed = [parse_job(job, profiles(), "bench") for job in jobs(args.jobs)]
 

@@ -157,9 +157,9 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     from worker.contact_log import ContactLog
 
     if request.param == "sqlite":
-        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db")
+        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db").migrate()
     else:
-        opened = ContactLog.open(request.getfixturevalue("postgres_url"))
+        opened = ContactLog.open(request.getfixturevalue("postgres_url")).migrate()
         with opened.engine.begin() as conn:
             conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
                               "RESTART IDENTITY CASCADE"))

@@ -90,7 +90,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     extra = {"DUNNING_TEMPLATE_DIR": str(templates), **FAST_RECOVERY}
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")
-        log = ContactLog.open(url)
+        log = ContactLog.open(url).migrate()
         from sqlalchemy import text
 
         with log.engine.begin() as conn:
@@ -98,7 +98,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
                               "RESTART IDENTITY CASCADE"))
         extra["DUNNING_DATABASE_URL"] = url
     else:
-        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
+        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
     stack.start_worker(processes=1, threads=4, extra_env=extra)
     yield Harness(stack, log, mail, templates, extra)
     stack.stop()

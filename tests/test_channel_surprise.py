@@ -18,9 +18,10 @@ from worker.contact_log import ContactLog
 from worker.contact_log.writer import LogWriter
 from worker.jobs.parse import parse_job
 from worker.messages.render import Renderer
-from worker.pipeline.reminder import Pipeline, Services, payload_for
+from worker.pipeline import Pipeline, Services
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
+from worker.queue.envelope import envelope_for
 from worker.queue.throttle import Throttle
 from worker.settings import Settings
 
@@ -56,8 +57,8 @@ def test_an_unexpected_channel_error_is_unknown_and_dead_lettered(log: ContactLo
     pipeline = Pipeline(services)
 
     async def twice() -> tuple[str, str]:
-        first = await pipeline.handle(payload_for(job))
-        return first, await pipeline.handle(payload_for(job))  # the queue delivers it again
+        first = await pipeline.handle(envelope_for(job))
+        return first, await pipeline.handle(envelope_for(job))  # the queue delivers it again
 
     first, again = asyncio.run(twice())
     services.write.close()

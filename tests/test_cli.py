@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE, job_data
 
 DUNNING = str(Path(sys.executable).parent / "dunning")
@@ -144,6 +145,7 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
 
     env = {"DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/dunning.db",
            "DUNNING_REDIS_URL": redis_server.url}  # type: ignore[attr-defined]
+    assert dunning("migrate", env=env).returncode == 0
     paid = dunning("paid", "INV-7", "--amount", "300.00", "--by", "alice", env=env)
     assert paid.returncode == 0 and "INV-7: payment of 300.00 recorded" in paid.stdout, paid.stderr
     assert dunning("promise", "INV-7", "--until", "2026-12-24", env=env).returncode == 0
@@ -157,8 +159,41 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
     assert dunning("optout", "12345", env=env).returncode == 1
     assert dunning("optout", env=env).returncode == 2
     assert dunning("promise", "INV-7", "--until", "next week", env=env).returncode == 1
-    rows = list(ContactLog.open(env["DUNNING_DATABASE_URL"]).history())
+    rows = list(ContactLog.open(env["DUNNING_DATABASE_URL"]).migrate().history())
     assert [(r["kind"], r["status"]) for r in rows] == [("invoice", "payment"), ("invoice", "promised"),
                                                         ("suppression", "suppressed"), ("account", "ceased"),
                                                         ("invoice", "written-off")]
     assert rows[0]["detail"] == {"amount": "300.00", "by": "alice"} and rows[1]["detail"]["by"].startswith("cli:")
+
+
+def test_only_migrating_writes_the_schema(tmp_path: Path, redis_server: object) -> None:
+    """Opening the log never migrates it: a command, or the Python API, on a database that
+    is behind says to run `dunning migrate` (exit 2) and leaves the schema alone."""
+    import sqlalchemy
+
+    import worker
+    from worker.contact_log import SchemaError
+    from worker.settings import Settings
+
+    url = f"sqlite:///{tmp_path}/dunning.db"
+    env = {"DUNNING_DATABASE_URL": url, "DUNNING_REDIS_URL": redis_server.url}  # type: ignore[attr-defined]
+
+    def tables() -> set[str]:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    for command in (("log", "verify"), ("paid", "INV-1"), ("escalations",)):
+        result = dunning(*command, env=env)
+        assert result.returncode == 2 and "dunning migrate" in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+    with pytest.raises(SchemaError, match="dunning migrate"):
+        worker.paid("INV-1", settings=Settings.from_env(env))
+    assert tables() == set(), "nothing but `dunning migrate` creates the schema"
+    migrated = dunning("migrate", env=env)
+    assert migrated.returncode == 0 and "up to date" in migrated.stdout, migrated.stderr
+    assert {"events", "deliveries", "jobs", "alembic_version"} <= tables()
+    assert dunning("log", "verify", env=env).returncode == 0
+    assert dunning("migrate", env=env).returncode == 0, "migrating again is safe"

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.kinds import Event, Kind
 from worker.messages.render import TemplateSource
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -35,8 +36,8 @@ def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
 def test_a_key_is_claimed_once_and_a_second_claim_sees_the_first(log: ContactLog) -> None:
     first = log.claim(claim(), NOW)
     assert first.status == "claimed"
-    log.record("delivery", "sent", NOW + timedelta(seconds=1), delivery_id=first.id, provider="twilio",
-               provider_message_id="SM123")
+    log.record(Event(Kind.DELIVERY, "sent", delivery_id=first.id, provider="twilio", provider_message_id="SM123"),
+                     NOW + timedelta(seconds=1))
     again = log.claim(claim(), NOW + timedelta(minutes=5))
     assert (again.id, again.status, again.claimed_at) == (first.id, "sent", NOW)
 
@@ -60,8 +61,9 @@ def test_concurrent_claims_of_one_key_yield_one_delivery(log: ContactLog) -> Non
 def test_history_is_append_only_and_keeps_every_status(log: ContactLog) -> None:
     delivery = log.claim(claim(), NOW)
     for status, minutes in (("sent", 1), ("delivered", 3), ("sent", 2)):
-        log.record("callback", status, NOW + timedelta(minutes=10), delivery_id=delivery.id, provider="twilio",
-                   provider_message_id="SM123", occurred_at=NOW + timedelta(minutes=minutes))
+        log.record(Event(Kind.CALLBACK, status, delivery_id=delivery.id, provider="twilio",
+                         provider_message_id="SM123", occurred_at=NOW + timedelta(minutes=minutes)),
+                   NOW + timedelta(minutes=10))
     rows = list(log.history(account="ACME-001"))
     assert [r["status"] for r in rows] == ["claimed", "sent", "delivered", "sent"]
     assert all(r["invoice_id"] == "INV-1" and r["recipient"] == "+8613800138000" for r in rows)
@@ -71,8 +73,8 @@ def test_history_is_append_only_and_keeps_every_status(log: ContactLog) -> None:
 
 
 def test_decisions_are_logged_with_reasons_and_rules(log: ContactLog) -> None:
-    log.record("decision", "defer", NOW, job_id="J", invoice_id="INV-9", account_id="A",
-               detail={"until": "2026-12-07T09:00:00+08:00", "reasons": ["Saturday"], "rules": ["W-BIZ"]})
+    log.record(Event(Kind.DECISION, "defer", job_id="J", invoice_id="INV-9", account_id="A",
+                     detail={"until": "2026-12-07T09:00:00+08:00", "reasons": ["Saturday"], "rules": ["W-BIZ"]}), NOW)
     [row] = list(log.history(invoice="INV-9"))
     assert row["kind"] == "decision" and row["detail"]["rules"] == ["W-BIZ"]
 
@@ -95,7 +97,7 @@ def test_dead_letters_keep_the_payload_and_reason(log: ContactLog) -> None:
 
 def test_naive_datetimes_are_refused(log: ContactLog) -> None:
     with pytest.raises(Exception, match="aware"):
-        log.record("decision", "skip", datetime(2026, 12, 1, 9, 0), job_id=str(uuid4()))
+        log.record(Event(Kind.DECISION, "skip", job_id=str(uuid4())), datetime(2026, 12, 1, 9, 0))
 
 
 def test_export_masks_personal_data_unless_asked(tmp_path: Path) -> None:
@@ -106,10 +108,10 @@ def test_export_masks_personal_data_unless_asked(tmp_path: Path) -> None:
     import sys
 
     url = f"sqlite:///{tmp_path}/log.db"
-    log = ContactLog.open(url)
+    log = ContactLog.open(url).migrate()
     delivery = log.claim(claim(), NOW)
-    log.record("delivery", "failed", NOW, delivery_id=delivery.id, provider="twilio", error_code="21211",
-               error_text="The 'To' number is not a valid phone number.")
+    log.record(Event(Kind.DELIVERY, "failed", delivery_id=delivery.id, provider="twilio", error_code="21211",
+                     error_text="The 'To' number is not a valid phone number."), NOW)
     dunning = str(Path(sys.executable).parent / "dunning")
     env = {**os.environ, "DUNNING_DATABASE_URL": url}
 
@@ -136,16 +138,17 @@ def test_facts_come_from_the_log_for_the_whole_debtor(log: ContactLog) -> None:
     call = replace(claim("INV-2/overdue_early#voice", "voice"), job_id="INV-2/overdue_early", invoice_id="INV-2",
                    stage="overdue_early")
     delivered = log.claim(call, NOW)
-    log.record("callback", "no-answer", NOW, delivery_id=delivered.id)
+    log.record(Event(Kind.CALLBACK, "no-answer", delivery_id=delivered.id), NOW)
     text_message = log.claim(claim(), NOW + timedelta(minutes=1))
-    log.record("delivery", "failed", NOW, delivery_id=text_message.id, error_code="21610")
+    log.record(Event(Kind.DELIVERY, "failed", delivery_id=text_message.id, error_code="21610"), NOW)
     stranger = replace(claim("OTHER#sms"), account_id="SOMEONE-ELSE")
     log.claim(stranger, NOW)
     old = replace(claim("OLD#email", "email"), job_id="OLD")
     log.claim(old, NOW - timedelta(days=60))
-    log.record("invoice", "promised", NOW, invoice_id="INV-1", account_id="ACME-001", detail={"until": "2026-12-05"})
+    log.record(Event(Kind.INVOICE, "promised", invoice_id="INV-1", account_id="ACME-001",
+                     detail={"until": "2026-12-05"}), NOW)
     log.suppress("ACME-001", "+8613900139000", "sms", "21211 invalid number", NOW, code="21211")
-    log.record("suppression", "suppressed", NOW, account_id="ACME-001", detail={"channel": "voice"})
+    log.record(Event(Kind.SUPPRESSION, "suppressed", account_id="ACME-001", detail={"channel": "voice"}), NOW)
 
     facts = log.facts_for("ACME-001", "INV-1", "INV-1/due_day", NOW + timedelta(hours=1))
     assert sorted((a.invoice_id, a.channel, a.outcome) for a in facts.attempts) == [
@@ -157,9 +160,9 @@ def test_facts_come_from_the_log_for_the_whole_debtor(log: ContactLog) -> None:
     other_job = log.facts_for("ACME-001", "INV-1", "INV-1/overdue_early", NOW + timedelta(hours=1))
     assert other_job.suppressed_channels == {"voice"} and other_job.failed_channels == set()
 
-    log.record("invoice", "paid", NOW, invoice_id="INV-1", account_id="ACME-001")
-    log.record("invoice", "disputed", NOW, invoice_id="INV-2", account_id="ACME-001")
-    log.record("account", "ceased", NOW, account_id="ACME-001")
+    log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-1", account_id="ACME-001"), NOW)
+    log.record(Event(Kind.INVOICE, "disputed", invoice_id="INV-2", account_id="ACME-001"), NOW)
+    log.record(Event(Kind.ACCOUNT, "ceased", account_id="ACME-001"), NOW)
     facts = log.facts_for("ACME-001", "INV-1", "INV-1/due_day", NOW + timedelta(hours=1))
     assert facts.paid and not facts.disputed and facts.ceased
 

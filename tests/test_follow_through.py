@@ -13,6 +13,7 @@ from harness import WEDNESDAY_10, Harness, serving
 
 from channels.segments import count_segments
 from worker.contact_log import Claim
+from worker.contact_log.kinds import Event, Kind
 from worker.events import Events
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -109,7 +110,7 @@ def test_the_8th_call_in_7_days_is_deferred_even_when_other_processes_made_the_s
                       template=None, template_version=None, reasons=(), rules=(), zones=())
         delivery = harness.log.claim(claim, moment)
         assert delivery is not None
-        harness.log.record("delivery", "no-answer", moment, delivery_id=delivery.id)
+        harness.log.record(Event(Kind.DELIVERY, "no-answer", delivery_id=delivery.id), moment)
     eighth = datetime.combine(date(2026, 12, 8), time(9, 30), new_york)
     harness.run(job, at=eighth)
     [decision] = [r for r in harness.log.history(invoice=invoice) if r["kind"] == "decision"]

@@ -75,6 +75,7 @@ def test_the_command_exits_3_and_says_send_again(redis_down: RedisServer, tmp_pa
     source = tmp_path / "jobs.jsonl"
     source.write_text("\n".join(json.dumps(job, ensure_ascii=False) for job in batch(5)) + "\n")
     env = {"DUNNING_REDIS_URL": redis_down.url, "DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/log.db"}
+    assert dunning("migrate", env=env).returncode == 0
     down = dunning("enqueue", str(source), env=env)
     assert down.returncode == 3, down.stderr
     assert "Traceback" not in down.stdout + down.stderr
@@ -89,6 +90,7 @@ def test_the_command_exits_3_and_says_send_again(redis_down: RedisServer, tmp_pa
 def test_the_python_api_raises_unavailable(redis_down: RedisServer, tmp_path: Path) -> None:
     settings = Settings.from_env({"DUNNING_REDIS_URL": redis_down.url,
                                   "DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/log.db"})
+    ContactLog.open(settings.database_url).migrate().engine.dispose()
     jobs_ = batch(3)
     with pytest.raises(Unavailable) as raised:
         worker.enqueue(jobs_, settings=settings)

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.kinds import Event, Kind
 from worker.contact_log.migrations import upgrade
 from worker.events import Events
 
@@ -36,8 +37,8 @@ def fill(log: ContactLog) -> list[int]:
     for n in range(3):
         delivery = log.claim(claim(n), NOW + timedelta(minutes=n), decision={"action": "send", "reasons": ["r"]})
         assert delivery is not None
-        log.record("delivery", "sent", NOW + timedelta(minutes=n, seconds=1), delivery_id=delivery.id,
-                   provider="twilio", provider_message_id=f"SM{n}")
+        log.record(Event(Kind.DELIVERY, "sent", delivery_id=delivery.id, provider="twilio",
+                         provider_message_id=f"SM{n}"), NOW + timedelta(minutes=n, seconds=1))
         ids.append(delivery.id)
     Events(log, None).paid("INV-1", NOW + timedelta(hours=1), by="billing", amount="12.50")
     Events(log, None).optout("+8613800138000", NOW + timedelta(hours=2), by="sms-reply")
@@ -108,7 +109,7 @@ def test_a_cut_off_end_is_found_against_an_anchor_kept_elsewhere(log: ContactLog
 
 def test_writers_in_several_processes_keep_one_chain(log: ContactLog) -> None:
     url = log.engine.url.render_as_string(hide_password=False)
-    writers = [ContactLog.open(url) for _ in range(6)]
+    writers = [ContactLog.open(url).migrate() for _ in range(6)]
     start = threading.Barrier(len(writers))
 
     def write(n: int) -> None:
@@ -117,7 +118,7 @@ def test_writers_in_several_processes_keep_one_chain(log: ContactLog) -> None:
         for k in range(15):
             delivery = own.claim(claim(n * 100 + k, "email", f"d{n}@example.com"), NOW, decision={"action": "send"})
             assert delivery is not None
-            own.record("delivery", "sent", NOW, delivery_id=delivery.id, provider="smtp")
+            own.record(Event(Kind.DELIVERY, "sent", delivery_id=delivery.id, provider="smtp"), NOW)
 
     with ThreadPoolExecutor(len(writers)) as pool:
         list(pool.map(write, range(len(writers))))
@@ -141,8 +142,8 @@ def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: P
                               "detail, occurred_at, recorded_at) VALUES (1, 'K', 'INV-1', 'A', 'delivery', "
                               ":status, '{\"n\": 1}', :at, :at)"), [{"status": s, "at": NOW} for s in statuses])
         engine.dispose()
-        log = ContactLog.open(url)  # migrates to the newest revision
-        log.record("invoice", "paid", NOW, invoice_id="INV-1", account_id="A")
+        log = ContactLog.open(url).migrate()  # migrates to the newest revision
+        log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-1", account_id="A"), NOW)
         verdict = log.verify()
         assert verdict.intact and verdict.events == 5004, (url, verdict.problems)
         tamper(log, "UPDATE events SET status = 'failed' WHERE id = 5002")
@@ -152,7 +153,7 @@ def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: P
 
 def test_the_command_exits_0_when_intact_1_when_not_and_2_on_a_bad_anchor(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/dunning.db"
-    log = ContactLog.open(url)
+    log = ContactLog.open(url).migrate()
     fill(log)
     run = [DUNNING, "log", "verify"]
     env = {"DUNNING_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}

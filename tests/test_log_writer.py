@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.kinds import Event, Kind
 from worker.contact_log.writer import LogWriter
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -58,13 +59,13 @@ def test_a_claim_already_made_in_the_same_batch_is_returned_not_claimed_twice(lo
 
 def test_one_failing_write_fails_alone_and_the_others_are_kept(log: ContactLog) -> None:
     def broken(conn: Connection) -> None:
-        log.record("decision", "send", NOW, job_id="BAD", conn=conn)
+        log.record(Event(Kind.DECISION, "send", job_id="BAD"), NOW, conn)
         raise RuntimeError("this write is broken")
 
     async def run() -> list[object]:
         writer = LogWriter(log.engine)
         try:
-            writes = [writer(lambda c, n=n: log.record("decision", "skip", NOW, job_id=f"J-{n}", conn=c))
+            writes = [writer(lambda c, n=n: log.record(Event(Kind.DECISION, "skip", job_id=f"J-{n}"), NOW, c))
                       for n in range(3)]
             writes.insert(1, writer(broken))
             return await asyncio.gather(*writes, return_exceptions=True)

@@ -17,6 +17,7 @@ from harness import serving
 from twilio.request_validator import RequestValidator
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.kinds import Event, Kind
 from worker.http.callback_order import MESSAGE_ORDER
 from worker.local.twilio_sandbox import Sandbox
 from worker.messages import unsubscribe
@@ -70,7 +71,7 @@ def _sent_sms(log: ContactLog, sid: str, channel: str = "sms", to: str = "+86138
                   reasons=(), rules=(), zones=())
     delivery = log.claim(claim, NOW)
     assert delivery is not None
-    log.record("delivery", "sent", NOW, delivery_id=delivery.id, provider="twilio", provider_message_id=sid)
+    log.record(Event(Kind.DELIVERY, "sent", delivery_id=delivery.id, provider="twilio", provider_message_id=sid), NOW)
     return delivery.id
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.local.demo import sample_jobs
+from worker.jobs.samples import sample_jobs
 from worker.messages.checks import check_templates
 from worker.messages.render import SHIPPED_DIR, Renderer, Sender
 

@@ -12,11 +12,12 @@ from datetime import datetime
 
 from harness import WEDNESDAY_10, Harness
 
+from worker.contact_log.kinds import Event, Kind
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
-from worker.pipeline.reminder import payload_for
 from worker.policy import profiles
 from worker.queue.broker import enqueue_many
+from worker.queue.envelope import envelope_for
 
 
 def test_email_sms_and_voice_are_delivered_and_logged(harness: Harness) -> None:
@@ -80,7 +81,7 @@ def test_the_same_job_twice_is_one_message(harness: Harness) -> None:
     harness.run(job, job)
     parsed = parse_job(job, profiles(), "test").job
     assert parsed is not None
-    enqueue_many(harness.stack.broker, [payload_for(parsed)] * 3)  # and redelivered behind intake's back
+    enqueue_many(harness.stack.broker, [envelope_for(parsed)] * 3)  # and redelivered behind intake's back
     harness.stack.wait_idle()
     assert len(harness.emails_to(job["debtor"]["email"])) == 1
     assert [e[1] for e in harness.events(job)] == ["claimed", "sent"]
@@ -111,8 +112,8 @@ def test_deferred_jobs_wait_in_the_agenda_and_are_re_decided(harness: Harness) -
     harness.run(job, at=saturday)
     assert harness.emails_to(job["debtor"]["email"]) == []
     assert harness.stack.agenda.pending() >= 1
-    harness.log.record("invoice", "paid", saturday, invoice_id=job["invoice"]["id"],
-                       account_id=job["debtor"]["account_id"])
+    harness.log.record(Event(Kind.INVOICE, "paid", invoice_id=job["invoice"]["id"],
+                             account_id=job["debtor"]["account_id"]), saturday)
     harness.stack.set_clock(datetime.fromisoformat("2026-12-07T09:05:00+08:00"))
     harness.stack.wait_idle()
     assert harness.emails_to(job["debtor"]["email"]) == [], "paid over the weekend: re-checked on Monday"

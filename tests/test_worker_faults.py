@@ -25,15 +25,14 @@ from scripted_smtp import Scripted
 from test_cli import dunning
 
 from worker.actors import DeadLetters, DurableRetries
-from worker.clock import FixedClock
 from worker.contact_log import ContactLog
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
 from worker.local.redis_server import RedisServer
 from worker.local.stack import Stack
-from worker.pipeline.reminder import payload_for
 from worker.policy import profiles
 from worker.queue.broker import enqueue_many, make_broker, message, recover_stranded, worth_retrying
+from worker.queue.envelope import envelope_for
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 
@@ -74,7 +73,7 @@ def stack() -> Iterator[tuple[Stack, ContactLog, Scripted]]:
     directory = Path(tempfile.mkdtemp(prefix="dunning-faults-"))
     mail = Scripted(directory / "mail")
     stack = Stack(directory, smtp_handler=mail).start()
-    log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
+    log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
     stack.set_clock(WEDNESDAY_10)
     yield stack, log, mail
     stack.stop()
@@ -108,7 +107,7 @@ def test_redis_restarts_lose_nothing_and_send_nothing_twice(stack: tuple[Stack, 
     assert set(statuses.values()) == {"sent"} and len(statuses) == 60
     # The dispatcher came back by itself: a deferral made now still comes due.
     late = jobs(1, "late")[0]
-    the_stack.agenda.schedule(late["job_id"], payload_for(parse_job(late, profiles()).job),  # type: ignore[arg-type]
+    the_stack.agenda.schedule(late["job_id"], envelope_for(parse_job(late, profiles()).job),  # type: ignore[arg-type]
                               the_stack.clock.now() + timedelta(seconds=1))
     the_stack.wait_idle(timeout=30)
     assert [m["To"] for m in mail.messages()].count(late["debtor"]["email"]) == 1
@@ -192,8 +191,7 @@ def _run_worker(broker: dramatiq.Broker, until: threading.Event, timeout: float 
 
 
 def test_a_bug_and_exhausted_retries_are_dead_lettered(redis_server: Any, log: ContactLog) -> None:
-    clock = FixedClock(WEDNESDAY_10)
-    broker = make_broker(redis_server.url, extra=[DeadLetters(log, clock)], heartbeat_ms=5_000,
+    broker = make_broker(redis_server.url, extra=[DeadLetters(log)], heartbeat_ms=5_000,
                          retries=Retries(retry_when=lambda n, e: n < 1 and worth_retrying(n, e), min_backoff=10,
                                          max_backoff=20))
     calls: list[str] = []

@@ -1,7 +1,7 @@
-"""The dramatiq actor, and the wall clock (this is the layer allowed to read it).
+"""The dramatiq actor (an entry point: this layer may read the wall clock).
 
 `dramatiq worker.actors` (or `dunning worker`) imports this module: it sets up the
-broker from the environment and registers `remind`, which runs the pipeline on the
+broker from the environment (through `wiring`) and registers `remind`, which runs the pipeline on the
 worker's event loop.
 
 What an outage does here. Redis or the database away mid-reminder: the reminder is
@@ -20,17 +20,18 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.middleware import Middleware, Retries
 
-from worker.clock import SystemClock
+from worker import wiring
 from worker.contact_log import ContactLog
 from worker.masking import mask_logs
-from worker.pipeline.reminder import Pipeline
-from worker.queue.broker import ACTOR, MAX_BACKOFF_MS, QUEUE, RECOVERABLE, make_broker, worth_retrying
+from worker.pipeline import Pipeline
+from worker.queue.broker import ACTOR, MAX_BACKOFF_MS, QUEUE, RECOVERABLE, worth_retrying
 from worker.settings import Settings
 from worker.supervisor import brief
 
@@ -45,8 +46,8 @@ class DeadLetters(Middleware):
     Listed before Retries: dramatiq runs `after_*` hooks in reverse order, so this one
     runs after Retries has decided whether the message failed."""
 
-    def __init__(self, log: ContactLog, clock: Any) -> None:
-        self.log, self.clock = log, clock
+    def __init__(self, log: ContactLog) -> None:
+        self.log = log
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
@@ -56,7 +57,7 @@ class DeadLetters(Middleware):
             retries = message.options.get("retries", 0)
             why = "a bug: not retried" if not worth_retrying(0, exception) else f"{retries} retries exhausted"
             self.log.dead_letter("queue", f"{type(exception).__name__}: {exception} ({why})",
-                                 str(message.encode(), "utf-8"), self.clock.now(), job_id)
+                                 str(message.encode(), "utf-8"), datetime.now(UTC), job_id)
 
 
 class DurableRetries(Retries):
@@ -106,10 +107,9 @@ _stop_once()
 logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs every request, numbers included
 mask_logs()
 settings = Settings.from_env()
-log = ContactLog.open(settings.database_url)
-broker = make_broker(settings.redis_url, extra=[DeadLetters(log, SystemClock())],
-                     retries=DurableRetries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS),
-                     heartbeat_ms=settings.broker_heartbeat_ms, maintenance_chance=settings.broker_maintenance_chance)
+log = wiring.log(settings, check=False)  # no I/O yet: `dunning worker` migrated it before starting us
+broker = wiring.broker(settings, extra=[DeadLetters(log)],
+                       retries=DurableRetries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS))
 dramatiq.set_broker(broker)
 
 _pipeline: Pipeline | None = None
@@ -121,10 +121,7 @@ async def pipeline() -> Pipeline:
     global _pipeline
     async with _lock:
         if _pipeline is None:
-            from worker.wiring import build_services
-
-            clock = SystemClock() if settings.clock == "system" else None
-            _pipeline = Pipeline(build_services(settings, clock, log))
+            _pipeline = Pipeline(wiring.services(settings, log))
     return _pipeline
 
 
@@ -144,4 +141,4 @@ async def remind(payload: dict[str, Any]) -> None:
             delay = min(delay * 2, 30.0)
 
 
-__all__ = ["DeadLetters", "DurableRetries", "SystemClock", "broker", "remind"]
+__all__ = ["DeadLetters", "DurableRetries", "broker", "remind"]

@@ -9,12 +9,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from worker.contact_log import ContactLog
+from worker import wiring
 from worker.events import Applied, Events
 from worker.jobs.contract import Job
 from worker.jobs.intake import OUTAGES, Intake, Unavailable, as_parsed, submit
 from worker.queue.agenda import Agenda
-from worker.queue.broker import make_broker, redis_client
 from worker.settings import Settings
 
 __all__ = ["Intake", "Unavailable", "cease", "dispute", "enqueue", "optout", "paid", "promise", "write_off"]
@@ -30,9 +29,9 @@ def enqueue(jobs: Iterable[Job | dict[str, Any]], settings: Settings | None = No
     """
     settings = settings or Settings.from_env()
     parsed = as_parsed(jobs)
-    broker = make_broker(settings.redis_url)
+    broker = wiring.broker(settings)
     try:
-        log = ContactLog.open(settings.database_url)
+        log = wiring.log(settings)
     except OUTAGES as error:
         broker.close()
         raise Unavailable(Intake(unavailable=[p.job_id or p.where for p in parsed],
@@ -52,8 +51,8 @@ T = TypeVar("T")
 
 def _with_events(settings: Settings | None, act: Callable[[Events, datetime], T]) -> T:
     settings = settings or Settings.from_env()
-    log = ContactLog.open(settings.database_url)
-    client = redis_client(settings.redis_url)
+    log = wiring.log(settings)
+    client = wiring.redis_for(settings)
     try:
         return act(Events(log, Agenda(client)), datetime.now(UTC))
     finally:

@@ -1,7 +1,7 @@
 """The clock the worker decides by, injected: the wall clock in production, a shared
 simulated one in the demo and the tests (so deferred jobs can come due on demand).
 
-`SystemClock` is the one that reads the wall clock; entry points choose it.
+`SystemClock` is the one that reads the wall clock; `worker.wiring.clock` chooses.
 """
 
 from __future__ import annotations
@@ -22,11 +22,6 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-def from_settings(kind: str, client: redis.Redis) -> Clock:
-    """DUNNING_CLOCK: `system` (production), or `redis` (the demo's and the tests' shared clock)."""
-    return SystemClock() if kind == "system" else RedisClock(client)
 
 
 class RedisClock:

@@ -23,6 +23,7 @@ import phonenumbers
 
 from schedules.spec import CHANNELS
 from worker.contact_log import ContactLog
+from worker.contact_log.kinds import AccountStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.queue.agenda import Agenda
 
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14: where a calendar day begins first
@@ -49,18 +50,19 @@ class Events:
         """Paid in full, or (with `amount`) in part: the next reminder states what remains."""
         invoice_id = _required("invoice", invoice_id)
         if amount is None:
-            self._record("invoice", "paid", now, by, invoice_id=invoice_id)
+            self._record(Kind.INVOICE, InvoiceStatus.PAID, now, by, invoice_id=invoice_id)
             cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else 0
             return Applied(f"{invoice_id}: paid; no reminder will be sent for it",
                            f"{cancelled} pending reminder(s) cancelled")
         value = _amount(amount)
-        self._record("invoice", "payment", now, by, invoice_id=invoice_id, detail={"amount": str(value)})
+        self._record(Kind.INVOICE, InvoiceStatus.PAYMENT, now, by, invoice_id=invoice_id, detail={"amount": str(value)})
         return Applied(f"{invoice_id}: payment of {value} recorded; the next reminder states the balance")
 
     def write_off(self, invoice_id: str, now: datetime, *, by: str, note: str | None = None) -> Applied:
         """The creditor gave up on the invoice: collection ends, and its open escalation closes."""
         invoice_id = _required("invoice", invoice_id)
-        self._record("invoice", "written-off", now, by, invoice_id=invoice_id, detail={"note": note} if note else None)
+        self._record(Kind.INVOICE, InvoiceStatus.WRITTEN_OFF, now, by, invoice_id=invoice_id,
+                     detail={"note": note} if note else None)
         cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else 0
         return Applied(f"{invoice_id}: written off; no reminder will be sent for it",
                        f"{cancelled} pending reminder(s) cancelled")
@@ -71,10 +73,10 @@ class Events:
         invoice_id = _required("invoice", invoice_id)
         detail = {"note": note} if note else None
         if resolved:
-            self._record("invoice", "resolved", now, by, invoice_id=invoice_id, detail=detail)
+            self._record(Kind.INVOICE, InvoiceStatus.RESOLVED, now, by, invoice_id=invoice_id, detail=detail)
             resumed = self.agenda.unpark_invoice(invoice_id, now) if self.agenda else 0
             return Applied(f"{invoice_id}: dispute resolved; reminders resume", f"{resumed} reminder(s) resumed")
-        self._record("invoice", "disputed", now, by, invoice_id=invoice_id, detail=detail)
+        self._record(Kind.INVOICE, InvoiceStatus.DISPUTED, now, by, invoice_id=invoice_id, detail=detail)
         parked = self.agenda.park_invoice(invoice_id) if self.agenda else 0
         return Applied(f"{invoice_id}: disputed; no reminder until resolved (dunning dispute {invoice_id} --resolved)",
                        f"{parked} pending reminder(s) paused")
@@ -86,7 +88,8 @@ class Events:
             raise EventError("until: a date (YYYY-MM-DD) expected")
         if until < now.astimezone(UTC).date() - timedelta(days=1):
             raise EventError(f"until: {until} is in the past; a promise is to pay on a later date")
-        self._record("invoice", "promised", now, by, invoice_id=invoice_id, detail={"until": until.isoformat()})
+        self._record(Kind.INVOICE, InvoiceStatus.PROMISED, now, by, invoice_id=invoice_id,
+                     detail={"until": until.isoformat()})
         resume = datetime.combine(until + timedelta(days=1), time.min, UTC) - EARLIEST_OFFSET
         held = self.agenda.hold_invoice(invoice_id, resume) if self.agenda and resume > now else 0
         return Applied(f"{invoice_id}: promised to pay by {until}; reminders pause until then",
@@ -103,8 +106,9 @@ class Events:
     def optin(self, address: str, now: datetime, *, by: str, account_id: str | None = None) -> Applied:
         """Undo an opt-out (the person texted START); invalid-address suppressions stay."""
         channel, normalized = normalize_address(address)
-        self.log.record("suppression", "resubscribed", now, account_id=account_id, address=normalized,
-                        detail={"address": normalized, "channel": channel, "by": by})
+        self.log.record(Event(Kind.SUPPRESSION, SuppressionStatus.RESUBSCRIBED, account_id=account_id,
+                              address=normalized,
+                              detail={"address": normalized, "channel": channel, "by": by}), now)
         return Applied(f"{normalized}: opted in again")
 
     def optout_channel(self, account_id: str, channel: str, now: datetime, *, by: str) -> Applied:
@@ -112,25 +116,26 @@ class Events:
         account_id = _required("account", account_id)
         if channel not in CHANNELS:
             raise EventError(f"channel: {channel!r}; one of {', '.join(CHANNELS)} expected")
-        self.log.record("suppression", "suppressed", now, account_id=account_id, error_text="asked not to be "
-                        f"contacted by {channel}", detail={"channel": channel, "by": by})
+        self.log.record(Event(Kind.SUPPRESSION, SuppressionStatus.SUPPRESSED, account_id=account_id,
+                              error_text="asked not to be "
+                        f"contacted by {channel}", detail={"channel": channel, "by": by}), now)
         return Applied(f"{account_id}: no more {channel} messages")
 
     def cease(self, account_id: str, now: datetime, *, by: str, note: str | None = None) -> Applied:
         """A written request to cease communication (or an attorney): collection messages stop."""
         account_id = _required("account", account_id)
-        self._record("account", "ceased", now, by, account_id=account_id, detail={"note": note} if note else None)
+        self._record(Kind.ACCOUNT, AccountStatus.CEASED, now, by, account_id=account_id,
+                     detail={"note": note} if note else None)
         return Applied(f"{account_id}: cease-communication recorded; profiles that honour it send nothing more")
 
-    def _record(self, kind: str, status: str, now: datetime, by: str, *, invoice_id: str | None = None,
+    def _record(self, kind: Kind, status: str, now: datetime, by: str, *, invoice_id: str | None = None,
                 account_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
         if now.utcoffset() is None:
             raise ValueError("now must be an aware datetime")
-        with self.log.engine.begin() as conn:
-            self.log.lock(conn)  # a claim about this invoice waits, then sees it
+        with self.log.locked() as conn:  # a claim about this invoice waits, then sees it
             account = account_id or (self.log.account_of(invoice_id, conn) if invoice_id else None)
-            self.log.record(kind, status, now, invoice_id=invoice_id, account_id=account,
-                            detail={**(detail or {}), "by": by}, conn=conn)
+            self.log.record(Event(kind, status, invoice_id=invoice_id, account_id=account,
+                                  detail={**(detail or {}), "by": by}), now, conn)
 
 
 def normalize_address(value: str) -> tuple[str, str]:

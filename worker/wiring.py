@@ -1,50 +1,96 @@
-"""Wiring: settings in, the pipeline's services out. Run inside the worker's event loop,
-because the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop that made them."""
+"""The one builder: settings in; the contact log, Redis, the broker, the clock, the
+channels and the pipeline's services out. Entry points (`actors.py`, `api.py`, the
+CLI, `dunning simulate`) build through here and nowhere else, so a setting means the
+same thing wherever it is read.
+
+Nothing here runs on import. `services` runs inside the worker's event loop, because
+the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop that made them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Retries
 
 from channels.base import Channel
 from channels.email import EmailChannel
 from channels.sms import SmsChannel
 from channels.twilio_api import TwilioAccount
 from channels.voice import VoiceChannel
-from worker.clock import Clock, RedisClock
+from worker.clock import Clock, RedisClock, SystemClock
 from worker.contact_log import ContactLog
 from worker.contact_log.writer import LogWriter
 from worker.messages.render import Renderer
-from worker.pipeline.reminder import Services
+from worker.pipeline.services import Services
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
-from worker.queue.broker import redis_client
+from worker.queue.broker import make_broker, redis_client
 from worker.queue.throttle import Throttle
 from worker.settings import Settings
 
 
-def build_channels(settings: Settings) -> dict[str, Channel]:
+def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:
+    """The contact log. With `migrate` (`dunning worker`, `serve`, `migrate`), its schema
+    is brought up to date; otherwise, with `check`, it must be (`SchemaError` says to
+    migrate) — nothing else writes the schema. Without either, nothing connects yet."""
+    opened = ContactLog.open(settings.database_url)
+    if migrate:
+        return opened.migrate()
+    if check:
+        opened.require_schema()
+    return opened
+
+
+def redis_for(settings: Settings) -> redis.Redis:
+    """A Redis client for the agenda, the clock and the throttle (with timeouts)."""
+    return redis_client(settings.redis_url)
+
+
+def broker(settings: Settings, extra: Sequence[dramatiq.Middleware] = (),
+           retries: Retries | None = None) -> RedisBroker:
+    """dramatiq's Redis broker with dunning's middleware and the heartbeat settings."""
+    return make_broker(settings.redis_url, extra=extra, retries=retries, heartbeat_ms=settings.broker_heartbeat_ms,
+                       maintenance_chance=settings.broker_maintenance_chance)
+
+
+def clock(settings: Settings, client: redis.Redis | None = None) -> Clock:
+    """DUNNING_CLOCK: `system` (production: the wall clock), or `redis` (the demo's and the
+    tests' clock, shared by every process, moved by hand). Chosen here and only here."""
+    if settings.clock == "system":
+        return SystemClock()
+    return RedisClock(client if client is not None else redis_for(settings))
+
+
+def channels(settings: Settings) -> dict[str, Channel]:
     """The channels that are configured; a missing one makes the plan fall through to the next."""
-    channels: dict[str, Channel] = {}
+    found: dict[str, Channel] = {}
     if settings.smtp_url:
-        channels["email"] = EmailChannel(settings.smtp_url, settings.smtp_from, settings.sender.name,
-                                         timeout=settings.smtp_timeout_s, per_second=settings.email_per_second,
-                                         username=settings.smtp_username, password=settings.smtp_password)
+        found["email"] = EmailChannel(settings.smtp_url, settings.smtp_from, settings.sender.name,
+                                      timeout=settings.smtp_timeout_s, per_second=settings.email_per_second,
+                                      username=settings.smtp_username, password=settings.smtp_password)
     if settings.twilio_account_sid and settings.twilio_auth_token:
         account = TwilioAccount(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_base_url)
         callback = f"{settings.public_url}/twilio/status"
         if settings.twilio_from or settings.twilio_messaging_service_sid:
-            channels["sms"] = SmsChannel(account, settings.twilio_from, settings.twilio_messaging_service_sid,
-                                         status_callback=callback, per_second=settings.sms_per_second)
+            found["sms"] = SmsChannel(account, settings.twilio_from, settings.twilio_messaging_service_sid,
+                                      status_callback=callback, per_second=settings.sms_per_second)
         if settings.twilio_from:
-            channels["voice"] = VoiceChannel(account, settings.twilio_from, status_callback=callback,
-                                             per_second=settings.calls_per_second)
-    return channels
+            found["voice"] = VoiceChannel(account, settings.twilio_from, status_callback=callback,
+                                          per_second=settings.calls_per_second)
+    return found
 
 
-def build_services(settings: Settings, clock: Clock | None, log: ContactLog | None = None) -> Services:
-    client = redis_client(settings.redis_url)
-    if clock is None:
-        clock = RedisClock(client)
-    log = log or ContactLog.open(settings.database_url)
-    return Services(log=log, write=LogWriter(log.engine),
+def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis | None = None,
+             at: Clock | None = None, throttle: Throttle | None = None) -> Services:
+    """Everything the pipeline works with. `at` and `throttle` replace the configured
+    clock and Redis throttle (the simulation's own clock, no rate limits)."""
+    client = client if client is not None else redis_for(settings)
+    return Services(log=contact_log, write=LogWriter(contact_log.engine),
                     renderer=Renderer(settings.template_dir, settings.default_locale),
-                    channels=build_channels(settings), agenda=Agenda(client), throttle=Throttle(client), clock=clock,
-                    profiles=profiles(), settings=settings)
+                    channels=channels(settings), agenda=Agenda(client),
+                    throttle=throttle if throttle is not None else Throttle(client),
+                    clock=at if at is not None else clock(settings, client), profiles=profiles(), settings=settings)

@@ -1,24 +1,25 @@
 """The contact log: every decision, delivery and event, append-only and hash-chained,
 on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and why.
 
-`ContactLog` is the door; the modules behind it each hold one part of the record
-(see ARCHITECTURE.md).
+`ContactLog` is the door. Behind it, one module per part of the record: `schema`
+(tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
+`facts` (rows → what `decide` needs), `queries` (what the CLI and the server read),
+`export`, `chain` (the hash chain's canonical form), `writer` (group commit),
+`migrations/` (Alembic).
 """
 
-from worker.contact_log.store import (
-    EXPORT_FIELDS,
-    Claim,
-    ContactLog,
-    Delivery,
-    JobRow,
-    Known,
-    ProviderDelivery,
-    UTCDateTime,
-    for_export,
-    jobs,
-    storable,
-    to_json_line,
-)
+from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line
+from worker.contact_log.facts import FactReads, Known
+from worker.contact_log.kinds import Event
+from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
+from worker.contact_log.schema import UTCDateTime, jobs
+from worker.contact_log.store import Claim, JobRow, SchemaError, Store, storable
 
-__all__ = ["EXPORT_FIELDS", "Claim", "ContactLog", "Delivery", "JobRow", "Known", "ProviderDelivery", "UTCDateTime",
-           "for_export", "jobs", "storable", "to_json_line"]
+
+class ContactLog(Store, Queries, FactReads):
+    """The log on one database: its writes (`Store`), its reads (`Queries`) and the facts
+    for `decide` (`FactReads`); safe to share between threads of a process."""
+
+
+__all__ = ["EXPORT_FIELDS", "Claim", "ContactLog", "Delivery", "Event", "JobRow", "Known", "ProviderDelivery",
+           "SchemaError", "UTCDateTime", "for_export", "jobs", "storable", "to_json_line"]

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from worker.contact_log import ContactLog
+from worker.contact_log.kinds import Event, Kind
 from worker.events import EventError, Events
 from worker.http import replies
 from worker.http.callback_order import verdict
@@ -54,22 +55,22 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     def apply_status(sid: str, state: str, code: str | None, at: datetime) -> None:
         """Under the log's write lock, so two callbacks for one SID arriving at once (any
         process) are ordered, and a step back is never applied."""
-        with log.engine.begin() as conn:
-            log.lock(conn)
+        with log.locked() as conn:
             found = log.by_provider_id(sid, conn) if sid else None
             if found is None:
-                log.record("callback", state or "unknown", at, provider="twilio", provider_message_id=sid or None,
-                           error_text="no delivery has this SID", conn=conn)
+                log.record(Event(Kind.CALLBACK, state or "unknown", provider="twilio", provider_message_id=sid or None,
+                                 error_text="no delivery has this SID"), at, conn)
                 return
             why = verdict(found.channel, found.applied, state)
             if why is not None:
-                log.record("callback", state, at, job_id=found.job_id, invoice_id=found.invoice_id,
-                           account_id=found.account_id, provider="twilio", provider_message_id=sid, error_code=code,
-                           error_text=f"not applied: {why}", conn=conn)
+                log.record(Event(Kind.CALLBACK, state, job_id=found.job_id, invoice_id=found.invoice_id,
+                                 account_id=found.account_id, provider="twilio", provider_message_id=sid,
+                                 error_code=code, error_text=f"not applied: {why}"), at, conn)
                 return
-            log.record("delivery", state, at, delivery_id=found.id, job_id=found.job_id, invoice_id=found.invoice_id,
-                       account_id=found.account_id, provider="twilio", provider_message_id=sid, error_code=code,
-                       detail={"callback": True}, conn=conn)
+            log.record(Event(Kind.DELIVERY, state, delivery_id=found.id, job_id=found.job_id,
+                             invoice_id=found.invoice_id,
+                             account_id=found.account_id, provider="twilio", provider_message_id=sid,
+                             error_code=code, detail={"callback": True}), at, conn)
             if code in INVALID_NUMBER_CODES and found.channel == "sms":
                 log.suppress(found.account_id, found.recipient, "sms", f"invalid address: Twilio {code}", at,
                              code=code, conn=conn)
@@ -111,9 +112,9 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
         except EventError as error:  # not a number we can name: keep the text for a person
             kind, reply = "other", None
             logger.warning("inbound from an unusable number: %s", error)
-        log.record("inbound", kind, at, provider="twilio", provider_message_id=form.get("MessageSid"),
-                   address=sender or None, detail={"from": sender, "to": form.get("To"), "body": body,
-                                                   "replied": reply is not None})
+        log.record(Event(Kind.INBOUND, kind, provider="twilio", provider_message_id=form.get("MessageSid"),
+                         address=sender or None, detail={"from": sender, "to": form.get("To"), "body": body,
+                                                         "replied": reply is not None}), at)
         logger.info("inbound %s from %s", kind, mask("phone", sender))
         return reply
 

@@ -25,12 +25,13 @@ from dramatiq.brokers.redis import RedisBroker
 from schedules import Profile
 from schedules.cadence import plan
 from worker.contact_log import ContactLog, JobRow
+from worker.contact_log.kinds import Event, Kind
 from worker.jobs.contract import Job
 from worker.jobs.parse import Parsed, parse_job
-from worker.pipeline.reminder import payload_for
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import BATCH, enqueue_many
+from worker.queue.envelope import Envelope, envelope_for
 
 logger = logging.getLogger(__name__)
 RECONCILE_AFTER = timedelta(minutes=2)  # an intake in progress is not a lost one
@@ -90,7 +91,7 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
     try:
         for start in range(0, len(plain), BATCH):
             chunk = plain[start:start + BATCH]
-            enqueue_many(broker, [payload_for(job) for job in chunk])
+            enqueue_many(broker, [envelope_for(job) for job in chunk])
             queued.extend(job.job_id for job in chunk)
         for job in valid:
             if job.job_id in taken and job.cadence is not None:
@@ -117,7 +118,7 @@ def _take(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> tu
     """Record the jobs (one transaction); a job the database refuses for its content is
     rejected alone, the others go on."""
     rows = [JobRow(job.job_id, job.invoice.id, job.debtor.account_id,
-                   json.dumps(payload_for(job)["job"], ensure_ascii=False)) for job in jobs]
+                   json.dumps(envelope_for(job)["job"], ensure_ascii=False)) for job in jobs]
     try:
         taken, duplicates = log.take_jobs(rows, now)
         return set(taken), duplicates
@@ -173,12 +174,12 @@ def register(job: Job, log: ContactLog, agenda: Agenda, now: datetime) -> int:
     assert job.cadence is not None
     steps = plan(job, now, profiles()[job.cadence])
     rows: list[JobRow] = []
-    entries: dict[str, tuple[str, dict[str, Any], datetime]] = {}
+    entries: dict[str, tuple[str, Envelope, datetime]] = {}
     planned: dict[str, dict[str, Any]] = {}
     for step in steps:
         step_job = job.model_copy(update={"job_id": step.job_id(job.invoice.id), "stage": step.stage,
                                           "not_before": step.not_before, "cadence": None})
-        payload = payload_for(step_job)
+        payload = envelope_for(step_job)
         rows.append(JobRow(step_job.job_id, job.invoice.id, job.debtor.account_id,
                            json.dumps(payload["job"], ensure_ascii=False), parent_id=job.job_id))
         entries[step_job.job_id] = (step_job.job_id, payload, step.at)
@@ -192,9 +193,9 @@ def register(job: Job, log: ContactLog, agenda: Agenda, now: datetime) -> int:
         with suppress(*OUTAGES):
             log.release(taken)
         raise
-    log.record("cadence", "registered", now, job_id=job.job_id, invoice_id=job.invoice.id,
-               account_id=job.debtor.account_id, detail={"profile": job.cadence,
-                                                         "steps": [planned[job_id] for job_id in taken]})
+    log.record(Event(Kind.CADENCE, "registered", job_id=job.job_id, invoice_id=job.invoice.id,
+                     account_id=job.debtor.account_id,
+                     detail={"profile": job.cadence, "steps": [planned[job_id] for job_id in taken]}), now)
     log.mark_queued([*taken, job.job_id], now)
     return len(taken)
 
@@ -218,7 +219,7 @@ def reconcile(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, now: dat
             register(parsed.job, log, agenda, now)
         else:
             plain.append(parsed.job)
-    enqueue_many(broker, [payload_for(job) for job in plain])
+    enqueue_many(broker, [envelope_for(job) for job in plain])
     log.mark_queued([job.job_id for job in plain], now)
     logger.warning("reconciler: queued %d job(s) that intake had recorded but not queued", len(rows))
     return len(rows)

@@ -11,11 +11,9 @@ the messages are; stops all it started.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from datetime import datetime, timedelta
-from importlib.resources import files
 from pathlib import Path
 
 from rich.console import Console
@@ -23,24 +21,12 @@ from rich.table import Table
 
 from worker import policy
 from worker.contact_log import ContactLog
-from worker.jobs.contract import Job
+from worker.contact_log.kinds import Event, InvoiceStatus, Kind
 from worker.jobs.intake import submit
 from worker.jobs.parse import read_jobs
+from worker.jobs.samples import sample_bytes, sample_facts, sample_jobs
 from worker.local.stack import Stack
 from worker.masking import mask
-
-_SAMPLES = files("worker.jobs").joinpath("samples")
-# Business debtors (the etiquette of DOMAIN.md), and consumers under the legal window only.
-SAMPLE_FILES = ("portfolio.jsonl", "us-consumers.jsonl")
-
-
-def _samples() -> bytes:
-    return b"".join(_SAMPLES.joinpath(name).read_bytes() for name in SAMPLE_FILES)
-
-
-def sample_jobs() -> list[Job]:
-    """The bundled sample jobs (all valid)."""
-    return [p.job for p in read_jobs(_samples(), policy.profiles()) if p.job is not None]
 
 
 def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -> None:
@@ -48,10 +34,10 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
     stack = Stack(directory.resolve()).start()
     try:
         os.environ.update(stack.env())
-        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"])
+        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
         stack.set_clock(start)
         _billing_events(log, start)
-        intake = submit(read_jobs(_samples(), policy.profiles()), log, stack.broker, start)
+        intake = submit(read_jobs(sample_bytes(), policy.profiles()), log, stack.broker, start)
         console.print(f"queued {intake.accepted} reminders at {start.isoformat()} "
                       f"(clock: Redis key dunning:clock; worker log: {directory / 'worker.log'})")
         stack.start_worker(processes=1, threads=8)
@@ -68,15 +54,16 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
 
 def _billing_events(log: ContactLog, now: datetime) -> None:
     """What billing told us before the run: one invoice is paid, one debtor promised."""
-    facts = json.loads(_SAMPLES.joinpath("facts.json").read_text(encoding="utf-8"))
+    facts = sample_facts()
     for job in sample_jobs():
         known = facts.get(job.job_id, {})
         invoice, account = job.invoice.id, job.debtor.account_id
         if known.get("paid"):
-            log.record("invoice", "paid", now, invoice_id=invoice, account_id=account, detail={"source": "demo"})
+            log.record(Event(Kind.INVOICE, InvoiceStatus.PAID, invoice_id=invoice, account_id=account,
+                             detail={"source": "demo"}), now)
         if known.get("promised_until"):
-            log.record("invoice", "promised", now, invoice_id=invoice, account_id=account,
-                       detail={"until": known["promised_until"]})
+            log.record(Event(Kind.INVOICE, InvoiceStatus.PROMISED, invoice_id=invoice, account_id=account,
+                             detail={"until": known["promised_until"]}), now)
 
 
 def _steps(start: datetime) -> list[datetime]:

@@ -24,21 +24,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from channels.base import Rate
-from worker.contact_log import ContactLog
-from worker.contact_log.writer import LogWriter
+from worker import wiring
+from worker.clock import FixedClock
 from worker.events import Events
 from worker.jobs.contract import Job
 from worker.jobs.intake import as_registration, register
 from worker.jobs.parse import Parsed
 from worker.local.stack import Stack
 from worker.masking import mask
-from worker.messages.render import Renderer
-from worker.pipeline.reminder import Pipeline, Services, payload_for
+from worker.pipeline import Pipeline
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
+from worker.queue.envelope import envelope_for
 from worker.queue.throttle import Throttle
 from worker.settings import Settings
-from worker.wiring import build_channels
 
 FIELDS = ("day", "local_time", "utc", "invoice", "account", "debtor", "profile", "action", "channel", "stage",
           "detail")
@@ -72,14 +71,6 @@ class Report:
     rejected: list[Parsed] = field(default_factory=list)
 
 
-class SimClock:
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
-
-
 class _NoThrottle(Throttle):
     """Rate limits move a send by seconds; a preview of days leaves them out."""
 
@@ -111,18 +102,15 @@ class _Run:
                                     "default_locale": settings.default_locale})
         self.stack, self.start, self.end = stack, start, start + timedelta(days=days)
         self.pay_rate, self.random, self.unmasked = pay_rate, random.Random(seed), unmasked
-        self.clock = SimClock(start)
-        self.log = ContactLog.open(self.settings.database_url)
+        self.clock = FixedClock(start)
+        self.log = wiring.log(self.settings, migrate=True)  # a fresh database of its own
         self.agenda = Agenda(stack.client)
         self.jobs: dict[str, Job] = {}
 
     async def run(self, parsed: Iterable[Parsed]) -> Report:
         report = Report()
-        services = Services(log=self.log, write=LogWriter(self.log.engine),
-                            renderer=Renderer(self.settings.template_dir, self.settings.default_locale),
-                            channels=build_channels(self.settings), agenda=self.agenda,
-                            throttle=_NoThrottle(),
-                            clock=self.clock, profiles=profiles(), settings=self.settings)
+        services = wiring.services(self.settings, self.log, client=self.stack.client, at=self.clock,
+                                   throttle=_NoThrottle())
         pipeline = Pipeline(services)
         try:
             known = profiles()
@@ -156,7 +144,7 @@ class _Run:
         if job.cadence is not None:
             register(job, self.log, self.agenda, now)
         else:
-            self.agenda.schedule(job.job_id, payload_for(job), now)
+            self.agenda.schedule(job.job_id, envelope_for(job), now)
 
     def _payments(self) -> dict[datetime, str]:
         """When each invoice is paid, if it is: a random working hour of a day it is due to pay."""

@@ -19,7 +19,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -28,39 +27,25 @@ from typing import Any
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
-from channels.base import Channel, Message, PermanentError, TransientError, UnknownOutcome
-from schedules import Decision, Profiles, decide
+from channels.base import Message, PermanentError, TransientError, UnknownOutcome
+from schedules import Decision, decide
 from schedules.facts import Facts
-from worker.clock import Clock
-from worker.contact_log import Claim, ContactLog, Known
-from worker.contact_log.writer import LogWriter
+from worker.contact_log import Claim, Known
+from worker.contact_log.kinds import DeliveryStatus, Event, Kind, NoticeStatus
 from worker.jobs.contract import Job
 from worker.jobs.parse import parse_job
 from worker.masking import mask
 from worker.messages import unsubscribe
-from worker.messages.render import Rendered, Renderer, TemplateError, compose
+from worker.messages.render import Rendered, TemplateError, compose
 from worker.pipeline import escalation
-from worker.queue.agenda import Agenda
-from worker.queue.throttle import Throttle
-from worker.settings import ConfigError, Settings
+from worker.pipeline.services import Services
+from worker.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 GIVE_UP_AFTER = timedelta(days=5)
 LOG_OUTAGES = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
 RETRY_BASE, RETRY_MAX = timedelta(minutes=30), timedelta(hours=6)
 
-
-@dataclass
-class Services:
-    log: ContactLog
-    write: LogWriter  # the log's writes from the event loop go through here (group commit)
-    renderer: Renderer
-    channels: Mapping[str, Channel]
-    agenda: Agenda
-    throttle: Throttle
-    clock: Clock
-    profiles: Profiles
-    settings: Settings
 
 
 class Pipeline:
@@ -96,7 +81,7 @@ class Pipeline:
                 if outcome not in ("next-channel", "changed"):
                     return outcome
                 continue
-            await self.note(job, "decision", decision.action, now, detail=decision.to_json())
+            await self.note(job, Kind.DECISION, decision.action, now, detail=decision.to_json())
             if decision.action == "skip":
                 if "S-DISPUTE" in decision.rules:
                     s.agenda.park(job.job_id, dict(payload))  # resumes when the dispute is resolved
@@ -130,7 +115,7 @@ class Pipeline:
         to, sender = s.settings.escalation_email, s.channels.get("email")
         if to is None or sender is None:
             missing = "DUNNING_ESCALATION_EMAIL is not set" if to is None else "no email channel is configured"
-            await self.note(job, "escalation", "not-notified", now, error_text=missing)
+            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, error_text=missing)
             return "escalated"
         facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
         message = Message(key=f"{job.invoice.id}/escalation", channel="email", to=to,
@@ -144,19 +129,21 @@ class Pipeline:
             attempt = int(notice["attempt"]) + 1
             if now - escalated_at < GIVE_UP_AFTER:
                 at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
-                await self.note(job, "escalation", "retry", now, provider="smtp", error_code=error.code,
+                await self.note(job, Kind.ESCALATION, NoticeStatus.RETRY, now, provider="smtp", error_code=error.code,
                                 error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
                 s.agenda.schedule(f"{job.invoice.id}/escalation", {**payload, "notify": {**notice,
                                                                                        "attempt": attempt}}, at)
                 return "retry"
-            await self.note(job, "escalation", "not-notified", now, provider="smtp", error_code=error.code,
+            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, provider="smtp",
+                            error_code=error.code,
                             error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
             return "escalated"
         except (PermanentError, UnknownOutcome) as error:
-            await self.note(job, "escalation", "not-notified", now, provider="smtp", error_code=error.code,
+            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, provider="smtp",
+                            error_code=error.code,
                             error_text=error.text)
             return "escalated"
-        await self.note(job, "escalation", "notified", now, provider=result.provider,
+        await self.note(job, Kind.ESCALATION, NoticeStatus.NOTIFIED, now, provider=result.provider,
                         provider_message_id=result.provider_message_id, detail={"to": mask("email", to)})
         return "escalated"
 
@@ -182,10 +169,9 @@ class Pipeline:
             reason, kept = str(error), _dump(payload)
 
             def failed(conn: Connection) -> None:
-                s.log.record("decision", decision.action, now, job_id=job.job_id, invoice_id=job.invoice.id,
-                             account_id=job.debtor.account_id, detail=decision.to_json(), conn=conn)
-                s.log.record("delivery", "failed", now, job_id=job.job_id, invoice_id=job.invoice.id,
-                             account_id=job.debtor.account_id, error_code="template", error_text=reason, conn=conn)
+                s.log.record(Event(Kind.DECISION, decision.action, **_about(job), detail=decision.to_json()), now, conn)
+                s.log.record(Event(Kind.DELIVERY, DeliveryStatus.FAILED, **_about(job), error_code="template",
+                                   error_text=reason), now, conn)
                 s.log.dead_letter("template", reason, kept, now, job.job_id, conn=conn)
 
             await s.write(failed)
@@ -206,7 +192,7 @@ class Pipeline:
         if delivery is None:
             return "changed"  # paid, opted out... while this was being prepared
         if not delivery.fresh:
-            if delivery.status == "claimed" and channel == "email":
+            if delivery.status == DeliveryStatus.CLAIMED and channel == "email":
                 # Claimed before, no outcome: a worker died between the claim and the answer, or
                 # another copy of this job is sending right now. Wait out the claim's lease, so a
                 # live sender records its outcome first; then send again with the same Message-ID,
@@ -217,18 +203,18 @@ class Pipeline:
                     return "waiting"
                 await self.durable(lambda c: s.log.reclaim(delivery.id, now, "the attempt before has no outcome: "
                                                                              "its worker stopped", conn=c))
-            elif delivery.status == "claimed":  # a worker died between claim and answer: SMS/voice may be out
-                await self.outcome(job, "unknown", now, delivery.id,
+            elif delivery.status == DeliveryStatus.CLAIMED:  # a worker died between claim and answer: SMS/voice out?
+                await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id,
                                    error_text="worker stopped before the provider answered; not resent")
                 return "unknown"
-            elif delivery.status == "unknown" and payload.get("resend") == delivery.key:
+            elif delivery.status == DeliveryStatus.UNKNOWN and payload.get("resend") == delivery.key:
                 await self.durable(lambda c: s.log.reclaim(delivery.id, now, "no reply to the message's data: sent "
                                                                              "again with the same Message-ID", conn=c))
-            elif delivery.status != "retry":
+            elif delivery.status != DeliveryStatus.RETRY:
                 return "duplicate"
         s.log.keep_templates(rendered.templates, now)
         if sender is None:
-            await self.outcome(job, "failed", now, delivery.id, error_code="not-configured",
+            await self.outcome(job, DeliveryStatus.FAILED, now, delivery.id, error_code="not-configured",
                                error_text=f"no {channel} channel is configured")
             return "next-channel"
         message = Message(key=delivery.key, channel=channel, to=address, text=rendered.text, locale=rendered.locale,
@@ -241,7 +227,7 @@ class Pipeline:
                                        address=address, error=error, now=now))
             return "next-channel"
         except UnknownOutcome as error:
-            await self.outcome(job, "unknown", now, delivery.id, provider=_provider(channel),
+            await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=_provider(channel),
                                error_code=error.code, error_text=error.text)
             if channel == "email" and payload.get("resend") != delivery.key:
                 # RFC 5321 §6.1: data without a reply is not delivered; an MTA sends it again.
@@ -256,13 +242,13 @@ class Pipeline:
             logger.exception("unexpected error from the %s channel (recorded as unknown, not resent)", channel)
 
             def unknown(conn: Connection) -> None:
-                self.outcome_in(conn, job, "unknown", now, delivery.id, provider=_provider(channel),
+                self.outcome_in(conn, job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=_provider(channel),
                                 error_code="error", error_text=reason)
                 s.log.dead_letter("channel", reason, kept, now, job.job_id, conn=conn)
 
             await self.durable(unknown)
             return "unknown"
-        await self.outcome(job, "sent", now, delivery.id, provider=result.provider,
+        await self.outcome(job, DeliveryStatus.SENT, now, delivery.id, provider=result.provider,
                            provider_message_id=result.provider_message_id)
         return "sent"
 
@@ -275,7 +261,8 @@ class Pipeline:
     def refused(self, conn: Connection, job: Job, delivery_id: int, channel: str, address: str,
                 error: PermanentError, now: datetime) -> None:
         """A permanent failure: recorded, and an invalid address suppressed for good."""
-        self.outcome_in(conn, job, "failed", now, delivery_id, provider=_provider(channel), error_code=error.code,
+        self.outcome_in(conn, job, DeliveryStatus.FAILED, now, delivery_id, provider=_provider(channel),
+                        error_code=error.code,
                         error_text=error.text)
         if error.invalid_address:
             self.s.log.suppress(job.debtor.account_id, address, channel, f"invalid address: {error.text}", now,
@@ -290,7 +277,7 @@ class Pipeline:
             reason, kept = f"{error.code}: {error.text}", _dump(payload)
 
             def given_up(conn: Connection) -> None:
-                self.outcome_in(conn, job, "failed", now, delivery_id, provider=_provider(channel),
+                self.outcome_in(conn, job, DeliveryStatus.FAILED, now, delivery_id, provider=_provider(channel),
                                 error_code=error.code,
                                 error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
                 s.log.dead_letter("retries", reason, kept, now, job.job_id, conn=conn)
@@ -303,7 +290,8 @@ class Pipeline:
             at = now + timedelta(seconds=error.retry_after)
         else:
             at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
-        await self.outcome(job, "retry", now, delivery_id, provider=_provider(channel), error_code=error.code,
+        await self.outcome(job, DeliveryStatus.RETRY, now, delivery_id, provider=_provider(channel),
+                           error_code=error.code,
                            error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
         self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at)
         return "retry"
@@ -343,19 +331,21 @@ class Pipeline:
 
     def outcome_in(self, conn: Connection, job: Job, status: str, now: datetime, delivery_id: int,
                    **details: Any) -> None:
-        self.s.log.record("delivery", status, now, delivery_id=delivery_id, job_id=job.job_id,
-                          invoice_id=job.invoice.id, account_id=job.debtor.account_id, conn=conn, **details)
+        self.s.log.record(Event(Kind.DELIVERY, status, delivery_id=delivery_id, **_about(job), **details), now, conn)
 
-    async def note(self, job: Job, kind: str, status: str, now: datetime, **details: Any) -> None:
+    async def note(self, job: Job, kind: Kind, status: str, now: datetime, **details: Any) -> None:
         """An event about the job (a decision, an escalation)."""
-        await self.s.write(lambda conn: self.s.log.record(kind, status, now, job_id=job.job_id,
-                                                           invoice_id=job.invoice.id,
-                                                           account_id=job.debtor.account_id, conn=conn, **details))
+        await self.s.write(lambda conn: self.s.log.record(Event(kind, status, **_about(job), **details), now, conn))
 
     def later(self, job: Job, payload: Mapping[str, Any], at: datetime) -> None:
         """Come back at `at`, by way of the agenda however short the wait: no worker
         thread or process memory holds the job meanwhile, and a crash loses nothing."""
         self.s.agenda.schedule(job.job_id, dict(payload), at)
+
+
+def _about(job: Job) -> dict[str, Any]:
+    """The ids an event about a job is filed under."""
+    return {"job_id": job.job_id, "invoice_id": job.invoice.id, "account_id": job.debtor.account_id}
 
 
 def _dump(payload: Mapping[str, Any]) -> str:
@@ -364,8 +354,3 @@ def _dump(payload: Mapping[str, Any]) -> str:
 
 def _provider(channel: str) -> str:
     return "smtp" if channel == "email" else "twilio"
-
-
-def payload_for(job: Job) -> dict[str, Any]:
-    """What goes on the queue for a job: the job as JSON, and the retry bookkeeping."""
-    return {"job": job.to_json(), "attempt": 0, "first_tried": None}

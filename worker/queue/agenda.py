@@ -14,7 +14,7 @@ dispatcher only ever a batch.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -126,11 +126,11 @@ class Agenda:
     def _invoice_keys(self, invoice_id: str) -> list[str]:
         return [*self._keys, f"{self.prefix}:invoice:{invoice_id}", f"{self.prefix}:parked:{invoice_id}"]
 
-    def schedule(self, entry_id: str, payload: dict[str, Any], at: datetime) -> None:
+    def schedule(self, entry_id: str, payload: Mapping[str, Any], at: datetime) -> None:
         """(Re)schedule an entry; the same id scheduled again replaces the earlier one."""
         self.schedule_many([(entry_id, payload, at)])
 
-    def schedule_many(self, entries: Iterable[tuple[str, dict[str, Any], datetime]]) -> int:
+    def schedule_many(self, entries: Iterable[tuple[str, Mapping[str, Any], datetime]]) -> int:
         count = 0
         with self.client.pipeline(transaction=False) as pipe:
             for entry_id, payload, at in entries:
@@ -174,7 +174,7 @@ class Agenda:
         """Take the invoice's pending entries out of the schedule, kept aside (a dispute)."""
         return int(self._park(keys=self._invoice_keys(invoice_id), args=[]))
 
-    def park(self, entry_id: str, payload: dict[str, Any]) -> None:
+    def park(self, entry_id: str, payload: Mapping[str, Any]) -> None:
         """Keep a job aside for its invoice until `unpark_invoice` (the worker met a dispute)."""
         invoice_id = _invoice_of(payload)
         if not invoice_id:
@@ -228,7 +228,7 @@ class Agenda:
         return datetime.fromtimestamp(float(first[0][1]) / 1000, UTC) if first else None
 
 
-def _invoice_of(payload: dict[str, Any]) -> str | None:
+def _invoice_of(payload: Mapping[str, Any]) -> str | None:
     job = payload.get("job")
     invoice = job.get("invoice") if isinstance(job, dict) else None
     found = invoice.get("id") if isinstance(invoice, dict) else None

@@ -8,7 +8,7 @@ thousands at once, so they pipeline dramatiq's own dispatch script (the same cal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -69,11 +69,11 @@ def worth_retrying(retries: int, error: BaseException) -> bool:
     return retries < MAX_RETRIES and isinstance(error, RECOVERABLE)
 
 
-def message(payload: dict[str, Any], options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
+def message(payload: Mapping[str, Any], options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
     return dramatiq.Message(queue_name=QUEUE, actor_name=ACTOR, args=(payload,), kwargs={}, options=options or {})
 
 
-def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[dict[str, Any]]) -> int:
+def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[Mapping[str, Any]]) -> int:
     """Put payloads on the queue; pipelined on Redis, one by one on any other broker."""
     count = 0
     batch: list[dramatiq.Message[Any]] = []

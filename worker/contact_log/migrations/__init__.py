@@ -1,7 +1,9 @@
-"""Alembic migrations of the contact log, run from code (`ContactLog.open`) or by `alembic`.
+"""Alembic migrations of the contact log, run on purpose: by `dunning migrate`, and by
+`dunning worker` and `dunning serve` as they start. Opening the log never migrates it.
 
 The script location is this package, so migrations ship with the wheel and need no
-alembic.ini: `upgrade(engine)` brings any database to the newest schema.
+alembic.ini: `upgrade(engine)` brings any database to the newest schema, and
+`pending(engine)` says whether it is behind.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 
@@ -27,3 +31,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+
+
+def head() -> str | None:
+    """The newest revision this code knows."""
+    return ScriptDirectory.from_config(config()).get_current_head()
+
+
+def pending(engine: Engine) -> bool:
+    """Whether the database's schema is older than this code's (or absent): a read only."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current != head()

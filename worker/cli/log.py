@@ -1,0 +1,110 @@
+"""`dunning log show|export|verify` and `dunning escalations`: reading the contact log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from worker.cli.app import app, log_app
+from worker.cli.common import (
+    Unmasked,
+    err,
+    open_log,
+    out,
+    parse_now,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@log_app.command("show")
+def log_show(
+    account: Annotated[str | None, typer.Option(help="Only this debtor account.")] = None,
+    invoice: Annotated[str | None, typer.Option(help="Only this invoice.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this ISO time.")] = None,
+    unmasked: Unmasked = False,
+) -> None:
+    """The contact log as a table: every decision, delivery and status, oldest first."""
+    from rich.table import Table
+
+    from worker.contact_log import for_export
+
+    table = Table("time (UTC)", "invoice", "kind", "status", "channel", "recipient", "template", "detail")
+    for row in open_log().history(account, invoice, parse_now(since) if since else None):
+        item = for_export(row, unmasked)
+        detail = "; ".join(filter(None, [item["error_code"] and f"{item['error_code']} {item['error_text'] or ''}",
+                                         item["provider_message_id"],
+                                         ", ".join((item["detail"] or {}).get("reasons", []))]))
+        table.add_row(item["occurred_at"][:19], item["invoice_id"] or "", item["kind"], item["status"],
+                      item["channel"] or "", item["recipient"] or "", item["template"] or "", detail)
+    out.print(table)
+
+
+@log_app.command("export")
+def log_export(
+    format: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option(help="Write to this file (default: stdout).")] = None,
+    unmasked: Unmasked = False,
+) -> None:
+    """Every event with its delivery, as JSON Lines or CSV; personal data masked unless --unmasked."""
+    import csv
+
+    from worker.contact_log import EXPORT_FIELDS, for_export, to_json_line
+
+    if format not in ("jsonl", "csv"):
+        err.print(f"--format: {format!r} is not one of jsonl, csv", markup=False)
+        raise typer.Exit(2)
+    stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS) if format == "csv" else None
+        if writer:
+            writer.writeheader()
+        for row in open_log().history():
+            item = for_export(row, unmasked)
+            if writer:
+                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                                 for k, v in item.items()})
+            else:
+                stream.write(to_json_line(item) + "\n")
+    finally:
+        if output:
+            stream.close()
+
+
+@log_app.command("verify")
+def log_verify(
+    head: Annotated[str | None, typer.Option(help="An anchor ID:DIGEST printed by an earlier verify: check that "
+                                                  "the log still passes through it (nothing cut off its end).")] = None,
+) -> None:
+    """Recompute the contact log's hash chain: exit 0 if no event or delivery was altered or removed."""
+    if head is not None and (len(head.partition(":")[2]) != 64 or not head.partition(":")[0].isdigit()):
+        err.print(f"--head: {head!r}; ID:DIGEST expected, as verify prints it (1234:9f86d08...)", markup=False)
+        raise typer.Exit(2)
+    verdict = open_log().verify(head)
+    for problem in verdict.problems:
+        err.print(problem, markup=False)
+    if not verdict.intact:
+        err.print(f"{len(verdict.problems)} problem(s) in {verdict.events} events", markup=False)
+        raise typer.Exit(1)
+    out.print(f"intact: {verdict.events} events; head {verdict.head} (keep it: `--head` checks against it later)",
+              markup=False)
+
+
+@app.command()
+def escalations() -> None:
+    """Open escalations: invoices handed to a person (and not paid since), oldest first."""
+    from rich.table import Table
+
+    found = open_log().escalations()
+    table = Table("since (UTC)", "invoice", "account", "job", "why", title=f"{len(found)} open escalation(s)")
+    for row in found:
+        table.add_row(row["occurred_at"].isoformat()[:16], row["invoice_id"] or "", row["account_id"] or "",
+                      row["job_id"] or "",
+                      "; ".join((row["detail"] or {}).get("reasons", [])))
+    out.print(table)
+

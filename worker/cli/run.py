@@ -1,0 +1,135 @@
+"""The long-running processes: `worker` and `serve`; and `migrate`, which they also run as they start."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from worker.cli.app import app
+from worker.cli.common import (
+    err,
+    long_running,
+    out,
+)
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command()
+def worker(
+    processes: Annotated[int, typer.Option(help="Worker processes (one per core).")] = 2,
+    threads: Annotated[int, typer.Option(help="Threads per process.")] = 8,
+    check: Annotated[bool, typer.Option("--check", help="Do not run: say whether the worker running here is "
+                                                        "healthy (exit 0) or not (exit 1, saying why).")] = False,
+) -> None:
+    """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher,
+    the intake reconciler and the stranded-message recovery, each kept alive."""
+    import logging
+    import signal
+    import subprocess
+    import threading
+    import time
+    from datetime import timedelta
+
+    from worker import wiring
+    from worker.queue import dispatcher
+    from worker.queue.agenda import Agenda
+    from worker.queue.broker import QUEUE
+    from worker.supervisor import Loop, Supervisor
+    from worker.supervisor import check as check_health
+
+    if check:
+        problems = check_health(Settings.from_env().health_file, time.time())
+        for problem in problems:
+            err.print(problem, markup=False)
+        if not problems:
+            out.print("healthy", markup=False)
+        raise typer.Exit(1 if problems else 0)
+    settings = long_running()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(threadName)s] "
+                                                   "[%(name)s] [%(levelname)s] %(message)s")
+    try:
+        log = wiring.log(settings, migrate=True)  # migrate once, before the workers start
+    except Exception as error:  # the database away at start: say so; systemd/Kubernetes start us again
+        err.print(f"not starting: the contact log is unavailable ({type(error).__name__})", markup=False)
+        raise typer.Exit(3) from None
+    child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
+                              "--threads", str(threads), "--queues", QUEUE], preexec_fn=_die_with_parent)
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    client = wiring.redis_for(settings)
+    clock = wiring.clock(settings, client)
+    broker = wiring.broker(settings)
+    agenda = Agenda(client)
+    supervisor = Supervisor([
+        Loop("dispatcher", dispatcher.dispatcher(agenda, broker, clock)),
+        Loop("reconciler", dispatcher.reconciler(log, broker, agenda, clock)),
+        Loop("stranded", dispatcher.stranded(broker, timedelta(seconds=settings.stranded_after_s))),
+    ], stop, time.time, settings.health_file)
+    supervisor.start()
+    code = supervisor.watch(lambda: child.poll() is None)
+    stop.set()
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    child_code = child.wait()
+    settings.health_file.unlink(missing_ok=True)
+    raise typer.Exit(code or (child_code if child_code and child_code > 0 else 0))
+
+
+def _die_with_parent() -> None:
+    """In the dramatiq child: be sent SIGTERM if `dunning worker` dies (even by SIGKILL),
+    so no worker process runs on orphaned, without its dispatcher (Linux)."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve Twilio status callbacks (/twilio/status), SMS replies (/twilio/inbound) and
+    one-click unsubscribes (/u/TOKEN). Twilio signs for DUNNING_PUBLIC_URL: set it to the
+    URL the outside world uses."""
+    import uvicorn
+
+    from worker import wiring
+    from worker.http.app import create_app
+
+    settings = long_running()
+    if not settings.twilio_auth_token:
+        err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
+    try:
+        log = wiring.log(settings, migrate=True)
+    except Exception as error:  # the database away at start: say so; systemd/Kubernetes start us again
+        err.print(f"not starting: the contact log is unavailable ({type(error).__name__})", markup=False)
+        raise typer.Exit(3) from None
+    app_ = create_app(log, settings, wiring.clock(settings).now)
+    uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the contact log's schema up to date (Alembic); `worker` and `serve` also do
+    this as they start. Safe to run again, and while workers run."""
+    from worker import wiring
+    from worker.contact_log import migrations
+
+    settings = Settings.from_env()
+    try:
+        log = wiring.log(settings, migrate=True)
+    except Exception as error:
+        err.print(f"the contact log is unavailable ({type(error).__name__}: {error})", markup=False)
+        raise typer.Exit(3) from None
+    log.engine.dispose()
+    out.print(f"the contact log's schema is up to date (revision {migrations.head()})", markup=False)

@@ -1,0 +1,178 @@
+"""From log rows to `schedules.Facts`: what `decide` needs to know about a debtor now.
+
+This is where the log's words get their meaning for the policy: which latest status of
+a delivery counts as which outcome of a contact (a Twilio `no-answer`, a `completed`
+call), which events make an invoice paid, disputed or promised, which make an address
+or a medium off limits. Reads only; `Known.mark` lets a claim notice anything newer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy.engine import Connection
+
+from schedules.facts import Attempt, Facts, Payment
+from worker.contact_log.kinds import (
+    FACT_KINDS,
+    AccountStatus,
+    DeliveryStatus,
+    InvoiceStatus,
+    Kind,
+    SuppressionStatus,
+)
+from worker.contact_log.schema import deliveries, events
+
+FACTS_LOOKBACK = timedelta(days=40)  # longer than any cap's period
+# What a delivery's latest status says about the attempt, for caps and escalation.
+_OUTCOMES = {"failed": "failed", "undelivered": "failed", "canceled": "failed", "no-answer": "no-answer",
+             "busy": "busy", "voicemail": "voicemail", "completed": "conversation", "in-progress": "conversation"}
+_VOICE_PENDING = "no-answer"  # a call still ringing counts as unanswered until it says otherwise
+
+_LATEST_EVENT = (select(func.max(events.c.id)).where(events.c.delivery_id == deliveries.c.id)
+                 .correlate(deliveries).scalar_subquery())
+_CLAIMS = (select(func.count())
+           .where(events.c.delivery_id == deliveries.c.id, events.c.kind == Kind.DELIVERY,
+                  events.c.status == DeliveryStatus.CLAIMED).correlate(deliveries).scalar_subquery())
+_ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel, deliveries.c.stage,
+                    deliveries.c.recipient, deliveries.c.claimed_at, events.c.status, _CLAIMS.label("claims"))
+             .join(events, events.c.id == _LATEST_EVENT)
+             .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
+_ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
+          | events.c.address.in_(bindparam("addresses", expanding=True)))
+_HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail, events.c.occurred_at,
+                      events.c.error_code, events.c.address)
+               .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
+_MARK = select(func.coalesce(func.max(events.c.id), 0))
+_NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
+                .limit(1))
+
+
+@dataclass(frozen=True)
+class Known:
+    """Facts as read, with the id of the newest event at that moment: a claim made on
+    these facts is refused if anything newer changed them (paid, opted out...)."""
+
+    facts: Facts
+    mark: int
+    invoice_id: str
+    account_id: str
+    addresses: tuple[str, ...]
+
+
+def changed_since(conn: Connection, known: Known) -> bool:
+    """Whether an event newer than `known` concerns its invoice, account or addresses."""
+    return conn.execute(_NEWER_FACTS, {"mark": known.mark, "account_id": known.account_id,
+                                       "invoice_id": known.invoice_id, "addresses": list(known.addresses)}
+                        ).first() is not None
+
+
+class FactReads:
+    """The log's reads for `decide` (mixed into `ContactLog`)."""
+
+    engine: Engine
+
+    def facts_for(self, account_id: str, invoice_id: str, job_id: str, now: datetime,
+                  addresses: Iterable[str] = ()) -> Facts:
+        """What `decide` needs to know, from the log: attempts across all of the debtor's
+        invoices (caps hold per person), suppressions of the account or of any of its
+        `addresses` (an opt-out may name only the address), and the invoice's own events."""
+        return self.known(account_id, invoice_id, job_id, now, addresses).facts
+
+    def known(self, account_id: str, invoice_id: str, job_id: str, now: datetime,
+              addresses: Iterable[str] = ()) -> Known:
+        """`facts_for`, with the mark that `claim` checks against."""
+        wanted = tuple(a.casefold() for a in addresses)  # Zhang@X and zhang@x are one person's mailbox
+        attempts: list[Attempt] = []
+        failed_here: set[Any] = set()
+        state: dict[str, Any] = {"paid": False, "written_off": False, "disputed": False, "promised_until": None,
+                                 "ceased": False, "escalated": False}
+        opted_out: set[str] = set()
+        invalid: set[str] = set()
+        media: set[Any] = set()
+        payments: list[Payment] = []
+        with self.engine.connect() as conn:
+            mark = int(conn.execute(_MARK).scalar_one())
+            for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
+                if row.job_id == job_id and row.status == DeliveryStatus.FAILED:
+                    failed_here.add(row.channel)
+                if row.job_id == job_id and _unfinished(row.status, row.channel):
+                    continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
+                outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
+                attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
+                                  at=row.claimed_at, outcome=outcome, address=row.recipient)  # type: ignore[arg-type]
+                attempts.extend([attempt] * max(1, int(row.claims or 1)))  # a resend is a contact too
+            for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
+                                                        "addresses": list(wanted)}):  # in order: the last word wins
+                detail = event_row.detail or {}
+                if event_row.kind == Kind.INVOICE and event_row.invoice_id == invoice_id:
+                    if event_row.status == InvoiceStatus.PAYMENT:
+                        payments.append(Payment(at=event_row.occurred_at, amount=Decimal(str(detail["amount"]))))
+                    _apply_invoice_event(state, event_row.status, detail)
+                elif event_row.kind == Kind.ACCOUNT:
+                    state["ceased"] = event_row.status == AccountStatus.CEASED
+                elif event_row.kind == Kind.SUPPRESSION:
+                    apply_suppression(event_row, detail, opted_out, invalid, media)
+        facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
+                      suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
+                      attempts=tuple(attempts), payments=tuple(payments))
+        return Known(facts, mark, invoice_id, account_id, wanted)
+
+    def suppressed(self, address: str) -> bool:
+        """Whether nothing may be sent to `address` now (opted out, or proven invalid)."""
+        with self.engine.connect() as conn:
+            opted_out, invalid = suppressions(conn, address)
+        return bool(opted_out | invalid)
+
+
+def _unfinished(status: str, channel: str) -> bool:
+    """A delivery of the job being decided that has no outcome yet: claimed, to be retried,
+    or an email whose data got no reply (resent once: `worker.pipeline`)."""
+    return status in (DeliveryStatus.CLAIMED, DeliveryStatus.RETRY) or (
+        status == DeliveryStatus.UNKNOWN and channel == "email")
+
+
+def suppressions(conn: Connection, address: str) -> tuple[set[str], set[str]]:
+    """(opted out, proven invalid): the address, in each set it is in now."""
+    opted_out: set[str] = set()
+    invalid: set[str] = set()
+    for row in conn.execute(select(events.c.status, events.c.detail, events.c.error_code, events.c.address)
+                            .where(events.c.kind == Kind.SUPPRESSION, events.c.address == address.casefold())
+                            .order_by(events.c.id)):
+        apply_suppression(row, row.detail or {}, opted_out, invalid, set())
+    return opted_out, invalid
+
+
+def apply_suppression(row: Any, detail: Mapping[str, Any], opted_out: set[str], invalid: set[str],
+                      media: set[Any]) -> None:
+    """An opt-out (or opt-in) of an address or a medium; a provider-proven invalid address
+    (it carries the provider's error code) stays suppressed whatever the person texts."""
+    if row.address or detail.get("address"):
+        address = str(row.address or detail["address"]).casefold()
+        if row.status == SuppressionStatus.SUPPRESSED:
+            (invalid if row.error_code else opted_out).add(address)
+        else:
+            opted_out.discard(address)
+    elif detail.get("channel"):
+        if row.status == SuppressionStatus.SUPPRESSED:
+            media.add(detail["channel"])
+        else:
+            media.discard(detail["channel"])
+
+
+_INVOICE_STATE = {InvoiceStatus.PAID: ("paid", True), InvoiceStatus.WRITTEN_OFF: ("written_off", True),
+                  InvoiceStatus.DISPUTED: ("disputed", True), InvoiceStatus.RESOLVED: ("disputed", False),
+                  InvoiceStatus.ESCALATED: ("escalated", True)}
+
+
+def _apply_invoice_event(state: dict[str, Any], status: str, detail: Mapping[str, Any]) -> None:
+    if status == InvoiceStatus.PROMISED:
+        state["promised_until"] = date.fromisoformat(str(detail["until"]))
+    elif status in _INVOICE_STATE:
+        name, value = _INVOICE_STATE[InvoiceStatus(status)]
+        state[name] = value

@@ -1,0 +1,83 @@
+"""The words of the contact log, defined once: event kinds and the statuses each kind
+takes. Writers and readers use these names, never loose strings; the values are the
+strings stored in the `events` table (and covered by the hash chain), so they never
+change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    DECISION = "decision"  # what `decide` said: status is the action (send, defer, skip, escalate)
+    DELIVERY = "delivery"  # a delivery's status: ours (`DeliveryStatus`) or a provider's callback status
+    CALLBACK = "callback"  # a provider callback not applied (unknown SID, a repeat, a step back)
+    INVOICE = "invoice"  # what billing said about an invoice (`InvoiceStatus`)
+    ACCOUNT = "account"  # about the person (`AccountStatus`)
+    SUPPRESSION = "suppression"  # an address or a medium not to be contacted (`SuppressionStatus`)
+    ESCALATION = "escalation"  # the supervisor's notice of an escalated case (`NoticeStatus`)
+    INBOUND = "inbound"  # a text the debtor sent (status: its intent)
+    CADENCE = "cadence"  # an invoice registered: its steps planned (status: registered)
+
+
+class DeliveryStatus(StrEnum):
+    """Our statuses of a delivery; provider callbacks add theirs (`delivered`, `no-answer`...)."""
+
+    CLAIMED = "claimed"  # written before the provider is called
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the provider may or may not have it: never resent blindly
+    RETRY = "retry"  # a transient failure, tried again later
+
+
+class InvoiceStatus(StrEnum):
+    PAYMENT = "payment"  # a part payment (detail: amount)
+    PAID = "paid"
+    WRITTEN_OFF = "written-off"
+    DISPUTED = "disputed"
+    RESOLVED = "resolved"  # the dispute is over
+    PROMISED = "promised"  # detail: until
+    ESCALATED = "escalated"  # handed to a person
+
+
+class AccountStatus(StrEnum):
+    CEASED = "ceased"
+
+
+class SuppressionStatus(StrEnum):
+    SUPPRESSED = "suppressed"
+    RESUBSCRIBED = "resubscribed"
+
+
+class NoticeStatus(StrEnum):
+    NOTIFIED = "notified"
+    NOT_NOTIFIED = "not-notified"
+    RETRY = "retry"
+
+
+FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION)  # the events that change what `decide` may do
+CLOSING = (InvoiceStatus.PAID, InvoiceStatus.WRITTEN_OFF)  # an invoice these close has nothing more to collect
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of the log as a writer gives it. An event about a delivery may name only
+    the delivery: it is filed under the delivery's job, invoice and account."""
+
+    kind: Kind
+    status: str
+    delivery_id: int | None = None
+    job_id: str | None = None
+    invoice_id: str | None = None
+    account_id: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    detail: dict[str, Any] | None = None
+    occurred_at: datetime | None = None  # when it happened, if not when it is recorded
+    address: str | None = None  # the address an opt-out or an invalid-address event is about

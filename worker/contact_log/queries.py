@@ -1,0 +1,163 @@
+"""What the CLI, the server and the pipeline read from the log, besides the facts for
+`decide` (`facts.py`): deliveries, history, escalations, dead letters, the chain's verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.engine import Connection
+
+from worker.contact_log import chain
+from worker.contact_log.kinds import CLOSING, DeliveryStatus, InvoiceStatus, Kind
+from worker.contact_log.schema import dead_letters, deliveries, events, jobs, template_versions
+
+_DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindparam("delivery_id"))
+                    .order_by(events.c.id.desc()).limit(1))
+_DELIVERY_BY_KEY = select(deliveries.c.id, deliveries.c.claimed_at).where(deliveries.c.delivery_key == bindparam("key"))
+_ACCEPTED_AT = select(jobs.c.received_at).where(jobs.c.job_id == bindparam("job_id"))
+_CHAINED = (select(events, *(deliveries.c[name].label(f"d_{name}") for name in chain.DELIVERY_FIELDS))
+            .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id)).order_by(events.c.id))
+_UNCLAIMED = (select(deliveries.c.id).where(~deliveries.c.id.in_(
+    select(events.c.delivery_id).where(events.c.kind == Kind.DELIVERY, events.c.status == DeliveryStatus.CLAIMED)
+    .where(events.c.delivery_id.is_not(None)))).order_by(deliveries.c.id))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery and its latest status; `fresh` when this call claimed it."""
+
+    id: int
+    key: str
+    status: str
+    claimed_at: datetime
+    fresh: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderDelivery:
+    """A delivery found by its provider id, and the callback statuses already applied."""
+
+    id: int
+    job_id: str
+    invoice_id: str
+    account_id: str
+    channel: str
+    recipient: str
+    applied: tuple[str, ...]
+
+
+def find_delivery(conn: Connection, key: str) -> Delivery | None:
+    row = conn.execute(_DELIVERY_BY_KEY, {"key": key}).first()
+    if row is None:
+        return None
+    status = conn.execute(_DELIVERY_STATUS, {"delivery_id": row.id}).scalar_one()
+    return Delivery(row.id, key, status, row.claimed_at)
+
+
+class Queries:
+    """The log's reads (mixed into `ContactLog`)."""
+
+    engine: Engine
+
+    def delivery(self, key: str) -> Delivery | None:
+        """A delivery with its latest status."""
+        with self.engine.connect() as conn:
+            return find_delivery(conn, key)
+
+    def verify(self, head: str | None = None) -> chain.Verdict:
+        """Recompute the hash chain over every event (and every claimed delivery)."""
+        with self.engine.connect() as conn:
+            verdict = chain.verify(conn.execution_options(yield_per=2000).execute(_CHAINED).mappings(), head)
+            for delivery_id in conn.execute(_UNCLAIMED).scalars():
+                verdict.problems.append(f"delivery {delivery_id}: no claimed event, so outside the chain")
+        return verdict
+
+    def by_provider_id(self, provider_message_id: str, conn: Connection | None = None) -> ProviderDelivery | None:
+        """The delivery a provider's id (a Twilio SID) belongs to, with the callback
+        statuses applied to it so far, oldest first."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.by_provider_id(provider_message_id, own)
+        row = conn.execute(select(deliveries.c.id, deliveries.c.job_id, deliveries.c.invoice_id,
+                                  deliveries.c.account_id, deliveries.c.channel, deliveries.c.recipient)
+                           .join(events, events.c.delivery_id == deliveries.c.id)
+                           .where(events.c.provider_message_id == provider_message_id).limit(1)).first()
+        if row is None:
+            return None
+        applied = [r.status for r in conn.execute(
+            select(events.c.status, events.c.detail).where(events.c.delivery_id == row.id,
+                                                           events.c.kind == Kind.DELIVERY).order_by(events.c.id))
+            if (r.detail or {}).get("callback")]
+        return ProviderDelivery(row.id, row.job_id, row.invoice_id, row.account_id, row.channel, row.recipient,
+                                tuple(applied))
+
+    def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
+        """The account an invoice belongs to, from the jobs accepted for it."""
+        query = select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)
+        if conn is not None:
+            return conn.execute(query).scalar()
+        with self.engine.connect() as own:
+            return own.execute(query).scalar()
+
+    def accepted_at(self, job_id: str) -> datetime | None:
+        """When intake accepted a job (None for a job that came another way)."""
+        with self.engine.connect() as conn:
+            found: datetime | None = conn.execute(_ACCEPTED_AT, {"job_id": job_id}).scalar()
+            return found
+
+    def unqueued(self, before: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """Jobs recorded before `before` and never queued, registrations and plain jobs
+        (a cadence step goes with its registration): what the reconciler queues."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(jobs.c.job_id, jobs.c.payload, jobs.c.received_at)
+                .where(jobs.c.queued_at.is_(None), jobs.c.received_at < before, jobs.c.parent_id.is_(None))
+                .order_by(jobs.c.received_at).limit(limit))]
+
+    def template_source(self, version: str) -> str | None:
+        with self.engine.connect() as conn:
+            found: str | None = conn.execute(select(template_versions.c.source)
+                                             .where(template_versions.c.version == version)).scalar()
+            return found
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(dead_letters).order_by(dead_letters.c.id))]
+
+    def escalations(self) -> list[dict[str, Any]]:
+        """Open escalations (escalated, not paid or written off since), oldest first, with the invoice's last job."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events.c.id, events.c.invoice_id, events.c.account_id, events.c.job_id,
+                                       events.c.detail, events.c.occurred_at)
+                                .where(events.c.kind == Kind.INVOICE, events.c.status == InvoiceStatus.ESCALATED)
+                                .order_by(events.c.id)).all()
+            open_ = []
+            for row in rows:
+                closed = conn.execute(select(events.c.id).where(
+                    events.c.invoice_id == row.invoice_id, events.c.kind == Kind.INVOICE, events.c.id > row.id,
+                    events.c.status.in_(CLOSING)).limit(1)).first()
+                if closed is None:
+                    open_.append(dict(row._mapping))
+            return open_
+
+    def history(self, account: str | None = None, invoice: str | None = None,
+                since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Events in order, each with its delivery's fields when it has one."""
+        query = (select(events, deliveries.c.delivery_key, deliveries.c.channel, deliveries.c.recipient,
+                        deliveries.c.stage, deliveries.c.template, deliveries.c.template_version,
+                        deliveries.c.reasons, deliveries.c.rules, deliveries.c.zones)
+                 .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id))
+                 .order_by(events.c.id))
+        if account:
+            query = query.where(events.c.account_id == account)
+        if invoice:
+            query = query.where(events.c.invoice_id == invoice)
+        if since:
+            query = query.where(events.c.occurred_at >= since)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                yield dict(row._mapping)

@@ -1,0 +1,152 @@
+"""The contact log's tables (SQLAlchemy Core), and how a database is opened.
+
+The schema changes only by migration (`migrations/`, Alembic); `open_engine` never
+changes it. Rows are never updated, except a job's `queued_at` (intake's bookkeeping,
+outside the chain).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("the contact log stores aware datetimes only")
+        moment = value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_key", String(300), nullable=False, unique=True),
+    Column("job_id", String(200), nullable=False),
+    Column("invoice_id", String(200), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("channel", String(10), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("stage", String(64)),
+    Column("template", String(200)),
+    Column("template_version", String(64)),
+    Column("reasons", JSON, nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("zones", JSON, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Index("ix_deliveries_account_time", "account_id", "claimed_at"),
+    Index("ix_deliveries_invoice_time", "invoice_id", "claimed_at"),
+    Index("ix_deliveries_job", "job_id"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id")),
+    Column("job_id", String(200)),
+    Column("invoice_id", String(200)),
+    Column("account_id", String(200)),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("provider", String(20)),
+    Column("provider_message_id", String(300)),
+    Column("error_code", String(20)),
+    Column("error_text", Text),
+    Column("detail", JSON),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("address", String(320)),  # the address an opt-out or invalid-address event is about
+    Column("digest", String(64)),  # the hash chain (`worker.contact_log.chain`)
+    Index("ix_events_delivery", "delivery_id", "id"),
+    Index("ix_events_address", "address", "id"),
+    Index("ix_events_provider_id", "provider_message_id"),
+    Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
+    Index("ix_events_account_time", "account_id", "occurred_at"),
+)
+
+template_versions = Table(
+    "template_versions", metadata,
+    Column("version", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("first_used_at", UTCDateTime, nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("job_id", String(200), primary_key=True),
+    Column("invoice_id", String(200), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("queued_at", UTCDateTime),  # None: recorded, not (yet) on the queue or in the agenda
+    Column("parent_id", String(200)),  # a cadence step: the registration that planned it
+    Index("ix_jobs_invoice", "invoice_id"),
+    Index("ix_jobs_unqueued", "queued_at", "received_at"),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(200)),
+    Column("origin", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_dead_letters_time", "received_at"),
+)
+
+
+def open_engine(url: str) -> Engine:
+    """An engine on the log's database (a SQLite file's folder is created)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))  # a file needs no ping
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL keeps readers and the writer apart; NORMAL sync is crash-safe per transaction in WAL."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
