@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from aiosmtpd.smtp import SMTP as SMTPServer  # noqa: E402
 from aiosmtpd.smtp import Envelope, Session  # noqa: E402
 
 from worker.contact_log import ContactLog  # noqa: E402
+from worker.local.ports import free_port  # noqa: E402
 from worker.local.smtp_sink import EmlFolder, start  # noqa: E402
 from worker.local.stack import Stack  # noqa: E402
 from worker.queue.agenda import Agenda  # noqa: E402
@@ -115,9 +115,7 @@ class Postgres:
         self.bin = Path(found[-1]).parent
         self.base, self.data = base, base / "data"
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_port()
 
     @property
     def url(self) -> str:

@@ -6,7 +6,6 @@ import copy
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from schedules import Facts, Profiles
 from worker.jobs.contract import Job
+from worker.local.ports import free_port
 from worker.policy import profiles as loaded_profiles
 
 SAMPLE: dict[str, Any] = {
@@ -121,11 +121,6 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[Any]:
@@ -168,3 +163,4 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 
 from harness import harness  # noqa: E402, F401 (the end-to-end fixture: a real worker per test module)
+

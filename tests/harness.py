@@ -5,7 +5,6 @@ SQLite and PostgreSQL (one stack per test module and database)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from worker.contact_log import ContactLog
 from worker.http.app import create_app
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
+from worker.local.ports import free_port
 from worker.local.stack import Stack
 from worker.messages.render import SHIPPED_DIR
 from worker.policy import profiles
@@ -109,9 +109,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
 @contextmanager
 def serving(log: ContactLog, env: Mapping[str, str], clock: Callable[[], datetime]) -> Iterator[str]:
     """`dunning serve`'s app on a free port, for real (uvicorn), its public URL what it listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
     server = uvicorn.Server(uvicorn.Config(create_app(log, settings, clock), host="127.0.0.1", port=port,

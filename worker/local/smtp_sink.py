@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default
@@ -18,6 +17,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
+
+from worker.local.ports import free_port
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
@@ -50,10 +51,7 @@ class EmlFolder:
 def start(handler: Any, port: int | None = None, hostname: str = "127.0.0.1", smtputf8: bool = True) -> Controller:
     """Start the server in its own thread (on a free port unless given); see `controller.port`.
     `smtputf8=False`: a server that does not offer SMTPUTF8 (RFC 6531), as many relays."""
-    if port is None:
-        with socket.socket() as probe:
-            probe.bind((hostname, 0))
-            port = int(probe.getsockname()[1])
-    controller = Controller(handler, hostname=hostname, port=port, enable_SMTPUTF8=smtputf8)
+    controller = Controller(handler, hostname=hostname, port=port or free_port(hostname),
+                            enable_SMTPUTF8=smtputf8)
     controller.start()
     return controller

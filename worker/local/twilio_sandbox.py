@@ -16,7 +16,6 @@ import base64
 import itertools
 import json
 import secrets
-import socket
 import threading
 import time
 import urllib.error
@@ -38,6 +37,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from channels.segments import count_segments
+from worker.local.ports import free_port
 
 API = "/2010-04-01/Accounts/{account}"
 # Twilio's magic test numbers (https://www.twilio.com/docs/iam/test-credentials).
@@ -93,11 +93,7 @@ class Sandbox:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, port: int | None = None) -> Sandbox:
-        if port is None:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = int(probe.getsockname()[1])
-        self.port = port
+        self.port = port = port or free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="twilio-sandbox", daemon=True)
