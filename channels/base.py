@@ -8,8 +8,7 @@ provider may or may not have acted (`UnknownOutcome`) — never send blindly aga
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -32,22 +31,14 @@ class Message:
     unsubscribe_url: str | None = None
     created_at: datetime | None = None
     valid_until: datetime | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SendResult:
+    """What the provider accepted: its name and its id for the message (a Message-ID, a SID)."""
+
     provider: str
     provider_message_id: str
-    status: str = "sent"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a channel accepts, as data the worker and `templates check` can read."""
-
-    max_length: int | None = None
-    max_segments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,13 +64,18 @@ class TransientError(ChannelError):
         self.retry_after = retry_after
 
 
-class PermanentError(ChannelError):
-    """This channel will not reach this address. `invalid_address`: suppress the address;
-    `review`: a person should look before anything else is sent there."""
+class NextWindow(TransientError):
+    """Try again, but not before the contact window that allowed this send has closed:
+    the provider could not deliver within it (a text that would arrive too late)."""
 
-    def __init__(self, code: str, text: str, invalid_address: bool = False, review: bool = False) -> None:
+
+class PermanentError(ChannelError):
+    """This channel will not reach this address. `invalid_address`: suppress the address
+    for good (the provider proved it does not exist)."""
+
+    def __init__(self, code: str, text: str, invalid_address: bool = False) -> None:
         super().__init__(code, text)
-        self.invalid_address, self.review = invalid_address, review
+        self.invalid_address = invalid_address
 
 
 class UnknownOutcome(ChannelError):
@@ -87,8 +83,8 @@ class UnknownOutcome(ChannelError):
 
 
 class Channel(Protocol):
-    name: str
-    limits: Limits
+    name: str  # email, sms, voice
+    provider: str  # who carries it, as the contact log names it: smtp, twilio
     rate: Rate | None  # None: no throughput limit to respect
 
     def cost(self, text: str) -> int:

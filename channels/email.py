@@ -26,14 +26,14 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from channels.base import Limits, Message, PermanentError, Rate, SendResult, TransientError, UnknownOutcome
+from channels.base import Message, PermanentError, Rate, SendResult, TransientError, UnknownOutcome
 
 _QUICK_CODES = {421, 451}
 
 
 class EmailChannel:
     name = "email"
-    limits = Limits()
+    provider = "smtp"
 
     def __init__(self, url: str, from_address: str, from_name: str = "", pool_size: int = 4,
                  timeout: float = 30.0, retry_deadline: float = 20.0, per_second: float | None = None,
@@ -85,7 +85,6 @@ class EmailChannel:
             headers.append(("List-Unsubscribe",
                             f"<{message.unsubscribe_url}>, <mailto:{self.from_address}?subject=unsubscribe>"))
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-        headers.extend(message.headers.items())
         headers.append(("MIME-Version", "1.0"))
         lines = []
         for name, value in headers:
@@ -129,7 +128,7 @@ class EmailChannel:
             raise _classify(error.code, error.message) from None
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as error:
             raise TransientError("connection", f"{type(error).__name__}: {error}") from None
-        return SendResult("smtp", self.message_id(message.key))
+        return SendResult(self.provider, self.message_id(message.key))
 
     async def _send_once(self, data: bytes, to: str) -> None:
         """MAIL, RCPT, DATA on a pooled connection. Up to DATA nothing has been handed

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from channels.base import Limits, Message, Rate, TransientError
+from channels.base import Message, NextWindow, Rate
 from channels.segments import count_segments
 from channels.twilio_api import DEFAULT_ERRORS, Kind, TwilioAccount, TwilioChannel
 
@@ -27,7 +27,6 @@ def default_rate(sender: str) -> float:
 class SmsChannel(TwilioChannel):
     name = "sms"
     resource = "messages"
-    limits = Limits(max_segments=10)
 
     def __init__(self, account: TwilioAccount, sender: str | None = None, messaging_service_sid: str | None = None,
                  status_callback: str | None = None, errors: Mapping[int, Kind] = DEFAULT_ERRORS,
@@ -53,6 +52,6 @@ class SmsChannel(TwilioChannel):
         if message.valid_until is not None and message.created_at is not None:
             left = int((message.valid_until - message.created_at).total_seconds())
             if left < MIN_VALIDITY:
-                raise TransientError("30036", "the contact window closes before the text could be delivered")
+                raise NextWindow("30036", "the contact window closes before the text could be delivered")
             params["validity_period"] = min(left, MAX_VALIDITY)
         return params

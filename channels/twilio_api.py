@@ -20,16 +20,16 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from channels.base import ChannelError, Message, PermanentError, SendResult, TransientError, UnknownOutcome
+from channels.base import ChannelError, Message, NextWindow, PermanentError, SendResult, TransientError, UnknownOutcome
 
-Kind = Literal["permanent", "invalid", "review", "transient", "next_window"]
+Kind = Literal["permanent", "invalid", "transient", "next_window"]
 T = TypeVar("T")
 
 # COMPLIANCE.md "Transport rules"; every entry can be overridden by configuration.
 DEFAULT_ERRORS: Mapping[int, Kind] = {
     21211: "invalid", 21614: "invalid", 21635: "invalid", 30005: "invalid", 30006: "invalid", 21217: "invalid",
     21610: "permanent", 21612: "permanent", 21408: "permanent", 21606: "permanent", 21212: "permanent",
-    30004: "review", 30007: "review",
+    30004: "permanent", 30007: "permanent",  # blocked, carrier-filtered: a person reads the log
     20429: "transient", 30001: "transient", 30003: "transient", 30008: "transient",
     30036: "next_window",
 }
@@ -94,6 +94,7 @@ class TwilioChannel:
     """What SMS and voice share: one client per event loop, one create call per message."""
 
     name: str
+    provider = "twilio"
     resource: str  # the client's collection: "messages" or "calls"
 
     def __init__(self, account: TwilioAccount, errors: Mapping[int, Kind], timeout: float,
@@ -111,7 +112,7 @@ class TwilioChannel:
         collection = getattr(self._client, self.resource)
         created = await call_twilio(lambda: collection.create_async(**params), self.errors, self.timeout,
                                     self.retry_deadline)
-        return SendResult("twilio", created.sid, created.status or "queued")
+        return SendResult(self.provider, created.sid)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -127,8 +128,14 @@ def classify(error: TwilioRestException, errors: Mapping[int, Kind], headers: Ma
     if kind == "transient":
         return TransientError(str(code or status), text, _retry_after(headers))
     if kind == "next_window":
-        return TransientError(str(code), text)
-    return PermanentError(str(code or status), text, invalid_address=kind == "invalid", review=kind == "review")
+        return NextWindow(str(code), text)
+    return PermanentError(str(code or status), text, invalid_address=kind == "invalid")
+
+
+def invalid_number(code: str | int | None, errors: Mapping[int, Kind] = DEFAULT_ERRORS) -> bool:
+    """Whether a Twilio error code (from a reply or a status callback) proves the number
+    does not exist or cannot take messages: the one table both paths read."""
+    return str(code or "").isdigit() and errors.get(int(str(code))) == "invalid"
 
 
 def _never_processed(error: BaseException) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from channels.base import Limits, Message, Rate
+from channels.base import Message, Rate
 from channels.twilio_api import DEFAULT_ERRORS, Kind, TwilioAccount, TwilioChannel
 
 # <Say> languages and neural voices per locale language; others use the locale as given.
@@ -23,7 +23,6 @@ def twiml(text: str, locale: str) -> str:
 class VoiceChannel(TwilioChannel):
     name = "voice"
     resource = "calls"
-    limits = Limits(max_length=4000)
 
     def __init__(self, account: TwilioAccount, sender: str, status_callback: str | None = None,
                  errors: Mapping[int, Kind] = DEFAULT_ERRORS, timeout: float = 15.0,

@@ -12,7 +12,7 @@ from typing import Any
 from conftest import job_data
 from harness import WEDNESDAY_10
 
-from channels.base import Limits, Message, SendResult
+from channels.base import Message, SendResult
 from worker.clock import FixedClock
 from worker.contact_log import ContactLog
 from worker.contact_log.writer import LogWriter
@@ -28,7 +28,7 @@ from worker.settings import Settings
 
 class Surprising:
     name = "email"
-    limits = Limits()
+    provider = "smtp"
     rate = None
 
     def __init__(self) -> None:

@@ -27,9 +27,10 @@ from typing import Any
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
-from channels.base import Message, PermanentError, TransientError, UnknownOutcome
+from channels.base import Channel, Message, NextWindow, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, decide
 from schedules.facts import Facts
+from worker.backoff import OUTAGE, REMINDER
 from worker.contact_log import Claim, Known
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind, NoticeStatus
 from worker.jobs.contract import Job
@@ -44,7 +45,6 @@ from worker.settings import ConfigError
 logger = logging.getLogger(__name__)
 GIVE_UP_AFTER = timedelta(days=5)
 LOG_OUTAGES = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
-RETRY_BASE, RETRY_MAX = timedelta(minutes=30), timedelta(hours=6)
 
 
 
@@ -128,18 +128,19 @@ class Pipeline:
         except TransientError as error:
             attempt = int(notice["attempt"]) + 1
             if now - escalated_at < GIVE_UP_AFTER:
-                at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
-                await self.note(job, Kind.ESCALATION, NoticeStatus.RETRY, now, provider="smtp", error_code=error.code,
+                at = now + REMINDER.after(attempt)
+                await self.note(job, Kind.ESCALATION, NoticeStatus.RETRY, now, provider=sender.provider,
+                                error_code=error.code,
                                 error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
                 s.agenda.schedule(f"{job.invoice.id}/escalation", {**payload, "notify": {**notice,
                                                                                        "attempt": attempt}}, at)
                 return "retry"
-            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, provider="smtp",
+            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, provider=sender.provider,
                             error_code=error.code,
                             error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
             return "escalated"
         except (PermanentError, UnknownOutcome) as error:
-            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, provider="smtp",
+            await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, provider=sender.provider,
                             error_code=error.code,
                             error_text=error.text)
             return "escalated"
@@ -223,11 +224,11 @@ class Pipeline:
         try:
             result = await sender.send(message)
         except PermanentError as error:
-            await self.durable(partial(self.refused, job=job, delivery_id=delivery.id, channel=channel,
+            await self.durable(partial(self.refused, job=job, delivery_id=delivery.id, channel=sender,
                                        address=address, error=error, now=now))
             return "next-channel"
         except UnknownOutcome as error:
-            await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=_provider(channel),
+            await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=sender.provider,
                                error_code=error.code, error_text=error.text)
             if channel == "email" and payload.get("resend") != delivery.key:
                 # RFC 5321 §6.1: data without a reply is not delivered; an MTA sends it again.
@@ -236,13 +237,13 @@ class Pipeline:
                 self.later(job, {**payload, "resend": delivery.key}, now + s.settings.claim_lease)
             return "unknown"
         except TransientError as error:
-            return await self.retry(job, payload, delivery.id, channel, error, decision, now)
+            return await self.retry(job, payload, delivery.id, sender.provider, error, decision, now)
         except Exception as error:  # not one of the channel's three answers: a bug, the provider may have acted
             reason, kept = f"{type(error).__name__} from the {channel} channel: {error}"[:500], _dump(payload)
             logger.exception("unexpected error from the %s channel (recorded as unknown, not resent)", channel)
 
             def unknown(conn: Connection) -> None:
-                self.outcome_in(conn, job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=_provider(channel),
+                self.outcome_in(conn, job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=sender.provider,
                                 error_code="error", error_text=reason)
                 s.log.dead_letter("channel", reason, kept, now, job.job_id, conn=conn)
 
@@ -258,17 +259,16 @@ class Pipeline:
         return compose(self.s.renderer, job, decision.stage, decision.channel, decision.at.date(),
                        self.s.settings.sender, unsubscribe_url, balance)
 
-    def refused(self, conn: Connection, job: Job, delivery_id: int, channel: str, address: str,
+    def refused(self, conn: Connection, job: Job, delivery_id: int, channel: Channel, address: str,
                 error: PermanentError, now: datetime) -> None:
         """A permanent failure: recorded, and an invalid address suppressed for good."""
-        self.outcome_in(conn, job, DeliveryStatus.FAILED, now, delivery_id, provider=_provider(channel),
-                        error_code=error.code,
-                        error_text=error.text)
+        self.outcome_in(conn, job, DeliveryStatus.FAILED, now, delivery_id, provider=channel.provider,
+                        error_code=error.code, error_text=error.text)
         if error.invalid_address:
-            self.s.log.suppress(job.debtor.account_id, address, channel, f"invalid address: {error.text}", now,
+            self.s.log.suppress(job.debtor.account_id, address, channel.name, f"invalid address: {error.text}", now,
                                 code=error.code, conn=conn)
 
-    async def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, channel: str,
+    async def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, provider: str,
                     error: TransientError, decision: Decision, now: datetime) -> str:
         s = self.s
         attempt = int(payload.get("attempt", 0)) + 1
@@ -277,21 +277,20 @@ class Pipeline:
             reason, kept = f"{error.code}: {error.text}", _dump(payload)
 
             def given_up(conn: Connection) -> None:
-                self.outcome_in(conn, job, DeliveryStatus.FAILED, now, delivery_id, provider=_provider(channel),
+                self.outcome_in(conn, job, DeliveryStatus.FAILED, now, delivery_id, provider=provider,
                                 error_code=error.code,
                                 error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
                 s.log.dead_letter("retries", reason, kept, now, job.job_id, conn=conn)
 
             await self.durable(given_up)
             return "failed"
-        if error.code == "30036" and decision.window_end is not None:
+        if isinstance(error, NextWindow) and decision.window_end is not None:
             at = decision.window_end  # the window is closing: decide again when it has (next window)
         elif error.retry_after is not None:
             at = now + timedelta(seconds=error.retry_after)
         else:
-            at = now + min(RETRY_BASE * 2 ** (attempt - 1), RETRY_MAX)
-        await self.outcome(job, DeliveryStatus.RETRY, now, delivery_id, provider=_provider(channel),
-                           error_code=error.code,
+            at = now + REMINDER.after(attempt)
+        await self.outcome(job, DeliveryStatus.RETRY, now, delivery_id, provider=provider, error_code=error.code,
                            error_text=error.text, detail={"attempt": attempt, "at": at.isoformat()})
         self.later(job, {**payload, "attempt": attempt, "first_tried": first.isoformat()}, at)
         return "retry"
@@ -313,8 +312,8 @@ class Pipeline:
         return await asyncio.shield(task)
 
     async def _persist(self, write: Callable[[Connection], Any]) -> Any:
-        delay, since = 0.5, None
-        while True:
+        since = None
+        for delay in OUTAGE.waits():
             try:
                 result = await self.s.write(write)
             except LOG_OUTAGES as error:
@@ -323,7 +322,6 @@ class Pipeline:
                     logger.warning("the contact log is unavailable (%s); keeping an outcome until it is back",
                                    type(error).__name__)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
                 continue
             if since is not None:
                 logger.warning("an outcome kept for %.0f s is recorded", time.monotonic() - since)
@@ -351,6 +349,3 @@ def _about(job: Job) -> dict[str, Any]:
 def _dump(payload: Mapping[str, Any]) -> str:
     return json.dumps(dict(payload), ensure_ascii=False, default=str)
 
-
-def _provider(channel: str) -> str:
-    return "smtp" if channel == "email" else "twilio"
