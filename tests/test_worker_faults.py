@@ -25,6 +25,7 @@ from scripted_smtp import Scripted
 from test_cli import dunning
 
 from worker.actors import DeadLetters, DurableRetries
+from worker.backoff import Backoff
 from worker.contact_log import ContactLog
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
@@ -167,14 +168,11 @@ def test_a_loop_survives_its_dependency_and_a_dead_thread_is_restarted() -> None
 
     stop = threading.Event()
     loops = [supervisor.Loop("flaky", flaky), supervisor.Loop("dies", dies)]
-    original = supervisor.BACKOFF_MIN
-    supervisor.BACKOFF_MIN = 0.01
     try:
-        watcher = supervisor.Supervisor(loops, stop, time.time)
+        watcher = supervisor.Supervisor(loops, stop, time.time, backoff=Backoff(0.01, 30.0))
         watcher.start()
         code = watcher.watch(lambda: True, every=0.05)
     finally:
-        supervisor.BACKOFF_MIN = original
         stop.set()
     assert calls["flaky"] > 3 and loops[0].failing_since is None, "came back by itself"
     assert calls["dies"] == supervisor.MAX_RESTARTS + 1 and code == 1, "restarted, then the process exits"

@@ -28,6 +28,7 @@ import redis
 from dramatiq.middleware import Middleware, Retries
 
 from worker import wiring
+from worker.backoff import OUTAGE
 from worker.contact_log import ContactLog
 from worker.masking import mask_logs
 from worker.pipeline import Pipeline
@@ -68,8 +69,7 @@ class DurableRetries(Retries):
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
-        delay = 1.0
-        while True:
+        for delay in OUTAGE.waits():
             retries = message.options.get("retries", 0)
             try:
                 super().after_process_message(broker, message, result=result,  # type: ignore[no-untyped-call]
@@ -80,7 +80,6 @@ class DurableRetries(Retries):
                 logger.warning("cannot queue the retry of message %s (%s); trying again in %.0f s",
                                message.message_id, brief(error), delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
 
 def _stop_once() -> None:
@@ -128,8 +127,8 @@ async def pipeline() -> Pipeline:
 @dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE)
 async def remind(payload: dict[str, Any]) -> None:
     """One reminder, waiting out a short outage of Redis or the database in process."""
-    delay, deadline = 1.0, time.monotonic() + PATIENCE
-    while True:
+    deadline = time.monotonic() + PATIENCE
+    for delay in OUTAGE.waits():
         try:
             await (await pipeline()).handle(payload)
             return
@@ -138,7 +137,6 @@ async def remind(payload: dict[str, Any]) -> None:
                 raise
             logger.warning("a reminder met an outage (%s); trying it again in %.0f s", brief(error), delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 __all__ = ["DeadLetters", "DurableRetries", "broker", "remind"]

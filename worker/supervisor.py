@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.backoff import OUTAGE, Backoff
+
 logger = logging.getLogger("dunning.worker")
 
 MAX_RESTARTS = 5
-BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 STALE_AFTER = 60.0  # a loop with no success for this long is unhealthy
 
 
@@ -49,8 +50,9 @@ class Supervisor:
     health file is read by another process (`check`), so it says times, not durations."""
 
     def __init__(self, loops: list[Loop], stop: threading.Event, wall: Callable[[], float],
-                 health_file: Path | None = None) -> None:
+                 health_file: Path | None = None, backoff: Backoff = OUTAGE) -> None:
         self.loops, self.stop, self.wall, self.health_file = loops, stop, wall, health_file
+        self.backoff = backoff
 
     def start(self) -> None:
         for loop in self.loops:
@@ -62,7 +64,7 @@ class Supervisor:
         loop.thread.start()
 
     def _run(self, loop: Loop) -> None:
-        backoff = BACKOFF_MIN
+        failures = 0
         while not self.stop.is_set():
             try:
                 wait = loop.step()
@@ -72,13 +74,13 @@ class Supervisor:
                     loop.failing_since = now
                     logger.warning("%s: %s; retrying with backoff", loop.name, brief(error))
                 loop.error = brief(error)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                failures += 1
+                self.stop.wait(self.backoff.wait(failures))
                 continue
             if loop.failing_since is not None:
                 logger.warning("%s: working again after %.0f s", loop.name, self.wall() - loop.failing_since)
             loop.last_ok, loop.failing_since, loop.error = self.wall(), None, None
-            backoff = BACKOFF_MIN
+            failures = 0
             if wait > 0:
                 self.stop.wait(wait)
 
