@@ -16,6 +16,7 @@ import pytest
 from harness import serving
 from twilio.request_validator import RequestValidator
 
+from channels.twilio_api import invalid_number
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
 from worker.http.callback_order import MESSAGE_ORDER
@@ -135,6 +136,23 @@ def test_an_unanswered_call_counts_as_unanswered_and_an_undelivered_text_suppres
     _sent_sms(served.log, "SM4", to="+8613700137000")
     served.post("/twilio/status", {"MessageSid": "SM4", "MessageStatus": "undelivered", "ErrorCode": "30005"})
     assert served.log.suppressed("+8613700137000")
+
+
+@pytest.mark.parametrize("code", ["21211", "21614", "21635", "21217", "30005", "30006"])
+def test_a_callback_suppresses_a_number_exactly_when_a_reply_would(served: Served, code: str) -> None:
+    """One table of invalid-number codes (`channels.twilio_api.DEFAULT_ERRORS`): a status
+    callback suppresses the number for every code that makes the API's reply an invalid
+    address, and for no other."""
+    _sent_sms(served.log, "SM5", to="+8613600136000")
+    served.post("/twilio/status", {"MessageSid": "SM5", "MessageStatus": "undelivered", "ErrorCode": code})
+    assert served.log.suppressed("+8613600136000")
+    assert invalid_number(code)
+
+
+def test_a_callback_with_another_error_does_not_suppress(served: Served) -> None:
+    _sent_sms(served.log, "SM6", to="+8613500135000")
+    served.post("/twilio/status", {"MessageSid": "SM6", "MessageStatus": "undelivered", "ErrorCode": "30003"})
+    assert not served.log.suppressed("+8613500135000"), "an unreachable handset may be reachable tomorrow"
 
 
 @pytest.mark.parametrize("word", ["STOP", " stop. ", "Opt-Out", "退订", "td", "停止！", "UNSUBSCRIBE"])

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
+from channels.twilio_api import invalid_number
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import Event, Kind
 from worker.events import EventError, Events
@@ -32,7 +33,6 @@ from worker.messages import unsubscribe
 from worker.settings import ConfigError, Settings
 
 logger = logging.getLogger("dunning.web")
-INVALID_NUMBER_CODES = frozenset({"30005", "30006", "21211", "21614"})  # S-INVALID for SMS
 
 
 def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> FastAPI:
@@ -71,7 +71,7 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
                              invoice_id=found.invoice_id,
                              account_id=found.account_id, provider="twilio", provider_message_id=sid,
                              error_code=code, detail={"callback": True}), at, conn)
-            if code in INVALID_NUMBER_CODES and found.channel == "sms":
+            if invalid_number(code) and found.channel == "sms":  # S-INVALID
                 log.suppress(found.account_id, found.recipient, "sms", f"invalid address: Twilio {code}", at,
                              code=code, conn=conn)
 
