@@ -1,0 +1,111 @@
+"""The pipeline in process: a fixed clock, the contact log (SQLite and PostgreSQL), the
+Redis fixture and the local SMTP sink — one reminder's way in milliseconds, without a
+worker subprocess. The subprocess tests (`test_worker.py`) still run the whole thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import job_data
+
+from channels.base import Message, NextWindow, SendResult
+from worker import wiring
+from worker.clock import FixedClock
+from worker.contact_log import ContactLog
+from worker.jobs.parse import parse_job
+from worker.local.smtp_sink import EmlFolder, start
+from worker.pipeline import Pipeline, Services
+from worker.policy import profiles
+from worker.queue.envelope import envelope_for
+from worker.settings import Settings
+
+WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
+SATURDAY_10 = datetime.fromisoformat("2026-12-05T10:00:00+08:00")
+
+
+@dataclass
+class World:
+    pipeline: Pipeline
+    services: Services
+    clock: FixedClock
+    mail: EmlFolder
+    log: ContactLog
+
+    def handle(self, payload: dict[str, Any]) -> str:
+        return asyncio.run(self.pipeline.handle(payload))
+
+
+@pytest.fixture
+def world(log: ContactLog, redis_client: Any, redis_server: Any, tmp_path: Path) -> Iterator[World]:
+    mail = EmlFolder(tmp_path / "mail")
+    smtp = start(mail)
+    settings = Settings.from_env({"DUNNING_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+                                  "DUNNING_REDIS_URL": redis_server.url, "DUNNING_SECRET_KEY": "k" * 32})
+    clock = FixedClock(WEDNESDAY_10)
+    services = wiring.services(settings, log, client=redis_client, at=clock)
+    yield World(Pipeline(services), services, clock, mail, log)
+    services.write.close()
+    smtp.stop()
+
+
+def email_job(**changes: Any) -> dict[str, Any]:
+    return job_data(debtor__consent={"email": True, "sms": False, "voice": False}, **changes)
+
+
+def test_a_reminder_is_decided_rendered_claimed_sent_and_recorded_once(world: World) -> None:
+    job = parse_job(email_job(), profiles()).job
+    assert job is not None
+    assert world.handle(dict(envelope_for(job))) == "sent"
+    again = world.handle(dict(envelope_for(job)))  # the queue delivers it again
+    assert again in ("duplicate", "deferred"), "a contact today already: nothing more is sent"
+    [sent] = world.mail.messages()
+    assert sent["To"] == job.debtor.email and job.invoice.number in sent["Subject"]
+    rows = [(r["kind"], r["status"]) for r in world.log.history(invoice=job.invoice.id)]
+    assert rows[:3] == [("decision", "send"), ("delivery", "claimed"), ("delivery", "sent")]
+    assert ("delivery", "claimed") not in rows[3:], "claimed once"
+    assert world.log.verify().intact
+
+
+def test_a_reminder_on_a_weekend_waits_in_the_agenda_for_the_window(world: World) -> None:
+    world.clock.moment = SATURDAY_10
+    job = parse_job(email_job(), profiles()).job
+    assert job is not None
+    assert world.handle(dict(envelope_for(job))) == "deferred"
+    due = world.services.agenda.due_at(job.job_id)
+    assert due is not None and due.astimezone(SATURDAY_10.tzinfo).weekday() == 0, "Monday, in the debtor's week"
+    assert world.mail.messages() == []
+
+
+class ClosingWindow:
+    """A channel whose provider cannot deliver before the window closes (Twilio's 30036)."""
+
+    name, provider, rate = "email", "smtp", None
+
+    def cost(self, text: str) -> int:
+        return 1
+
+    async def send(self, message: Message) -> SendResult:
+        raise NextWindow("30036", "the contact window closes before the message could be delivered")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_message_too_late_for_its_window_is_decided_again_when_the_window_has_closed(world: World) -> None:
+    world.services.channels = {"email": ClosingWindow()}
+    job = parse_job(email_job(), profiles()).job
+    assert job is not None
+    assert world.handle(dict(envelope_for(job))) == "retry"
+    [retry] = [r for r in world.log.history() if r["status"] == "retry"]
+    window_end = datetime.fromisoformat(next(r for r in world.log.history() if r["kind"] == "decision")
+                                        ["detail"]["window_end"])
+    assert world.services.agenda.due_at(job.job_id) == window_end, "not the backoff: the window's end"
+    assert retry["provider"] == "smtp" and retry["error_code"] == "30036"
+
