@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from schedules.profile import Profile
 from schedules.spec import Stage
 from schedules.subject import Reminder
-from schedules.zones import candidate_zones
+from schedules.zones import candidate_zones, local_day
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def plan(job: Reminder, now: datetime, profile: Profile) -> tuple[Step, ...]:
     zones = candidate_zones(debtor.timezone, debtor.phone, debtor.country, profile.phone_zones_always)
     if not zones:
         return ()  # every step would be skipped (time zone unknown); decide says so when asked
-    today = now.astimezone(zones[0]).date()
+    today = local_day(debtor, now)
     due = job.invoice.due_date
     planner = _Planner(job, now, profile, zones, today)
     steps: list[Step] = []

@@ -20,7 +20,7 @@ from schedules.facts import Facts
 from schedules.profile import Profile
 from schedules.spec import Stage
 from schedules.subject import Reminder
-from schedules.zones import candidate_zones
+from schedules.zones import candidate_zones, local_day
 
 _ADDRESS_NAMES = {"email": "email address", "sms": "phone number", "voice": "phone number"}
 
@@ -43,7 +43,7 @@ class _Deciding:
                  zones: tuple[ZoneInfo, ...]) -> None:
         self.job, self.now, self.facts, self.profile, self.zones = job, now, facts, profile, zones
         self.zone = zones[0]
-        self.today = now.astimezone(self.zone).date()
+        self.today = local_day(job.debtor, now)
         self.zone_names = tuple(z.key for z in zones)
         self.tz_rules = ("W-TZ",) if len(zones) > 1 else ()
 

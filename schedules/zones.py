@@ -10,6 +10,7 @@ in which "today" and reasons are told.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib.resources import files
 from zoneinfo import ZoneInfo
@@ -17,6 +18,8 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers.timezone import time_zones_for_geographical_number
+
+from schedules.subject import Debtor
 
 _GEOGRAPHIC = {PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 _UNKNOWN = "Etc/Unknown"
@@ -67,3 +70,11 @@ def candidate_zones(timezone: str | None, phone: str | None, country: str | None
     else:
         names = list(country_zones(country)) if country else []
     return tuple(ZoneInfo(name) for name in dict.fromkeys(names))
+
+
+def local_day(debtor: Debtor, moment: datetime) -> date:
+    """The debtor's calendar day at `moment`: the one "today" for deciding, planning,
+    the message's days overdue and the supervisor's notice. Told in the first candidate
+    zone (the phone's extra zones never change which comes first), UTC if none is known."""
+    zones = candidate_zones(debtor.timezone, debtor.phone, debtor.country, False)
+    return moment.astimezone(zones[0] if zones else UTC).date()

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import job_data
+from conftest import job_data, make_job
 
 from channels.base import Message, NextWindow, SendResult
 from worker import wiring
@@ -21,7 +21,7 @@ from worker.clock import FixedClock
 from worker.contact_log import ContactLog
 from worker.jobs.parse import parse_job
 from worker.local.smtp_sink import EmlFolder, start
-from worker.pipeline import Pipeline, Services
+from worker.pipeline import Pipeline, Services, escalation
 from worker.policy import profiles
 from worker.queue.envelope import envelope_for
 from worker.settings import Settings
@@ -109,3 +109,12 @@ def test_a_message_too_late_for_its_window_is_decided_again_when_the_window_has_
     assert world.services.agenda.due_at(job.job_id) == window_end, "not the backoff: the window's end"
     assert retry["provider"] == "smtp" and retry["error_code"] == "30036"
 
+
+def test_the_supervisors_notice_counts_days_late_on_the_debtors_day() -> None:
+    """No stated zone, a Chinese mobile: 17:00 UTC on 1 December is already 2 December
+    in Shanghai, as `decide` counts it; the notice says the same."""
+    job = make_job(debtor__timezone=None, invoice__due_date="2026-11-20")
+    moment = datetime.fromisoformat("2026-12-01T17:00:00+00:00")
+    assert "12 days past due" in escalation.subject(job, moment)
+    assert "12 days past due" in escalation.body(job, ["no answer"], [], moment)
+    assert "11 days past due" in escalation.subject(job, moment - timedelta(hours=10))

@@ -52,7 +52,7 @@ def templates_preview(
 ) -> None:
     """Print a message as it would be sent."""
     from channels.segments import count_segments
-    from schedules.zones import candidate_zones
+    from schedules.zones import local_day
     from worker.messages import unsubscribe
     from worker.messages.render import CHANNELS, Renderer, TemplateError, compose
 
@@ -69,8 +69,7 @@ def templates_preview(
     settings = Settings.from_env()
     renderer = Renderer(settings.template_dir, settings.default_locale)
     debtor = the_job.debtor
-    zones = candidate_zones(debtor.timezone, debtor.phone, debtor.country, False)
-    today = parse_now(now).astimezone(zones[0]).date() if zones else parse_now(now).date()
+    today = local_day(debtor, parse_now(now))
     address = debtor.email if channel == "email" else debtor.phone
     # A link as long as the worker's (signed the same way), so the preview is the message sent.
     link = unsubscribe.url(settings.public_url, settings.secret_key or "preview", debtor.account_id, channel,

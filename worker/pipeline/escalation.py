@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency
 
+from schedules.zones import local_day
 from worker.jobs.contract import Job
 from worker.masking import mask
 
@@ -59,5 +59,4 @@ def body(job: Job, reasons: Iterable[str], history: Iterable[Mapping[str, Any]],
 
 
 def _days_late(job: Job, now: datetime) -> int:
-    local = now.astimezone(ZoneInfo(job.debtor.timezone)) if job.debtor.timezone else now
-    return (local.date() - job.invoice.due_date).days
+    return (local_day(job.debtor, now) - job.invoice.due_date).days

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from channels.base import Channel, Message, NextWindow, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, decide
 from schedules.facts import Facts
+from schedules.zones import local_day
 from worker.backoff import OUTAGE, REMINDER
 from worker.contact_log import Claim, Known
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind, NoticeStatus
@@ -256,7 +257,7 @@ class Pipeline:
     def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None,
                balance: Decimal | None = None) -> Rendered:
         assert decision.stage is not None and decision.channel is not None and decision.at is not None
-        return compose(self.s.renderer, job, decision.stage, decision.channel, decision.at.date(),
+        return compose(self.s.renderer, job, decision.stage, decision.channel, local_day(job.debtor, decision.at),
                        self.s.settings.sender, unsubscribe_url, balance)
 
     def refused(self, conn: Connection, job: Job, delivery_id: int, channel: Channel, address: str,
