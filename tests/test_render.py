@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import make_job
 
-from worker.messages.render import SHIPPED_DIR, Renderer, Sender, TemplateError, message_context, opt_out_line
+from worker.messages.context import message_context, opt_out_line
+from worker.messages.render import SHIPPED_DIR, Renderer, Sender, TemplateError
 
 STAGES = ("pre_due_7", "pre_due_3", "due_day", "overdue_early", "overdue_late")
 DUE = date(2026, 12, 1)

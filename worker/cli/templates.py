@@ -54,7 +54,8 @@ def templates_preview(
     from channels.segments import count_segments
     from schedules.zones import local_day
     from worker.messages import unsubscribe
-    from worker.messages.render import CHANNELS, Renderer, TemplateError, compose
+    from worker.messages.context import compose
+    from worker.messages.render import CHANNELS, Renderer, TemplateError
 
     if channel not in CHANNELS:
         err.print(f"--channel: {channel!r} is not one of {', '.join(CHANNELS)}", markup=False)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,7 +31,6 @@ from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
 from worker.contact_log.schema import dead_letters, deliveries, events, jobs, open_engine, template_versions
-from worker.messages.render import TemplateSource
 
 # Built once: statements built per call cost more in SQLAlchemy than the insert itself.
 _INSERT_EVENT = insert(events)
@@ -43,6 +42,17 @@ _DELIVERY_OWNER = (select(deliveries.c.job_id, deliveries.c.invoice_id, deliveri
                    .where(deliveries.c.id == bindparam("delivery_id")))
 _ESCALATED = (select(events.c.id).where(events.c.invoice_id == bindparam("invoice_id"), events.c.kind == Kind.INVOICE,
                                         events.c.status == InvoiceStatus.ESCALATED).limit(1))
+
+
+class TemplateVersion(Protocol):
+    """A template file as used: its name, the SHA-256 of its source, the source."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def source(self) -> str: ...
 
 
 class SchemaError(RuntimeError):
@@ -256,7 +266,7 @@ class Store:
                               account_id=account_id, detail={"reasons": list(reasons)}), now, c)
         return True
 
-    def keep_templates(self, sources: Iterable[TemplateSource], now: datetime) -> None:
+    def keep_templates(self, sources: Iterable[TemplateVersion], now: datetime) -> None:
         """Keep each template version's source once, so any message can be reproduced."""
         for source in sources:
             if source.version in self._kept:

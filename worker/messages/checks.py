@@ -15,7 +15,8 @@ from typing import Literal
 
 from channels.segments import count_segments
 from worker.jobs.contract import Job
-from worker.messages.render import CHANNELS, Renderer, Sender, TemplateError, compose
+from worker.messages.context import compose
+from worker.messages.render import CHANNELS, Renderer, Sender, TemplateError
 
 FORBIDDEN = {
     "zh": ("公安", "法院", "拘留", "黑名单", "坐牢", "判刑", "通缉", "派出所"),

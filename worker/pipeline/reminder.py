@@ -38,7 +38,8 @@ from worker.jobs.contract import Job
 from worker.jobs.parse import parse_job
 from worker.masking import mask
 from worker.messages import unsubscribe
-from worker.messages.render import Rendered, TemplateError, compose
+from worker.messages.context import compose
+from worker.messages.render import Rendered, TemplateError
 from worker.pipeline import escalation
 from worker.pipeline.services import Services
 from worker.settings import ConfigError
