@@ -40,6 +40,17 @@ def test_email_sms_and_voice_are_delivered_and_logged(harness: Harness) -> None:
     assert decisions[0]["detail"]["rules"] == ["W-BIZ", "W-LEGAL"]
 
 
+
+def test_the_worker_logs_one_line_per_reminder_without_personal_data(harness: Harness) -> None:
+    job = harness.job("2026-12-08", debtor__name="Zhang Wei-Logline")
+    harness.run(job)
+    log_text = (harness.stack.directory / "worker.log").read_text(errors="replace")
+    lines = [json.loads(line[line.index("{"):]) for line in log_text.splitlines()
+             if "[dunning.reminder]" in line and job["job_id"] in line]
+    assert lines and lines[0]["outcome"] == "sent" and lines[0]["channel"] == "email", lines
+    assert set(lines[0]) == {"job_id", "outcome", "channel", "duration_ms"} and lines[0]["duration_ms"] >= 0
+    assert job["debtor"]["email"] not in log_text and "Logline" not in log_text, "no personal data in the log"
+
 def test_smtp_451_then_success(harness: Harness) -> None:
     job = harness.job("2026-12-08")
     harness.mail.data = ["451 4.3.0 Try again later"]

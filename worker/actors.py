@@ -16,6 +16,7 @@ fails its message at once; `DeadLetters` keeps every failed message with its rea
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import threading
@@ -37,6 +38,8 @@ from worker.settings import Settings
 from worker.supervisor import brief
 
 logger = logging.getLogger("dunning.worker")
+# One JSON line per reminder: job id, outcome, channel, duration (ids only, no personal data).
+reminders = logging.getLogger("dunning.reminder")
 PATIENCE = 180.0  # seconds an outage is waited out in process, within the 5-minute time limit
 _BROKER_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, dramatiq.errors.BrokerConnectionError)
 
@@ -127,10 +130,14 @@ async def pipeline() -> Pipeline:
 @dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE)
 async def remind(payload: dict[str, Any]) -> None:
     """One reminder, waiting out a short outage of Redis or the database in process."""
-    deadline = time.monotonic() + PATIENCE
+    started = time.monotonic()
+    deadline = started + PATIENCE
     for delay in OUTAGE.waits():
         try:
-            await (await pipeline()).handle(payload)
+            handled = await (await pipeline()).run(payload)
+            reminders.info(json.dumps({"job_id": handled.job_id, "outcome": handled.outcome,
+                                       "channel": handled.channel,
+                                       "duration_ms": round((time.monotonic() - started) * 1000, 1)}))
             return
         except RECOVERABLE as error:
             if time.monotonic() + delay > deadline:

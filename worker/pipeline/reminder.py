@@ -19,10 +19,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, Literal, cast
 
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
@@ -45,6 +46,17 @@ from worker.pipeline.services import Services
 from worker.settings import ConfigError
 
 logger = logging.getLogger(__name__)
+# What became of one message from the queue (`Pipeline.handle`): the actor logs it.
+Outcome = Literal["sent", "deferred", "skipped", "escalated", "retry", "throttled", "waiting", "unknown", "failed",
+                  "duplicate", "rejected"]
+Step = Outcome | Literal["next-channel", "changed"]  # inside: try the next channel; facts changed, decide again
+
+
+@dataclass(frozen=True)
+class Handled:
+    outcome: Outcome
+    job_id: str | None = None
+    channel: str | None = None
 GIVE_UP_AFTER = timedelta(days=5)
 LOG_OUTAGES = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError)
 
@@ -58,8 +70,12 @@ class Pipeline:
         self.secret: str = services.settings.secret_key
         self.pending: set[asyncio.Future[Any]] = set()  # outcomes not yet taken by the log (`durable`)
 
-    async def handle(self, payload: Mapping[str, Any]) -> str:
+    async def handle(self, payload: Mapping[str, Any]) -> Outcome:
         """Process one queued reminder; returns what happened, in one word."""
+        return (await self.run(payload)).outcome
+
+    async def run(self, payload: Mapping[str, Any]) -> Handled:
+        """`handle`, saying also which job and channel (for the actor's log line)."""
         s = self.s
         now = s.clock.now()
         slot = payload.get("slot")  # a sender slot reserved on an earlier pass (see `worker.queue.throttle`)
@@ -68,10 +84,10 @@ class Pipeline:
         if parsed.job is None:
             reason, kept = "; ".join(parsed.errors), _dump(payload)
             await s.write(lambda c: s.log.dead_letter("worker", reason, kept, now, parsed.job_id, conn=c))
-            return "rejected"
+            return Handled("rejected", parsed.job_id)
         job = parsed.job
         if "notify" in payload:  # the supervisor's email about an escalation, tried again
-            return await self.notify(job, payload, now)
+            return Handled(await self.notify(job, payload, now), job.job_id, "email")
         addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
         for _ in range(6):  # a permanent failure hands over to the next channel; news since `known`: decide again
             known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
@@ -79,22 +95,22 @@ class Pipeline:
             facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
             decision = decide(job, now, facts, s.profiles[job.profile])
             if decision.action == "send":
-                outcome = await self.deliver(job, decision, payload, now, known, balance, slot)
-                if outcome not in ("next-channel", "changed"):
-                    return outcome
+                step = await self.deliver(job, decision, payload, now, known, balance, slot)
+                if step not in ("next-channel", "changed"):
+                    return Handled(cast(Outcome, step), job.job_id, decision.channel)
                 continue
             await self.note(job, Kind.DECISION, decision.action, now, detail=decision.to_json())
             if decision.action == "skip":
                 if "S-DISPUTE" in decision.rules:
                     s.agenda.park(job.job_id, dict(payload))  # resumes when the dispute is resolved
-                return "skipped"
+                return Handled("skipped", job.job_id)
             if decision.action == "escalate":
                 await self.escalate(job, decision, now)
-                return "escalated"
+                return Handled("escalated", job.job_id)
             assert decision.action == "defer" and decision.until is not None
             self.later(job, payload, decision.until)
-            return "deferred"
-        return "failed"
+            return Handled("deferred", job.job_id)
+        return Handled("failed", job.job_id)
 
     async def escalate(self, job: Job, decision: Decision, now: datetime) -> None:
         """Hand the case to a person: recorded once, the cadence stopped, the supervisor told."""
@@ -107,7 +123,7 @@ class Pipeline:
         notice = {"reasons": list(decision.reasons), "escalated_at": now.isoformat(), "attempt": 0}
         await self.notify(job, {"job": job.to_json(), "notify": notice}, now)
 
-    async def notify(self, job: Job, payload: Mapping[str, Any], now: datetime) -> str:
+    async def notify(self, job: Job, payload: Mapping[str, Any], now: datetime) -> Outcome:
         """Email the supervisor the case. A transient failure (the relay busy or away) is
         tried again from the agenda, like a reminder, for up to `GIVE_UP_AFTER`; the case
         is in `dunning escalations` meanwhile, and the log says each try."""
@@ -157,7 +173,7 @@ class Pipeline:
         return job.invoice.amount_due - facts.paid_since(self.s.log.accepted_at(job.job_id))
 
     async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime, known: Known,
-                      balance: Decimal, slot: str | None = None) -> str:
+                      balance: Decimal, slot: str | None = None) -> Step:
         """Render, claim (with the decision, in one transaction, refused if the facts changed
         since `known`), send, record the outcome."""
         s = self.s
@@ -271,7 +287,7 @@ class Pipeline:
                                 code=error.code, conn=conn)
 
     async def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, provider: str,
-                    error: TransientError, decision: Decision, now: datetime) -> str:
+                    error: TransientError, decision: Decision, now: datetime) -> Outcome:
         s = self.s
         attempt = int(payload.get("attempt", 0)) + 1
         first = datetime.fromisoformat(payload["first_tried"]) if payload.get("first_tried") else now
