@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import job_data
-from scripted_smtp import Scripted
+from fakes.smtp import Scripted
+from fakes.twilio import ScriptedSandbox
 
 from worker.contact_log import ContactLog
 from worker.http.app import create_app
@@ -86,7 +87,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     templates = directory / "templates"
     shutil.copytree(SHIPPED_DIR, templates)
     mail = Scripted(directory / "mail")
-    stack = Stack(directory, smtp_handler=mail).start()
+    stack = Stack(directory, smtp_handler=mail, sandbox=ScriptedSandbox(directory / "twilio")).start()
     extra = {"DUNNING_TEMPLATE_DIR": str(templates), **FAST_RECOVERY}
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")

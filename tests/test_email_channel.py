@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from scripted_smtp import Scripted
+from fakes.smtp import Scripted
 
 from channels.base import Message, PermanentError, TransientError
 from channels.email import EmailChannel

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from fakes.twilio import ScriptedSandbox
 from harness import serving
 from twilio.request_validator import RequestValidator
 
@@ -20,7 +21,6 @@ from channels.twilio_api import invalid_number
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
 from worker.http.callback_order import MESSAGE_ORDER
-from worker.local.twilio_sandbox import Sandbox
 from worker.messages import unsubscribe
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
@@ -28,7 +28,7 @@ SECRET = "serve-test-secret-of-at-least-32-characters"
 
 
 class Served:
-    def __init__(self, url: str, sandbox: Sandbox, log: ContactLog) -> None:
+    def __init__(self, url: str, sandbox: ScriptedSandbox, log: ContactLog) -> None:
         self.url, self.sandbox, self.log = url, sandbox, log
 
     def post(self, path: str, params: dict[str, str], signature: str | None = "sign",
@@ -58,7 +58,7 @@ def _send(url: str, params: dict[str, str], headers: dict[str, str] | None = Non
 
 @pytest.fixture()
 def served(log: ContactLog, tmp_path: Path) -> Iterator[Served]:
-    sandbox = Sandbox(tmp_path / "twilio").start()
+    sandbox = ScriptedSandbox(tmp_path / "twilio").start()
     env = {"DUNNING_TWILIO_ACCOUNT_SID": sandbox.account_sid, "DUNNING_TWILIO_AUTH_TOKEN": sandbox.auth_token,
            "DUNNING_SECRET_KEY": SECRET, "DUNNING_SENDER_PHONE": "+14155550123"}
     with serving(log, env, lambda: NOW) as url:
@@ -103,7 +103,7 @@ def test_callbacks_move_forward_only_and_every_one_is_logged(served: Served) -> 
 
 
 def test_callbacks_arriving_at_once_at_two_servers_still_move_forward_only(log: ContactLog, tmp_path: Path) -> None:
-    sandbox = Sandbox(tmp_path / "twilio").start()
+    sandbox = ScriptedSandbox(tmp_path / "twilio").start()
     env = {"DUNNING_TWILIO_ACCOUNT_SID": sandbox.account_sid, "DUNNING_TWILIO_AUTH_TOKEN": sandbox.auth_token,
            "DUNNING_SECRET_KEY": SECRET}
     _sent_sms(log, "SM9")

@@ -21,7 +21,7 @@ import pytest
 import redis
 from conftest import job_data
 from dramatiq.middleware import Retries
-from scripted_smtp import Scripted
+from fakes.smtp import Scripted
 from test_cli import dunning
 
 from worker.actors import DeadLetters, DurableRetries

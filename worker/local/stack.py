@@ -30,11 +30,11 @@ TWILIO_FROM = "+15005550006"  # Twilio's magic "valid sender" test number
 
 
 class Stack:
-    def __init__(self, directory: Path, smtp_handler: Any = None) -> None:
+    def __init__(self, directory: Path, smtp_handler: Any = None, sandbox: Sandbox | None = None) -> None:
         self.directory = directory
         self.redis = RedisServer(directory / "redis")
         self.mail = smtp_handler or EmlFolder(directory / "mail")
-        self.sandbox = Sandbox(directory / "twilio")
+        self.sandbox = sandbox or Sandbox(directory / "twilio")
         self.smtp: Controller | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.secret_key = secrets.token_urlsafe(32)  # this stack's own: never a published one
@@ -53,8 +53,7 @@ class Stack:
         assert self.smtp is not None
         return {
             "DUNNING_REDIS_URL": self.redis.url,
-            "DUNNING_DATABASE_URL": os.environ.get("DUNNING_TEST_DATABASE_URL")
-            or f"sqlite:///{self.directory / 'dunning.db'}",
+            "DUNNING_DATABASE_URL": f"sqlite:///{self.directory / 'dunning.db'}",
             "DUNNING_CLOCK": "redis",
             "DUNNING_SMTP_URL": f"smtp://127.0.0.1:{self.smtp.port}",
             "DUNNING_TWILIO_ACCOUNT_SID": self.sandbox.account_sid,

@@ -22,7 +22,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -57,21 +56,19 @@ MAGIC_FROM = {
 }
 
 
-@dataclass
-class Script:
-    """What the sandbox will do next: failures to answer create requests with, in order,
-    and the final status per destination number (e.g. 'no-answer', 'undelivered')."""
-
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    outcomes: dict[str, str] = field(default_factory=dict)
-    callback_delay: float = 0.05
 
 
 class Sandbox:
+    """Twilio's REST API for messages and calls on loopback: the magic test numbers
+    fail as Twilio's do; everything else is queued, then reported delivered (or the call
+    completed) through signed status callbacks. Tests script other answers by overriding
+    `next_failure` and `final_status` (tests/fakes/twilio.py)."""
+
+    callback_delay = 0.05  # seconds between one status callback and the next
+
     def __init__(self, outbox: Path, account_sid: str = "AC" + "0" * 32, auth_token: str = "sandbox-token") -> None:
         self.outbox, self.account_sid, self.auth_token = outbox, account_sid, auth_token
         outbox.mkdir(parents=True, exist_ok=True)
-        self.script = Script()
         self.resources: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, str]] = []
         self.callbacks: list[tuple[str, int]] = []
@@ -87,6 +84,14 @@ class Sandbox:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+
+    def next_failure(self) -> dict[str, Any] | None:
+        """An error to answer the next create request with, instead of creating it."""
+        return None
+
+    def final_status(self, to: str, default: str) -> str:
+        """Where a message or call to `to` ends up."""
+        return default
 
     @property
     def url(self) -> str:
@@ -161,7 +166,7 @@ class Sandbox:
         resource = self._resource(request, "Messages", sid, form, {
             "body": body, "num_segments": str(segments), "status": "queued", "direction": "outbound-api",
             "messaging_service_sid": form.get("MessagingServiceSid"), "validity_period": form.get("ValidityPeriod")})
-        final = self.script.outcomes.get(to, "delivered")
+        final = self.final_status(to, "delivered")
         steps = ["sent", final] if final in ("delivered", "undelivered") else [final]
         self._later(form.get("StatusCallback"), sid, "Messages", steps)
         return JSONResponse(resource, status_code=201)
@@ -180,7 +185,7 @@ class Sandbox:
         sid = "CA" + secrets.token_hex(16)
         resource = self._resource(request, "Calls", sid, form, {
             "status": "queued", "direction": "outbound-api", "twiml": form.get("Twiml"), "duration": None})
-        final = self.script.outcomes.get(to, "completed")
+        final = self.final_status(to, "completed")
         steps = ["initiated", "ringing", "in-progress", final] if final == "completed" else ["initiated", "ringing",
                                                                                                 final]
         self._later(form.get("StatusCallback"), sid, "Calls", steps)
@@ -200,7 +205,7 @@ class Sandbox:
         form = {k: str(v) for k, v in (await request.form()).items()}
         with self._lock:
             self.requests.append(form)
-            failure = self.script.failures.pop(0) if self.script.failures else None
+            failure = self.next_failure()
         if not self._authorised(request):
             return form, _error(20003, "Authenticate", 401)
         if failure is None:
@@ -241,7 +246,7 @@ class Sandbox:
 
     async def _advance(self, callback: str | None, sid: str, kind: str, steps: list[str]) -> None:
         for status in steps:
-            await asyncio.sleep(self.script.callback_delay)
+            await asyncio.sleep(self.callback_delay)
             resource = self.resources[sid]
             resource["status"] = status
             resource["date_updated"] = formatdate(usegmt=True)

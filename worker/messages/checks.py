@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from channels.segments import count_segments
-from worker.jobs.contract import Job
 from worker.messages.context import compose
 from worker.messages.render import CHANNELS, Renderer, Sender, TemplateError
 
@@ -35,7 +34,7 @@ class Finding:
         return f"{self.level}: {self.template}: {self.message}"
 
 
-def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable[Job], sender: Sender) -> list[Finding]:
+def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable[Any], sender: Sender) -> list[Finding]:
     findings: dict[tuple[str, str], Finding] = {}
 
     def add(finding: Finding) -> None:
@@ -67,7 +66,7 @@ def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable
     return sorted(findings.values(), key=lambda f: (f.level != "error", f.template, f.message))
 
 
-def _check_one(renderer: Renderer, job: Job, locale: str, stage: str, channel: str, with_opt_out: bool,
+def _check_one(renderer: Renderer, job: Any, locale: str, stage: str, channel: str, with_opt_out: bool,
                sender: Sender, add: Callable[[Finding], None]) -> None:
     """One message, composed as the worker composes it (`compose`), for the sample job as
     a person (who gets the opt-out line) or as a business (who does not)."""
