@@ -3,22 +3,24 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 
 `ContactLog` is the door. Behind it, one module per part of the record: `schema`
 (tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
-`facts` (rows → what `decide` needs), `queries` (what the CLI and the server read),
+`jobs` (intake's book), `facts` (rows → what `decide` needs), `queries` (what the CLI and the server read),
 `export`, `chain` (the hash chain's canonical form), `writer` (group commit),
 `migrations/` (Alembic).
 """
 
 from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line
 from worker.contact_log.facts import FactReads, Known
+from worker.contact_log.jobs import JobBook, JobRow
 from worker.contact_log.kinds import Event
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.schema import UTCDateTime, jobs
-from worker.contact_log.store import Claim, JobRow, SchemaError, Store, storable
+from worker.contact_log.store import Claim, SchemaError, Store, storable
 
 
-class ContactLog(Store, Queries, FactReads):
-    """The log on one database: its writes (`Store`), its reads (`Queries`) and the facts
-    for `decide` (`FactReads`); safe to share between threads of a process."""
+class ContactLog(Store, JobBook, Queries, FactReads):
+    """The log on one database: its writes (`Store`), intake's book of jobs (`JobBook`),
+    its reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
+    threads of a process."""
 
 
 __all__ = ["EXPORT_FIELDS", "Claim", "ContactLog", "Delivery", "Event", "JobRow", "Known", "ProviderDelivery",

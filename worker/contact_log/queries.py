@@ -109,15 +109,6 @@ class Queries:
             found: datetime | None = conn.execute(_ACCEPTED_AT, {"job_id": job_id}).scalar()
             return found
 
-    def unqueued(self, before: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        """Jobs recorded before `before` and never queued, registrations and plain jobs
-        (a cadence step goes with its registration): what the reconciler queues."""
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                select(jobs.c.job_id, jobs.c.payload, jobs.c.received_at)
-                .where(jobs.c.queued_at.is_(None), jobs.c.received_at < before, jobs.c.parent_id.is_(None))
-                .order_by(jobs.c.received_at).limit(limit))]
-
     def template_source(self, version: str) -> str | None:
         with self.engine.connect() as conn:
             found: str | None = conn.execute(select(template_versions.c.source)

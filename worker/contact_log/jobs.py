@@ -1,0 +1,105 @@
+"""Intake's book of jobs (the `jobs` table): what was accepted, with its JSON, and whether
+it reached the queue. Bookkeeping outside the hash chain — `queued_at` is the one
+column ever updated — so that a job is reported accepted only once it is queued, and a
+job recorded but never queued is found again (`worker.jobs.intake.reconcile`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from worker.contact_log.schema import jobs
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as intake records it: its ids, its JSON, and for a cadence step its registration."""
+
+    job_id: str
+    invoice_id: str
+    account_id: str
+    payload: str
+    parent_id: str | None = None
+
+
+class JobBook:
+    """Intake's reads and writes of the jobs table (mixed into `ContactLog`)."""
+
+    engine: Engine
+    _take: Any  # INSERT ... ON CONFLICT (job_id) DO NOTHING RETURNING job_id (`store.Store`)
+
+    def accept_job(self, job_id: str, invoice_id: str, account_id: str, payload: str, now: datetime) -> bool:
+        """Record a job as accepted and queued at once (the simulator's intake, which has no
+        queue to miss); False if its job_id was accepted before (one reminder)."""
+        taken, _dup = self.take_jobs([JobRow(job_id, invoice_id, account_id, payload)], now)
+        self.mark_queued(taken, now)
+        return bool(taken)
+
+    def take_jobs(self, rows: Iterable[JobRow], now: datetime) -> tuple[list[str], list[str]]:
+        """Record jobs before they are queued: (taken, duplicates).
+
+        Taken: new ids, and ids recorded before but never queued (an intake that failed
+        or died before the queue had them: this one queues them, with its payload).
+        Duplicates: ids already queued, or taken by another intake at this moment, or
+        repeated in `rows`. One transaction for the batch; the caller queues what it took,
+        then `mark_queued` — or `release` when the queue refused them.
+        """
+        wanted: dict[str, JobRow] = {}
+        duplicates: list[str] = []
+        for row in rows:
+            (duplicates.append(row.job_id) if row.job_id in wanted else wanted.__setitem__(row.job_id, row))
+        if not wanted:
+            return [], duplicates
+        taken: list[str] = []
+        with self.engine.begin() as conn:
+            known: dict[str, Any] = {}
+            ids = list(wanted)
+            for start in range(0, len(ids), 500):
+                known.update((row.job_id, row.queued_at) for row in conn.execute(
+                    select(jobs.c.job_id, jobs.c.queued_at).where(jobs.c.job_id.in_(ids[start:start + 500]))))
+            fresh = [wanted[i] for i in ids if i not in known]
+            if fresh:
+                inserted = set(conn.execute(self._take, [
+                    {"job_id": r.job_id, "invoice_id": r.invoice_id, "account_id": r.account_id,
+                     "payload": r.payload, "received_at": now, "parent_id": r.parent_id} for r in fresh]).scalars())
+                taken.extend(r.job_id for r in fresh if r.job_id in inserted)
+                duplicates.extend(r.job_id for r in fresh if r.job_id not in inserted)
+            for job_id, queued_at in known.items():
+                if queued_at is not None:
+                    duplicates.append(job_id)
+                    continue
+                row = wanted[job_id]
+                conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.queued_at.is_(None))
+                             .values(payload=row.payload, received_at=now, parent_id=row.parent_id))
+                taken.append(job_id)
+        return taken, duplicates
+
+    def mark_queued(self, job_ids: Iterable[str], now: datetime) -> None:
+        """These jobs are on the queue (or in the agenda) now: accepted for good."""
+        ids = list(job_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(jobs.update().where(jobs.c.job_id.in_(ids[start:start + 500]),
+                                                 jobs.c.queued_at.is_(None)).values(queued_at=now))
+
+    def release(self, job_ids: Iterable[str]) -> None:
+        """The queue did not take these jobs: forget them, so that nothing says they were
+        accepted and the caller's retry takes them as new."""
+        ids = list(job_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(jobs.delete().where(jobs.c.job_id.in_(ids[start:start + 500]),
+                                                 jobs.c.queued_at.is_(None)))
+
+    def unqueued(self, before: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """Jobs recorded before `before` and never queued, registrations and plain jobs
+        (a cadence step goes with its registration): what the reconciler queues."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(jobs.c.job_id, jobs.c.payload, jobs.c.received_at)
+                .where(jobs.c.queued_at.is_(None), jobs.c.received_at < before, jobs.c.parent_id.is_(None))
+                .order_by(jobs.c.received_at).limit(limit))]
