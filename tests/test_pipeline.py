@@ -118,3 +118,13 @@ def test_the_supervisors_notice_counts_days_late_on_the_debtors_day() -> None:
     assert "12 days past due" in escalation.subject(job, moment)
     assert "12 days past due" in escalation.body(job, ["no answer"], [], moment)
     assert "11 days past due" in escalation.subject(job, moment - timedelta(hours=10))
+
+
+def test_the_queue_message_keeps_its_shape_and_older_messages_still_run(world: World) -> None:
+    """The envelope's JSON is a contract between versions: the keys a fresh job carries,
+    in order; and a message with only the job (as the first versions queued) runs."""
+    job = parse_job(email_job(), profiles()).job
+    assert job is not None
+    assert list(envelope_for(job)) == ["job", "attempt", "first_tried"]
+    assert (envelope_for(job)["attempt"], envelope_for(job)["first_tried"]) == (0, None)
+    assert world.handle({"job": job.to_json()}) == "sent"

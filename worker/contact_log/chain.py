@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.contact_log.kinds import DeliveryStatus, Kind
+
 GENESIS = "0" * 64
 EVENT_FIELDS = ("delivery_id", "job_id", "invoice_id", "account_id", "kind", "status", "provider",
                 "provider_message_id", "error_code", "error_text", "detail", "occurred_at", "recorded_at", "address")
@@ -41,7 +43,7 @@ def digest(previous: str, event: Mapping[Any, Any], delivery: Mapping[Any, Any] 
 
 def covers_delivery(event: Mapping[Any, Any]) -> bool:
     """Whether an event's digest covers its delivery row: the claim, written with it."""
-    return event.get("kind") == "delivery" and event.get("status") == "claimed"
+    return event.get("kind") == Kind.DELIVERY and event.get("status") == DeliveryStatus.CLAIMED
 
 
 @dataclass

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from worker import policy
 from worker.contact_log import ContactLog
-from worker.contact_log.kinds import Event, InvoiceStatus, Kind
+from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
 from worker.jobs.intake import submit
 from worker.jobs.parse import read_jobs
 from worker.jobs.samples import sample_bytes, sample_facts, sample_jobs
@@ -79,19 +79,19 @@ def _table(log: ContactLog) -> Table:
     table = Table("UTC", "job", "what", "channel", "to", "template / reasons", title="Contact log", show_lines=False)
     for row in log.history():
         kind, status = row["kind"], row["status"]
-        if kind == "decision" and status == "send" or kind == "delivery" and status == "claimed":
+        if kind == Kind.DECISION and status == "send" or kind == Kind.DELIVERY and status == DeliveryStatus.CLAIMED:
             continue
-        escalated = kind == "invoice" and status == "escalated"
-        if kind not in ("decision", "delivery", "escalation") and not escalated:
+        escalated = kind == Kind.INVOICE and status == InvoiceStatus.ESCALATED
+        if kind not in (Kind.DECISION, Kind.DELIVERY, Kind.ESCALATION) and not escalated:
             continue
         detail = row["detail"] or {}
         what = f"{status} → {detail['until'][:16]}" if status == "defer" else status
         if escalated:
             what = "escalation opened"
-        elif kind == "escalation":
+        elif kind == Kind.ESCALATION:
             what = f"supervisor {status}"
         note = row["template"] or ""
-        if kind == "decision":
+        if kind == Kind.DECISION:
             note = "; ".join(detail.get("reasons", []))
         if row["error_code"]:
             note = f"{row['error_code']} {row['error_text'] or ''}".strip()

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from channels.base import Rate
 from worker import wiring
 from worker.clock import FixedClock
+from worker.contact_log.kinds import DeliveryStatus, InvoiceStatus, Kind
 from worker.events import Events
 from worker.jobs.contract import Job
 from worker.jobs.intake import as_registration, register
@@ -187,12 +188,12 @@ class _Run:
         job = self.jobs.get(event["invoice_id"] or "")
         if job is None:
             return None
-        if kind == "delivery" and status in ("sent", "failed", "unknown"):
+        if kind == Kind.DELIVERY and status in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
             action, what = status, event["error_text"] or ""
-        elif kind == "decision" and status in ("defer", "skip"):
+        elif kind == Kind.DECISION and status in ("defer", "skip"):
             action = status
             what = (f"until {detail['until'][:16]}: " if status == "defer" else "") + "; ".join(detail["reasons"])
-        elif kind == "invoice" and status in ("paid", "escalated"):
+        elif kind == Kind.INVOICE and status in (InvoiceStatus.PAID, InvoiceStatus.ESCALATED):
             action, what = status, "; ".join(detail.get("reasons", []))
         else:
             return None

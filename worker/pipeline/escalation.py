@@ -16,6 +16,7 @@ from typing import Any
 from babel.numbers import format_currency
 
 from schedules.zones import local_day
+from worker.contact_log.kinds import Kind
 from worker.jobs.contract import Job
 from worker.masking import mask
 
@@ -44,7 +45,7 @@ def body(job: Job, reasons: Iterable[str], history: Iterable[Mapping[str, Any]],
     ]
     count = 0
     for row in history:
-        if row.get("kind") not in ("delivery", "invoice", "suppression", "account"):
+        if row.get("kind") not in (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT):
             continue
         count += 1
         when = row["occurred_at"].strftime("%Y-%m-%d %H:%M")

@@ -43,6 +43,7 @@ from worker.messages.context import compose
 from worker.messages.render import Rendered, TemplateError
 from worker.pipeline import escalation
 from worker.pipeline.services import Services
+from worker.queue.envelope import Envelope, Notice, envelope_for
 from worker.settings import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -78,16 +79,16 @@ class Pipeline:
         """`handle`, saying also which job and channel (for the actor's log line)."""
         s = self.s
         now = s.clock.now()
+        envelope = cast(Envelope, {key: value for key, value in payload.items() if key != "slot"})
         slot = payload.get("slot")  # a sender slot reserved on an earlier pass (see `worker.queue.throttle`)
-        payload = {key: value for key, value in payload.items() if key != "slot"}
-        parsed = parse_job(payload.get("job"), s.profiles, "queue")
+        parsed = parse_job(envelope.get("job"), s.profiles, "queue")
         if parsed.job is None:
-            reason, kept = "; ".join(parsed.errors), _dump(payload)
+            reason, kept = "; ".join(parsed.errors), _dump(envelope)
             await s.write(lambda c: s.log.dead_letter("worker", reason, kept, now, parsed.job_id, conn=c))
             return Handled("rejected", parsed.job_id)
         job = parsed.job
-        if "notify" in payload:  # the supervisor's email about an escalation, tried again
-            return Handled(await self.notify(job, payload, now), job.job_id, "email")
+        if "notify" in envelope:  # the supervisor's email about an escalation, tried again
+            return Handled(await self.notify(job, envelope, now), job.job_id, "email")
         addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
         for _ in range(6):  # a permanent failure hands over to the next channel; news since `known`: decide again
             known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
@@ -95,20 +96,20 @@ class Pipeline:
             facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
             decision = decide(job, now, facts, s.profiles[job.profile])
             if decision.action == "send":
-                step = await self.deliver(job, decision, payload, now, known, balance, slot)
+                step = await self.deliver(job, decision, envelope, now, known, balance, slot)
                 if step not in ("next-channel", "changed"):
                     return Handled(cast(Outcome, step), job.job_id, decision.channel)
                 continue
             await self.note(job, Kind.DECISION, decision.action, now, detail=decision.to_json())
             if decision.action == "skip":
                 if "S-DISPUTE" in decision.rules:
-                    s.agenda.park(job.job_id, dict(payload))  # resumes when the dispute is resolved
+                    s.agenda.park(job.job_id, envelope)  # resumes when the dispute is resolved
                 return Handled("skipped", job.job_id)
             if decision.action == "escalate":
                 await self.escalate(job, decision, now)
                 return Handled("escalated", job.job_id)
             assert decision.action == "defer" and decision.until is not None
-            self.later(job, payload, decision.until)
+            self.later(job, envelope, decision.until)
             return Handled("deferred", job.job_id)
         return Handled("failed", job.job_id)
 
@@ -120,10 +121,10 @@ class Pipeline:
         if not opened:
             return
         s.agenda.cancel_invoice(job.invoice.id)
-        notice = {"reasons": list(decision.reasons), "escalated_at": now.isoformat(), "attempt": 0}
-        await self.notify(job, {"job": job.to_json(), "notify": notice}, now)
+        notice: Notice = {"reasons": list(decision.reasons), "escalated_at": now.isoformat(), "attempt": 0}
+        await self.notify(job, {**envelope_for(job), "notify": notice}, now)
 
-    async def notify(self, job: Job, payload: Mapping[str, Any], now: datetime) -> Outcome:
+    async def notify(self, job: Job, payload: Envelope, now: datetime) -> Outcome:
         """Email the supervisor the case. A transient failure (the relay busy or away) is
         tried again from the agenda, like a reminder, for up to `GIVE_UP_AFTER`; the case
         is in `dunning escalations` meanwhile, and the log says each try."""
@@ -172,7 +173,7 @@ class Pipeline:
             return job.invoice.amount_due
         return job.invoice.amount_due - facts.paid_since(self.s.log.accepted_at(job.job_id))
 
-    async def deliver(self, job: Job, decision: Decision, payload: Mapping[str, Any], now: datetime, known: Known,
+    async def deliver(self, job: Job, decision: Decision, payload: Envelope, now: datetime, known: Known,
                       balance: Decimal, slot: str | None = None) -> Step:
         """Render, claim (with the decision, in one transaction, refused if the facts changed
         since `known`), send, record the outcome."""
@@ -286,11 +287,12 @@ class Pipeline:
             self.s.log.suppress(job.debtor.account_id, address, channel.name, f"invalid address: {error.text}", now,
                                 code=error.code, conn=conn)
 
-    async def retry(self, job: Job, payload: Mapping[str, Any], delivery_id: int, provider: str,
+    async def retry(self, job: Job, payload: Envelope, delivery_id: int, provider: str,
                     error: TransientError, decision: Decision, now: datetime) -> Outcome:
         s = self.s
         attempt = int(payload.get("attempt", 0)) + 1
-        first = datetime.fromisoformat(payload["first_tried"]) if payload.get("first_tried") else now
+        first_tried = payload.get("first_tried")  # absent in messages queued by older versions
+        first = datetime.fromisoformat(first_tried) if first_tried else now
         if now - first >= GIVE_UP_AFTER:
             reason, kept = f"{error.code}: {error.text}", _dump(payload)
 
@@ -353,10 +355,10 @@ class Pipeline:
         """An event about the job (a decision, an escalation)."""
         await self.s.write(lambda conn: self.s.log.record(Event(kind, status, **_about(job), **details), now, conn))
 
-    def later(self, job: Job, payload: Mapping[str, Any], at: datetime) -> None:
+    def later(self, job: Job, payload: Envelope, at: datetime) -> None:
         """Come back at `at`, by way of the agenda however short the wait: no worker
         thread or process memory holds the job meanwhile, and a crash loses nothing."""
-        self.s.agenda.schedule(job.job_id, dict(payload), at)
+        self.s.agenda.schedule(job.job_id, payload, at)
 
 
 def _about(job: Job) -> dict[str, Any]:
