@@ -48,6 +48,7 @@ from aiosmtpd.smtp import SMTP as SMTPServer  # noqa: E402
 from aiosmtpd.smtp import Envelope, Session  # noqa: E402
 
 from worker.contact_log import ContactLog  # noqa: E402
+from worker.jobs.samples import many  # noqa: E402
 from worker.local.ports import free_port  # noqa: E402
 from worker.local.smtp_sink import EmlFolder, start  # noqa: E402
 from worker.local.stack import Stack  # noqa: E402
@@ -295,18 +296,6 @@ class World:
         shutil.rmtree(self.pg.base, ignore_errors=True)
 
 
-def make_jobs(n: int, tag: str) -> list[dict[str, Any]]:
-    out = []
-    for i in range(n):
-        job = json.loads(json.dumps(TEMPLATE))
-        job["job_id"] = f"C-{tag}-{i}/due_day"
-        job["invoice"]["id"] = f"INV-{tag}-{i}"
-        job["invoice"]["number"] = f"{tag}-{i}"
-        job["debtor"]["account_id"] = f"ACC-{tag}-{i}"
-        job["debtor"]["email"] = f"c{tag}{i}@example.com"
-        out.append(job)
-    return out
-
 
 def send_while(world: World, jobs: list[dict[str, Any]], result: Result, fault: Callable[[], None],
                share: float = 0.25) -> None:
@@ -502,7 +491,7 @@ def run(names: list[str], jobs_per: int, out: Callable[[str], None] = print, kee
         world.start_worker()
         out(HEADER)
         for name in names:
-            jobs = make_jobs(jobs_per, uuid.uuid4().hex[:6])
+            jobs = many(TEMPLATE, jobs_per, "C" + uuid.uuid4().hex[:6])
             result = Result(name, len(jobs))
             started = time.monotonic()
             try:

@@ -13,7 +13,6 @@ their ratio. Goal on the 2-core machine: ≥ 1,000 reminders/s and a ratio ≥ 0
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from worker.contact_log import ContactLog  # noqa: E402
 from worker.jobs.intake import submit  # noqa: E402
 from worker.jobs.parse import parse_job  # noqa: E402
+from worker.jobs.samples import many  # noqa: E402
 from worker.local.stack import Stack  # noqa: E402
 from worker.policy import profiles  # noqa: E402
 from worker.queue.broker import backlog, enqueue_many, make_broker  # noqa: E402
@@ -36,18 +36,6 @@ from worker.queue.broker import backlog, enqueue_many, make_broker  # noqa: E402
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 TEMPLATE = json.loads((ROOT / "worker/jobs/samples/portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
 
-
-def jobs(count: int) -> list[dict]:  # type: ignore[type-arg]
-    out = []
-    for n in range(count):
-        job = copy.deepcopy(TEMPLATE)
-        job["job_id"] = f"BENCH-{n}/pre_due_7"
-        job["invoice"]["id"] = f"BENCH-{n}"
-        job["invoice"]["number"] = f"B-{n}"
-        job["debtor"]["account_id"] = f"BENCH-ACC-{n}"
-        job["debtor"]["email"] = f"debtor{n}@example.com"
-        out.append(job)
-    return out
 
 
 def wait_drained(broker, queue_backlog, expected_done, started: float, timeout: float = 900) -> float:  # type: ignore[no-untyped-def]
@@ -72,7 +60,7 @@ def main() -> None:
         os.environ.update(env)
         log = ContactLog.open(env["DUNNING_DATABASE_URL"]).migrate()
         stack.set_clock(NOW)
-        parsed = [parse_job(job, profiles(), "bench") for job in jobs(args.jobs)]
+        parsed = [parse_job(job, profiles(), "bench") for job in many(TEMPLATE, args.jobs, "BENCH", "pre_due_7")]
 
         worker = stack.start_worker(args.processes, args.threads)
         time.sleep(3)  # let the worker boot before the clock starts

@@ -9,11 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from worker.cli.app import app
-from worker.cli.common import (
-    By,
-    err,
-    out,
-)
+from worker.cli.common import By, err, out
 from worker.settings import Settings
 
 if TYPE_CHECKING:

@@ -5,28 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from schedules.facts import NOTHING_KNOWN
 from worker import policy
 from worker.cli.app import app
-from worker.cli.common import (
-    InputFile,
-    err,
-    out,
-    parse_now,
-    print_result,
-    profiles_or_exit,
-    read_facts,
-    read_input,
-)
+from worker.cli.common import InputFile, err, out, parse_now, print_result, profiles_or_exit, read_facts, read_input
 from worker.jobs.parse import read_jobs
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from worker.cli.app import app
-from worker.cli.common import (
-    InputFile,
-    Unmasked,
-    err,
-    out,
-    parse_now,
-    print_result,
-    profiles_or_exit,
-    read_input,
-)
+from worker.cli.common import InputFile, Unmasked, err, out, parse_now, print_result, profiles_or_exit, read_input
 from worker.jobs.parse import read_jobs
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

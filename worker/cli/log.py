@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from worker.cli.app import app, log_app
-from worker.cli.common import (
-    Unmasked,
-    err,
-    open_log,
-    out,
-    parse_now,
-)
-
-if TYPE_CHECKING:
-    pass
+from worker.cli.common import Unmasked, err, open_log, out, parse_now
 
 
 @log_app.command("show")

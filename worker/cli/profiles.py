@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from worker.cli.app import profiles_app
-from worker.cli.common import (
-    err,
-    out,
-    profiles_or_exit,
-)
+from worker.cli.common import err, out, profiles_or_exit
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 
 @profiles_app.command("check")

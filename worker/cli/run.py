@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from worker.cli.app import app
-from worker.cli.common import (
-    err,
-    long_running,
-    out,
-)
+from worker.cli.common import err, long_running, out
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

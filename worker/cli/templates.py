@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from worker.cli.app import templates_app
-from worker.cli.common import (
-    err,
-    out,
-    parse_now,
-    print_result,
-    profiles_or_exit,
-    read_input,
-)
+from worker.cli.common import err, out, parse_now, print_result, profiles_or_exit, read_input
 from worker.jobs.parse import read_jobs
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 
 @templates_app.command("check")

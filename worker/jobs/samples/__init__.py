@@ -32,3 +32,20 @@ def sample_facts() -> dict[str, Any]:
 
     found: dict[str, Any] = json.loads(FOLDER.joinpath("facts.json").read_text(encoding="utf-8"))
     return found
+
+
+def many(template: dict[str, Any], count: int, tag: str, stage: str = "due_day") -> list[dict[str, Any]]:
+    """`count` jobs shaped like `template`, each its own invoice, account and mailbox
+    (so caps per person do not hold them back): load for benchmarks and chaos runs."""
+    import copy
+
+    out = []
+    for n in range(count):
+        job = copy.deepcopy(template)
+        job["job_id"] = f"{tag}-{n}/{stage}"
+        job["invoice"]["id"] = f"INV-{tag}-{n}"
+        job["invoice"]["number"] = f"{tag}-{n}"
+        job["debtor"]["account_id"] = f"ACC-{tag}-{n}"
+        job["debtor"]["email"] = f"debtor-{tag}-{n}@example.com"
+        out.append(job)
+    return out
