@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from worker import policy
+from worker import policy, wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
 from worker.jobs.intake import submit
@@ -27,6 +27,7 @@ from worker.jobs.parse import read_jobs
 from worker.jobs.samples import sample_bytes, sample_facts, sample_jobs
 from worker.local.stack import Stack
 from worker.masking import mask
+from worker.settings import Settings
 
 
 def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -> None:
@@ -34,7 +35,7 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
     stack = Stack(directory.resolve()).start()
     try:
         os.environ.update(stack.env())
-        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
+        log = wiring.log(Settings.from_env(stack.env()), migrate=True)
         stack.set_clock(start)
         _billing_events(log, start)
         intake = submit(read_jobs(sample_bytes(), policy.profiles()), log, stack.broker, start)

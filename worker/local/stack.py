@@ -16,15 +16,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
 from aiosmtpd.controller import Controller
 
+from worker import wiring
 from worker.clock import RedisClock
 from worker.local.redis_server import RedisServer
 from worker.local.smtp_sink import EmlFolder, start
 from worker.local.twilio_sandbox import Sandbox
 from worker.queue.agenda import Agenda
-from worker.queue.broker import backlog, make_broker
+from worker.queue.broker import backlog
+from worker.settings import Settings
 
 TWILIO_FROM = "+15005550006"  # Twilio's magic "valid sender" test number
 
@@ -43,10 +44,11 @@ class Stack:
         self.redis.start()
         self.smtp = start(self.mail)
         self.sandbox.start()
-        self.client = redis.Redis.from_url(self.redis.url)
-        self.clock = RedisClock(self.client)
+        settings = Settings.from_env(self.env())  # built as the worker builds them (`worker.wiring`)
+        self.client = wiring.redis_for(settings)
+        self.clock = RedisClock(self.client)  # DUNNING_CLOCK=redis: the clock this stack's processes share
         self.agenda = Agenda(self.client)
-        self.broker = make_broker(self.redis.url)
+        self.broker = wiring.broker(settings)
         return self
 
     def env(self) -> dict[str, str]:
