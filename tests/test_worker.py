@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 from harness import WEDNESDAY_10, Harness
+from test_cli import dunning
 
 from worker.contact_log.kinds import Event, Kind
 from worker.jobs.intake import submit
@@ -36,6 +37,11 @@ def test_email_sms_and_voice_are_delivered_and_logged(harness: Harness) -> None:
     sent = [r for r in harness.log.history(invoice=voice["invoice"]["id"]) if r["status"] == "sent"]
     assert sent[0]["provider_message_id"] == calls[0]["sid"] and sent[0]["template"] == "zh-CN/overdue_early.voice.j2"
     assert harness.log.template_source(sent[0]["template_version"]) is not None
+    kept = dunning("log", "template", sent[0]["template_version"], env={**harness.stack.env(), **harness.worker_env})
+    shipped = (harness.templates / "zh-CN" / "overdue_early.voice.j2").read_text(encoding="utf-8")
+    assert kept.returncode == 0 and kept.stdout == shipped, "the source the call was rendered from"
+    unknown = dunning("log", "template", "ab" * 32, env={**harness.stack.env(), **harness.worker_env})
+    assert unknown.returncode == 1 and "no template version" in unknown.stderr
     decisions = [r for r in harness.log.history(invoice=voice["invoice"]["id"]) if r["kind"] == "decision"]
     assert decisions[0]["detail"]["rules"] == ["W-BIZ", "W-LEGAL"]
 

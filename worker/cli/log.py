@@ -86,6 +86,19 @@ def log_verify(
               markup=False)
 
 
+@log_app.command("template")
+def log_template(
+    version: Annotated[str, typer.Argument(help="A template version (the SHA-256 in a delivery's "
+                                                "template_version, as `log show` and `log export` list it).")],
+) -> None:
+    """Print the template source a delivery was rendered from, as it was kept when first
+    used: with the job, any message sent can be reproduced exactly."""
+    source = open_log().template_source(version.strip().lower())
+    if source is None:
+        err.print(f"{version}: no template version with this hash is kept in the contact log", markup=False)
+        raise typer.Exit(1)
+    out.print(source, markup=False, end="" if source.endswith("\n") else "\n")
+
 @app.command()
 def escalations() -> None:
     """Open escalations: invoices handed to a person (and not paid since), oldest first."""
