@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, Self
 
@@ -88,13 +88,14 @@ def _insert_or_nothing(dialect: str, table: Any, key: str) -> Any:
 
 
 def _row(event: Event, now: datetime) -> dict[str, Any]:
-    """Every column given (None where absent), so all event inserts share one compiled form."""
-    values = asdict(event)
-    values["detail"] = dict(event.detail) if event.detail is not None else None
-    values["occurred_at"] = event.occurred_at or now
-    values["recorded_at"] = now
-    values["address"] = event.address.casefold() if event.address else None
-    return {name: values.get(name) for name in chain.EVENT_FIELDS}
+    """Every column given (None where absent), so all event inserts share one compiled form.
+    Read field by field: `dataclasses.asdict` deep-copies, and this runs for every event."""
+    return {"delivery_id": event.delivery_id, "job_id": event.job_id, "invoice_id": event.invoice_id,
+            "account_id": event.account_id, "kind": event.kind, "status": event.status, "provider": event.provider,
+            "provider_message_id": event.provider_message_id, "error_code": event.error_code,
+            "error_text": event.error_text, "detail": dict(event.detail) if event.detail is not None else None,
+            "occurred_at": event.occurred_at or now, "recorded_at": now,
+            "address": event.address.casefold() if event.address else None}
 
 
 class Store:
@@ -178,8 +179,7 @@ class Store:
         with self._in(conn) as c:
             if event.delivery_id is not None and event.account_id is None:
                 owner = c.execute(_DELIVERY_OWNER, {"delivery_id": event.delivery_id}).one()
-                event = Event(**{**asdict(event), "job_id": owner.job_id, "invoice_id": owner.invoice_id,
-                                 "account_id": owner.account_id})
+                event = replace(event, job_id=owner.job_id, invoice_id=owner.invoice_id, account_id=owner.account_id)
             self._append(c, _row(event, now))
 
     def claim(self, claim: Claim, now: datetime, *, decision: Mapping[str, Any] | None = None,
@@ -199,7 +199,7 @@ class Store:
                                            detail=dict(decision)), now))
             if known is not None and changed_since(c, known):
                 return None
-            row = {**asdict(claim), "reasons": list(claim.reasons), "rules": list(claim.rules),
+            row = {**vars(claim), "reasons": list(claim.reasons), "rules": list(claim.rules),
                    "zones": list(claim.zones), "claimed_at": now}
             delivery_id = c.execute(self._claim, row).scalar()
             if delivery_id is None:
