@@ -11,3 +11,5 @@ templates_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="M
 app.add_typer(templates_app, name="templates")
 log_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The contact log.")
 app.add_typer(log_app, name="log")
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API keys for the billing API (/v1).")
+app.add_typer(keys_app, name="keys")

@@ -22,6 +22,7 @@ class Kind(StrEnum):
     ESCALATION = "escalation"  # the supervisor's notice of an escalated case (`NoticeStatus`)
     INBOUND = "inbound"  # a text the debtor sent (status: its intent)
     CADENCE = "cadence"  # an invoice registered: its steps planned (status: registered)
+    KEY = "key"  # an API key made or revoked (`KeyStatus`): who may call the billing API
 
 
 class DeliveryStatus(StrEnum):
@@ -57,6 +58,11 @@ class NoticeStatus(StrEnum):
     NOTIFIED = "notified"
     NOT_NOTIFIED = "not-notified"
     RETRY = "retry"
+
+
+class KeyStatus(StrEnum):
+    CREATED = "created"
+    REVOKED = "revoked"
 
 
 FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION)  # the events that change what `decide` may do

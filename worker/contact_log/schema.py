@@ -131,6 +131,18 @@ dead_letters = Table(
 )
 
 
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # the key's first characters, to tell keys apart
+    Column("digest", String(64), nullable=False, unique=True),  # SHA-256 of the key: the key is kept nowhere
+    Column("scopes", String(200), nullable=False),  # comma-separated: jobs:write, events:write, read
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
 def open_engine(url: str) -> Engine:
     """An engine on the log's database (a SQLite file's folder is created)."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
