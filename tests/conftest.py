@@ -156,7 +156,7 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     else:
         opened = ContactLog.open(request.getfixturevalue("postgres_url")).migrate()
         with opened.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs, api_keys "
                               "RESTART IDENTITY CASCADE"))
     yield opened
     opened.engine.dispose()

@@ -95,7 +95,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         from sqlalchemy import text
 
         with log.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs "
+            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs, api_keys "
                               "RESTART IDENTITY CASCADE"))
         extra["DUNNING_DATABASE_URL"] = url
     else:

@@ -1,16 +1,19 @@
 """`dunning serve`: what providers and people send back — Twilio's status callbacks and
-SMS replies (`twilio.py`), one-click unsubscribes (`unsubscribe.py`) — as one FastAPI
-application, run by uvicorn."""
+SMS replies (`twilio.py`), one-click unsubscribes (`unsubscribe.py`) — and the billing
+API (`billing.py`), as one FastAPI application, run by uvicorn."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 
+from dramatiq.brokers.redis import RedisBroker
 from fastapi import FastAPI
 
+from worker import wiring
 from worker.contact_log import ContactLog
-from worker.http import twilio, unsubscribe
+from worker.http import billing, problems, twilio, unsubscribe
 from worker.settings import ConfigError, Settings
 
 
@@ -19,6 +22,13 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     if not secret:
         raise ConfigError("DUNNING_SECRET_KEY is not set: unsubscribe links cannot be checked")
     app = FastAPI(title="dunning", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @cache
+    def broker() -> RedisBroker:  # built on first use: the callbacks and pages never need it
+        return wiring.broker(settings)
+
+    problems.install(app)
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
+    app.include_router(billing.router(log, broker, now))
     return app

@@ -43,8 +43,9 @@ OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSEr
 
 @dataclass
 class Intake:
-    accepted: int = 0
+    accepted: int = 0  # jobs queued (registrations not counted: see `registered`)
     registered: int = 0  # cadence steps put in the agenda
+    accepted_ids: list[str] = field(default_factory=list)  # every job taken, queued or registered, in order
     duplicates: list[str] = field(default_factory=list)
     rejected: list[Parsed] = field(default_factory=list)
     # Valid jobs the queue or the log could not take now: not accepted, to be sent again.
@@ -108,9 +109,11 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
         accepted = [job.job_id for job in plain if job.job_id in done]
         _mark(log, accepted, now)
         result.accepted = len(accepted)
+        result.accepted_ids = [job.job_id for job in valid if job.job_id in done]
         return _unavailable(result, missed, _what(error), error)
     _mark(log, [job.job_id for job in plain], now)
     result.accepted = len(plain)
+    result.accepted_ids = [job.job_id for job in valid if job.job_id in taken]
     return result
 
 

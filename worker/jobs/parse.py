@@ -66,7 +66,7 @@ def read_jobs(data: bytes, profiles: Mapping[str, Profile]) -> Iterator[Parsed]:
     """Jobs from a JSON document (one object or an array of them) or from JSON Lines."""
     try:
         text = data.decode("utf-8-sig")
-        whole = _loads(text) if text.strip() else None
+        whole = loads(text) if text.strip() else None
     except json.JSONDecodeError as error:
         if text.lstrip().split("\n", 1)[0].strip() in ("{", "["):
             # A pretty-printed document, not JSON Lines: one error, where it is.
@@ -101,7 +101,7 @@ def _read_line(line: bytes, number: int, profiles: Mapping[str, Profile]) -> Par
         return Parsed(where, None, raw, errors=[f"(job): not UTF-8 text (byte 0x{line[error.start]:02x} at column "
                                           f"{error.start + 1})"])
     try:
-        value = _loads(text)
+        value = loads(text)
     except json.JSONDecodeError as error:
         return Parsed(where, None, raw, errors=[f"(job): not valid JSON: {_said(error)} at column {error.colno}"])
     except (ValueError, RecursionError) as error:
@@ -163,7 +163,7 @@ def _kind(value: Any) -> str:
     return "an object"
 
 
-def _loads(text: str) -> Any:
+def loads(text: str) -> Any:
     """json.loads without NaN/Infinity, which are not JSON."""
     def refuse(name: str) -> None:
         raise ValueError(f"{name} is not allowed in JSON")

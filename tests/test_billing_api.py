@@ -1,0 +1,119 @@
+"""The billing API over real HTTP (uvicorn on loopback), real Redis, both databases:
+keys and scopes, the body's limits, and jobs in through the same intake as the CLI."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+from conftest import job_data
+from harness import serving
+
+from worker.contact_log import ContactLog
+from worker.contact_log.keys import parse_scopes
+from worker.jobs.parse import read_jobs
+from worker.policy import profiles
+from worker.queue.agenda import Agenda
+from worker.queue.broker import backlog, make_broker
+
+NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
+
+
+@dataclass
+class Api:
+    url: str
+    log: ContactLog
+    keys: dict[str, str]
+
+    def call(self, method: str, path: str, body: bytes | None = None, key: str | None = "writer",
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if key:
+            sent["Authorization"] = f"Bearer {self.keys.get(key, key)}"
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=sent)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, got, raw = answer.status, dict(answer.headers), answer.read()
+        except urllib.error.HTTPError as error:
+            status, got, raw = error.code, dict(error.headers), error.read()
+        return status, got, json.loads(raw) if raw else None
+
+    def post(self, path: str, payload: Any, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+        return self.call("POST", path, json.dumps(payload, ensure_ascii=False).encode(), **kwargs)
+
+
+@pytest.fixture
+def api(log: ContactLog, redis_server: Any, redis_client: Any) -> Iterator[Api]:
+    keys = {"writer": log.create_key("writer", parse_scopes("jobs:write,read"), NOW, "test"),
+            "reader": log.create_key("reader", parse_scopes("read"), NOW, "test")}
+    env = {"DUNNING_REDIS_URL": redis_server.url, "DUNNING_SECRET_KEY": "k" * 32}
+    with serving(log, env, lambda: NOW) as url:
+        yield Api(url, log, keys)
+
+
+def test_a_key_is_required_valid_live_and_scoped(api: Api) -> None:
+    job = job_data()
+    status, headers, body = api.post("/v1/jobs", job, key=None)
+    assert status == 401 and headers["content-type"] == "application/problem+json" and body["status"] == 401
+    assert headers["www-authenticate"].startswith("Bearer")
+    assert api.post("/v1/jobs", job, key="dk_not-a-key")[0] == 401
+    assert api.post("/v1/jobs", job, key="reader")[0] == 403, "read only: no jobs:write"
+    api.log.revoke_key("writer", NOW, "test")
+    status, _, body = api.post("/v1/jobs", job)
+    assert status == 401 and "revoked" in body["detail"]
+
+
+def test_the_body_must_be_json_utf8_and_within_limits(api: Api) -> None:
+    assert api.call("POST", "/v1/jobs", b"{}", headers={"Content-Type": "text/plain"})[0] == 415
+    assert api.call("POST", "/v1/jobs", b'{"job_id": "\xff"}')[0] == 400
+    status, _, body = api.call("POST", "/v1/jobs", b'{"jobs": [')
+    assert status == 400 and body["detail"].startswith("the body is not JSON")
+    assert api.post("/v1/jobs", {"jobs": [job_data()] * 1001})[0] == 413
+    assert _declared_too_big(api) == 413, "refused on the headers, before 5 MB are read"
+
+
+def _declared_too_big(api: Api) -> int:
+    """A request announcing a 6 MB body; the answer is read before any of it is sent."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(api.url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as conn:
+        conn.sendall((f"POST /v1/jobs HTTP/1.1\r\nHost: {where.netloc}\r\nContent-Type: application/json\r\n"
+                      f"Authorization: Bearer {api.keys['writer']}\r\nContent-Length: {6 * 1024 * 1024}\r\n\r\n")
+                     .encode())
+        return int(conn.recv(4096).split(b" ", 2)[1])
+
+
+def test_jobs_in_like_the_cli_accepted_duplicates_and_rejected_with_its_wording(
+        api: Api, redis_server: Any) -> None:
+    good = job_data()
+    bad = job_data(job_id="INV-9/due_day", debtor__email="not-an-address")
+    status, _, body = api.post("/v1/jobs", {"jobs": [good, bad]})
+    assert status == 202, body
+    assert body["accepted"] == [good["job_id"]] and body["duplicates"] == []
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 1 and rejected["job_id"] == "INV-9/due_day"
+    [expected] = [p for p in read_jobs(json.dumps(bad).encode(), profiles())]  # what `dunning validate` says
+    assert [f"{e['path']}: {e['message']}" for e in rejected["errors"]] == expected.errors
+    [kept] = api.log.dead_letters()
+    assert kept["job_id"] == "INV-9/due_day" and kept["reason"] == "; ".join(expected.errors)
+    again = api.post("/v1/jobs", good)
+    assert again[0] == 202 and again[2]["duplicates"] == [good["job_id"]] and again[2]["accepted"] == []
+    broker = make_broker(redis_server.url)
+    assert backlog(broker) == 1, "queued once"
+    broker.close()
+
+
+def test_an_invoice_registers_its_cadence(api: Api, redis_client: Any) -> None:
+    invoice = job_data(job_id="INV-2026-0042")
+    invoice.pop("stage", None)
+    status, _, body = api.post("/v1/invoices", invoice)
+    assert status == 202 and body["accepted"] == ["INV-2026-0042"], body
+    assert Agenda(redis_client).pending() > 0, "its steps are planned in the agenda"

@@ -1,0 +1,93 @@
+"""The billing API, version 1 (`/v1`): what billing systems call over HTTP instead of
+running the CLI on the worker's host. Jobs and cadences in (`POST /v1/jobs`,
+`POST /v1/invoices`) go through the same intake as `dunning enqueue` and
+`dunning register` (`worker.jobs.intake.submit`): the same validation and wording,
+dead letters, duplicates and outage answers."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from dramatiq.brokers.redis import RedisBroker
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from worker.contact_log import ApiKey, ContactLog
+from worker.http.auth import requirer
+from worker.http.problems import Problem, split_error
+from worker.jobs.intake import as_registration, submit
+from worker.jobs.parse import Parsed, loads, parse_job
+from worker.policy import profiles
+
+MAX_JOBS = 1000
+MAX_BODY = 5 * 1024 * 1024  # bytes: 1,000 jobs of ~1 KB, with room to spare
+RETRY_AFTER = "5"  # seconds, when Redis or the database is away
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON: `application/json` (415), at most `MAX_BODY` (413), UTF-8 (400)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise Problem(415, f"Content-Type: application/json expected, got {media or 'none'}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise Problem(413, f"the body has {int(declared)} bytes; at most {MAX_BODY} are accepted")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise Problem(413, f"the body is over {MAX_BODY} bytes")
+    try:
+        return loads(bytes(body).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Problem(400, "the body is not UTF-8") from None
+    except ValueError as error:
+        raise Problem(400, f"the body is not JSON: {error}") from None
+
+
+def job_items(data: Any) -> list[Any]:
+    """One job, or `{"jobs": [...]}` with at most `MAX_JOBS` (413 beyond)."""
+    if not (isinstance(data, dict) and set(data) == {"jobs"}):
+        return [data]
+    items = data["jobs"]
+    if not isinstance(items, list):
+        raise Problem(422, "jobs: an array of jobs expected", [{"path": "jobs", "message": "an array expected"}])
+    if len(items) > MAX_JOBS:
+        raise Problem(413, f"{len(items)} jobs; at most {MAX_JOBS} per request")
+    return items
+
+
+def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
+    routes = APIRouter(prefix="/v1")
+    require = requirer(log, now)
+    JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
+
+    async def take(request: Request, register: bool) -> JSONResponse:
+        items = job_items(await json_body(request))
+        known = profiles()
+        parsed: list[Parsed] = [parse_job(item, known, f"jobs[{n}]") for n, item in enumerate(items)]
+        if register:
+            parsed = [as_registration(item, known) for item in parsed]
+        index = {id(item): n for n, item in enumerate(parsed)}
+        result = await run_in_threadpool(submit, parsed, log, broker(), now())
+        if result.unavailable:
+            raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
+                               "request again (what was accepted comes back as duplicates)",
+                          headers={"Retry-After": RETRY_AFTER})
+        return JSONResponse(status_code=202, content={
+            "accepted": result.accepted_ids, "duplicates": result.duplicates,
+            "rejected": [{"index": index[id(item)], "job_id": item.job_id,
+                          "errors": [split_error(e) for e in item.errors]} for item in result.rejected]})
+
+    @routes.post("/jobs", status_code=202)
+    async def post_jobs(request: Request, key: JobsWrite) -> JSONResponse:
+        """Queue reminder jobs: one job, or {"jobs": [...]} (at most 1,000)."""
+        return await take(request, register=False)
+
+    @routes.post("/invoices", status_code=202)
+    async def post_invoices(request: Request, key: JobsWrite) -> JSONResponse:
+        """Register invoices: every step of the profile's ladder is planned (as `dunning register`)."""
+        return await take(request, register=True)
+
+    return routes
