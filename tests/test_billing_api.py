@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from worker.queue.agenda import Agenda
 from worker.queue.broker import backlog, make_broker
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
+ENV = {"DUNNING_SECRET_KEY": "k" * 32}
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Api:
     url: str
     log: ContactLog
     keys: dict[str, str]
+    clock: list[datetime]  # the server's now: clock[0]
 
     def call(self, method: str, path: str, body: bytes | None = None, key: str | None = "writer",
              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
@@ -52,9 +54,9 @@ class Api:
 def api(log: ContactLog, redis_server: Any, redis_client: Any) -> Iterator[Api]:
     keys = {"writer": log.create_key("writer", parse_scopes("jobs:write,read"), NOW, "test"),
             "reader": log.create_key("reader", parse_scopes("read"), NOW, "test")}
-    env = {"DUNNING_REDIS_URL": redis_server.url, "DUNNING_SECRET_KEY": "k" * 32}
-    with serving(log, env, lambda: NOW) as url:
-        yield Api(url, log, keys)
+    clock = [NOW]
+    with serving(log, ENV | {"DUNNING_REDIS_URL": redis_server.url}, lambda: clock[0]) as url:
+        yield Api(url, log, keys, clock)
 
 
 def test_a_key_is_required_valid_live_and_scoped(api: Api) -> None:
@@ -117,3 +119,60 @@ def test_an_invoice_registers_its_cadence(api: Api, redis_client: Any) -> None:
     status, _, body = api.post("/v1/invoices", invoice)
     assert status == 202 and body["accepted"] == ["INV-2026-0042"], body
     assert Agenda(redis_client).pending() > 0, "its steps are planned in the agenda"
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(api: Api, redis_server: Any) -> None:
+    job = job_data()
+    first = api.post("/v1/jobs", job, headers={"Idempotency-Key": "order-1"})
+    again = api.post("/v1/jobs", job, headers={"Idempotency-Key": "order-1"})
+    assert first[0] == again[0] == 202 and again[2] == first[2] and first[2]["accepted"] == [job["job_id"]]
+    assert again[1].get("idempotency-replayed") == "true" and "idempotency-replayed" not in first[1]
+    other = api.post("/v1/jobs", job_data(job_id="INV-2/due_day"), headers={"Idempotency-Key": "order-1"})
+    assert other[0] == 422 and other[2]["errors"][0]["path"] == "Idempotency-Key"
+    assert api.post("/v1/jobs", job, headers={"Idempotency-Key": "x" * 256})[0] == 422
+    broker = make_broker(redis_server.url)
+    assert backlog(broker) == 1, "one job queued, however often it was sent"
+    broker.close()
+
+
+def test_idempotency_keys_belong_to_their_api_key_and_expire_after_a_day(api: Api) -> None:
+    api.keys["other"] = api.log.create_key("other", parse_scopes("jobs:write"), NOW, "test")
+    job = job_data()
+    assert api.post("/v1/jobs", job, headers={"Idempotency-Key": "k1"})[2]["accepted"] == [job["job_id"]]
+    status, headers, body = api.post("/v1/jobs", job, key="other", headers={"Idempotency-Key": "k1"})
+    assert status == 202 and "idempotency-replayed" not in headers and body["duplicates"] == [job["job_id"]]
+    api.clock[0] = NOW + timedelta(hours=24, seconds=1)
+    later = api.post("/v1/jobs", job_data(job_id="INV-3/due_day"), headers={"Idempotency-Key": "k1"})
+    assert later[0] == 202 and later[2]["accepted"] == ["INV-3/due_day"], "expired: the key is free again"
+
+
+def test_one_key_sent_to_two_servers_at_once_is_accepted_once(log: ContactLog, redis_server: Any,
+                                                               redis_client: Any) -> None:
+    """Two server processes' worth of apps on one database: the first request with a key
+    runs; the other is told it is running (409) or gets its answer replayed."""
+    import threading
+
+    key = log.create_key("writer", parse_scopes("jobs:write"), NOW, "test")
+    env = ENV | {"DUNNING_REDIS_URL": redis_server.url}
+    jobs = {"jobs": [job_data(job_id=f"INV-{n}/due_day", invoice__id=f"INV-{n}") for n in range(300)]}
+    with serving(log, env, lambda: NOW) as one, serving(log, env, lambda: NOW) as two:
+        answers: list[tuple[int, dict[str, str], Any]] = []
+        start = threading.Barrier(2)
+
+        def send(url: str) -> None:
+            start.wait()
+            answers.append(Api(url, log, {"writer": key}, [NOW]).post("/v1/jobs", jobs,
+                                                                       headers={"Idempotency-Key": "batch-7"}))
+
+        threads = [threading.Thread(target=send, args=(url,)) for url in (one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    statuses = sorted(a[0] for a in answers)
+    assert statuses in ([202, 202], [202, 409]), statuses
+    ran = [a for a in answers if a[0] == 202 and "idempotency-replayed" not in a[1]]
+    assert len(ran) == 1 and len(ran[0][2]["accepted"]) == 300
+    broker = make_broker(redis_server.url)
+    assert backlog(broker) == 300, "each job queued once"
+    broker.close()

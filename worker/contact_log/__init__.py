@@ -3,13 +3,14 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 
 `ContactLog` is the door. Behind it, one module per part of the record: `schema`
 (tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
-`jobs` (intake's book), `keys` (API keys), `facts` (rows → what `decide` needs),
+`jobs` (intake's book), `keys` (API keys), `idempotency`, `facts` (rows → what `decide` needs),
 `queries` (what the CLI and the server read), `export`, `chain` (the hash chain's
 canonical form), `writer` (group commit), `migrations/` (Alembic).
 """
 
 from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line
 from worker.contact_log.facts import FactReads, Known
+from worker.contact_log.idempotency import IdempotencyBook, Remembered
 from worker.contact_log.jobs import JobBook, JobRow
 from worker.contact_log.keys import ApiKey, KeyBook, KeyProblem
 from worker.contact_log.kinds import Event
@@ -18,11 +19,13 @@ from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.store import Claim, SchemaError, storable
 
 
-class ContactLog(KeyBook, JobBook, Queries, FactReads):
+class ContactLog(KeyBook, JobBook, IdempotencyBook, Queries, FactReads):
     """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`),
-    intake's book of jobs (`JobBook`), its reads (`Queries`) and the facts for `decide`
-    (`FactReads`); safe to share between threads of a process."""
+    intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
+    reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
+    threads of a process."""
 
 
 __all__ = ["EXPORT_FIELDS", "ApiKey", "Claim", "ContactLog", "Delivery", "Event", "JobRow", "KeyProblem", "Known",
-           "ProviderDelivery", "SchemaError", "UTCDateTime", "for_export", "jobs", "storable", "to_json_line"]
+           "ProviderDelivery", "Remembered", "SchemaError", "UTCDateTime", "for_export", "jobs", "storable",
+           "to_json_line"]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -141,6 +142,19 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
+)
+
+idempotency = Table(
+    "idempotency", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("api_key", String(100), nullable=False),  # the API key's name: keys are scoped to their caller
+    Column("key", String(255), nullable=False),  # the caller's Idempotency-Key
+    Column("body_hash", String(64), nullable=False),
+    Column("status", Integer),  # None while the first request is still running
+    Column("response", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("api_key", "key", name="uq_idempotency_key"),
+    Index("ix_idempotency_created", "created_at"),
 )
 
 def open_engine(url: str) -> Engine:

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 
 from dramatiq.brokers.redis import RedisBroker
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from worker.contact_log import ApiKey, ContactLog
 from worker.http.auth import requirer
+from worker.http.idempotency import once
 from worker.http.problems import Problem, split_error
 from worker.jobs.intake import as_registration, submit
 from worker.jobs.parse import Parsed, loads, parse_job
@@ -25,8 +26,9 @@ MAX_BODY = 5 * 1024 * 1024  # bytes: 1,000 jobs of ~1 KB, with room to spare
 RETRY_AFTER = "5"  # seconds, when Redis or the database is away
 
 
-async def json_body(request: Request) -> Any:
-    """The body as JSON: `application/json` (415), at most `MAX_BODY` (413), UTF-8 (400)."""
+async def read_body(request: Request) -> bytes:
+    """The body: `application/json` (415), at most `MAX_BODY` (413, on the declared length
+    before anything is read)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         raise Problem(415, f"Content-Type: application/json expected, got {media or 'none'}")
@@ -38,8 +40,13 @@ async def json_body(request: Request) -> Any:
         body += chunk
         if len(body) > MAX_BODY:
             raise Problem(413, f"the body is over {MAX_BODY} bytes")
+    return bytes(body)
+
+
+def json_of(body: bytes) -> Any:
+    """The body as JSON: UTF-8 (400), JSON without NaN or Infinity (400)."""
     try:
-        return loads(bytes(body).decode("utf-8"))
+        return loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise Problem(400, "the body is not UTF-8") from None
     except ValueError as error:
@@ -63,8 +70,8 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
     require = requirer(log, now)
     JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
 
-    async def take(request: Request, register: bool) -> JSONResponse:
-        items = job_items(await json_body(request))
+    async def take(body: bytes, register: bool) -> JSONResponse:
+        items = job_items(json_of(body))
         known = profiles()
         parsed: list[Parsed] = [parse_job(item, known, f"jobs[{n}]") for n, item in enumerate(items)]
         if register:
@@ -81,13 +88,15 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
                           "errors": [split_error(e) for e in item.errors]} for item in result.rejected]})
 
     @routes.post("/jobs", status_code=202)
-    async def post_jobs(request: Request, key: JobsWrite) -> JSONResponse:
+    async def post_jobs(request: Request, key: JobsWrite) -> Response:
         """Queue reminder jobs: one job, or {"jobs": [...]} (at most 1,000)."""
-        return await take(request, register=False)
+        body = await read_body(request)
+        return await once(request, key, body, log, now, lambda: take(body, register=False))
 
     @routes.post("/invoices", status_code=202)
-    async def post_invoices(request: Request, key: JobsWrite) -> JSONResponse:
+    async def post_invoices(request: Request, key: JobsWrite) -> Response:
         """Register invoices: every step of the profile's ladder is planned (as `dunning register`)."""
-        return await take(request, register=True)
+        body = await read_body(request)
+        return await once(request, key, body, log, now, lambda: take(body, register=True))
 
     return routes
