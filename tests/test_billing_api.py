@@ -53,7 +53,8 @@ class Api:
 @pytest.fixture
 def api(log: ContactLog, redis_server: Any, redis_client: Any) -> Iterator[Api]:
     keys = {"writer": log.create_key("writer", parse_scopes("jobs:write,read"), NOW, "test"),
-            "reader": log.create_key("reader", parse_scopes("read"), NOW, "test")}
+            "reader": log.create_key("reader", parse_scopes("read"), NOW, "test"),
+            "events": log.create_key("events", parse_scopes("events:write"), NOW, "test")}
     clock = [NOW]
     with serving(log, ENV | {"DUNNING_REDIS_URL": redis_server.url}, lambda: clock[0]) as url:
         yield Api(url, log, keys, clock)
@@ -176,3 +177,39 @@ def test_one_key_sent_to_two_servers_at_once_is_accepted_once(log: ContactLog, r
     broker = make_broker(redis_server.url)
     assert backlog(broker) == 300, "each job queued once"
     broker.close()
+
+
+def test_events_over_http_change_the_agenda_and_say_what_changed(api: Api, redis_client: Any) -> None:
+    invoice = job_data(job_id="INV-2026-0042")
+    invoice.pop("stage", None)
+    assert api.post("/v1/invoices", invoice)[0] == 202
+    agenda = Agenda(redis_client)
+    planned = agenda.pending()
+    assert planned > 0
+    assert api.post("/v1/invoices/INV-2026-0042/dispute", {"note": "wrong quantity"})[0] == 403, "needs events:write"
+    status, _, paused = api.post("/v1/invoices/INV-2026-0042/dispute", {"note": "wrong quantity"}, key="events")
+    assert status == 200 and len(paused["paused"]) == planned and agenda.pending() == 0
+    status, _, resumed = api.post("/v1/invoices/INV-2026-0042/dispute", {"resolved": True}, key="events")
+    assert status == 200 and sorted(resumed["resumed"]) == sorted(paused["paused"])
+    status, _, paid = api.post("/v1/invoices/INV-2026-0042/payment", {}, key="events")
+    assert status == 200 and sorted(paid["cancelled"]) == sorted(paused["paused"]) and agenda.pending() == 0
+    kinds = [(r["kind"], r["status"], (r["detail"] or {}).get("by")) for r in api.log.history(invoice="INV-2026-0042")]
+    assert ("invoice", "paid", "api:events") in kinds, "recorded as the CLI records it, by the key's name"
+    status, _, body = api.post("/v1/opt-outs", {"address": "Zhang.Wei@Example.com"}, key="events")
+    assert status == 200 and body["suppressed"] == ["Zhang.Wei@example.com"] and body["changed"] is True
+    assert api.post("/v1/opt-outs", {"address": "Zhang.Wei@Example.com"}, key="events")[2]["changed"] is False
+    assert api.post("/v1/accounts/ACME-001/cease", {"note": "letter of 2026-11-20"}, key="events")[0] == 200
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/invoices/INV-1/promise", {"until": "next week"}, "until"),
+    ("/v1/invoices/INV-1/promise", {"until": "2020-01-01"}, "until"),
+    ("/v1/invoices/INV-1/payment", {"amount": "-5"}, "amount"),
+    ("/v1/invoices/INV-1/payment", {"amount": "12", "currency": "CNY"}, "currency"),
+    ("/v1/opt-outs", {"address": "not an address"}, "address"),
+    ("/v1/opt-outs", {"account_id": "A", "channel": "fax"}, "channel"),
+])
+def test_a_bad_event_field_is_422_naming_it(api: Api, path: str, body: dict[str, Any], field: str) -> None:
+    status, headers, problem = api.post(path, body, key="events")
+    assert status == 422 and headers["content-type"] == "application/problem+json", problem
+    assert field in [e["path"] for e in problem["errors"]], problem

@@ -13,7 +13,7 @@ The functions take `now`; the CLI and the Python API (`worker.api`) read the clo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -33,13 +33,24 @@ class EventError(ValueError):
     """An event that cannot be recorded as given: which field, what was expected."""
 
 
+_SAID = {"cancelled": "pending reminder(s) cancelled", "paused": "pending reminder(s) paused",
+         "resumed": "reminder(s) resumed", "moved": "pending reminder(s) moved after the promise"}
+
+
 @dataclass(frozen=True)
 class Applied:
-    """What an event did, for the person who sent it."""
+    """What an event did, for the person (or the billing system) who sent it: a sentence,
+    and what it changed — pending steps by id (`cancelled`, `paused`, `resumed`, `moved`),
+    addresses or media suppressed."""
 
     summary: str
-    agenda: str = ""
+    changes: dict[str, list[str]] = field(default_factory=dict)
     changed: bool = True  # False when it was so already (a second STOP)
+
+    @property
+    def agenda(self) -> str:
+        """What it did to the agenda, in words ("2 pending reminder(s) cancelled")."""
+        return "; ".join(f"{len(ids)} {_SAID[what]}" for what, ids in self.changes.items() if what in _SAID)
 
 
 class Events:
@@ -51,9 +62,8 @@ class Events:
         invoice_id = _required("invoice", invoice_id)
         if amount is None:
             self._record(Kind.INVOICE, InvoiceStatus.PAID, now, by, invoice_id=invoice_id)
-            cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else 0
-            return Applied(f"{invoice_id}: paid; no reminder will be sent for it",
-                           f"{cancelled} pending reminder(s) cancelled")
+            cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else []
+            return Applied(f"{invoice_id}: paid; no reminder will be sent for it", {"cancelled": cancelled})
         value = _amount(amount)
         self._record(Kind.INVOICE, InvoiceStatus.PAYMENT, now, by, invoice_id=invoice_id, detail={"amount": str(value)})
         return Applied(f"{invoice_id}: payment of {value} recorded; the next reminder states the balance")
@@ -63,9 +73,8 @@ class Events:
         invoice_id = _required("invoice", invoice_id)
         self._record(Kind.INVOICE, InvoiceStatus.WRITTEN_OFF, now, by, invoice_id=invoice_id,
                      detail={"note": note} if note else None)
-        cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else 0
-        return Applied(f"{invoice_id}: written off; no reminder will be sent for it",
-                       f"{cancelled} pending reminder(s) cancelled")
+        cancelled = self.agenda.cancel_invoice(invoice_id) if self.agenda else []
+        return Applied(f"{invoice_id}: written off; no reminder will be sent for it", {"cancelled": cancelled})
 
     def dispute(self, invoice_id: str, now: datetime, *, by: str, resolved: bool = False,
                 note: str | None = None) -> Applied:
@@ -74,12 +83,12 @@ class Events:
         detail = {"note": note} if note else None
         if resolved:
             self._record(Kind.INVOICE, InvoiceStatus.RESOLVED, now, by, invoice_id=invoice_id, detail=detail)
-            resumed = self.agenda.unpark_invoice(invoice_id, now) if self.agenda else 0
-            return Applied(f"{invoice_id}: dispute resolved; reminders resume", f"{resumed} reminder(s) resumed")
+            resumed = self.agenda.unpark_invoice(invoice_id, now) if self.agenda else []
+            return Applied(f"{invoice_id}: dispute resolved; reminders resume", {"resumed": resumed})
         self._record(Kind.INVOICE, InvoiceStatus.DISPUTED, now, by, invoice_id=invoice_id, detail=detail)
-        parked = self.agenda.park_invoice(invoice_id) if self.agenda else 0
+        parked = self.agenda.park_invoice(invoice_id) if self.agenda else []
         return Applied(f"{invoice_id}: disputed; no reminder until resolved (dunning dispute {invoice_id} --resolved)",
-                       f"{parked} pending reminder(s) paused")
+                       {"paused": parked})
 
     def promise(self, invoice_id: str, until: date, now: datetime, *, by: str) -> Applied:
         """A promise to pay by `until` pauses reminders until the day after."""
@@ -91,17 +100,17 @@ class Events:
         self._record(Kind.INVOICE, InvoiceStatus.PROMISED, now, by, invoice_id=invoice_id,
                      detail={"until": until.isoformat()})
         resume = datetime.combine(until + timedelta(days=1), time.min, UTC) - EARLIEST_OFFSET
-        held = self.agenda.hold_invoice(invoice_id, resume) if self.agenda and resume > now else 0
-        return Applied(f"{invoice_id}: promised to pay by {until}; reminders pause until then",
-                       f"{held} pending reminder(s) moved after the promise")
+        held = self.agenda.hold_invoice(invoice_id, resume) if self.agenda and resume > now else []
+        return Applied(f"{invoice_id}: promised to pay by {until}; reminders pause until then", {"moved": held})
 
     def optout(self, address: str, now: datetime, *, by: str, account_id: str | None = None,
                reason: str = "asked not to be contacted") -> Applied:
         """Stop every message to an address (an email or an E.164 phone number), whoever's it is."""
         channel, normalized = normalize_address(address)
         if not self.log.opt_out(account_id, normalized, channel, reason, now, by):
-            return Applied(f"{normalized}: already opted out", changed=False)
-        return Applied(f"{normalized}: opted out; nothing more will be sent to this address")
+            return Applied(f"{normalized}: already opted out", {"suppressed": []}, changed=False)
+        return Applied(f"{normalized}: opted out; nothing more will be sent to this address",
+                       {"suppressed": [normalized]})
 
     def optin(self, address: str, now: datetime, *, by: str, account_id: str | None = None) -> Applied:
         """Undo an opt-out (the person texted START); invalid-address suppressions stay."""
@@ -119,7 +128,7 @@ class Events:
         self.log.record(Event(Kind.SUPPRESSION, SuppressionStatus.SUPPRESSED, account_id=account_id,
                               error_text="asked not to be "
                         f"contacted by {channel}", detail={"channel": channel, "by": by}), now)
-        return Applied(f"{account_id}: no more {channel} messages")
+        return Applied(f"{account_id}: no more {channel} messages", {"suppressed": [f"{account_id}:{channel}"]})
 
     def cease(self, account_id: str, now: datetime, *, by: str, note: str | None = None) -> Applied:
         """A written request to cease communication (or an attorney): collection messages stop."""

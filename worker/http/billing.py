@@ -5,21 +5,24 @@ running the CLI on the worker's host. Jobs and cadences in (`POST /v1/jobs`,
 dead letters, duplicates and outage answers."""
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from dramatiq.brokers.redis import RedisBroker
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from worker.contact_log import ApiKey, ContactLog
+from worker.events import Applied, EventError, Events
 from worker.http.auth import requirer
 from worker.http.idempotency import once
 from worker.http.problems import Problem, split_error
 from worker.jobs.intake import as_registration, submit
 from worker.jobs.parse import Parsed, loads, parse_job
 from worker.policy import profiles
+from worker.queue.agenda import Agenda
 
 MAX_JOBS = 1000
 MAX_BODY = 5 * 1024 * 1024  # bytes: 1,000 jobs of ~1 KB, with room to spare
@@ -99,4 +102,99 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
         body = await read_body(request)
         return await once(request, key, body, log, now, lambda: take(body, register=True))
 
+    EventsWrite = Annotated[ApiKey, Depends(require("events:write"))]  # noqa: N806
+
+    async def event(request: Request, key: ApiKey, shape: type[BaseModel],
+                    act: Callable[[Events, Any, datetime, str], Applied]) -> Response:
+        body = await read_body(request)
+
+        async def handle() -> Response:
+            given = fields_of(shape, json_of(body))
+            agenda = Agenda(broker().client)
+            try:
+                applied = await run_in_threadpool(act, Events(log, agenda), given, now(), f"api:{key.name}")
+            except EventError as error:
+                raise Problem(422, str(error), [split_error(str(error))]) from None
+            return JSONResponse({"summary": applied.summary, "changed": applied.changed, **applied.changes})
+
+        return await once(request, key, body, log, now, handle)
+
+    @routes.post("/invoices/{invoice_id}/payment")
+    async def payment(invoice_id: str, request: Request, key: EventsWrite) -> Response:
+        """The invoice was paid: in full (no amount: its pending steps are cancelled) or in part."""
+        return await event(request, key, PaymentBody, lambda events, body, at, by: events.paid(
+            invoice_id, at, by=by, amount=body.amount))
+
+    @routes.post("/invoices/{invoice_id}/write-off")
+    async def write_off(invoice_id: str, request: Request, key: EventsWrite) -> Response:
+        """The invoice was written off: its cadence ends."""
+        return await event(request, key, NoteBody, lambda events, body, at, by: events.write_off(
+            invoice_id, at, by=by, note=body.note))
+
+    @routes.post("/invoices/{invoice_id}/dispute")
+    async def dispute(invoice_id: str, request: Request, key: EventsWrite) -> Response:
+        """The debtor disputes the invoice (its steps pause), or the dispute is resolved (they resume)."""
+        return await event(request, key, DisputeBody, lambda events, body, at, by: events.dispute(
+            invoice_id, at, by=by, resolved=body.resolved, note=body.note))
+
+    @routes.post("/invoices/{invoice_id}/promise")
+    async def promise(invoice_id: str, request: Request, key: EventsWrite) -> Response:
+        """The debtor promised to pay by a date: steps before the day after move past it."""
+        return await event(request, key, PromiseBody, lambda events, body, at, by: events.promise(
+            invoice_id, body.until, at, by=by))
+
+    @routes.post("/opt-outs")
+    async def opt_out(request: Request, key: EventsWrite) -> Response:
+        """Stop messages to an address, or to an account through one channel."""
+        def act(events: Events, body: Any, at: datetime, by: str) -> Applied:
+            if body.address is not None and body.account_id is None and body.channel is None:
+                return events.optout(body.address, at, by=by)
+            if body.address is None and body.account_id and body.channel:
+                return events.optout_channel(body.account_id, body.channel, at, by=by)
+            raise EventError("address: give an address, or an account_id and a channel")
+
+        return await event(request, key, OptOutBody, act)
+
+    @routes.post("/accounts/{account_id}/cease")
+    async def cease(account_id: str, request: Request, key: EventsWrite) -> Response:
+        """A cease-communication request (or attorney representation) for an account."""
+        return await event(request, key, NoteBody, lambda events, body, at, by: events.cease(
+            account_id, at, by=by, note=body.note))
+
     return routes
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoteBody(_Body):
+    note: str | None = Field(None, max_length=2000)
+
+
+class PaymentBody(_Body):
+    amount: str | None = Field(None, description="A part payment, as a decimal string (1200.00); none: paid in full")
+
+
+class DisputeBody(NoteBody):
+    resolved: bool = False
+
+
+class PromiseBody(_Body):
+    until: date
+
+
+class OptOutBody(_Body):
+    address: str | None = Field(None, description="An email address or an E.164 phone number")
+    account_id: str | None = None
+    channel: str | None = Field(None, description="With account_id: email, sms or voice")
+
+
+def fields_of(shape: type[BaseModel], data: Any) -> Any:
+    """The body as `shape`, or 422 naming each field that is wrong."""
+    try:
+        return shape.model_validate(data)
+    except ValidationError as error:
+        raise Problem(422, "the body does not match this event", [
+            {"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in error.errors()
+        ]) from None

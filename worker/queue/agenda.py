@@ -68,26 +68,26 @@ class Entry:
 
 
 _HOLD = """
-local moved = 0
+local moved = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local due = redis.call('ZSCORE', KEYS[1], id)
   if due and tonumber(due) < tonumber(ARGV[1]) then
     redis.call('ZADD', KEYS[1], ARGV[1], id)
-    moved = moved + 1
+    table.insert(moved, id)
   end
 end
 return moved
 """
 
 _PARK = """
-local parked = 0
+local parked = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local payload = redis.call('HGET', KEYS[3], id)
   if payload and redis.call('ZSCORE', KEYS[1], id) then
     redis.call('HSET', KEYS[5], id, payload)
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[3], id)
-    parked = parked + 1
+    table.insert(parked, id)
   end
 end
 return parked
@@ -99,8 +99,12 @@ for i = 1, #entries, 2 do
   redis.call('HSET', KEYS[3], entries[i], entries[i + 1])
   redis.call('ZADD', KEYS[1], ARGV[1], entries[i])
 end
+local ids = {}
+for i = 1, #entries, 2 do
+  table.insert(ids, entries[i])
+end
 redis.call('DEL', KEYS[5])
-return #entries / 2
+return ids
 """
 
 INVOICE_INDEX_TTL = 400 * 24 * 3600  # an invoice's index outlives any cadence; stale ids in it are harmless
@@ -157,22 +161,30 @@ class Agenda:
             removed, _ = pipe.execute()
         return int(removed)
 
-    def cancel_invoice(self, invoice_id: str) -> int:
-        """Drop every pending entry of an invoice (it was paid); returns how many."""
-        members = [m.decode() for m in self.client.smembers(f"{self.prefix}:invoice:{invoice_id}")]  # type: ignore[union-attr]
+    def cancel_invoice(self, invoice_id: str) -> list[str]:
+        """Drop every pending or parked entry of an invoice (it was paid); returns their ids."""
+        members = sorted(m.decode() for m in self.client.smembers(f"{self.prefix}:invoice:{invoice_id}"))  # type: ignore[union-attr]
+        if not members:
+            return []
         with self.client.pipeline() as pipe:
+            for member in members:
+                pipe.zscore(self.due_key, member)
+            pipe.hkeys(f"{self.prefix}:parked:{invoice_id}")
+            *scores, parked = pipe.execute()
             pipe.delete(f"{self.prefix}:parked:{invoice_id}")
             pipe.delete(f"{self.prefix}:invoice:{invoice_id}")
             pipe.execute()
-        return self.cancel(members)
+        self.cancel(members)
+        held = {p.decode() if isinstance(p, bytes) else str(p) for p in parked}
+        return [m for m, score in zip(members, scores, strict=True) if score is not None or m in held]
 
-    def hold_invoice(self, invoice_id: str, until: datetime) -> int:
-        """Move the invoice's entries due before `until` to `until` (a promise to pay)."""
-        return int(self._hold(keys=self._invoice_keys(invoice_id), args=[_millis(until)]))
+    def hold_invoice(self, invoice_id: str, until: datetime) -> list[str]:
+        """Move the invoice's entries due before `until` to `until` (a promise to pay); their ids."""
+        return _ids(self._hold(keys=self._invoice_keys(invoice_id), args=[_millis(until)]))
 
-    def park_invoice(self, invoice_id: str) -> int:
-        """Take the invoice's pending entries out of the schedule, kept aside (a dispute)."""
-        return int(self._park(keys=self._invoice_keys(invoice_id), args=[]))
+    def park_invoice(self, invoice_id: str) -> list[str]:
+        """Take the invoice's pending entries out of the schedule, kept aside (a dispute); their ids."""
+        return _ids(self._park(keys=self._invoice_keys(invoice_id), args=[]))
 
     def park(self, entry_id: str, payload: Mapping[str, Any]) -> None:
         """Keep a job aside for its invoice until `unpark_invoice` (the worker met a dispute)."""
@@ -186,9 +198,9 @@ class Agenda:
             pipe.expire(f"{self.prefix}:invoice:{invoice_id}", INVOICE_INDEX_TTL)
             pipe.execute()
 
-    def unpark_invoice(self, invoice_id: str, at: datetime) -> int:
-        """Put the invoice's parked entries back on the schedule at `at` (dispute resolved)."""
-        return int(self._unpark(keys=self._invoice_keys(invoice_id), args=[_millis(at)]))
+    def unpark_invoice(self, invoice_id: str, at: datetime) -> list[str]:
+        """Put the invoice's parked entries back on the schedule at `at` (dispute resolved); their ids."""
+        return _ids(self._unpark(keys=self._invoice_keys(invoice_id), args=[_millis(at)]))
 
     def parked(self, invoice_id: str) -> int:
         return int(self.client.hlen(f"{self.prefix}:parked:{invoice_id}"))
@@ -233,6 +245,10 @@ def _invoice_of(payload: Mapping[str, Any]) -> str | None:
     invoice = job.get("invoice") if isinstance(job, dict) else None
     found = invoice.get("id") if isinstance(invoice, dict) else None
     return found if isinstance(found, str) else None
+
+
+def _ids(found: Any) -> list[str]:
+    return sorted(i.decode() if isinstance(i, bytes) else str(i) for i in found or [])
 
 
 def _millis(moment: datetime) -> int:
