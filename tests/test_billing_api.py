@@ -213,3 +213,33 @@ def test_a_bad_event_field_is_422_naming_it(api: Api, path: str, body: dict[str,
     status, headers, problem = api.post(path, body, key="events")
     assert status == 422 and headers["content-type"] == "application/problem+json", problem
     assert field in [e["path"] for e in problem["errors"]], problem
+
+
+def test_a_job_and_an_invoice_read_back_and_a_pending_step_is_cancelled(api: Api, redis_client: Any) -> None:
+    job = job_data(job_id="INV-7/due_day", invoice__id="INV-7")
+    assert api.post("/v1/jobs", job)[0] == 202
+    status, _, view = api.call("GET", "/v1/jobs/INV-7%2Fdue_day", key="reader")
+    assert status == 200 and view["job_id"] == "INV-7/due_day" and view["state"] == "accepted", view
+    assert view["invoice_id"] == "INV-7" and view["decisions"] == [] and view["deliveries"] == []
+    assert api.call("GET", "/v1/jobs/INV-7%2Fdue_day", key="events")[0] == 403, "needs read"
+    assert api.call("GET", "/v1/jobs/NOPE%2Fdue_day", key="reader")[0] == 404
+    invoice = job_data(job_id="INV-2026-0042")
+    invoice.pop("stage", None)
+    assert api.post("/v1/invoices", invoice)[0] == 202
+    status, _, view = api.call("GET", "/v1/invoices/INV-2026-0042", key="reader")
+    assert status == 200 and view["state"] == "open" and view["pending"], view
+    dues = [p["due"] for p in view["pending"]]
+    assert dues == sorted(dues) and all(not p["paused"] for p in view["pending"])
+    step = view["pending"][0]["job_id"]
+    encoded = step.replace("/", "%2F")
+    status, _, done = api.call("DELETE", f"/v1/jobs/{encoded}")
+    assert status == 200 and done == {"job_id": step, "cancelled": True, "state": "cancelled"}
+    assert Agenda(redis_client).due_at(step) is None
+    assert api.call("GET", f"/v1/jobs/{encoded}", key="reader")[2]["state"] == "cancelled"
+    assert api.call("DELETE", f"/v1/jobs/{encoded}")[2]["cancelled"] is False, "once"
+    assert api.call("DELETE", "/v1/jobs/NOPE%2Fdue_day")[0] == 404
+    [cancel] = [r for r in api.log.history(job=step) if r["kind"] == "job"]
+    assert cancel["status"] == "cancelled" and cancel["detail"]["by"] == "api:writer"
+    api.post("/v1/invoices/INV-2026-0042/payment", {}, key="events")
+    after = api.call("GET", "/v1/invoices/INV-2026-0042", key="reader")[2]
+    assert after["state"] == "paid" and after["pending"] == []

@@ -128,3 +128,15 @@ def test_the_queue_message_keeps_its_shape_and_older_messages_still_run(world: W
     assert list(envelope_for(job)) == ["job", "attempt", "first_tried"]
     assert (envelope_for(job)["attempt"], envelope_for(job)["first_tried"]) == (0, None)
     assert world.handle({"job": job.to_json()}) == "sent"
+
+
+def test_a_job_the_billing_system_cancelled_is_not_sent(world: World) -> None:
+    from worker.contact_log import Event
+    from worker.contact_log.kinds import JobStatus, Kind
+
+    job = parse_job(email_job(), profiles()).job
+    assert job is not None
+    world.log.record(Event(Kind.JOB, JobStatus.CANCELLED, job_id=job.job_id, invoice_id=job.invoice.id,
+                           account_id=job.debtor.account_id, detail={"by": "api:test"}), WEDNESDAY_10)
+    assert world.handle(dict(envelope_for(job))) == "skipped"
+    assert world.mail.messages() == []

@@ -23,6 +23,7 @@ from worker.contact_log.kinds import (
     AccountStatus,
     DeliveryStatus,
     InvoiceStatus,
+    JobStatus,
     Kind,
     SuppressionStatus,
 )
@@ -46,7 +47,7 @@ _ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.c
 _ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
           | events.c.address.in_(bindparam("addresses", expanding=True)))
 _HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail, events.c.occurred_at,
-                      events.c.error_code, events.c.address)
+                      events.c.error_code, events.c.address, events.c.job_id)
                .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
 _MARK = select(func.coalesce(func.max(events.c.id), 0))
 _NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
@@ -63,6 +64,7 @@ class Known:
     invoice_id: str
     account_id: str
     addresses: tuple[str, ...]
+    cancelled: bool = False  # the billing system cancelled this job (`DELETE /v1/jobs/{id}`)
 
 
 def changed_since(conn: Connection, known: Known) -> bool:
@@ -96,6 +98,7 @@ class FactReads:
         invalid: set[str] = set()
         media: set[Any] = set()
         payments: list[Payment] = []
+        cancelled = False
         with self.engine.connect() as conn:
             mark = int(conn.execute(_MARK).scalar_one())
             for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
@@ -118,10 +121,12 @@ class FactReads:
                     state["ceased"] = event_row.status == AccountStatus.CEASED
                 elif event_row.kind == Kind.SUPPRESSION:
                     apply_suppression(event_row, detail, opted_out, invalid, media)
+                elif event_row.kind == Kind.JOB and event_row.job_id == job_id:
+                    cancelled = cancelled or event_row.status == JobStatus.CANCELLED
         facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
                       suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
                       attempts=tuple(attempts), payments=tuple(payments))
-        return Known(facts, mark, invoice_id, account_id, wanted)
+        return Known(facts, mark, invoice_id, account_id, wanted, cancelled)
 
     def suppressed(self, address: str) -> bool:
         """Whether nothing may be sent to `address` now (opted out, or proven invalid)."""

@@ -103,3 +103,17 @@ class JobBook:
                 select(jobs.c.job_id, jobs.c.payload, jobs.c.received_at)
                 .where(jobs.c.queued_at.is_(None), jobs.c.received_at < before, jobs.c.parent_id.is_(None))
                 .order_by(jobs.c.received_at).limit(limit))]
+
+    def job_row(self, job_id: str) -> dict[str, Any] | None:
+        """A job as intake recorded it (ids, JSON, when received and queued), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def invoice_jobs(self, invoice_id: str) -> list[dict[str, Any]]:
+        """The jobs accepted for an invoice (its registration and its steps), oldest first."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(jobs.c.job_id, jobs.c.account_id, jobs.c.parent_id, jobs.c.received_at)
+                .where(jobs.c.invoice_id == invoice_id).order_by(jobs.c.received_at, jobs.c.job_id))]
+

@@ -23,6 +23,7 @@ class Kind(StrEnum):
     INBOUND = "inbound"  # a text the debtor sent (status: its intent)
     CADENCE = "cadence"  # an invoice registered: its steps planned (status: registered)
     KEY = "key"  # an API key made or revoked (`KeyStatus`): who may call the billing API
+    JOB = "job"  # a job cancelled by the billing system (status: cancelled)
 
 
 class DeliveryStatus(StrEnum):
@@ -65,7 +66,11 @@ class KeyStatus(StrEnum):
     REVOKED = "revoked"
 
 
-FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION)  # the events that change what `decide` may do
+class JobStatus(StrEnum):
+    CANCELLED = "cancelled"
+
+
+FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION, Kind.JOB)  # the events that change what `decide` may do
 CLOSING = (InvoiceStatus.PAID, InvoiceStatus.WRITTEN_OFF)  # an invoice these close has nothing more to collect
 
 

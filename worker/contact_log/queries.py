@@ -115,9 +115,12 @@ class Queries:
                                              .where(template_versions.c.version == version)).scalar()
             return found
 
-    def dead_letters(self) -> list[dict[str, Any]]:
+    def dead_letters(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        query = select(dead_letters).order_by(dead_letters.c.id)
+        if job_id is not None:
+            query = query.where(dead_letters.c.job_id == job_id)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(dead_letters).order_by(dead_letters.c.id))]
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def escalations(self) -> list[dict[str, Any]]:
         """Open escalations (escalated, not paid or written off since), oldest first, with the invoice's last job."""
@@ -136,7 +139,7 @@ class Queries:
             return open_
 
     def history(self, account: str | None = None, invoice: str | None = None,
-                since: datetime | None = None) -> Iterator[dict[str, Any]]:
+                since: datetime | None = None, job: str | None = None) -> Iterator[dict[str, Any]]:
         """Events in order, each with its delivery's fields when it has one."""
         query = (select(events, deliveries.c.delivery_key, deliveries.c.channel, deliveries.c.recipient,
                         deliveries.c.stage, deliveries.c.template, deliveries.c.template_version,
@@ -149,6 +152,8 @@ class Queries:
             query = query.where(events.c.invoice_id == invoice)
         if since:
             query = query.where(events.c.occurred_at >= since)
+        if job:
+            query = query.where(events.c.job_id == job)
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)

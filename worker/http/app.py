@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.http import billing, problems, twilio, unsubscribe
+from worker.http import billing, billing_reads, problems, twilio, unsubscribe
 from worker.settings import ConfigError, Settings
 
 
@@ -31,4 +31,5 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, broker, now))
+    app.include_router(billing_reads.router(log, broker, now))
     return app

@@ -92,6 +92,8 @@ class Pipeline:
         addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
         for _ in range(6):  # a permanent failure hands over to the next channel; news since `known`: decide again
             known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
+            if known.cancelled:  # the billing system took it back (DELETE /v1/jobs/...): logged there
+                return Handled("skipped", job.job_id)
             balance = self.balance(job, known.facts)
             facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
             decision = decide(job, now, facts, s.profiles[job.profile])

@@ -205,6 +205,22 @@ class Agenda:
     def parked(self, invoice_id: str) -> int:
         return int(self.client.hlen(f"{self.prefix}:parked:{invoice_id}"))
 
+    def of_invoice(self, invoice_id: str) -> list[tuple[str, datetime | None]]:
+        """The invoice's entries still to come: (id, due time), or (id, None) when paused by a dispute."""
+        members = sorted(m.decode() for m in self.client.smembers(f"{self.prefix}:invoice:{invoice_id}"))  # type: ignore[union-attr]
+        if not members:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.zscore(self.due_key, member)
+            pipe.hkeys(f"{self.prefix}:parked:{invoice_id}")
+            *scores, parked = pipe.execute()
+        held = {p.decode() if isinstance(p, bytes) else str(p) for p in parked}
+        found: list[tuple[str, datetime | None]] = [
+            (m, datetime.fromtimestamp(float(s) / 1000, UTC)) for m, s in zip(members, scores, strict=True)
+            if s is not None]
+        return sorted(found, key=lambda e: e[1] or datetime.max.replace(tzinfo=UTC)) + [(m, None) for m in sorted(held)]
+
     def due_at(self, entry_id: str) -> datetime | None:
         score = self.client.zscore(self.due_key, entry_id)
         return datetime.fromtimestamp(float(score) / 1000, UTC) if score is not None else None
