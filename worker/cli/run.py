@@ -90,9 +90,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve Twilio status callbacks (/twilio/status), SMS replies (/twilio/inbound) and
-    one-click unsubscribes (/u/TOKEN). Twilio signs for DUNNING_PUBLIC_URL: set it to the
-    URL the outside world uses."""
+    """Serve the billing API (/v1, keys from `dunning keys`), Twilio status callbacks
+    (/twilio/status), SMS replies (/twilio/inbound) and one-click unsubscribes (/u/TOKEN).
+    Twilio signs for DUNNING_PUBLIC_URL: set it to the URL the outside world uses."""
     import uvicorn
 
     from worker import wiring
