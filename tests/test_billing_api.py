@@ -243,3 +243,27 @@ def test_a_job_and_an_invoice_read_back_and_a_pending_step_is_cancelled(api: Api
     api.post("/v1/invoices/INV-2026-0042/payment", {}, key="events")
     after = api.call("GET", "/v1/invoices/INV-2026-0042", key="reader")[2]
     assert after["state"] == "paid" and after["pending"] == []
+
+
+def test_the_openapi_description_names_every_route_its_key_and_its_answers(api: Api) -> None:
+    status, _, described = api.call("GET", "/v1/openapi.json", key=None)
+    assert status == 200 and described["openapi"].startswith("3.")
+    routes = {(method, path) for path, item in described["paths"].items() for method in item}
+    assert routes == {("post", "/v1/jobs"), ("post", "/v1/invoices"), ("post", "/v1/invoices/{invoice_id}/payment"),
+                      ("post", "/v1/invoices/{invoice_id}/write-off"), ("post", "/v1/invoices/{invoice_id}/dispute"),
+                      ("post", "/v1/invoices/{invoice_id}/promise"), ("post", "/v1/opt-outs"),
+                      ("post", "/v1/accounts/{account_id}/cease"), ("get", "/v1/jobs/{job_id}"),
+                      ("delete", "/v1/jobs/{job_id}"), ("get", "/v1/invoices/{invoice_id}")}
+    assert described["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, item in described["paths"].items():
+        for method, operation in item.items():
+            codes = set(operation["responses"])
+            assert operation["security"] == [{"bearer": []}] and {"401", "403", "500"} <= codes, (method, path)
+            if method == "post":
+                assert {"400", "409", "413", "415", "422"} <= codes and "requestBody" in operation, (method, path)
+                assert "Idempotency-Key" in [p["name"] for p in operation["parameters"]]
+            for code, response in operation["responses"].items():
+                if int(code) >= 400:
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, code)
+    job = described["components"]["schemas"]["Job"]
+    assert job["additionalProperties"] is False and {"job_id", "invoice", "debtor"} <= set(job["required"])

@@ -10,10 +10,11 @@ from functools import cache
 
 from dramatiq.brokers.redis import RedisBroker
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.http import billing, billing_reads, problems, twilio, unsubscribe
+from worker.http import billing, billing_reads, openapi, problems, twilio, unsubscribe
 from worker.settings import ConfigError, Settings
 
 
@@ -32,4 +33,13 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, broker, now))
     app.include_router(billing_reads.router(log, broker, now))
+    described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,
+                                   billing.DisputeBody, billing.PromiseBody, billing.OptOutBody,
+                                   billing_reads.JobView, billing_reads.InvoiceView, billing_reads.CancelAnswer])
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    async def description() -> JSONResponse:
+        """The billing API's OpenAPI description (no key needed)."""
+        return JSONResponse(described)
+
     return app

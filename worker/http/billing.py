@@ -18,12 +18,15 @@ from worker.contact_log import ApiKey, ContactLog
 from worker.events import Applied, EventError, Events
 from worker.http.auth import requirer
 from worker.http.idempotency import once
+from worker.http.openapi import JOBS_BODY, body, model_ref, problems
 from worker.http.problems import Problem, split_error
 from worker.jobs.intake import as_registration, submit
 from worker.jobs.parse import Parsed, loads, parse_job
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 
+WRITE_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500, 503)
+EVENT_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500)
 MAX_JOBS = 1000
 MAX_BODY = 5 * 1024 * 1024  # bytes: 1,000 jobs of ~1 KB, with room to spare
 RETRY_AFTER = "5"  # seconds, when Redis or the database is away
@@ -90,13 +93,17 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
             "rejected": [{"index": index[id(item)], "job_id": item.job_id,
                           "errors": [split_error(e) for e in item.errors]} for item in result.rejected]})
 
-    @routes.post("/jobs", status_code=202)
+    @routes.post("/jobs", status_code=202, openapi_extra=JOBS_BODY, responses={
+        202: {"model": IntakeAnswer, "description": "Taken: accepted, duplicates, rejected (kept as dead letters)"},
+        **WRITE_PROBLEMS})
     async def post_jobs(request: Request, key: JobsWrite) -> Response:
         """Queue reminder jobs: one job, or {"jobs": [...]} (at most 1,000)."""
         body = await read_body(request)
         return await once(request, key, body, log, now, lambda: take(body, register=False))
 
-    @routes.post("/invoices", status_code=202)
+    @routes.post("/invoices", status_code=202, openapi_extra=JOBS_BODY, responses={
+        202: {"model": IntakeAnswer, "description": "Registered: every step of the ladder planned"},
+        **WRITE_PROBLEMS})
     async def post_invoices(request: Request, key: JobsWrite) -> Response:
         """Register invoices: every step of the profile's ladder is planned (as `dunning register`)."""
         body = await read_body(request)
@@ -119,31 +126,36 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
 
         return await once(request, key, body, log, now, handle)
 
-    @routes.post("/invoices/{invoice_id}/payment")
+    @routes.post("/invoices/{invoice_id}/payment", openapi_extra=body(model_ref(PaymentBody)),
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
     async def payment(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The invoice was paid: in full (no amount: its pending steps are cancelled) or in part."""
         return await event(request, key, PaymentBody, lambda events, body, at, by: events.paid(
             invoice_id, at, by=by, amount=body.amount))
 
-    @routes.post("/invoices/{invoice_id}/write-off")
+    @routes.post("/invoices/{invoice_id}/write-off", openapi_extra=body(model_ref(NoteBody)),
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
     async def write_off(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The invoice was written off: its cadence ends."""
         return await event(request, key, NoteBody, lambda events, body, at, by: events.write_off(
             invoice_id, at, by=by, note=body.note))
 
-    @routes.post("/invoices/{invoice_id}/dispute")
+    @routes.post("/invoices/{invoice_id}/dispute", openapi_extra=body(model_ref(DisputeBody)),
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
     async def dispute(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The debtor disputes the invoice (its steps pause), or the dispute is resolved (they resume)."""
         return await event(request, key, DisputeBody, lambda events, body, at, by: events.dispute(
             invoice_id, at, by=by, resolved=body.resolved, note=body.note))
 
-    @routes.post("/invoices/{invoice_id}/promise")
+    @routes.post("/invoices/{invoice_id}/promise", openapi_extra=body(model_ref(PromiseBody)),
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
     async def promise(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The debtor promised to pay by a date: steps before the day after move past it."""
         return await event(request, key, PromiseBody, lambda events, body, at, by: events.promise(
             invoice_id, body.until, at, by=by))
 
-    @routes.post("/opt-outs")
+    @routes.post("/opt-outs", openapi_extra=body(model_ref(OptOutBody)),
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
     async def opt_out(request: Request, key: EventsWrite) -> Response:
         """Stop messages to an address, or to an account through one channel."""
         def act(events: Events, body: Any, at: datetime, by: str) -> Applied:
@@ -155,7 +167,8 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
 
         return await event(request, key, OptOutBody, act)
 
-    @routes.post("/accounts/{account_id}/cease")
+    @routes.post("/accounts/{account_id}/cease", openapi_extra=body(model_ref(NoteBody)),
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
     async def cease(account_id: str, request: Request, key: EventsWrite) -> Response:
         """A cease-communication request (or attorney representation) for an account."""
         return await event(request, key, NoteBody, lambda events, body, at, by: events.cease(
@@ -166,6 +179,37 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(BaseModel):
+    path: str
+    message: str
+
+
+class Rejected(BaseModel):
+    index: int
+    job_id: str | None
+    errors: list[FieldError]
+
+
+class IntakeAnswer(BaseModel):
+    """202: what intake did with each job."""
+
+    accepted: list[str]
+    duplicates: list[str]
+    rejected: list[Rejected]
+
+
+class EventAnswer(BaseModel):
+    """200: what the event changed (only the lists that apply are given)."""
+
+    summary: str
+    changed: bool
+    cancelled: list[str] | None = None
+    paused: list[str] | None = None
+    resumed: list[str] | None = None
+    moved: list[str] | None = None
+    suppressed: list[str] | None = None
 
 
 class NoteBody(_Body):

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 from dramatiq.brokers.redis import RedisBroker
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from worker.contact_log import ApiKey, ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, JobStatus, Kind
 from worker.http.auth import requirer
+from worker.http.openapi import problems
 from worker.http.problems import Problem
 from worker.masking import mask
 from worker.queue.agenda import Agenda
@@ -99,11 +101,45 @@ def invoice_view(log: ContactLog, agenda: Agenda, invoice_id: str, now: datetime
             "pending": pending, "contacts": contacts, "jobs": [j["job_id"] for j in accepted]}
 
 
+class JobView(BaseModel):
+    job_id: str
+    state: str = Field(description="accepted, deferred, sent, delivered, skipped, escalated, failed, "
+                                   "dead-lettered or cancelled")
+    invoice_id: str | None
+    account_id: str | None
+    accepted_at: str | None
+    decisions: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+
+
+class PendingStep(BaseModel):
+    job_id: str
+    due: str | None
+    paused: bool
+
+
+class InvoiceView(BaseModel):
+    invoice_id: str
+    account_id: str
+    state: str = Field(description="open, paid, written-off, disputed, promised or escalated")
+    pending: list[PendingStep]
+    contacts: list[dict[str, Any]]
+    jobs: list[str]
+
+
+class CancelAnswer(BaseModel):
+    job_id: str
+    cancelled: bool
+    state: str
+
+
 def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     Read = Annotated[ApiKey, Depends(requirer(log, now)("read"))]  # noqa: N806
 
-    @routes.get("/jobs/{job_id:path}")
+    @routes.get("/jobs/{job_id:path}", responses={200: {"model": JobView, "description": "The job as the log tells it"},
+                                                  **problems(401, 403, 404, 500)})
     async def get_job(job_id: str, key: Read) -> JSONResponse:
         """A job: its state, the decisions with reasons and rule IDs, the deliveries with statuses."""
         found = await run_in_threadpool(job_view, log, job_id)
@@ -111,7 +147,9 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
             raise Problem(404, f"no job {job_id!r} was accepted or rejected here")
         return JSONResponse(found)
 
-    @routes.get("/invoices/{invoice_id}")
+    @routes.get("/invoices/{invoice_id}", responses={
+        200: {"model": InvoiceView, "description": "The invoice, its pending steps and contacts"},
+        **problems(401, 403, 404, 500)})
     async def get_invoice(invoice_id: str, key: Read) -> JSONResponse:
         """An invoice: its state, pending steps with due times, contacts so far (masked)."""
         found = await run_in_threadpool(invoice_view, log, Agenda(broker().client), invoice_id, now())
@@ -121,7 +159,9 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
 
     JobsWrite = Annotated[ApiKey, Depends(requirer(log, now)("jobs:write"))]  # noqa: N806
 
-    @routes.delete("/jobs/{job_id:path}")
+    @routes.delete("/jobs/{job_id:path}", responses={
+        200: {"model": CancelAnswer, "description": "Whether the job was still to come, and is cancelled now"},
+        **problems(401, 403, 404, 500)})
     async def delete_job(job_id: str, key: JobsWrite) -> JSONResponse:
         """Cancel a pending job (its agenda entry, or its message on the queue); says whether it did."""
         found = await run_in_threadpool(cancel_job, log, Agenda(broker().client), job_id, now(), f"api:{key.name}")
