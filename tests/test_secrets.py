@@ -41,8 +41,9 @@ def test_a_plain_http_public_url_is_warned_about() -> None:
 def test_deploy_files_require_the_key() -> None:
     root = Path(__file__).parent.parent / "deploy"
     assert "${DUNNING_SECRET_KEY:?" in (root / "compose.yaml").read_text()
-    manifest = (root / "kubernetes" / "worker.yaml").read_text()
-    assert "name: DUNNING_SECRET_KEY" in manifest and "optional: false" in manifest
+    for name in ("worker.yaml", "serve.yaml"):
+        manifest = (root / "kubernetes" / name).read_text()
+        assert "name: DUNNING_SECRET_KEY" in manifest and "optional: false" in manifest, name
 
 
 @pytest.fixture()
