@@ -192,3 +192,37 @@ def test_a_stop_reply_suppresses_the_next_text_with_no_api_call_and_one_confirma
     [decision] = [r for r in harness.log.history(invoice=job["invoice"]["id"]) if r["kind"] == "decision"]
     assert decision["detail"]["channel"] == "email" and "S-OPTOUT" in decision["detail"]["rules"]
     assert len(harness.emails_to(job["debtor"]["email"])) == 1
+
+
+def test_over_http_an_invoice_registered_then_paid_gets_nothing_after_the_payment(harness: Harness) -> None:
+    """The billing API end to end: POST /v1/invoices, a real worker sending, then a payment
+    over HTTP cancels the pending steps, and the worker sends nothing more."""
+    import json
+    import urllib.request
+
+    from worker.contact_log.keys import parse_scopes
+
+    key = harness.log.create_key(f"erp-{harness.database}", parse_scopes("jobs:write,events:write"),
+                                 local(date(2026, 11, 30)), "test")
+    job = harness.job("2026-12-08", debtor__phone="+8613811116666")
+    job["job_id"] = job["invoice"]["id"]
+    harness.stack.set_clock(local(date(2026, 12, 7), 10, 0))
+    env = {**harness.stack.env(), **harness.worker_env}
+    with serving(harness.log, env, harness.stack.clock.now) as url:
+        def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+            request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST", headers={
+                "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+
+        assert post("/v1/invoices", job) == (202, {"accepted": [job["job_id"]], "duplicates": [], "rejected": []})
+        walk(harness, date(2026, 12, 8), date(2026, 12, 8))
+        before = sends(harness, job)
+        assert [r["stage"] for r in before] == ["due_day"]
+        paid_at = local(date(2026, 12, 8), 18, 0)
+        harness.stack.set_clock(paid_at)
+        status, paid = post(f"/v1/invoices/{job['invoice']['id']}/payment", {})
+    assert status == 200 and paid["cancelled"], "the pending steps are named"
+    reached = harness.reminders_for(job)
+    walk(harness, date(2026, 12, 9), date(2026, 12, 20))
+    assert sends(harness, job) == before and harness.reminders_for(job) == reached
