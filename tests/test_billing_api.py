@@ -50,6 +50,22 @@ class Api:
         return self.call("POST", path, json.dumps(payload, ensure_ascii=False).encode(), **kwargs)
 
 
+def queued(redis_server: Any) -> int:
+    """Messages on the reminders queue now."""
+    broker = make_broker(redis_server.url)
+    try:
+        return backlog(broker)
+    finally:
+        broker.close()
+
+
+def an_invoice() -> dict[str, Any]:
+    """The sample job as an invoice to register: its id the invoice's, no stage."""
+    invoice = job_data(job_id="INV-2026-0042")
+    invoice.pop("stage", None)
+    return invoice
+
+
 @pytest.fixture
 def api(log: ContactLog, redis_server: Any, redis_client: Any) -> Iterator[Api]:
     keys = {"writer": log.create_key("writer", parse_scopes("jobs:write,read"), NOW, "test"),
@@ -109,14 +125,11 @@ def test_jobs_in_like_the_cli_accepted_duplicates_and_rejected_with_its_wording(
     assert kept["job_id"] == "INV-9/due_day" and kept["reason"] == "; ".join(expected.errors)
     again = api.post("/v1/jobs", good)
     assert again[0] == 202 and again[2]["duplicates"] == [good["job_id"]] and again[2]["accepted"] == []
-    broker = make_broker(redis_server.url)
-    assert backlog(broker) == 1, "queued once"
-    broker.close()
+    assert queued(redis_server) == 1, "queued once"
 
 
 def test_an_invoice_registers_its_cadence(api: Api, redis_client: Any) -> None:
-    invoice = job_data(job_id="INV-2026-0042")
-    invoice.pop("stage", None)
+    invoice = an_invoice()
     status, _, body = api.post("/v1/invoices", invoice)
     assert status == 202 and body["accepted"] == ["INV-2026-0042"], body
     assert Agenda(redis_client).pending() > 0, "its steps are planned in the agenda"
@@ -131,9 +144,7 @@ def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(ap
     other = api.post("/v1/jobs", job_data(job_id="INV-2/due_day"), headers={"Idempotency-Key": "order-1"})
     assert other[0] == 422 and other[2]["errors"][0]["path"] == "Idempotency-Key"
     assert api.post("/v1/jobs", job, headers={"Idempotency-Key": "x" * 256})[0] == 422
-    broker = make_broker(redis_server.url)
-    assert backlog(broker) == 1, "one job queued, however often it was sent"
-    broker.close()
+    assert queued(redis_server) == 1, "one job queued, however often it was sent"
 
 
 def test_idempotency_keys_belong_to_their_api_key_and_expire_after_a_day(api: Api) -> None:
@@ -174,14 +185,11 @@ def test_one_key_sent_to_two_servers_at_once_is_accepted_once(log: ContactLog, r
     assert statuses in ([202, 202], [202, 409]), statuses
     ran = [a for a in answers if a[0] == 202 and "idempotency-replayed" not in a[1]]
     assert len(ran) == 1 and len(ran[0][2]["accepted"]) == 300
-    broker = make_broker(redis_server.url)
-    assert backlog(broker) == 300, "each job queued once"
-    broker.close()
+    assert queued(redis_server) == 300, "each job queued once"
 
 
 def test_events_over_http_change_the_agenda_and_say_what_changed(api: Api, redis_client: Any) -> None:
-    invoice = job_data(job_id="INV-2026-0042")
-    invoice.pop("stage", None)
+    invoice = an_invoice()
     assert api.post("/v1/invoices", invoice)[0] == 202
     agenda = Agenda(redis_client)
     planned = agenda.pending()
@@ -223,8 +231,7 @@ def test_a_job_and_an_invoice_read_back_and_a_pending_step_is_cancelled(api: Api
     assert view["invoice_id"] == "INV-7" and view["decisions"] == [] and view["deliveries"] == []
     assert api.call("GET", "/v1/jobs/INV-7%2Fdue_day", key="events")[0] == 403, "needs read"
     assert api.call("GET", "/v1/jobs/NOPE%2Fdue_day", key="reader")[0] == 404
-    invoice = job_data(job_id="INV-2026-0042")
-    invoice.pop("stage", None)
+    invoice = an_invoice()
     assert api.post("/v1/invoices", invoice)[0] == 202
     status, _, view = api.call("GET", "/v1/invoices/INV-2026-0042", key="reader")
     assert status == 200 and view["state"] == "open" and view["pending"], view
