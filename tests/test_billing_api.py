@@ -4,6 +4,10 @@ keys and scopes, the body's limits, and jobs in through the same intake as the C
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,10 +18,12 @@ from typing import Any
 import pytest
 from conftest import job_data
 from harness import serving
+from test_cli import DUNNING, dunning
 
 from worker.contact_log import ContactLog
 from worker.contact_log.keys import parse_scopes
 from worker.jobs.parse import read_jobs
+from worker.local.ports import free_port
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import backlog, make_broker
@@ -158,36 +164,6 @@ def test_idempotency_keys_belong_to_their_api_key_and_expire_after_a_day(api: Ap
     assert later[0] == 202 and later[2]["accepted"] == ["INV-3/due_day"], "expired: the key is free again"
 
 
-def test_one_key_sent_to_two_servers_at_once_is_accepted_once(log: ContactLog, redis_server: Any,
-                                                               redis_client: Any) -> None:
-    """Two server processes' worth of apps on one database: the first request with a key
-    runs; the other is told it is running (409) or gets its answer replayed."""
-    import threading
-
-    key = log.create_key("writer", parse_scopes("jobs:write"), NOW, "test")
-    env = ENV | {"DUNNING_REDIS_URL": redis_server.url}
-    jobs = {"jobs": [job_data(job_id=f"INV-{n}/due_day", invoice__id=f"INV-{n}") for n in range(300)]}
-    with serving(log, env, lambda: NOW) as one, serving(log, env, lambda: NOW) as two:
-        answers: list[tuple[int, dict[str, str], Any]] = []
-        start = threading.Barrier(2)
-
-        def send(url: str) -> None:
-            start.wait()
-            answers.append(Api(url, log, {"writer": key}, [NOW]).post("/v1/jobs", jobs,
-                                                                       headers={"Idempotency-Key": "batch-7"}))
-
-        threads = [threading.Thread(target=send, args=(url,)) for url in (one, two)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    statuses = sorted(a[0] for a in answers)
-    assert statuses in ([202, 202], [202, 409]), statuses
-    ran = [a for a in answers if a[0] == 202 and "idempotency-replayed" not in a[1]]
-    assert len(ran) == 1 and len(ran[0][2]["accepted"]) == 300
-    assert queued(redis_server) == 300, "each job queued once"
-
-
 def test_events_over_http_change_the_agenda_and_say_what_changed(api: Api, redis_client: Any) -> None:
     invoice = an_invoice()
     assert api.post("/v1/invoices", invoice)[0] == 202
@@ -274,3 +250,47 @@ def test_the_openapi_description_names_every_route_its_key_and_its_answers(api: 
                     assert list(response["content"]) == ["application/problem+json"], (method, path, code)
     job = described["components"]["schemas"]["Job"]
     assert job["additionalProperties"] is False and {"job_id", "invoice", "debtor"} <= set(job["required"])
+
+
+def test_one_key_sent_to_two_server_processes_at_once_is_accepted_once(tmp_path: Any, redis_server: Any,
+                                                                       redis_client: Any) -> None:
+    """Two `dunning serve` processes on one database: the idempotency key is claimed in
+    the database, so exactly one of them runs the request."""
+    env = {**ENV, "DUNNING_REDIS_URL": redis_server.url, "DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/d.db"}
+    assert dunning("migrate", env=env).returncode == 0
+    key = dunning("keys", "create", "erp", "--scopes", "jobs:write", env=env).stdout.strip().splitlines()[-1]
+    ports = [free_port(), free_port()]
+    servers = [subprocess.Popen([DUNNING, "serve", "--port", str(port)], env={**os.environ, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "dunning serve did not start"
+                    time.sleep(0.2)
+        jobs = {"jobs": [job_data(job_id=f"INV-{n}/due_day", invoice__id=f"INV-{n}") for n in range(300)]}
+        answers: list[tuple[int, dict[str, str], Any]] = []
+        start = threading.Barrier(2)
+
+        def send(port: int) -> None:
+            start.wait()
+            api = Api(f"http://127.0.0.1:{port}", None, {"erp": key}, [NOW])  # type: ignore[arg-type]
+            answers.append(api.post("/v1/jobs", jobs, key="erp", headers={"Idempotency-Key": "batch-9"}))
+
+        threads = [threading.Thread(target=send, args=(port,)) for port in ports]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+    assert sorted(a[0] for a in answers) in ([202, 202], [202, 409]), [a[0] for a in answers]
+    ran = [a for a in answers if a[0] == 202 and "idempotency-replayed" not in a[1]]
+    assert len(ran) == 1 and len(ran[0][2]["accepted"]) == 300
+    assert queued(redis_server) == 300, "each job queued once"
