@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from worker.messages.render import SHIPPED_DIR, Sender
+from worker.webhooks.signing import parse_secret
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Settings:
     calls_per_second: float = 1.0  # per Twilio account
     email_per_second: float | None = None  # per SMTP relay; unlimited unless set
     escalation_email: str | None = None  # the supervisor who takes over an escalated case
+    webhook_url: str | None = None  # the billing system's endpoint for Standard Webhooks
+    webhook_secret: bytes | None = field(default=None, repr=False)  # from DUNNING_WEBHOOK_SECRET (whsec_...)
     claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
     health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
     stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
@@ -86,6 +89,8 @@ class Settings:
             calls_per_second=_rate(get("DUNNING_CALLS_PER_SECOND"), "DUNNING_CALLS_PER_SECOND") or cls.calls_per_second,
             email_per_second=_rate(get("DUNNING_EMAIL_PER_SECOND"), "DUNNING_EMAIL_PER_SECOND"),
             escalation_email=get("DUNNING_ESCALATION_EMAIL"),
+            webhook_url=get("DUNNING_WEBHOOK_URL"),
+            webhook_secret=_webhook_secret(get("DUNNING_WEBHOOK_SECRET")),
             claim_lease=timedelta(seconds=_rate(get("DUNNING_CLAIM_LEASE_S"), "DUNNING_CLAIM_LEASE_S")
                                   or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
@@ -143,3 +148,12 @@ def _rate(value: str | None, name: str) -> float | None:
     if not rate > 0:
         raise ConfigError(f"{name}: {value!r} is not a positive number")
     return rate
+
+
+def _webhook_secret(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return parse_secret(value)
+    except ValueError as problem:
+        raise ConfigError(f"DUNNING_WEBHOOK_SECRET: {problem}") from None
