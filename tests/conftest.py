@@ -150,14 +150,14 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     from sqlalchemy import text
 
     from worker.contact_log import ContactLog
+    from worker.contact_log.schema import metadata
 
     if request.param == "sqlite":
         opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db").migrate()
     else:
         opened = ContactLog.open(request.getfixturevalue("postgres_url")).migrate()
         with opened.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs, api_keys "
-                              "RESTART IDENTITY CASCADE"))
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
     yield opened
     opened.engine.dispose()
 

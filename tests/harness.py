@@ -89,14 +89,17 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     mail = Scripted(directory / "mail")
     stack = Stack(directory, smtp_handler=mail, sandbox=ScriptedSandbox(directory / "twilio")).start()
     extra = {"DUNNING_TEMPLATE_DIR": str(templates), **FAST_RECOVERY}
+    if hasattr(request.module, "worker_env"):  # a test module's own settings for its worker (a fixture)
+        extra |= request.getfixturevalue("worker_env")
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")
         log = ContactLog.open(url).migrate()
         from sqlalchemy import text
 
+        from worker.contact_log.schema import metadata
+
         with log.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, deliveries, template_versions, dead_letters, jobs, api_keys "
-                              "RESTART IDENTITY CASCADE"))
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
         extra["DUNNING_DATABASE_URL"] = url
     else:
         log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
@@ -108,9 +111,11 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
 
 
 @contextmanager
-def serving(log: ContactLog, env: Mapping[str, str], clock: Callable[[], datetime]) -> Iterator[str]:
-    """`dunning serve`'s app on a free port, for real (uvicorn), its public URL what it listens on."""
-    port = free_port()
+def serving(log: ContactLog, env: Mapping[str, str], clock: Callable[[], datetime],
+            port: int | None = None) -> Iterator[str]:
+    """`dunning serve`'s app on `port` (a free one by default), for real (uvicorn), its
+    public URL what it listens on."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
     server = uvicorn.Server(uvicorn.Config(create_app(log, settings, clock), host="127.0.0.1", port=port,

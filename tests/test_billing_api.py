@@ -248,6 +248,13 @@ def test_the_openapi_description_names_every_route_its_key_and_its_answers(api: 
             for code, response in operation["responses"].items():
                 if int(code) >= 400:
                     assert list(response["content"]) == ["application/problem+json"], (method, path, code)
+    assert set(described["webhooks"]) == {"reminder.sent", "reminder.delivered", "reminder.failed",
+                                          "reminder.suppressed", "invoice.escalated"}
+    for kind, item in described["webhooks"].items():
+        sent = item["post"]
+        assert {"webhook-id", "webhook-timestamp", "webhook-signature"} == {p["name"] for p in sent["parameters"]}
+        assert sent["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/WebhookMessage")
+        assert {"2XX", "410"} <= set(sent["responses"]), kind
     job = described["components"]["schemas"]["Job"]
     assert job["additionalProperties"] is False and {"job_id", "invoice", "debtor"} <= set(job["required"])
 

@@ -33,9 +33,21 @@ def test_the_reference_library_verifies_what_we_sign_and_refuses_a_changed_body(
                                  "whsec_" + base64.b64encode(b"short").decode()])
 def test_a_bad_secret_is_refused_naming_the_variable(bad: str) -> None:
     with pytest.raises(ConfigError, match="DUNNING_WEBHOOK_SECRET"):
-        Settings.from_env({"DUNNING_WEBHOOK_SECRET": bad})
+        Settings.from_env({"DUNNING_WEBHOOK_SECRET": bad, "DUNNING_WEBHOOK_URL": "https://erp.example/h"})
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"DUNNING_WEBHOOK_URL": "ftp://erp.example/h", "DUNNING_WEBHOOK_SECRET": SECRET}, "DUNNING_WEBHOOK_URL: an http"),
+    ({"DUNNING_WEBHOOK_URL": "https:///no-host", "DUNNING_WEBHOOK_SECRET": SECRET}, "DUNNING_WEBHOOK_URL: an http"),
+    ({"DUNNING_WEBHOOK_URL": "https://erp.example/h"}, "DUNNING_WEBHOOK_SECRET is not"),
+    ({"DUNNING_WEBHOOK_SECRET": SECRET}, "DUNNING_WEBHOOK_URL is not"),
+])
+def test_the_endpoint_needs_a_url_and_its_secret(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        Settings.from_env(env)
 
 
 def test_the_secret_is_never_in_the_settings_repr() -> None:
     settings = Settings.from_env({"DUNNING_WEBHOOK_SECRET": SECRET, "DUNNING_WEBHOOK_URL": "https://erp.example/h"})
     assert settings.webhook_secret == parse_secret(SECRET) and SECRET[6:20] not in repr(settings)
+    assert "erp.example" not in repr(settings)  # an endpoint's URL may carry a token

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from worker.messages.render import SHIPPED_DIR, Sender
 from worker.webhooks.signing import parse_secret
@@ -41,7 +42,7 @@ class Settings:
     calls_per_second: float = 1.0  # per Twilio account
     email_per_second: float | None = None  # per SMTP relay; unlimited unless set
     escalation_email: str | None = None  # the supervisor who takes over an escalated case
-    webhook_url: str | None = None  # the billing system's endpoint for Standard Webhooks
+    webhook_url: str | None = field(default=None, repr=False)  # the billing system's endpoint (may hold a token)
     webhook_secret: bytes | None = field(default=None, repr=False)  # from DUNNING_WEBHOOK_SECRET (whsec_...)
     claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
     health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
@@ -89,8 +90,8 @@ class Settings:
             calls_per_second=_rate(get("DUNNING_CALLS_PER_SECOND"), "DUNNING_CALLS_PER_SECOND") or cls.calls_per_second,
             email_per_second=_rate(get("DUNNING_EMAIL_PER_SECOND"), "DUNNING_EMAIL_PER_SECOND"),
             escalation_email=get("DUNNING_ESCALATION_EMAIL"),
-            webhook_url=get("DUNNING_WEBHOOK_URL"),
-            webhook_secret=_webhook_secret(get("DUNNING_WEBHOOK_SECRET")),
+            webhook_url=_webhook_url(get("DUNNING_WEBHOOK_URL"), get("DUNNING_WEBHOOK_SECRET")),
+            webhook_secret=_webhook_secret(get("DUNNING_WEBHOOK_SECRET"), get("DUNNING_WEBHOOK_URL")),
             claim_lease=timedelta(seconds=_rate(get("DUNNING_CLAIM_LEASE_S"), "DUNNING_CLAIM_LEASE_S")
                                   or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
@@ -150,10 +151,28 @@ def _rate(value: str | None, name: str) -> float | None:
     return rate
 
 
-def _webhook_secret(value: str | None) -> bytes | None:
+def _webhook_url(value: str | None, secret: str | None) -> str | None:
+    """An http(s) URL with a host, given with its secret (a webhook nobody can verify is not sent)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("DUNNING_WEBHOOK_URL: an http:// or https:// URL with a host is expected, "
+                          "e.g. https://billing.example.com/hooks/dunning")
+    if secret is None:
+        raise ConfigError("DUNNING_WEBHOOK_URL is set but DUNNING_WEBHOOK_SECRET is not: webhooks are signed "
+                          "(Standard Webhooks), so both are needed; the secret is whsec_ and the base64 of 24+ "
+                          "random bytes")
+    return value
+
+
+def _webhook_secret(value: str | None, url: str | None) -> bytes | None:
     if value is None:
         return None
     try:
-        return parse_secret(value)
+        key = parse_secret(value)
     except ValueError as problem:
         raise ConfigError(f"DUNNING_WEBHOOK_SECRET: {problem}") from None
+    if url is None:
+        raise ConfigError("DUNNING_WEBHOOK_SECRET is set but DUNNING_WEBHOOK_URL is not: where should webhooks go?")
+    return key

@@ -1,5 +1,5 @@
 """The one builder: settings in; the contact log, Redis, the broker, the clock, the
-channels and the pipeline's services out. Entry points (`actors.py`, `api.py`, the
+channels, the pipeline's services and the webhooks' dispatcher out. Entry points (`actors.py`, `api.py`, the
 CLI, `dunning simulate`) build through here and nowhere else, so a setting means the
 same thing wherever it is read.
 
@@ -9,7 +9,7 @@ the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop that made 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dramatiq
 import redis
@@ -31,6 +31,7 @@ from worker.queue.agenda import Agenda
 from worker.queue.broker import make_broker, redis_client
 from worker.queue.throttle import Throttle
 from worker.settings import Settings
+from worker.webhooks.dispatcher import Dispatcher, Endpoint
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:
@@ -38,6 +39,7 @@ def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> Con
     is brought up to date; otherwise, with `check`, it must be (`SchemaError` says to
     migrate) — nothing else writes the schema. Without either, nothing connects yet."""
     opened = ContactLog.open(settings.database_url)
+    opened.webhooks = settings.webhook_url is not None
     if migrate:
         return opened.migrate()
     if check:
@@ -94,3 +96,10 @@ def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),
                     clock=at if at is not None else clock(settings, client), profiles=profiles(), settings=settings)
+
+
+def webhooks(settings: Settings, contact_log: ContactLog, at: Clock, wall: Callable[[], float]) -> Dispatcher | None:
+    """The outbox's dispatcher for the worker's supervisor, when an endpoint is configured."""
+    if settings.webhook_url is None or settings.webhook_secret is None:
+        return None
+    return Dispatcher(contact_log, Endpoint(settings.webhook_url, settings.webhook_secret), at, wall)

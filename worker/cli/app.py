@@ -13,3 +13,6 @@ log_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The con
 app.add_typer(log_app, name="log")
 keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API keys for the billing API (/v1).")
 app.add_typer(keys_app, name="keys")
+webhooks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                           help="Webhooks to the billing system (DUNNING_WEBHOOK_URL).")
+app.add_typer(webhooks_app, name="webhooks")

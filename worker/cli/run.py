@@ -20,7 +20,8 @@ def worker(
                                                         "healthy (exit 0) or not (exit 1, saying why).")] = False,
 ) -> None:
     """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher,
-    the intake reconciler and the stranded-message recovery, each kept alive."""
+    the intake reconciler, the stranded-message recovery and (with DUNNING_WEBHOOK_URL)
+    the webhooks' dispatcher, each kept alive."""
     import logging
     import signal
     import subprocess
@@ -59,14 +60,19 @@ def worker(
     clock = wiring.clock(settings, client)
     broker = wiring.broker(settings)
     agenda = Agenda(client)
-    supervisor = Supervisor([
+    loops = [
         Loop("dispatcher", dispatcher.dispatcher(agenda, broker, clock)),
         Loop("reconciler", dispatcher.reconciler(log, broker, agenda, clock)),
         Loop("stranded", dispatcher.stranded(broker, timedelta(seconds=settings.stranded_after_s))),
-    ], stop, time.time, settings.health_file)
+    ]
+    if (webhooks := wiring.webhooks(settings, log, clock, time.time)) is not None:
+        loops.append(Loop("webhooks", webhooks.step))
+    supervisor = Supervisor(loops, stop, time.time, settings.health_file)
     supervisor.start()
     code = supervisor.watch(lambda: child.poll() is None)
     stop.set()
+    if webhooks is not None:
+        webhooks.close()  # a request in flight ends within its timeout; the webhook stays leased, then retried
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
     child_code = child.wait()

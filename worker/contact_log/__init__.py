@@ -3,7 +3,8 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 
 `ContactLog` is the door. Behind it, one module per part of the record: `schema`
 (tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
-`jobs` (intake's book), `keys` (API keys), `idempotency`, `facts` (rows → what `decide` needs),
+`jobs` (intake's book), `keys` (API keys), `idempotency`, `outbox` and `webhooks`
+(what the billing system is to be told, and each attempt), `facts` (rows → what `decide` needs),
 `queries` (what the CLI and the server read), `export`, `chain` (the hash chain's
 canonical form), `writer` (group commit), `migrations/` (Alembic).
 """
@@ -17,10 +18,12 @@ from worker.contact_log.kinds import Event
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.store import Claim, SchemaError, storable
+from worker.contact_log.webhooks import WebhookBook
 
 
-class ContactLog(KeyBook, JobBook, IdempotencyBook, Queries, FactReads):
-    """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`),
+class ContactLog(KeyBook, WebhookBook, JobBook, IdempotencyBook, Queries, FactReads):
+    """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`,
+    and the webhook outbox: `WebhookBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""

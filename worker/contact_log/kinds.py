@@ -24,6 +24,7 @@ class Kind(StrEnum):
     CADENCE = "cadence"  # an invoice registered: its steps planned (status: registered)
     KEY = "key"  # an API key made or revoked (`KeyStatus`): who may call the billing API
     JOB = "job"  # a job cancelled by the billing system (status: cancelled)
+    WEBHOOK = "webhook"  # one attempt to tell the billing system something (`WebhookStatus`)
 
 
 class DeliveryStatus(StrEnum):
@@ -68,6 +69,16 @@ class KeyStatus(StrEnum):
 
 class JobStatus(StrEnum):
     CANCELLED = "cancelled"
+
+
+class WebhookStatus(StrEnum):
+    """What became of one attempt to deliver a webhook (detail: message id, type, attempt, HTTP status)."""
+
+    DELIVERED = "delivered"  # a 2xx answer
+    RETRY = "retry"  # another answer or none: tried again later
+    FAILED = "failed"  # still failing when its retries ran out: given up
+    STOPPED = "stopped"  # the endpoint answered 410 Gone: nothing more is sent to it
+    RESUMED = "resumed"  # an operator sent to a stopped endpoint again (`dunning webhooks resume`)
 
 
 FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION, Kind.JOB)  # the events that change what `decide` may do

@@ -19,14 +19,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from worker.contact_log import chain, migrations
+from worker.contact_log import chain, migrations, outbox
 from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
@@ -106,6 +106,7 @@ class Store:
         self._claim = _insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
         self._take = _insert_or_nothing(engine.dialect.name, jobs, "job_id")
         self._kept: set[str] = set()  # template versions known to be stored already
+        self.webhooks = False  # report events to the billing system: `outbox.topic` ones get an outbox row
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -168,8 +169,12 @@ class Store:
             self.lock(conn)
             previous = conn.execute(_CHAIN_HEAD).scalar() or chain.GENESIS
         linked = chain.digest(previous, values, delivery)
-        conn.execute(_INSERT_EVENT, {**values, "digest": linked})
+        inserted = conn.execute(_INSERT_EVENT, {**values, "digest": linked})
         conn.info["chain"] = (transaction, linked)
+        if self.webhooks and (kind := outbox.topic(values)) is not None:
+            # The new id came back with the insert (RETURNING on PostgreSQL, lastrowid on SQLite).
+            event_id = cast(Row[Any], inserted.inserted_primary_key)[0]
+            outbox.enqueue(conn, event_id, kind, values["invoice_id"], values["recorded_at"])
 
     def record(self, event: Event, now: datetime, conn: Connection | None = None) -> None:
         """Append one event (a decision, a status change, a provider callback...).

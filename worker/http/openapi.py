@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from worker.jobs.contract import Job
+from worker.webhooks.payload import SUMMARIES, WebhookMessage
 
 REF = "#/components/schemas/{model}"
 _PROBLEM_TITLES = {400: "The body is not UTF-8 JSON", 401: "No key, or an unknown or revoked one",
@@ -68,6 +69,7 @@ def spec(app: FastAPI, models: Iterable[type[BaseModel]]) -> dict[str, Any]:
         found = model.model_json_schema(ref_template=REF)
         schemas.update(found.pop("$defs", {}))
         schemas[model.__name__] = found
+    described["webhooks"] = webhooks(schemas)
     described["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
                                                              "description": "A key from `dunning keys create`"}}
     problem = {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}}
@@ -86,3 +88,26 @@ def spec(app: FastAPI, models: Iterable[type[BaseModel]]) -> dict[str, Any]:
                 if parameter.get("name") == "job_id":
                     parameter["description"] = "The job id; its `/` percent-encoded (INV-1%2Fdue_day)"
     return described
+
+
+_SIGNED = [{"name": name, "in": "header", "required": True, "description": what, "schema": {"type": "string"}}
+           for name, what in (("webhook-id", "The message id: the same on every retry (drop repeats by it)"),
+                              ("webhook-timestamp", "When this attempt was sent, Unix seconds"),
+                              ("webhook-signature", "v1,<base64 HMAC-SHA256 of id.timestamp.body>, keyed by the "
+                                                    "base64 part of DUNNING_WEBHOOK_SECRET (Standard Webhooks)"))]
+
+
+def webhooks(schemas: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.1's `webhooks`: what dunning POSTs to DUNNING_WEBHOOK_URL, and the answers it understands."""
+    found = WebhookMessage.model_json_schema(ref_template=REF)
+    schemas.update(found.pop("$defs", {}))
+    schemas["WebhookMessage"] = found
+    return {kind: {"post": {
+        "summary": summary, "operationId": "webhook_" + kind.replace(".", "_"), "parameters": _SIGNED,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": model_ref(WebhookMessage)}}},
+        "responses": {"2XX": {"description": "Taken: not sent again"},
+                      "410": {"description": "Gone: nothing more is sent to this endpoint (`dunning webhooks "
+                                             "resume` undoes it)"},
+                      "default": {"description": "Anything else, or no answer within 15 s: retried with "
+                                                 "backoff (5 s doubling to 6 h, jittered) for 3 days"}}}}
+        for kind, summary in SUMMARIES.items()}
