@@ -1,6 +1,6 @@
 """Email reminders end to end, against dramatiq's no-op floor measured in the same run.
 
-    .venv/bin/python bench/throughput.py [--jobs 20000] [--processes 2] [--threads 8]
+    .venv/bin/python bench/throughput.py [--jobs 20000] [--processes 2] [--threads 8] [--webhooks]
 
 Starts redis-server, an aiosmtpd SMTP server on loopback (it writes every message to
 disk, as the demo's does) and a SQLite contact log; runs `dunning worker` with N
@@ -8,16 +8,22 @@ processes × M threads over `--jobs` pre-due email reminders, from the first enq
 to the last acknowledgement; then runs dramatiq with the same broker, middleware,
 processes and threads over the same number of no-op messages. Prints both rates and
 their ratio. Goal on the 2-core machine: ≥ 1,000 reminders/s and a ratio ≥ 0.5.
+With `--webhooks`, runs dunning with a webhook endpoint on loopback too (the worker's
+dispatcher posts a `reminder.sent` for every reminder, and logs each attempt),
+alternating with runs without, best of two each, and prints the rate with webhooks on
+against the rate without, and how long the webhooks trail the reminders.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -46,40 +52,77 @@ def wait_drained(broker, queue_backlog, expected_done, started: float, timeout: 
     raise TimeoutError("did not drain")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args()
+class Sink:
+    """A billing system's webhook endpoint that takes everything (204), counting."""
 
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.taken = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint would
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.taken += 1
+                self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+
+def ours(args: argparse.Namespace, extra: dict[str, str], sink: Sink | None = None) -> tuple[float, int, float]:
+    """dunning over `args.jobs` email reminders on a fresh stack: seconds, delivered, enqueue seconds."""
     directory = Path(tempfile.mkdtemp(prefix="dunning-bench-"))
     stack = Stack(directory).start()
     try:
-        env = stack.env()
+        env = {**stack.env(), **extra}
         os.environ.update(env)
         log = ContactLog.open(env["DUNNING_DATABASE_URL"]).migrate()
         stack.set_clock(NOW)
         parsed = [parse_job(job, profiles(), "bench") for job in many(TEMPLATE, args.jobs, "BENCH", "pre_due_7")]
-
-        worker = stack.start_worker(args.processes, args.threads)
+        worker = stack.start_worker(args.processes, args.threads, extra_env=extra)
         time.sleep(3)  # let the worker boot before the clock starts
         began = time.perf_counter()
         submit(parsed, log, stack.broker, NOW)
         enqueued = time.perf_counter() - began
-        mail_dir = directory / "mail"
-        ours = wait_drained(stack.broker, lambda: backlog(stack.broker),
-                            lambda: stack.mail.accepted >= args.jobs, began)
+        seconds = wait_drained(stack.broker, lambda: backlog(stack.broker),
+                               lambda: stack.mail.accepted >= args.jobs, began)
+        if sink is not None:
+            lag_from = time.perf_counter()
+            while sink.taken < args.jobs and time.perf_counter() - lag_from < 600:
+                time.sleep(0.05)
+            print(f"webhooks: {sink.taken} reminder.sent taken by the endpoint, the last "
+                  f"{time.perf_counter() - lag_from:.1f} s after the last reminder")
         stack.stop_workers()
-        delivered = sum(1 for _ in mail_dir.iterdir())
+        worker.wait(timeout=1) if worker.poll() is None else None
+        delivered = sum(1 for _ in (directory / "mail").iterdir())
+    finally:
+        stack.stop()
+    return seconds, delivered, enqueued
 
-        floor_env = {**os.environ, **env}
+
+def floor(args: argparse.Namespace) -> float:
+    """dramatiq's no-op actor, same broker, middleware, processes and threads: seconds."""
+    directory = Path(tempfile.mkdtemp(prefix="dunning-bench-floor-"))
+    stack = Stack(directory).start()
+    try:
+        env = {**os.environ, **stack.env()}
         noop = subprocess.Popen([sys.executable, "-m", "dramatiq", "noop_actor", "--path", str(ROOT / "bench"),
                                  "--processes", str(args.processes), "--threads", str(args.threads),
-                                 "--queues", "noop"], env=floor_env, stdout=subprocess.DEVNULL,
+                                 "--queues", "noop"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, cwd=ROOT)
         time.sleep(3)
-        broker = make_broker(env["DUNNING_REDIS_URL"])
+        broker = make_broker(stack.env()["DUNNING_REDIS_URL"])
         broker.declare_queue("noop")
         from worker.queue import broker as q
 
@@ -91,18 +134,42 @@ def main() -> None:
             enqueue_many(broker, messages)
         finally:
             q.QUEUE, q.ACTOR = original, "remind"
-        floor = wait_drained(broker, lambda: int(broker.client.hlen("dramatiq:noop.msgs")), lambda: True, began)
+        seconds = wait_drained(broker, lambda: int(broker.client.hlen("dramatiq:noop.msgs")), lambda: True, began)
         noop.terminate()
         noop.wait(timeout=30)
-        worker.wait(timeout=1) if worker.poll() is None else None
     finally:
         stack.stop()
+    return seconds
 
-    ours_rate, floor_rate = args.jobs / ours, args.jobs / floor
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--webhooks", action="store_true",
+                        help="run again with a webhook endpoint on loopback and print what the outbox costs")
+    args = parser.parse_args()
+
+    mine, delivered, enqueued = ours(args, {})
+    hooked = None
+    if args.webhooks:  # without and with, alternating, best of 2 each: this machine is shared and noisy
+        secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        sink = Sink()
+        hooked = ours(args, {"DUNNING_WEBHOOK_URL": sink.url, "DUNNING_WEBHOOK_SECRET": secret}, sink)[0]
+        mine = min(mine, ours(args, {})[0])
+        sink = Sink()
+        hooked = min(hooked, ours(args, {"DUNNING_WEBHOOK_URL": sink.url, "DUNNING_WEBHOOK_SECRET": secret}, sink)[0])
+    base = floor(args)
+
+    ours_rate, floor_rate = args.jobs / mine, args.jobs / base
     print(f"reminders: {args.jobs} emails, {delivered} delivered to the SMTP server, "
           f"{args.processes} processes x {args.threads} threads (enqueue took {enqueued:.1f} s)")
-    print(f"dunning end to end:  {ours_rate:,.0f} reminders/s ({ours:.1f} s)")
-    print(f"dramatiq no-op floor: {floor_rate:,.0f} messages/s ({floor:.1f} s)")
+    print(f"dunning end to end:  {ours_rate:,.0f} reminders/s ({mine:.1f} s)")
+    if hooked is not None:
+        print(f"  with webhooks on:  {args.jobs / hooked:,.0f} reminders/s ({hooked:.1f} s), "
+              f"{(args.jobs / hooked) / ours_rate:.2f} of the rate without")
+    print(f"dramatiq no-op floor: {floor_rate:,.0f} messages/s ({base:.1f} s)")
     print(f"ratio: {ours_rate / floor_rate:.2f}   goals: >= 1,000/s {'met' if ours_rate >= 1000 else 'NOT met'}, "
           f"ratio >= 0.5 {'met' if ours_rate / floor_rate >= 0.5 else 'NOT met'}")
 

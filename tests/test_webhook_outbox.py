@@ -1,8 +1,8 @@
-"""Webhooks to the billing system, from the outbox to a real endpoint on loopback that
+"""Webhooks to the billing system, from the log to a real endpoint on loopback that
 verifies them with the Standard Webhooks reference library: which events are
-reported, in the transaction that records them; delivered once; retried after a 500
-and a dropped connection with backoff; in order per invoice; stopped by a 410; given
-up after three days; every attempt in the chained log. Both databases."""
+reported, each once, none lost; delivered once; retried after a 500 and a dropped
+connection with backoff; in order per invoice; stopped by a 410; given up after three
+days; every attempt in the chained log. Both databases."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import base64
 import os
 import random
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from fakes.webhooks import DROP, Receiver
 from sqlalchemy import select
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log import webhooks as outbox_module
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
 from worker.contact_log.schema import webhooks
 from worker.http import openapi
@@ -56,7 +59,7 @@ def sent(log: ContactLog, invoice: str = "INV-1", at: datetime = NOW, **kwargs: 
 def outbox(log: ContactLog) -> list[tuple[str, str, str | None]]:
     with log.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(select(webhooks.c.type, webhooks.c.state, webhooks.c.invoice_id)
-                                               .order_by(webhooks.c.id))]
+                                               .order_by(webhooks.c.event_id))]
 
 
 def attempts(log: ContactLog) -> list[tuple[str, str | None, int]]:
@@ -64,15 +67,16 @@ def attempts(log: ContactLog) -> list[tuple[str, str | None, int]]:
 
 
 @pytest.fixture()
-def reporting(log: ContactLog) -> ContactLog:
-    log.webhooks = True
-    return log
+def receiver() -> Iterator[Receiver]:
+    with Receiver(SECRET) as running:
+        yield running
 
 
 @pytest.fixture()
-def receiver() -> Receiver:
-    with Receiver(SECRET) as running:
-        yield running
+def reporting(log: ContactLog, receiver: Receiver) -> ContactLog:
+    """A log whose endpoint has looked once: it is told what is recorded from now on."""
+    assert log.collect(receiver.url, NOW) == 0
+    return log
 
 
 def conforms(payload: dict[str, Any]) -> bool:
@@ -87,7 +91,7 @@ def dispatcher(log: ContactLog, receiver: Receiver, clock: Clock) -> Dispatcher:
     return Dispatcher(log, Endpoint(receiver.url, parse_secret(SECRET)), clock, time.time, rng=random.Random(7))
 
 
-def test_each_reported_event_gets_one_outbox_row_and_others_none(reporting: ContactLog) -> None:
+def test_each_reported_event_gets_one_outbox_row_and_others_none(reporting: ContactLog, receiver: Receiver) -> None:
     log = reporting
     delivery = sent(log, "INV-1")
     log.record(Event(Kind.DELIVERY, "delivered", delivery_id=delivery, provider="twilio",
@@ -102,22 +106,42 @@ def test_each_reported_event_gets_one_outbox_row_and_others_none(reporting: Cont
                      detail={"action": "defer", "reasons": ["weekend"], "rules": ["W-WEEKEND"], "zones": []}), NOW)
     log.record(Event(Kind.INVOICE, InvoiceStatus.PAID, invoice_id="INV-3", account_id="ACME-001"), NOW)
     assert log.escalate("INV-4/final", "INV-4", "ACME-001", ["third attempt failed"], NOW)
+    assert log.collect(receiver.url, NOW) == 6
+    assert log.collect(receiver.url, NOW) == 0  # each once
     assert outbox(log) == [("reminder.sent", "pending", "INV-1"), ("reminder.delivered", "pending", "INV-1"),
                            ("reminder.sent", "pending", "INV-2"), ("reminder.failed", "pending", "INV-2"),
                            ("reminder.suppressed", "pending", "INV-3"), ("invoice.escalated", "pending", "INV-4")]
 
 
-def test_the_outbox_row_is_written_in_the_events_transaction(reporting: ContactLog) -> None:
+def test_what_is_recorded_while_no_dispatcher_runs_is_told_later_and_a_rollback_never(
+        reporting: ContactLog, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "WINDOW", 5)
     with pytest.raises(RuntimeError), reporting.locked() as conn:
         reporting.record(Event(Kind.INVOICE, InvoiceStatus.ESCALATED, invoice_id="INV-9", account_id="A"), NOW, conn)
-        assert outbox(reporting) == []  # not visible outside it
         raise RuntimeError("the transaction rolls back")
-    assert outbox(reporting) == [] and list(reporting.history()) == []
+    for n in range(12):  # the worker is down meanwhile: more than one window of events
+        sent(reporting, f"INV-{n}")
+    hooks = dispatcher(reporting, receiver, Clock(NOW))
+    while hooks.step() == 0.0:
+        pass
+    hooks.step()
+    assert sorted(p["data"]["invoice_id"] for p in receiver.payloads()) == sorted(f"INV-{n}" for n in range(12))
 
 
-def test_nothing_is_kept_for_webhooks_when_no_endpoint_is_configured(log: ContactLog) -> None:
-    sent(log)
-    assert log.webhooks is False and outbox(log) == []
+def test_a_new_endpoint_is_told_what_happens_from_when_it_first_looks(log: ContactLog, receiver: Receiver) -> None:
+    sent(log, "INV-OLD")
+    assert log.collect(receiver.url, NOW) == 0
+    sent(log, "INV-NEW")
+    assert log.collect(receiver.url, NOW) == 1 and [i for _t, _s, i in outbox(log)] == ["INV-NEW"]
+
+
+def test_two_dispatchers_collect_each_event_once(reporting: ContactLog, receiver: Receiver) -> None:
+    for n in range(40):
+        sent(reporting, f"INV-{n}")
+    other = ContactLog(reporting.engine)
+    with ThreadPoolExecutor(2) as pool:
+        made = list(pool.map(lambda log: log.collect(receiver.url, NOW), [reporting, other]))
+    assert sum(made) == 40 and len(outbox(reporting)) == 40
 
 
 def test_a_webhook_is_delivered_once_signed_with_masked_data_and_no_content(reporting: ContactLog,
@@ -177,7 +201,9 @@ def test_an_invoices_webhooks_go_in_order(reporting: ContactLog, receiver: Recei
 
 
 def test_a_410_stops_the_endpoint_until_it_is_resumed(reporting: ContactLog, receiver: Receiver) -> None:
-    sent(reporting, "INV-1")
+    delivery = sent(reporting, "INV-1")
+    reporting.record(Event(Kind.DELIVERY, "delivered", delivery_id=delivery, provider="smtp",
+                           detail={"callback": True}), NOW)  # waits behind the sent one: dropped with it
     receiver.script = [410]
     clock = Clock(NOW)
     hooks = dispatcher(reporting, receiver, clock)
@@ -188,7 +214,8 @@ def test_a_410_stops_the_endpoint_until_it_is_resumed(reporting: ContactLog, rec
     hooks.step()
     assert len(receiver.received) == 1
     assert reporting.endpoint_stopped(receiver.url) is not None
-    assert [state for _type, state, _invoice in outbox(reporting)] == ["stopped", "stopped"]
+    assert outbox(reporting) == [("reminder.sent", "stopped", "INV-1"), ("reminder.delivered", "stopped", "INV-1")]
+    # and nothing is kept for INV-2, recorded while the endpoint was stopped
     assert attempts(reporting) == [("stopped", "http-410", 1)]
     assert reporting.resume_endpoint(receiver.url, clock.moment, by="ops")
     sent(reporting, "INV-3")
@@ -220,7 +247,7 @@ def test_the_cli_says_where_webhooks_stand_and_resumes_a_stopped_endpoint(tmp_pa
     url = f"sqlite:///{tmp_path}/dunning.db"
     env = {"DUNNING_DATABASE_URL": url, "DUNNING_WEBHOOK_URL": receiver.url, "DUNNING_WEBHOOK_SECRET": SECRET}
     log = ContactLog.open(url).migrate()
-    log.webhooks = True
+    log.collect(receiver.url, NOW)
     sent(log, "INV-1")
     sent(log, "INV-2")
     receiver.for_invoice = {"INV-1": [410]}

@@ -15,9 +15,7 @@ import pytest
 from fakes.webhooks import HANG, Receiver
 from harness import Harness, serving
 
-from worker import wiring
 from worker.local.ports import free_port
-from worker.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 SERVE_PORT = free_port()
@@ -61,10 +59,8 @@ def test_the_worker_reports_a_sent_reminder_once(harness: Harness, receiver: Rec
 
 def test_twilios_callback_through_the_server_is_reported_as_delivered(harness: Harness, receiver: Receiver) -> None:
     env = {**harness.stack.env(), **harness.worker_env}
-    serve_log = wiring.log(Settings.from_env(env))  # as `dunning serve` opens it: reporting events
-    assert serve_log.webhooks
     job = harness.job("2026-12-02", debtor__phone="+8613900139111")  # due_day: sms first
-    with serving(serve_log, env, harness.stack.clock.now, port=SERVE_PORT):
+    with serving(harness.log, env, harness.stack.clock.now, port=SERVE_PORT):
         harness.run(job)
         [delivered] = about(receiver, job, "reminder.delivered")
     assert delivered["data"]["channel"] == "sms" and delivered["data"]["status"] == "delivered"
@@ -74,17 +70,21 @@ def test_twilios_callback_through_the_server_is_reported_as_delivered(harness: H
 
 
 def test_an_endpoint_that_hangs_holds_up_no_reminder(harness: Harness, receiver: Receiver) -> None:
-    jobs = [harness.job("2026-12-08") for _ in range(12)]
     receiver.then = HANG
     receiver.release.clear()
+    first, jobs = harness.job("2026-12-08"), [harness.job("2026-12-08") for _ in range(12)]
     try:
-        harness.run(*jobs)  # every reminder sent while the endpoint holds its connections open
+        harness.run(first)
+        deadline = time.monotonic() + 20
+        while not any(r.answer == HANG for r in receiver.received) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert any(r.answer == HANG for r in receiver.received), "the dispatcher is now waiting on the endpoint"
+        harness.run(*jobs)  # every reminder sent while the endpoint holds its connection open
         for job in jobs:
             assert [e[1] for e in harness.events(job)] == ["claimed", "sent"]
-        assert not any(about(receiver, job, "reminder.sent", within=0) for job in jobs)
-        assert any(r.answer == HANG for r in receiver.received)
+        assert not any(about(receiver, job, "reminder.sent", within=0) for job in [first, *jobs])
     finally:
         receiver.then = 200
-        receiver.release.set()  # the hung requests end without an answer: retried
-    for job in jobs:
+        receiver.release.set()  # the hung request ends without an answer: retried
+    for job in [first, *jobs]:
         assert len(about(receiver, job, "reminder.sent", within=40)) == 1

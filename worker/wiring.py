@@ -39,7 +39,6 @@ def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> Con
     is brought up to date; otherwise, with `check`, it must be (`SchemaError` says to
     migrate) — nothing else writes the schema. Without either, nothing connects yet."""
     opened = ContactLog.open(settings.database_url)
-    opened.webhooks = settings.webhook_url is not None
     if migrate:
         return opened.migrate()
     if check:

@@ -25,7 +25,7 @@ def _endpoint() -> str:
 def webhooks_status() -> None:
     """The endpoint's host and whether it is stopped (410 Gone), and how many webhooks
     are pending, delivered, failed (given up after 3 days) or stopped."""
-    from worker.contact_log.outbox import endpoint_host
+    from worker.contact_log.webhooks import endpoint_host
 
     url, log = _endpoint(), open_log()
     stopped = log.endpoint_stopped(url)
@@ -39,7 +39,7 @@ def webhooks_status() -> None:
 @webhooks_app.command("resume")
 def webhooks_resume(by: By = None) -> None:
     """Send to the endpoint again after it answered 410 Gone (what was dropped meanwhile stays dropped)."""
-    from worker.contact_log.outbox import endpoint_host
+    from worker.contact_log.webhooks import endpoint_host
 
     url = _endpoint()
     if not open_log().resume_endpoint(url, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):

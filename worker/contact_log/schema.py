@@ -159,27 +159,26 @@ idempotency = Table(
 
 webhooks = Table(  # the outbox: what the billing system is still to be told (outside the chain)
     "webhooks", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", Integer, nullable=False, unique=True),  # the event it reports, written in the same transaction
-    Column("type", String(40), nullable=False),  # reminder.sent, ... (`outbox.TOPICS`)
+    Column("event_id", Integer, primary_key=True, autoincrement=False),  # the event it reports
+    Column("type", String(40), nullable=False),  # reminder.sent, ... (`webhooks.topic`)
     Column("invoice_id", String(200)),  # delivered in order per invoice
-    Column("state", String(20), nullable=False),  # `outbox.State`
+    Column("state", String(20), nullable=False),  # `webhooks.State`
     Column("attempts", Integer, nullable=False),
-    Column("lease", Integer, nullable=False),  # bumped by whoever takes it to send: one sender at a time
-    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),  # also the lease: moved ahead by whoever sends it
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_status", Integer),  # the endpoint's last HTTP status, None for no answer
     Column("last_error", String(200)),
     Index("ix_webhooks_due", "state", "next_attempt_at"),
-    Index("ix_webhooks_invoice", "invoice_id", "state", "id"),
+    Index("ix_webhooks_invoice", "invoice_id", "state", "event_id"),
 )
 
-webhook_endpoints = Table(  # an endpoint that answered 410 Gone: nothing more is sent to it
+webhook_endpoints = Table(  # each endpoint's place in the log, and whether it answered 410 Gone
     "webhook_endpoints", metadata,
     Column("url_hash", String(64), primary_key=True),  # SHA-256 of the URL, which may carry a token
     Column("host", String(255), nullable=False),
-    Column("stopped_at", UTCDateTime, nullable=False),
-    Column("message_id", String(100)),  # the message the 410 answered
+    Column("cursor", Integer, nullable=False),  # the last event looked at for it
+    Column("stopped_at", UTCDateTime),  # when it answered 410 Gone (None: sending)
+    Column("stopped_by", String(100)),  # the message the 410 answered
 )
 
 

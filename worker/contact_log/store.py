@@ -19,14 +19,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, Self, cast
+from typing import Any, Protocol, Self
 
 from sqlalchemy import Engine, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from worker.contact_log import chain, migrations, outbox
+from worker.contact_log import chain, migrations
 from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
@@ -106,7 +106,6 @@ class Store:
         self._claim = _insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
         self._take = _insert_or_nothing(engine.dialect.name, jobs, "job_id")
         self._kept: set[str] = set()  # template versions known to be stored already
-        self.webhooks = False  # report events to the billing system: `outbox.topic` ones get an outbox row
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -160,7 +159,8 @@ class Store:
     def _append(self, conn: Connection, values: Mapping[str, Any], delivery: Mapping[str, Any] | None = None) -> None:
         """Insert one event, linked into the chain. The first append of a transaction takes
         the lock and reads the head; while the lock is held nobody else appends, so the
-        next ones link to what this transaction wrote last."""
+        next ones link to what this transaction wrote last — and event ids grow in commit
+        order, which the webhooks' cursor relies on (`webhooks.WebhookBook.collect`)."""
         transaction = conn.get_transaction()
         held = conn.info.get("chain")
         if held is not None and held[0] is transaction:
@@ -169,12 +169,8 @@ class Store:
             self.lock(conn)
             previous = conn.execute(_CHAIN_HEAD).scalar() or chain.GENESIS
         linked = chain.digest(previous, values, delivery)
-        inserted = conn.execute(_INSERT_EVENT, {**values, "digest": linked})
+        conn.execute(_INSERT_EVENT, {**values, "digest": linked})
         conn.info["chain"] = (transaction, linked)
-        if self.webhooks and (kind := outbox.topic(values)) is not None:
-            # The new id came back with the insert (RETURNING on PostgreSQL, lastrowid on SQLite).
-            event_id = cast(Row[Any], inserted.inserted_primary_key)[0]
-            outbox.enqueue(conn, event_id, kind, values["invoice_id"], values["recorded_at"])
 
     def record(self, event: Event, now: datetime, conn: Connection | None = None) -> None:
         """Append one event (a decision, a status change, a provider callback...).
