@@ -16,3 +16,5 @@ app.add_typer(keys_app, name="keys")
 webhooks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                            help="Webhooks to the billing system (DUNNING_WEBHOOK_URL).")
 app.add_typer(webhooks_app, name="webhooks")
+users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="People of the console (/console).")
+app.add_typer(users_app, name="users")

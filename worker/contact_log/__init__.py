@@ -3,8 +3,9 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 
 `ContactLog` is the door. Behind it, one module per part of the record: `schema`
 (tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
-`jobs` (intake's book), `keys` (API keys), `idempotency`, `outbox` and `webhooks`
-(what the billing system is to be told, and each attempt), `facts` (rows → what `decide` needs),
+`jobs` (intake's book), `keys` (API keys), `idempotency`, `webhooks`
+(what the billing system is to be told, and each attempt), `people` (the console's
+people and sessions), `facts` (rows → what `decide` needs),
 `queries` (what the CLI and the server read), `export`, `chain` (the hash chain's
 canonical form), `writer` (group commit), `migrations/` (Alembic).
 """
@@ -15,20 +16,21 @@ from worker.contact_log.idempotency import IdempotencyBook, Remembered
 from worker.contact_log.jobs import JobBook, JobRow
 from worker.contact_log.keys import ApiKey, KeyBook, KeyProblem
 from worker.contact_log.kinds import Event
+from worker.contact_log.people import PeopleBook, Person, PersonProblem
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.store import Claim, SchemaError, storable
 from worker.contact_log.webhooks import WebhookBook
 
 
-class ContactLog(KeyBook, WebhookBook, JobBook, IdempotencyBook, Queries, FactReads):
+class ContactLog(KeyBook, WebhookBook, PeopleBook, JobBook, IdempotencyBook, Queries, FactReads):
     """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`,
-    and the webhook outbox: `WebhookBook`),
+    the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""
 
 
-__all__ = ["EXPORT_FIELDS", "ApiKey", "Claim", "ContactLog", "Delivery", "Event", "JobRow", "KeyProblem", "Known",
-           "ProviderDelivery", "Remembered", "SchemaError", "UTCDateTime", "for_export", "jobs", "storable",
-           "to_json_line"]
+__all__ = ["ApiKey", "Claim", "ContactLog", "Delivery", "EXPORT_FIELDS", "Event", "JobRow", "KeyProblem", "Known",
+           "Person", "PersonProblem", "ProviderDelivery", "Remembered", "SchemaError", "UTCDateTime",
+           "for_export", "jobs", "storable", "to_json_line"]

@@ -25,6 +25,8 @@ class Kind(StrEnum):
     KEY = "key"  # an API key made or revoked (`KeyStatus`): who may call the billing API
     JOB = "job"  # a job cancelled by the billing system (status: cancelled)
     WEBHOOK = "webhook"  # one attempt to tell the billing system something (`WebhookStatus`)
+    USER = "user"  # a person of the console added, disabled, given a new password (`UserStatus`)
+    ACCESS = "access"  # who signed in or out, or looked at or exported whose record (`AccessStatus`)
 
 
 class DeliveryStatus(StrEnum):
@@ -79,6 +81,24 @@ class WebhookStatus(StrEnum):
     FAILED = "failed"  # still failing when its retries ran out: given up
     STOPPED = "stopped"  # the endpoint answered 410 Gone: nothing more is sent to it
     RESUMED = "resumed"  # an operator sent to a stopped endpoint again (`dunning webhooks resume`)
+
+
+class UserStatus(StrEnum):
+    ADDED = "added"
+    DISABLED = "disabled"
+    PASSWORD = "password-changed"
+
+
+class AccessStatus(StrEnum):
+    """detail: who (`user`), from where (`address`), and what was looked at."""
+
+    SIGNED_IN = "signed-in"
+    SIGNED_OUT = "signed-out"
+    FAILED = "sign-in-failed"
+    VIEWED = "viewed"  # a person's record: an account, an invoice, a message
+    UNMASKED = "unmasked"  # asked to see addresses in full
+    EXPORTED = "exported"
+    VERIFIED = "verified"  # the chain recomputed
 
 
 FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION, Kind.JOB)  # the events that change what `decide` may do

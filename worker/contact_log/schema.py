@@ -182,6 +182,40 @@ webhook_endpoints = Table(  # each endpoint's place in the log, and whether it a
 )
 
 
+users = Table(  # the console's people: passwords as argon2 hashes only
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),  # compliance, operator, admin
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+)
+
+sessions = Table(  # a signed-in person's session: the cookie holds the token, this its SHA-256
+    "sessions", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("user_name", String(100), nullable=False),
+    Column("csrf", String(64), nullable=False),  # the token every form of this session carries
+    Column("address", String(64)),  # where it was opened from
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Index("ix_sessions_user", "user_name"),
+)
+
+sign_in_failures = Table(  # recent failed sign-ins, to slow the next per name and per address
+    "sign_in_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String(100), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_sign_in_failures_user", "user_name", "at"),
+    Index("ix_sign_in_failures_address", "address", "at"),
+)
+
+
 def open_engine(url: str) -> Engine:
     """An engine on the log's database (a SQLite file's folder is created)."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
