@@ -26,7 +26,8 @@ def claim(key: str = "INV-1/due_day#sms", channel: str = "sms") -> Claim:
 def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
     inspector = inspect(log.engine)
     assert {"deliveries", "events", "template_versions", "dead_letters", "jobs", "api_keys", "idempotency",
-            "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures", "alembic_version"} <= set(inspector.get_table_names())
+            "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures",
+            "alembic_version"} <= set(inspector.get_table_names())
     assert {"ix_events_provider_id", "ix_events_account_time"} <= {i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0009" == migrations.head()
