@@ -19,11 +19,12 @@ from worker.contact_log.kinds import Event
 from worker.contact_log.people import PeopleBook, Person, PersonProblem
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.schema import UTCDateTime, jobs
+from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, SchemaError, storable
 from worker.contact_log.webhooks import WebhookBook
 
 
-class ContactLog(KeyBook, WebhookBook, PeopleBook, JobBook, IdempotencyBook, Queries, FactReads):
+class ContactLog(KeyBook, WebhookBook, PeopleBook, JobBook, IdempotencyBook, Queries, Search, FactReads):
     """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`,
     the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its

@@ -72,6 +72,7 @@ deliveries = Table(
     Index("ix_deliveries_account_time", "account_id", "claimed_at"),
     Index("ix_deliveries_invoice_time", "invoice_id", "claimed_at"),
     Index("ix_deliveries_job", "job_id"),
+    Index("ix_deliveries_recipient", "recipient"),  # the console's search by address
 )
 
 events = Table(

@@ -270,7 +270,7 @@ class WebhookBook(Store):
         """How many webhooks are in each state."""
         with self.engine.connect() as conn:
             query = select(webhooks.c.state, func.count()).group_by(webhooks.c.state)
-            found: dict[str, int] = dict(conn.execute(query).tuples().all())
+            found: dict[str, int] = {row[0]: int(row[1]) for row in conn.execute(query)}
         return {state: int(found.get(state, 0)) for state in State}
 
     def purge_webhooks(self, before: datetime) -> int:

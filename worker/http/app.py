@@ -1,6 +1,7 @@
 """`dunning serve`: what providers and people send back — Twilio's status callbacks and
-SMS replies (`twilio.py`), one-click unsubscribes (`unsubscribe.py`) — and the billing
-API (`billing.py`), as one FastAPI application, run by uvicorn."""
+SMS replies (`twilio.py`), one-click unsubscribes (`unsubscribe.py`) — the billing API
+(`billing.py`) and the console for people (`console/`), as one FastAPI application,
+run by uvicorn."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.http import billing, billing_reads, openapi, problems, twilio, unsubscribe
+from worker.http import billing, billing_reads, console, openapi, problems, twilio, unsubscribe
 from worker.settings import ConfigError, Settings
 
 
@@ -33,6 +34,7 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, broker, now))
     app.include_router(billing_reads.router(log, broker, now))
+    app.include_router(console.router(log, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,
                                    billing.DisputeBody, billing.PromiseBody, billing.OptOutBody,
                                    billing_reads.JobView, billing_reads.InvoiceView, billing_reads.CancelAnswer])

@@ -1,5 +1,5 @@
 """The console's people (argon2 password hashes), their sessions (the token's SHA-256),
-and recent failed sign-ins (to slow the next ones).
+recent failed sign-ins (to slow the next ones), and an index for searching by address.
 
 Revision ID: 0009
 Revises: 0008
@@ -47,9 +47,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_sign_in_failures_user", "sign_in_failures", ["user_name", "at"])
     op.create_index("ix_sign_in_failures_address", "sign_in_failures", ["address", "at"])
+    op.create_index("ix_deliveries_recipient", "deliveries", ["recipient"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_recipient", "deliveries")
     op.drop_index("ix_sign_in_failures_address", "sign_in_failures")
     op.drop_index("ix_sign_in_failures_user", "sign_in_failures")
     op.drop_table("sign_in_failures")

@@ -1,0 +1,174 @@
+"""The console over real HTTP (uvicorn on loopback), both databases: sign-in with the
+contract's labels, sessions in signed HttpOnly SameSite=Strict cookies, one answer for
+every refusal, failures slowed, CSRF on every form, roles (403 outside one's own),
+security headers on every page, output escaped, people and API keys managed by an
+admin, the search, and every sign-in, sign-out and view in the chained log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from harness import serving
+
+from worker.contact_log import Claim, ContactLog
+from worker.contact_log.kinds import DeliveryStatus, Event, Kind
+
+NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+PASSWORD = "correct horse battery"
+ENV = {"DUNNING_SECRET_KEY": "s" * 40}
+
+
+class Browser:
+    """A person at the console: cookies kept, forms posted with the page's CSRF token."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.http = url, requests.Session()
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.get(self.url + path, allow_redirects=False, timeout=10, **kwargs)
+
+    def csrf(self, path: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.get(path).text)
+        assert found, path
+        return found.group(1)
+
+    def post(self, path: str, data: dict[str, Any], csrf_from: str | None = None) -> requests.Response:
+        if csrf_from is not None:
+            data = {**data, "csrf": self.csrf(csrf_from)}
+        return self.http.post(self.url + path, data=data, allow_redirects=False, timeout=10)
+
+    def sign_in(self, name: str, password: str = PASSWORD) -> requests.Response:
+        return self.post("/console/sign-in", {"username": name, "password": password}, csrf_from="/console/sign-in")
+
+
+@pytest.fixture()
+def console(log: ContactLog) -> Iterator[str]:
+    for name, role in (("li.na", "compliance"), ("wang.fang", "operator"), ("admin", "admin")):
+        log.add_user(name, role, PASSWORD, NOW, by="test")
+    moment = [NOW]
+    with serving(log, ENV, lambda: moment[0]) as url:
+        yield url
+
+
+def test_the_sign_in_page_has_the_contracts_labels_and_the_security_headers(console: str) -> None:
+    page = Browser(console).get("/console/sign-in")
+    assert page.status_code == 200
+    assert '<label for="username">Username</label>' in page.text
+    assert '<label for="password">Password</label>' in page.text
+    assert '<button type="submit">Sign in</button>' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert "http" not in csp.replace("https", "") and "<script" not in page.text  # nothing from elsewhere
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["referrer-policy"] == "no-referrer"
+    assert Browser(console).get("/console/static/console.css").headers["content-type"].startswith("text/css")
+
+
+def test_a_person_signs_in_to_their_roles_pages_and_no_other(console: str, log: ContactLog) -> None:
+    reader = Browser(console)
+    assert reader.get("/console/search").headers["location"] == "/console/sign-in"  # no session yet
+    signed = reader.sign_in("li.na")
+    assert signed.status_code == 303 and signed.headers["location"] == "/console/search"
+    cookie = signed.headers["set-cookie"]
+    assert "dunning_console=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Path=/console" in cookie and "Secure" not in cookie  # the public URL here is http
+    page = reader.get("/console/search")
+    assert page.status_code == 200 and '<label for="q">Search</label>' in page.text
+    assert page.headers["cache-control"] == "no-store"
+    for path in ("/console/people", "/console/keys", "/console/escalations"):
+        assert reader.get(path).status_code == 403, path
+    operator = Browser(console)
+    assert operator.sign_in("wang.fang").headers["location"] == "/console/escalations"
+    assert operator.get("/console/escalations").status_code == 200
+    assert operator.get("/console/search").status_code == 403
+    forged = requests.get(console + "/console/search", cookies={"dunning_console": "abc.def"},
+                          allow_redirects=False, timeout=10)
+    assert forged.status_code == 303
+
+
+def test_every_refusal_is_the_same_and_failures_slow_the_next_try(console: str) -> None:
+    person = Browser(console)
+    wrong, unknown = person.sign_in("li.na", "wrong horse battery"), person.sign_in("nobody.here")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "The username or the password is not right." in wrong.text and wrong.text.replace(
+        "li.na", "nobody.here") == unknown.text
+    person.sign_in("li.na", "wrong horse battery")
+    person.sign_in("li.na", "wrong horse battery")
+    slowed = person.sign_in("li.na")  # even the right password waits now
+    assert slowed.status_code == 429 and int(slowed.headers["retry-after"]) >= 1
+    assert "Too many failed sign-ins" in slowed.text
+
+
+def test_forms_without_this_sessions_csrf_token_are_refused(console: str, log: ContactLog) -> None:
+    admin = Browser(console)
+    no_token = admin.post("/console/sign-in", {"username": "admin", "password": PASSWORD})
+    assert no_token.status_code == 403
+    admin.sign_in("admin")
+    forged = admin.post("/console/people", {"name": "mallory", "role": "admin", "password": PASSWORD,
+                                            "csrf": "forged-token"})
+    assert forged.status_code == 403 and "mallory" not in [p.name for p in log.people()]
+    other = Browser(console)
+    other.sign_in("li.na")
+    stolen = other.csrf("/console/search")  # another session's token
+    assert admin.post("/console/people", {"name": "mallory", "role": "admin", "password": PASSWORD,
+                                          "csrf": stolen}).status_code == 403
+    added = admin.post("/console/people", {"name": "zhao.lei", "role": "compliance", "password": PASSWORD},
+                       csrf_from="/console/people")
+    assert added.status_code == 200 and "zhao.lei added (compliance)." in added.text
+
+
+def test_an_admin_manages_people_and_keys(console: str, log: ContactLog) -> None:
+    admin = Browser(console)
+    admin.sign_in("admin")
+    short = admin.post("/console/people", {"name": "zhao.lei", "role": "compliance", "password": "short"},
+                       csrf_from="/console/people")
+    assert short.status_code == 422 and "at least 12" in short.text
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    assert admin.post("/console/people/disable", {"name": "li.na"}, csrf_from="/console/people").status_code == 200
+    assert reader.get("/console/search").status_code == 303  # their session ended at once
+    made = admin.post("/console/keys", {"name": "erp-prod", "scopes": ["jobs:write", "read"]},
+                      csrf_from="/console/keys")
+    key = re.search(r'aria-label="New key">(dk_[A-Za-z0-9_-]+)<', made.text)
+    assert made.status_code == 200 and key is not None
+    assert log.authenticate(key.group(1), NOW) is not None
+    assert key.group(1) not in admin.get("/console/keys").text  # shown once
+    assert admin.post("/console/keys/revoke", {"name": "erp-prod"}, csrf_from="/console/keys").status_code == 200
+    assert log.authenticate(key.group(1), NOW) is None
+
+
+def test_search_finds_a_person_by_any_key_and_each_look_is_recorded(console: str, log: ContactLog) -> None:
+    delivery = log.claim(Claim("INV-7/due_day#sms", "INV-7/due_day", "INV-7", "ACME-7", "sms", "+8613800138000",
+                               "due_day", None, None, (), (), ()), NOW)
+    assert delivery is not None
+    log.record(Event(Kind.DELIVERY, DeliveryStatus.SENT, delivery_id=delivery.id), NOW)
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    for query in ("ACME-7", "INV-7", "+86 138-0013-8000", "0086 13800138000"):
+        found = reader.get("/console/search", params={"q": query})
+        assert found.status_code == 200 and "<td>INV-7</td>" in found.text, query
+    nothing = reader.get("/console/search", params={"q": "<script>alert(1)</script>"})
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in nothing.text and "<script>alert" not in nothing.text
+    reader.post("/console/sign-out", {}, csrf_from="/console/search")
+    assert reader.get("/console/search").status_code == 303
+    trail = [(r["status"], r["detail"].get("search")) for r in log.history() if r["kind"] == "access"]
+    assert trail == [("signed-in", None), ("viewed", "ACME-7"), ("viewed", "INV-7"), ("viewed", "+86 138-0013-8000"),
+                     ("viewed", "0086 13800138000"), ("viewed", "<script>alert(1)</script>"), ("signed-out", None)]
+    assert all(r["detail"]["address"] == "127.0.0.1" for r in log.history() if r["kind"] == "access")
+    assert log.verify().intact
+
+
+def test_a_session_ends_after_idle_time(log: ContactLog) -> None:
+    log.add_user("li.na", "compliance", PASSWORD, NOW, by="test")
+    moment = [NOW]
+    with serving(log, ENV, lambda: moment[0]) as url:
+        reader = Browser(url)
+        reader.sign_in("li.na")
+        moment[0] = NOW + timedelta(minutes=29)
+        assert reader.get("/console/search").status_code == 200
+        moment[0] = NOW + timedelta(minutes=29 + 31)
+        assert reader.get("/console/search").status_code == 303

@@ -1,0 +1,200 @@
+"""The console under /console: server-rendered pages for people — compliance reads the
+record, operators work escalations, admins manage people and API keys. Sessions and
+CSRF in `session.py`, rendering and security headers in `pages.py`; the people, their
+sessions and sign-in throttling are the log's (`worker/contact_log/people.py`).
+
+Every page checks its role and answers 403 to another; no session → the sign-in page.
+Signing in and out, failures, and every view of a person's record are `access` events
+in the chained log, with who and from which address.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from worker.contact_log import ContactLog, KeyProblem, PersonProblem
+from worker.contact_log.keys import SCOPES, parse_scopes
+from worker.contact_log.kinds import AccessStatus, Event, Kind
+from worker.contact_log.people import Session
+from worker.http.console.pages import HEADERS, LANDING, page
+from worker.http.console.session import FORM_COOKIE, Cookies, same
+from worker.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+
+
+def address_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> APIRouter:
+    assert settings.secret_key  # `create_app` refuses to start without it
+    cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
+    routes = APIRouter(prefix="/console", include_in_schema=False)
+
+    def current(request: Request) -> Session | None:
+        token = cookies.token(request)
+        return log.session(token, now()) if token else None
+
+    def refused(session: Session, status: int = 403) -> Response:
+        return page("error.html", status, user=session.user, csrf=session.csrf, title="Not for your role",
+                    message=f"This page is not open to the {session.user.role} role.")
+
+    Handler = Callable[[Request, Session], Awaitable[Response]]
+
+    def for_role(role: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+        """A page for one role: no session → sign in; another role → 403; a POST needs the CSRF token."""
+        def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+            async def guarded(request: Request) -> Response:
+                session = current(request)
+                if session is None:
+                    return RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
+                if session.user.role != role:
+                    return refused(session)
+                if request.method == "POST":
+                    form = await request.form()
+                    if not same(session.csrf, form.get("csrf")):
+                        return page("error.html", 403, user=session.user, csrf=session.csrf, title="Form expired",
+                                    message="The form was not this session's (or it expired): open the page again.")
+                return await handler(request, session)
+            return guarded
+        return wrap
+
+    def note_access(session: Session, request: Request, status: AccessStatus, **what: Any) -> None:
+        log.record(Event(Kind.ACCESS, status, detail={"user": session.user.name, "address": address_of(request),
+                                                      **what}), now())
+
+    @routes.get("/static/console.css")
+    async def stylesheet() -> Response:
+        return FileResponse(STATIC / "console.css", media_type="text/css", headers=HEADERS)
+
+    @routes.get("/")
+    async def home(request: Request) -> Response:
+        session = current(request)
+        target = LANDING[session.user.role] if session else "/console/sign-in"
+        return RedirectResponse(target, status_code=303, headers=HEADERS)
+
+    @routes.get("/sign-in")
+    async def sign_in_form(request: Request) -> Response:
+        if current(request) is not None:
+            return RedirectResponse("/console/", status_code=303, headers=HEADERS)
+        token, new = cookies.form_token(request)
+        response = page("sign_in.html", problem=None, username="", csrf=token)
+        if new:
+            cookies.set_form(response, token)
+        return response
+
+    @routes.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("username") or "")[:100], str(form.get("password") or "")
+        expected = request.cookies.get(FORM_COOKIE)
+        if not same(expected, form.get("csrf")):
+            return page("error.html", 403, title="Form expired",
+                        message="The sign-in form has expired: open it again.")
+        address = address_of(request)
+        wait = log.sign_in_wait(name, address, now())
+        if wait > 0:
+            return page("sign_in.html", 429, {"retry-after": str(math.ceil(wait))}, username=name,
+                        csrf=expected or "",
+                        problem=f"Too many failed sign-ins: try again in {math.ceil(wait)} seconds.")
+        session = log.sign_in(name, password, address, now())
+        if session is None:
+            return page("sign_in.html", 401, username=name, csrf=expected or "",
+                        problem="The username or the password is not right.")
+        response = RedirectResponse(LANDING[session.user.role], status_code=303, headers=HEADERS)
+        cookies.set_session(response, session.token)
+        return response
+
+    @routes.post("/sign-out")
+    async def sign_out(request: Request) -> Response:
+        session = current(request)
+        form = await request.form()
+        if session is not None and same(session.csrf, form.get("csrf")):
+            log.sign_out(session.token, now(), address_of(request))
+        response = RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
+        cookies.end_session(response)
+        return response
+
+    @routes.get("/search")
+    @for_role("compliance")
+    async def search(request: Request, session: Session) -> Response:
+        query = request.query_params.get("q", "").strip()[:320]
+        results = log.search(query) if query else []
+        if query:
+            note_access(session, request, AccessStatus.VIEWED, search=query, found=len(results))
+        return page("search.html", user=session.user, csrf=session.csrf, query=query, results=results)
+
+    @routes.get("/escalations")
+    @for_role("operator")
+    async def escalations(request: Request, session: Session) -> Response:
+        return page("escalations.html", user=session.user, csrf=session.csrf, escalations=log.escalations())
+
+    def people_page(session: Session, status: int = 200, **said: Any) -> Response:
+        return page("people.html", status, user=session.user, csrf=session.csrf, people=log.people(),
+                    problem=said.get("problem"), done=said.get("done"))
+
+    @routes.get("/people")
+    @for_role("admin")
+    async def people(request: Request, session: Session) -> Response:
+        return people_page(session)
+
+    @routes.post("/people")
+    @for_role("admin")
+    async def add_person(request: Request, session: Session) -> Response:
+        form = await request.form()
+        try:
+            added = log.add_user(str(form.get("name") or ""), str(form.get("role") or ""),
+                                 str(form.get("password") or ""), now(), by=f"console:{session.user.name}")
+        except PersonProblem as problem:
+            return people_page(session, 422, problem=str(problem))
+        return people_page(session, done=f"{added.name} added ({added.role}).")
+
+    @routes.post("/people/disable")
+    @for_role("admin")
+    async def disable_person(request: Request, session: Session) -> Response:
+        name = str((await request.form()).get("name") or "")
+        if name == session.user.name:
+            return people_page(session, 422, problem="You cannot disable yourself.")
+        if not log.disable_user(name, now(), by=f"console:{session.user.name}"):
+            return people_page(session, 404, problem=f"No enabled person is named {name}.")
+        return people_page(session, done=f"{name} disabled; their sessions have ended.")
+
+    def keys_page(session: Session, status: int = 200, **said: Any) -> Response:
+        return page("keys.html", status, user=session.user, csrf=session.csrf, keys=log.api_keys(), scopes=SCOPES,
+                    problem=said.get("problem"), done=said.get("done"), made=said.get("made"))
+
+    @routes.get("/keys")
+    @for_role("admin")
+    async def keys(request: Request, session: Session) -> Response:
+        return keys_page(session)
+
+    @routes.post("/keys")
+    @for_role("admin")
+    async def make_key(request: Request, session: Session) -> Response:
+        form = await request.form()
+        name = str(form.get("name") or "")
+        try:
+            key = log.create_key(name, parse_scopes([str(s) for s in form.getlist("scopes")]), now(),
+                                 by=f"console:{session.user.name}")
+        except KeyProblem as problem:
+            return keys_page(session, 422, problem=str(problem))
+        return keys_page(session, made={"name": name, "key": key})
+
+    @routes.post("/keys/revoke")
+    @for_role("admin")
+    async def revoke_key(request: Request, session: Session) -> Response:
+        name = str((await request.form()).get("name") or "")
+        if not log.revoke_key(name, now(), by=f"console:{session.user.name}"):
+            return keys_page(session, 404, problem=f"No live key is named {name}.")
+        return keys_page(session, done=f"{name} revoked: requests with it are refused from now on.")
+
+    return routes
+
