@@ -172,3 +172,69 @@ def test_a_session_ends_after_idle_time(log: ContactLog) -> None:
         assert reader.get("/console/search").status_code == 200
         moment[0] = NOW + timedelta(minutes=29 + 31)
         assert reader.get("/console/search").status_code == 303
+
+
+def record_an_invoice(log: ContactLog) -> None:
+    """INV-8 of ACME-8 in Shanghai: sent by email, a later step not sent (paid), the payment."""
+    decision = {"action": "send", "channel": "email", "reasons": ["stage due_day: email"], "rules": ["W-BIZ"],
+                "zones": ["Asia/Shanghai"], "window_end": "2026-12-02T11:30:00+08:00"}
+    delivery = log.claim(Claim("INV-8/due_day#email", "INV-8/due_day", "INV-8", "ACME-8", "email",
+                               "zhang.wei@example.com", "due_day", "zh-CN/due_day.email.j2", "ab" * 32,
+                               ("stage due_day: email",), ("W-BIZ",), ("Asia/Shanghai",)), NOW, decision=decision)
+    assert delivery is not None
+    log.record(Event(Kind.DELIVERY, DeliveryStatus.SENT, delivery_id=delivery.id, provider="smtp"), NOW)
+    log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-8", account_id="ACME-8",
+                     detail={"by": "billing:erp", "note": "<b>wire</b> received"}), NOW + timedelta(days=1))
+    log.record(Event(Kind.DECISION, "skip", job_id="INV-8/overdue_early", invoice_id="INV-8", account_id="ACME-8",
+                     detail={"action": "skip", "reasons": ["the invoice is paid"], "rules": ["S-PAID"],
+                             "zones": ["Asia/Shanghai"]}), NOW + timedelta(days=2))
+
+
+def cells(html: str) -> list[list[str]]:
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [re.findall(r"<td>(.*?)</td>", row, re.S) for row in body.split("<tr")[1:]]
+
+
+def test_the_timeline_shows_sends_and_what_was_not_sent_with_the_reasons(console: str, log: ContactLog) -> None:
+    record_an_invoice(log)
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    page = reader.get("/console/invoices/INV-8")
+    assert page.status_code == 200
+    rows = cells(page.text)
+    assert [(r[2], r[3]) for r in rows] == [("decision", "<strong>not sent</strong> (skip)"), ("invoice", "paid"),
+                                            ("delivery", "sent"), ("delivery", "claimed"), ("decision", "send")]
+    assert rows[0][6].startswith("the invoice is paid") and "S-PAID" in rows[0][6]
+    assert rows[-1][0] == "2026-12-02 02:00:00" and rows[-1][1] == "2026-12-02 10:00 Wed"  # UTC and Shanghai
+    assert rows[1][7] == "billing:erp" and "&lt;b&gt;wire&lt;/b&gt; received" in rows[1][5]
+    assert "z***@example.com" in page.text and "zhang.wei@example.com" not in page.text
+    assert '<a href="/console/deliveries/1">View message</a>' in page.text
+    full = reader.get("/console/invoices/INV-8", params={"unmasked": "1"})
+    assert "zhang.wei@example.com" in full.text
+    only = reader.get("/console/accounts/ACME-8", params={"kind": "decision"})
+    assert [r[2] for r in cells(only.text)] == ["decision", "decision"]
+    sms = reader.get("/console/accounts/ACME-8", params={"channel": "sms"})
+    assert "No events match these filters" in sms.text
+    later = reader.get("/console/accounts/ACME-8", params={"since": "2026-12-03", "until": "2026-12-04"})
+    assert [r[3] for r in cells(later.text)] == ["paid"]
+    trail = [(r["status"], r["detail"].get("invoice") or r["detail"].get("account")) for r in log.history()
+             if r["kind"] == "access" and r["status"] != "signed-in"]
+    assert trail == [("viewed", "INV-8"), ("viewed", "INV-8"), ("unmasked", "INV-8"), ("viewed", "ACME-8"),
+                     ("viewed", "ACME-8"), ("viewed", "ACME-8")]
+    operator = Browser(console)
+    operator.sign_in("wang.fang")
+    assert operator.get("/console/invoices/INV-8").status_code == 403
+
+
+def test_a_long_timeline_is_paginated(console: str, log: ContactLog) -> None:
+    for n in range(205):
+        log.record(Event(Kind.DECISION, "defer", job_id=f"INV-9/s{n}", invoice_id="INV-9", account_id="ACME-9",
+                         detail={"action": "defer", "until": f"n{n}", "reasons": [], "rules": []}), NOW)
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    first = reader.get("/console/invoices/INV-9")
+    assert len(cells(first.text)) == 200 and "moved to n204" in first.text
+    older = re.search(r'<a href="([^"]+)">Older events</a>', first.text)
+    assert older is not None
+    second = reader.get(older.group(1).replace("&amp;", "&"))
+    assert len(cells(second.text)) == 5 and "moved to n0" in second.text and "Older events" not in second.text

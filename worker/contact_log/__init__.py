@@ -21,10 +21,12 @@ from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, SchemaError, storable
+from worker.contact_log.timeline import Timelines
 from worker.contact_log.webhooks import WebhookBook
 
 
-class ContactLog(KeyBook, WebhookBook, PeopleBook, JobBook, IdempotencyBook, Queries, Search, FactReads):
+class ContactLog(KeyBook, WebhookBook, PeopleBook, JobBook, IdempotencyBook, Queries, Search, Timelines,
+                 FactReads):
     """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`,
     the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its

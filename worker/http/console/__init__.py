@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -25,6 +26,7 @@ from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
+from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
 from worker.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -131,6 +133,47 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         if query:
             note_access(session, request, AccessStatus.VIEWED, search=query, found=len(results))
         return page("search.html", user=session.user, csrf=session.csrf, query=query, results=results)
+
+    def timeline(request: Request, session: Session, about: str, value: str) -> Response:
+        params = request.query_params
+        kind = params.get("kind", "") if params.get("kind", "") in KINDS else ""
+        channel = params.get("channel", "") if params.get("channel", "") in CHANNELS else ""
+        unmasked = params.get("unmasked") == "1"
+        before = int(params["before"]) if params.get("before", "").isdigit() else None
+        problem, bounds = None, dict[str, datetime]()
+        for name in ("since", "until"):
+            if params.get(name):
+                try:
+                    bounds[name] = datetime.fromisoformat(params[name]).replace(tzinfo=UTC)
+                except ValueError:
+                    problem = f"{name}: {params[name]!r} is not a date (YYYY-MM-DD)"
+        found = log.timeline(account=value if about == "account" else None,
+                             invoice=value if about == "invoice" else None, kinds=(kind,) if kind else (),
+                             channel=channel or None, since=bounds.get("since"), until=bounds.get("until"),
+                             before=before)
+        zone = zone_of(found.rows)
+        note_access(session, request, AccessStatus.VIEWED, **{about: value})
+        if unmasked:
+            note_access(session, request, AccessStatus.UNMASKED, **{about: value})
+        kept = {k: v for k, v in (("kind", kind), ("channel", channel), ("since", params.get("since", "")),
+                                  ("until", params.get("until", "")), ("unmasked", "1" if unmasked else ""))
+                if v}
+        older = f"{request.url.path}?{urlencode({**kept, 'before': found.older})}" if found.older else None
+        heading = f"Account {value}" if about == "account" else f"Invoice {value}"
+        return page("timeline.html", user=session.user, csrf=session.csrf, heading=heading, path=request.url.path,
+                    rows=[describe(row, zone, unmasked) for row in found.rows], zone=zone.key, kinds=KINDS,
+                    channels=CHANNELS, kind=kind, channel=channel, since=params.get("since", ""),
+                    until=params.get("until", ""), unmasked=unmasked, older=older, problem=problem)
+
+    @routes.get("/accounts/{account_id:path}")
+    @for_role("compliance")
+    async def account_timeline(request: Request, session: Session) -> Response:
+        return timeline(request, session, "account", request.path_params["account_id"])
+
+    @routes.get("/invoices/{invoice_id:path}")
+    @for_role("compliance")
+    async def invoice_timeline(request: Request, session: Session) -> Response:
+        return timeline(request, session, "invoice", request.path_params["invoice_id"])
 
     @routes.get("/escalations")
     @for_role("operator")
