@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 from harness import serving
+from test_pipeline import world  # noqa: F401 (the pipeline in process, for a message really sent)
 
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind
@@ -150,7 +151,7 @@ def test_search_finds_a_person_by_any_key_and_each_look_is_recorded(console: str
     reader.sign_in("li.na")
     for query in ("ACME-7", "INV-7", "+86 138-0013-8000", "0086 13800138000"):
         found = reader.get("/console/search", params={"q": query})
-        assert found.status_code == 200 and "<td>INV-7</td>" in found.text, query
+        assert found.status_code == 200 and '<a href="/console/invoices/INV-7">INV-7</a>' in found.text, query
     nothing = reader.get("/console/search", params={"q": "<script>alert(1)</script>"})
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in nothing.text and "<script>alert" not in nothing.text
     reader.post("/console/sign-out", {}, csrf_from="/console/search")
@@ -238,3 +239,48 @@ def test_a_long_timeline_is_paginated(console: str, log: ContactLog) -> None:
     assert older is not None
     second = reader.get(older.group(1).replace("&amp;", "&"))
     assert len(cells(second.text)) == 5 and "moved to n0" in second.text and "Older events" not in second.text
+
+
+def test_a_message_is_shown_as_sent_reproduced_and_proven_identical(world: Any) -> None:  # noqa: F811
+    import json as _json
+
+    from test_pipeline import email_job
+
+    from worker.jobs.parse import parse_job
+    from worker.policy import profiles
+    from worker.queue.envelope import envelope_for
+
+    data = email_job()
+    job = parse_job(data, profiles()).job
+    assert job is not None
+    world.log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
+    assert world.handle(dict(envelope_for(job))) == "sent"
+    [sent_mail] = world.mail.messages()
+    world.log.add_user("li.na", "compliance", PASSWORD, NOW, by="test")
+    with serving(world.log, {"DUNNING_SECRET_KEY": "k" * 32}, lambda: NOW) as url:  # the worker's key
+        reader = Browser(url)
+        reader.sign_in("li.na")
+        timeline = reader.get(f"/console/invoices/{job.invoice.id}")
+        link = re.search(r'<a href="(/console/deliveries/\d+)">View message</a>', timeline.text)
+        assert link is not None
+        page = reader.get(link.group(1))
+        assert page.status_code == 200 and "identical to what was sent" in page.text
+        assert html_unescape(sent_mail["Subject"]) in html_unescape(page.text)
+        frame = re.search(r'<iframe title="[^"]+" sandbox="" srcdoc="([^"]*)"', page.text)
+        assert frame is not None and "<html" in html_unescape(frame.group(1)).lower()
+        assert "W-BIZ" in page.text and "claimed" in page.text and "sent" in page.text
+        assert job.debtor.email not in page.text  # masked in the heading
+        assert reader.get("/console/deliveries/999999").status_code == 404
+    changed = {"DUNNING_SECRET_KEY": "k" * 32, "DUNNING_SENDER_NAME": "A Company Renamed Since"}
+    with serving(world.log, changed, lambda: NOW) as url:
+        reader = Browser(url)
+        reader.sign_in("li.na")
+        assert "it differs from what was sent" in reader.get(link.group(1)).text
+    viewed = [r["detail"].get("delivery") for r in world.log.history() if r["status"] == "viewed"]
+    assert viewed.count(int(link.group(1).rsplit("/", 1)[1])) == 2
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)

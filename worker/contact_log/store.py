@@ -75,6 +75,7 @@ class Claim:
     reasons: tuple[str, ...]
     rules: tuple[str, ...]
     zones: tuple[str, ...]
+    message: Mapping[str, Any] | None = None  # what reproduces the message: its digest, template versions, inputs
 
 
 
@@ -200,16 +201,17 @@ class Store:
                                            detail=dict(decision)), now))
             if known is not None and changed_since(c, known):
                 return None
-            row = {**vars(claim), "reasons": list(claim.reasons), "rules": list(claim.rules),
-                   "zones": list(claim.zones), "claimed_at": now}
+            row = {**{k: v for k, v in vars(claim).items() if k != "message"}, "reasons": list(claim.reasons),
+                   "rules": list(claim.rules), "zones": list(claim.zones), "claimed_at": now}
             delivery_id = c.execute(self._claim, row).scalar()
             if delivery_id is None:
                 existing = find_delivery(c, claim.delivery_key)
                 assert existing is not None  # the conflict was on this key
                 return existing
             self._append(c, _row(Event(Kind.DELIVERY, DeliveryStatus.CLAIMED, delivery_id=delivery_id,
-                                       job_id=claim.job_id, invoice_id=claim.invoice_id,
-                                       account_id=claim.account_id), now), delivery=row)
+                                       job_id=claim.job_id, invoice_id=claim.invoice_id, account_id=claim.account_id,
+                                       detail={"message": dict(claim.message)} if claim.message else None), now),
+                         delivery=row)
         return Delivery(int(delivery_id), claim.delivery_key, DeliveryStatus.CLAIMED, now, fresh=True)
 
     def reclaim(self, delivery_id: int, now: datetime, why: str, conn: Connection | None = None) -> int:

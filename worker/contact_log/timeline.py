@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, or_, select
 
 from worker.contact_log.kinds import Kind
-from worker.contact_log.schema import deliveries, events
+from worker.contact_log.schema import deliveries, events, jobs, template_versions
 
 PAGE = 200
 
@@ -55,3 +55,40 @@ class Timelines:
             rows = [dict(row._mapping) for row in conn.execute(query)]
         older = rows[limit - 1]["id"] if len(rows) > limit else None
         return Page(rows[:limit], older)
+
+    def delivery_record(self, delivery_id: int) -> DeliveryRecord | None:
+        return delivery_record(self.engine, delivery_id)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """Everything the log holds about one delivery: its row, its events in order, the
+    decision that allowed it, what reproduces its message, the job and template sources."""
+
+    delivery: dict[str, Any]
+    events: list[dict[str, Any]]
+    decision: dict[str, Any] | None
+    message: dict[str, Any] | None  # the claim's: digest, template versions, locale, day, balance
+    payload: str | None  # the job as received
+    sources: list[tuple[str, str, str]]  # (name, version, source) of the versions it used
+
+
+def delivery_record(engine: Engine, delivery_id: int) -> DeliveryRecord | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        if row is None:
+            return None
+        found = [dict(r._mapping) for r in conn.execute(
+            select(events).where(events.c.delivery_id == delivery_id).order_by(events.c.id))]
+        claimed = next((e for e in found if e["kind"] == Kind.DELIVERY and e["status"] == "claimed"), None)
+        decision = None
+        if claimed is not None:
+            decision = conn.execute(select(events.c.detail).where(
+                events.c.job_id == row.job_id, events.c.kind == Kind.DECISION, events.c.status == "send",
+                events.c.id < claimed["id"]).order_by(events.c.id.desc()).limit(1)).scalar()
+        message = ((claimed or {}).get("detail") or {}).get("message")
+        versions = list((message or {}).get("templates") or ([row.template_version] if row.template_version else []))
+        sources = [(r.name, r.version, r.source) for r in conn.execute(
+            select(template_versions).where(template_versions.c.version.in_(versions)))] if versions else []
+        payload = conn.execute(select(jobs.c.payload).where(jobs.c.job_id == row.job_id)).scalar()
+    return DeliveryRecord(dict(row._mapping), found, decision, message, payload, sources)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import re
 import threading
 import time
@@ -33,6 +34,7 @@ from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import (
+    BaseLoader,
     FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
@@ -82,6 +84,12 @@ class Rendered:
     def version(self) -> str:
         return self.templates[0].version
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 of what the debtor gets (subject, text, HTML): kept, chained, with the
+        claim, so the console can show that a message it reproduces is the one sent."""
+        return hashlib.sha256(json.dumps([self.subject, self.text, self.html]).encode()).hexdigest()
+
 
 class TemplateError(Exception):
     """A template that cannot be rendered: which file, which line, what is wrong."""
@@ -104,6 +112,20 @@ class _VersionedLoader(FileSystemLoader):
         digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
         self.sources[template] = TemplateSource(template, digest, source)
         return source, filename, uptodate
+
+
+class _StoredLoader(BaseLoader):
+    """Template versions as the log kept them (`StoredRenderer`)."""
+
+    def __init__(self, kept: Iterable[TemplateSource]) -> None:
+        self.kept = {source.name: source for source in kept}
+        self.sources: dict[str, TemplateSource] = {}
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+        if template not in self.kept:
+            raise TemplateNotFound(template)
+        self.sources[template] = self.kept[template]
+        return self.kept[template].source, None, lambda: True
 
 
 @dataclass(frozen=True)
@@ -205,7 +227,7 @@ class Renderer:
     def __init__(self, directory: Path = SHIPPED_DIR, default_locale: str = "en-US") -> None:
         self.directory = directory
         self.default_locale = default_locale
-        self.loader = _VersionedLoader(directory)
+        self.loader: _VersionedLoader | _StoredLoader = _VersionedLoader(directory)
         self.env = _Bounded(loader=self.loader, undefined=StrictUndefined, auto_reload=True,
                                         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
@@ -356,3 +378,23 @@ def _date(context: Context, value: date, style: str = "long") -> str:
 
 def _mask(value: str, field: str = "phone") -> str:
     return mask(field, value)
+
+
+class StoredRenderer(Renderer):
+    """Renders from the template versions a delivery used, as the log kept them — not
+    from the folder, which may have changed since: how the console shows a message as
+    it was sent. `locale` is the folder the message was rendered from."""
+
+    def __init__(self, kept: Iterable[TemplateSource], locale: str) -> None:
+        super().__init__(SHIPPED_DIR, locale)
+        self.loader = _StoredLoader(kept)
+        self.env.loader = self.loader
+
+    def locales(self) -> list[str]:
+        assert isinstance(self.loader, _StoredLoader)
+        return sorted({name.split("/")[0] for name in self.loader.kept if "/" in name})
+
+    def _layout(self, folder: str) -> str:
+        assert isinstance(self.loader, _StoredLoader)
+        own = f"{folder}/email.html.j2"
+        return own if own in self.loader.kept else "email.html.j2"

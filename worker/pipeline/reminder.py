@@ -205,10 +205,15 @@ class Pipeline:
                 slot_at = s.clock.now() + timedelta(seconds=wait)  # read again: the slot is counted from now
                 self.later(job, {**payload, "slot": sender.rate.sender}, slot_at)
                 return "throttled"
+        assert decision.at is not None
         claim = Claim(delivery_key=f"{job.job_id}#{channel}", job_id=job.job_id, invoice_id=job.invoice.id,
                       account_id=job.debtor.account_id, channel=channel, recipient=address, stage=decision.stage,
                       template=rendered.template, template_version=rendered.version, reasons=decision.reasons,
-                      rules=decision.rules, zones=decision.zones)
+                      rules=decision.rules, zones=decision.zones,
+                      message={"sha256": rendered.digest, "locale": rendered.locale,
+                               "templates": [t.version for t in rendered.templates],
+                               "today": local_day(job.debtor, decision.at).isoformat(),
+                               "balance": None if balance == job.invoice.amount_due else str(balance)})
         detail = decision.to_json()
         delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, known=known, conn=c))
         if delivery is None:

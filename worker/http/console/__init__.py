@@ -25,8 +25,10 @@ from worker.contact_log.keys import SCOPES, parse_scopes
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.http.console.pages import HEADERS, LANDING, page
+from worker.http.console.reproduce import reproduce
 from worker.http.console.session import FORM_COOKIE, Cookies, same
 from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
+from worker.masking import mask
 from worker.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -174,6 +176,21 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     @for_role("compliance")
     async def invoice_timeline(request: Request, session: Session) -> Response:
         return timeline(request, session, "invoice", request.path_params["invoice_id"])
+
+    @routes.get("/deliveries/{delivery_id:int}")
+    @for_role("compliance")
+    async def delivery(request: Request, session: Session) -> Response:
+        delivery_id = request.path_params["delivery_id"]
+        record = log.delivery_record(delivery_id)
+        if record is None:
+            return page("error.html", 404, user=session.user, csrf=session.csrf, title="No such message",
+                        message=f"No delivery has the number {delivery_id}.")
+        note_access(session, request, AccessStatus.VIEWED, delivery=delivery_id)
+        found = reproduce(record, settings)
+        recipient = record.delivery["recipient"]
+        return page("delivery.html", user=session.user, csrf=session.csrf, d=record.delivery,
+                    recipient=mask("address", recipient), events=record.events, decision=record.decision,
+                    reproduced=found, message=found.rendered)
 
     @routes.get("/escalations")
     @for_role("operator")
