@@ -284,3 +284,32 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+def test_verify_recomputes_the_chain_in_the_background_and_names_what_was_altered(console: str,
+                                                                                 log: ContactLog) -> None:
+    import time
+
+    from sqlalchemy import text
+
+    record_an_invoice(log)
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    assert "Not verified from the console yet." in reader.get("/console/verify").text
+
+    def verified() -> str:
+        assert reader.post("/console/verify", {}, csrf_from="/console/verify").status_code == 303
+        deadline = time.monotonic() + 20
+        while "Verifying, started by" in (page := reader.get("/console/verify").text):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        return page
+
+    first = verified()
+    assert "<strong>Intact</strong>" in first and "by li.na" in first
+    with log.engine.begin() as conn:
+        conn.execute(text("UPDATE events SET status = 'sent' WHERE kind = 'decision' AND status = 'skip'"))
+    second = verified()
+    assert "Broken" in second and "altered, or an event before it removed" in second
+    results = [r["detail"]["intact"] for r in log.history() if r["kind"] == "access" and r["status"] == "verified"]
+    assert results == [True, False]

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from worker.contact_log import chain
@@ -68,10 +68,14 @@ class Queries:
         with self.engine.connect() as conn:
             return find_delivery(conn, key)
 
-    def verify(self, head: str | None = None) -> chain.Verdict:
-        """Recompute the hash chain over every event (and every claimed delivery)."""
+    def verify(self, head: str | None = None, progress: Callable[[int], None] | None = None) -> chain.Verdict:
+        """Recompute the hash chain over every event (and every claimed delivery);
+        `progress` is told how many events are checked, every 1,000."""
         with self.engine.connect() as conn:
-            verdict = chain.verify(conn.execution_options(yield_per=2000).execute(_CHAINED).mappings(), head)
+            rows: Iterable[Any] = conn.execution_options(yield_per=2000).execute(_CHAINED).mappings()
+            if progress is not None:
+                rows = _counted(rows, progress)
+            verdict = chain.verify(rows, head)
             for delivery_id in conn.execute(_UNCLAIMED).scalars():
                 verdict.problems.append(f"delivery {delivery_id}: no claimed event, so outside the chain")
         return verdict
@@ -157,3 +161,27 @@ class Queries:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)
+
+
+def _counted(rows: Iterable[Any], progress: Callable[[int], None]) -> Iterator[Any]:
+    for number, row in enumerate(rows, 1):
+        if number % 1000 == 0:
+            progress(number)
+        yield row
+
+
+_LAST_VERIFIED = (select(events.c.detail, events.c.occurred_at)
+                  .where(events.c.kind == Kind.ACCESS, events.c.status == "verified")
+                  .order_by(events.c.id.desc()).limit(1))
+
+
+def last_verification(engine: Engine) -> tuple[dict[str, Any], datetime] | None:
+    """The last verification recorded by the console: its result and when."""
+    with engine.connect() as conn:
+        row = conn.execute(_LAST_VERIFIED).first()
+    return (dict(row.detail or {}), row.occurred_at) if row is not None else None
+
+
+def event_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(events)).scalar_one())

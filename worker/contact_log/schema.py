@@ -98,6 +98,7 @@ events = Table(
     Index("ix_events_provider_id", "provider_message_id"),
     Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
     Index("ix_events_account_time", "account_id", "occurred_at"),
+    Index("ix_events_kind", "kind", "status", "id"),  # the latest of a kind: escalations, verifications
 )
 
 template_versions = Table(

@@ -24,9 +24,11 @@ from worker.contact_log import ContactLog, KeyProblem, PersonProblem
 from worker.contact_log.keys import SCOPES, parse_scopes
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
+from worker.contact_log.queries import last_verification
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.reproduce import reproduce
 from worker.http.console.session import FORM_COOKIE, Cookies, same
+from worker.http.console.verifier import Verifier
 from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
 from worker.masking import mask
 from worker.settings import Settings
@@ -191,6 +193,20 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return page("delivery.html", user=session.user, csrf=session.csrf, d=record.delivery,
                     recipient=mask("address", recipient), events=record.events, decision=record.decision,
                     reproduced=found, message=found.rendered)
+
+    verifier = Verifier(log, now)
+
+    @routes.get("/verify")
+    @for_role("compliance")
+    async def verify_page(request: Request, session: Session) -> Response:
+        return page("verify.html", user=session.user, csrf=session.csrf, run=verifier.running(),
+                    last=last_verification(log.engine))
+
+    @routes.post("/verify")
+    @for_role("compliance")
+    async def verify(request: Request, session: Session) -> Response:
+        verifier.start(session.user.name, address_of(request))
+        return RedirectResponse("/console/verify", status_code=303, headers=HEADERS)
 
     @routes.get("/escalations")
     @for_role("operator")

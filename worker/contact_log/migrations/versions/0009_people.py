@@ -1,5 +1,6 @@
 """The console's people (argon2 password hashes), their sessions (the token's SHA-256),
-recent failed sign-ins (to slow the next ones), and an index for searching by address.
+recent failed sign-ins (to slow the next ones), and indexes for searching by address and
+for the latest event of a kind.
 
 Revision ID: 0009
 Revises: 0008
@@ -48,9 +49,11 @@ def upgrade() -> None:
     op.create_index("ix_sign_in_failures_user", "sign_in_failures", ["user_name", "at"])
     op.create_index("ix_sign_in_failures_address", "sign_in_failures", ["address", "at"])
     op.create_index("ix_deliveries_recipient", "deliveries", ["recipient"])
+    op.create_index("ix_events_kind", "events", ["kind", "status", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_kind", "events")
     op.drop_index("ix_deliveries_recipient", "deliveries")
     op.drop_index("ix_sign_in_failures_address", "sign_in_failures")
     op.drop_index("ix_sign_in_failures_user", "sign_in_failures")
