@@ -313,3 +313,29 @@ def test_verify_recomputes_the_chain_in_the_background_and_names_what_was_altere
     assert "Broken" in second and "altered, or an event before it removed" in second
     results = [r["detail"]["intact"] for r in log.history() if r["kind"] == "access" and r["status"] == "verified"]
     assert results == [True, False]
+
+
+def test_export_csv_and_json_lines_masked_unless_asked_and_recorded(console: str, log: ContactLog) -> None:
+    import csv as _csv
+    import json as _json
+
+    record_an_invoice(log)
+    log.suppress("ACME-8", "zhang.wei@example.com", "email", "asked to stop", NOW + timedelta(days=3), by="reply")
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    timeline = reader.get("/console/accounts/ACME-8")
+    link = re.search(r'<a href="([^"]+)">Export CSV</a>', timeline.text)
+    assert link is not None
+    exported = reader.get(link.group(1).replace("&amp;", "&"))
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert 'filename="dunning-account-ACME-8.csv"' in exported.headers["content-disposition"]
+    rows = list(_csv.DictReader(exported.text.splitlines()))
+    assert [r["status"] for r in rows] == ["send", "claimed", "sent", "paid", "skip", "suppressed"]  # oldest first
+    assert "zhang.wei@example.com" not in exported.text and "z***@example.com" in exported.text
+    lines = reader.get("/console/export", params={"account": "ACME-8", "format": "jsonl", "kind": "suppression",
+                                                  "unmasked": "1"})
+    [suppression] = [_json.loads(line) for line in lines.text.splitlines()]
+    assert suppression["detail"]["address"] == "zhang.wei@example.com"
+    trail = [(r["status"], r["detail"].get("format")) for r in log.history() if r["kind"] == "access"
+             and r["status"] in ("exported", "unmasked")]
+    assert trail == [("exported", "csv"), ("exported", "jsonl"), ("unmasked", None)]

@@ -1,5 +1,7 @@
-"""The log as plain rows for people and other systems (`dunning log show`, `log export`):
-ISO times, personal data masked unless someone asks for it in full."""
+"""The log as plain rows for people and other systems (`dunning log show`, `log export`,
+the console's exports): ISO times, personal data masked — recipients, addresses and
+reply texts in an event's detail, addresses in error texts — unless someone asks for
+it in full."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from worker.masking import mask
+from worker.masking import mask, mask_in_text, mask_text
 
 EXPORT_FIELDS = ("id", "occurred_at", "recorded_at", "kind", "status", "job_id", "invoice_id", "account_id",
                  "delivery_key", "channel", "recipient", "stage", "template", "template_version", "provider",
@@ -22,10 +24,33 @@ def for_export(row: Mapping[str, Any], unmasked: bool = False) -> dict[str, Any]
         value = row.get(name)
         if isinstance(value, datetime):
             value = value.isoformat()
-        if name == "recipient" and value and not unmasked:
-            value = mask("address", value)
+        if not unmasked and value:
+            if name == "recipient":
+                value = mask("address", value)
+            elif name == "error_text":
+                value = mask_in_text(str(value))
+            elif name == "detail":
+                value = _masked(value)
         out[name] = value
     return out
+
+
+_ADDRESSES = frozenset({"address", "from", "to", "recipient", "email", "phone"})
+
+
+def _masked(value: Any, key: str = "") -> Any:
+    """A detail's personal data masked: addresses, a reply's text, addresses inside other text."""
+    if isinstance(value, dict):
+        return {k: _masked(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, key) for v in value]
+    if isinstance(value, str):
+        if key in _ADDRESSES:
+            return mask("address", value)
+        if key in ("body", "name", "note"):
+            return mask_text(value)
+        return mask_in_text(value)
+    return value
 
 
 def to_json_line(row: Mapping[str, Any]) -> str:

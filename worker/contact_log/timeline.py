@@ -33,7 +33,8 @@ class Timelines:
                  before: int | None = None, limit: int = PAGE) -> Page:
         if (account is None) == (invoice is None):
             raise ValueError("a timeline is of one account or one invoice")
-        query = (select(events, deliveries.c.channel, deliveries.c.recipient, deliveries.c.stage,
+        query = (select(events, deliveries.c.delivery_key, deliveries.c.channel, deliveries.c.recipient,
+                        deliveries.c.stage,
                         deliveries.c.template, deliveries.c.template_version, deliveries.c.reasons.label("d_reasons"),
                         deliveries.c.rules.label("d_rules"), deliveries.c.zones.label("d_zones"))
                  .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id))

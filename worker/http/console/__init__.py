@@ -10,7 +10,11 @@ in the chained log, with who and from which address.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +24,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from worker.contact_log import ContactLog, KeyProblem, PersonProblem
+from worker.contact_log import EXPORT_FIELDS, ContactLog, KeyProblem, PersonProblem, for_export, to_json_line
 from worker.contact_log.keys import SCOPES, parse_scopes
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
@@ -164,10 +168,56 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                 if v}
         older = f"{request.url.path}?{urlencode({**kept, 'before': found.older})}" if found.older else None
         heading = f"Account {value}" if about == "account" else f"Invoice {value}"
+        exporting = {about: value, **{k: v for k, v in kept.items() if k in ("kind", "channel", "unmasked")}}
+        exports = {"csv": "/console/export?" + urlencode({**exporting, "format": "csv"}),
+                   "jsonl": "/console/export?" + urlencode({**exporting, "format": "jsonl"})}
         return page("timeline.html", user=session.user, csrf=session.csrf, heading=heading, path=request.url.path,
                     rows=[describe(row, zone, unmasked) for row in found.rows], zone=zone.key, kinds=KINDS,
                     channels=CHANNELS, kind=kind, channel=channel, since=params.get("since", ""),
-                    until=params.get("until", ""), unmasked=unmasked, older=older, problem=problem)
+                    until=params.get("until", ""), unmasked=unmasked, older=older, problem=problem,
+                    exports=exports)
+
+    @routes.get("/export")
+    @for_role("compliance")
+    async def export(request: Request, session: Session) -> Response:
+        params = request.query_params
+        about = "account" if params.get("account") else "invoice"
+        value = params.get(about, "")
+        if not value:
+            return page("error.html", 400, user=session.user, csrf=session.csrf, title="Nothing to export",
+                        message="Export from an account's or an invoice's page.")
+        kind = params.get("kind", "") if params.get("kind", "") in KINDS else ""
+        channel = params.get("channel", "") if params.get("channel", "") in CHANNELS else ""
+        unmasked, as_csv = params.get("unmasked") == "1", params.get("format") != "jsonl"
+        rows: list[dict[str, Any]] = []
+        before = None
+        while True:
+            found = log.timeline(account=value if about == "account" else None,
+                                 invoice=value if about == "invoice" else None, kinds=(kind,) if kind else (),
+                                 channel=channel or None, before=before, limit=5000)
+            rows.extend(found.rows)
+            if found.older is None:
+                break
+            before = found.older
+        note_access(session, request, AccessStatus.EXPORTED, **{about: value}, format="csv" if as_csv else "jsonl",
+                    events=len(rows))
+        if unmasked:
+            note_access(session, request, AccessStatus.UNMASKED, **{about: value})
+        items = [for_export({**row, "reasons": row["d_reasons"], "rules": row["d_rules"], "zones": row["d_zones"]},
+                            unmasked) for row in reversed(rows)]
+        name = f"dunning-{about}-{re.sub(r'[^A-Za-z0-9._-]', '_', value)[:80]}"
+        if as_csv:
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=EXPORT_FIELDS)
+            writer.writeheader()
+            for item in items:
+                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                                 for k, v in item.items()})
+            body, media, suffix = text.getvalue(), "text/csv; charset=utf-8", "csv"
+        else:
+            body, media, suffix = "".join(to_json_line(item) + "\n" for item in items), "application/x-ndjson", "jsonl"
+        return Response(body, media_type=media, headers={
+            **HEADERS, "content-disposition": f'attachment; filename="{name}.{suffix}"'})
 
     @routes.get("/accounts/{account_id:path}")
     @for_role("compliance")
