@@ -339,3 +339,38 @@ def test_export_csv_and_json_lines_masked_unless_asked_and_recorded(console: str
     trail = [(r["status"], r["detail"].get("format")) for r in log.history() if r["kind"] == "access"
              and r["status"] in ("exported", "unmasked")]
     assert trail == [("exported", "csv"), ("exported", "jsonl"), ("unmasked", None)]
+
+
+def test_a_text_message_shows_its_encoding_and_segments(console: str, log: ContactLog) -> None:
+    """An SMS claimed as the pipeline claims it (rendered by the same `compose`, its
+    digest and template versions kept), then shown by the console."""
+    import json as _json
+
+    from conftest import job_data
+
+    from worker.jobs.parse import parse_job
+    from worker.messages.context import compose
+    from worker.messages.render import Renderer
+    from worker.policy import profiles
+    from worker.settings import Settings
+
+    data = job_data(debtor__phone="+8613900139000")
+    job = parse_job(data, profiles()).job
+    assert job is not None
+    today = NOW.date()
+    rendered = compose(Renderer(), job, "due_day", "sms", today, Settings.from_env(ENV).sender, None)
+    log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
+    message = {"sha256": rendered.digest, "locale": rendered.locale, "today": today.isoformat(), "balance": None,
+               "templates": [t.version for t in rendered.templates]}
+    delivery = log.claim(Claim(f"{job.job_id}#sms", job.job_id, job.invoice.id, job.debtor.account_id, "sms",
+                               "+8613900139000", "due_day", rendered.template, rendered.version, ("stage due_day",),
+                               ("W-BIZ",), ("Asia/Shanghai",), message), NOW)
+    assert delivery is not None
+    log.keep_templates(rendered.templates, NOW)
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    page = reader.get(f"/console/deliveries/{delivery.id}")
+    assert "identical to what was sent" in page.text and "Text message" in page.text
+    assert re.search(r"Encoding UCS-2, \d+ segments?\.", page.text), "Chinese text: UCS-2"
+    assert html_unescape(rendered.text) in html_unescape(page.text)
+    assert "+86139****9000" in page.text and "+8613900139000" not in page.text
