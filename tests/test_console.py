@@ -374,3 +374,16 @@ def test_a_text_message_shows_its_encoding_and_segments(console: str, log: Conta
     assert re.search(r"Encoding UCS-2, \d+ segments?\.", page.text), "Chinese text: UCS-2"
     assert html_unescape(rendered.text) in html_unescape(page.text)
     assert "+86139****9000" in page.text and "+8613900139000" not in page.text
+
+
+def test_wrong_pages_and_methods_answer_people_with_pages(console: str) -> None:
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    missing = reader.get("/console/no-such-page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "There is no such page." in missing.text and "frame-ancestors 'none'" in missing.headers[
+        "content-security-policy"]
+    wrong = reader.http.delete(console + "/console/search", timeout=10)
+    assert wrong.status_code == 405 and "cannot be used that way" in wrong.text
+    api = requests.get(console + "/v1/nowhere", timeout=10)  # the billing API still answers problems
+    assert api.status_code in (401, 404) and api.headers["content-type"] == "application/problem+json"

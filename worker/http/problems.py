@@ -14,8 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from worker.http.console.pages import page
 
 logger = logging.getLogger("dunning.api")
+_FOR_PEOPLE = {404: "There is no such page.", 405: "This page cannot be used that way."}
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -49,8 +53,11 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, Problem)
         return error.response()
 
-    async def on_http(request: Request, error: Exception) -> JSONResponse:
+    async def on_http(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        if request.url.path.startswith("/console"):  # people get a page, not JSON
+            return page("error.html", error.status_code, getattr(error, "headers", None),
+                        title=HTTPStatus(error.status_code).phrase, message=_FOR_PEOPLE.get(error.status_code, ""))
         return problem_response(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
 
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
@@ -58,8 +65,11 @@ def install(app: FastAPI) -> None:
         errors = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()]
         return problem_response(422, "the request does not match the API's schema", errors)
 
-    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, error: Exception) -> Response:
         logger.exception("unexpected error answering %s %s", request.method, request.url.path)
+        if request.url.path.startswith("/console"):
+            return page("error.html", 500, title="Something went wrong",
+                        message="An unexpected error; it is logged on the server.")
         return problem_response(500, "an unexpected error; it is logged on the server")
 
     app.add_exception_handler(Problem, on_problem)
