@@ -387,3 +387,15 @@ def test_wrong_pages_and_methods_answer_people_with_pages(console: str) -> None:
     assert wrong.status_code == 405 and "cannot be used that way" in wrong.text
     api = requests.get(console + "/v1/nowhere", timeout=10)  # the billing API still answers problems
     assert api.status_code in (401, 404) and api.headers["content-type"] == "application/problem+json"
+
+
+def test_the_session_cookie_is_secure_when_the_public_url_is_https() -> None:
+    from starlette.responses import Response
+
+    from worker.http.console.session import Cookies
+
+    response = Response()
+    Cookies("s" * 40, secure=True).set_session(response, "token")
+    cookie = response.headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "token." in cookie  # and its signature after the dot
