@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: system $(STAMP)
 	$(BIN)/dunning demo
 
+# Two pytest workers, a test file each at a time (its module's servers stay in one
+# worker): most tests wait on real servers and subprocesses, so two halve the time.
 test: system $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Style, types (mypy --strict, as pyproject.toml configures) and DESIGN.md's import
 # directions (import-linter contracts in pyproject.toml). CI runs it before the tests.
