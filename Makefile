@@ -7,12 +7,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench lock clean system
 
-# Servers the tests and the demo run for real. Installed from Debian's archive when
+# Servers the tests and the demo run for real, and the browser the console is tested in. Installed from Debian's archive when
 # missing (needs root, as on CI and the project's machines).
 system:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing"; exit 1; fi; \
@@ -30,9 +31,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: system $(STAMP)
 	$(BIN)/dunning demo
 
+# axe-core for the console's accessibility checks, from the npm registry, as locked.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
+	touch $(AXE)
+
 # Two pytest workers, a test file each at a time (its module's servers stay in one
 # worker): most tests wait on real servers and subprocesses, so two halve the time.
-test: system $(STAMP)
+test: system $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Style, types (mypy --strict, as pyproject.toml configures) and DESIGN.md's import

@@ -1,0 +1,141 @@
+"""The console in real headless Chromium (Debian's `chromium`, driven by Playwright),
+over a log the real worker wrote: a compliance reader signs in, searches, reads a
+timeline with a send and a suppression, opens the message, exports, verifies; is
+refused the admin's pages; a forged CSRF token is refused; markup in a debtor's name
+and in who reported a payment is shown as text (no dialog fires); every page passes
+axe-core with no serious or critical violation; the access trail is in the chain."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import WEDNESDAY_10, Harness, serving
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from worker.events import Events
+
+PASSWORD = "correct horse battery"
+AXE = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+EVIL = '<img src=x onerror="alert(1)">Zhang'
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None or not AXE.is_file():
+        pytest.fail("Chromium and axe-core are needed: `make system` installs chromium, `make test` axe-core")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def accessible(page: Page) -> None:
+    """axe-core on the page as it stands: no serious or critical violation."""
+    page.evaluate(AXE.read_text(encoding="utf-8"))  # DevTools evaluation: the page's CSP still holds for the page
+    found: dict[str, Any] = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in found["violations"]
+               if v["impact"] in ("serious", "critical")]
+    assert not serious, f"{page.url}: {serious}"
+
+
+def sign_in(page: Page, url: str, name: str) -> None:
+    page.goto(f"{url}/console/")
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chromium: Browser,
+                                                           tmp_path: Path) -> None:
+    sent = harness.job("2026-12-08", debtor__name=EVIL)
+    paid = harness.job("2026-12-08")
+    harness.stack.set_clock(WEDNESDAY_10)
+    Events(harness.log, harness.stack.agenda).paid(paid["invoice"]["id"], WEDNESDAY_10 - timedelta(hours=1),
+                                                   by="billing:<b>erp</b>")
+    harness.run(sent, paid)
+    harness.log.add_user("li.na", "compliance", PASSWORD, WEDNESDAY_10, by="test")
+    env = {**harness.stack.env(), **harness.worker_env}
+    with serving(harness.log, env, harness.stack.clock.now) as url:
+        context = chromium.new_context(accept_downloads=True)
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        sign_in(page, url, "li.na")
+        expect(page.get_by_role("heading", name="Search")).to_be_visible()
+        accessible(page)
+
+        page.get_by_label("Search").fill(sent["debtor"]["email"].upper())
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("link", name=sent["invoice"]["id"]).click()
+        expect(page.get_by_role("heading", name=f"Invoice {sent['invoice']['id']}")).to_be_visible()
+        expect(page.get_by_role("cell", name="sent", exact=True)).to_be_visible()
+        accessible(page)
+
+        page.get_by_role("link", name="View message").click()
+        expect(page.get_by_text("identical to what was sent")).to_be_visible()
+        frame = page.frame_locator("iframe[title]")
+        expect(frame.locator("body")).to_contain_text(sent["invoice"]["number"])
+        expect(frame.locator("body")).to_contain_text('<img src=x onerror="alert(1)">')  # the name, as text
+        expect(page.locator("pre")).to_contain_text('<img src=x onerror="alert(1)">')
+        accessible(page)
+
+        page.goto(f"{url}/console/search?q={paid['invoice']['id']}")
+        page.get_by_role("link", name=paid["invoice"]["id"]).click()
+        expect(page.get_by_text("not sent").first).to_be_visible()
+        expect(page.get_by_role("cell", name="billing:<b>erp</b>")).to_be_visible()  # as text
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Export CSV").click()
+        exported = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "skip" in exported and "S-PAID" in exported and paid["debtor"]["email"] not in exported
+
+        page.get_by_role("link", name="Verify").click()
+        accessible(page)
+        page.get_by_role("button", name="Verify").click()
+        expect(page.get_by_text("Intact")).to_be_visible(timeout=20_000)
+
+        page.goto(f"{url}/console/people")
+        expect(page.get_by_role("heading", name="Not for your role")).to_be_visible()
+        page.goto(f"{url}/console/verify")
+        page.evaluate("document.querySelector('form[action=\"/console/verify\"] input[name=csrf]').value = 'forged'")
+        page.get_by_role("button", name="Verify").click()
+        expect(page.get_by_role("heading", name="Form expired")).to_be_visible()
+        context.close()
+    assert dialogs == [], "markup ran as script"
+    trail = {r["status"] for r in harness.log.history() if r["kind"] == "access"}
+    assert {"signed-in", "viewed", "exported", "verified"} <= trail
+    assert harness.log.verify().intact
+
+
+def test_an_admin_manages_people_and_keys_in_the_browser(harness: Harness, chromium: Browser) -> None:
+    harness.log.add_user("root.admin", "admin", PASSWORD, WEDNESDAY_10, by="test")
+    env = {**harness.stack.env(), **harness.worker_env}
+    with serving(harness.log, env, harness.stack.clock.now) as url:
+        page = chromium.new_page()
+        sign_in(page, url, "root.admin")
+        expect(page.get_by_role("heading", name="People")).to_be_visible()
+        accessible(page)
+        page.get_by_label("Name").fill("zhao.lei")
+        page.get_by_label("Role").select_option("operator")
+        page.get_by_label("Password (at least 12 characters)").fill("another long passphrase")
+        page.get_by_role("button", name="Add").click()
+        expect(page.get_by_role("status")).to_contain_text("zhao.lei added (operator).")
+        page.get_by_role("button", name="Disable zhao.lei").click()
+        expect(page.get_by_role("status")).to_contain_text("zhao.lei disabled")
+        page.get_by_role("link", name="API keys").click()
+        accessible(page)
+        page.get_by_label("Name").fill("erp-test")
+        page.get_by_role("button", name="Make key").click()
+        key = page.get_by_label("New key").inner_text()
+        assert key.startswith("dk_") and harness.log.authenticate(key, WEDNESDAY_10) is not None
+        page.get_by_role("button", name="Revoke erp-test").click()
+        expect(page.get_by_role("status")).to_contain_text("erp-test revoked")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        accessible(page)
+        page.close()
