@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean system
+.PHONY: demo test lint bench lock clean system screenshots
 
 # Servers the tests and the demo run for real, and the browser the console is tested in. Installed from Debian's archive when
 # missing (needs root, as on CI and the project's machines).
@@ -48,6 +48,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check worker channels schedules tests bench
 	$(BIN)/mypy worker channels schedules
 	$(BIN)/lint-imports
+
+# The README's pictures of the console, taken by the tests' browser from the demo's log.
+screenshots: system $(STAMP)
+	$(BIN)/python tests/browser/screenshots.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/decide.py

@@ -1,0 +1,71 @@
+"""The README's pictures of the console, taken by the tests' browser (Debian's Chromium,
+driven by Playwright) from the demo's log: `make screenshots`.
+
+Runs `dunning demo` in a scratch folder, adds a compliance reader to its log, serves
+the console on loopback, and saves the timeline of the invoice with the most events
+and the page of its first message to docs/."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from playwright.sync_api import sync_playwright
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from worker.contact_log import ContactLog  # noqa: E402
+from worker.contact_log.schema import events  # noqa: E402
+from worker.http.app import create_app  # noqa: E402
+from worker.local.ports import free_port  # noqa: E402
+from worker.settings import Settings  # noqa: E402
+
+PASSWORD = "a reader of the demo's log"
+
+
+def main() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="dunning-shots-"))
+    subprocess.run([str(Path(sys.executable).parent / "dunning"), "demo"], cwd=scratch, check=True,
+                   stdout=subprocess.DEVNULL)
+    log = ContactLog.open(f"sqlite:///{scratch / 'var/demo/dunning.db'}").migrate()
+    log.add_user("demo.reader", "compliance", PASSWORD, datetime.now(UTC), by="screenshots")
+    with log.engine.connect() as conn:
+        invoice = conn.execute(select(events.c.invoice_id).where(events.c.invoice_id.is_not(None))
+                               .group_by(events.c.invoice_id).order_by(func.count().desc()).limit(1)).scalar_one()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings.from_env({"DUNNING_SECRET_KEY": "screenshots-" + "k" * 32, "DUNNING_PUBLIC_URL": url})
+    server = uvicorn.Server(uvicorn.Config(create_app(log, settings, lambda: datetime.now(UTC)), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    docs = ROOT / "docs"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(f"{url}/console/")
+        page.get_by_label("Username").fill("demo.reader")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.goto(f"{url}/console/invoices/{invoice}")
+        page.screenshot(path=docs / "console-timeline.png", full_page=True)
+        page.get_by_role("link", name="View message").first.click()
+        page.screenshot(path=docs / "console-message.png", full_page=True)
+        browser.close()
+    server.should_exit = True
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"docs/console-timeline.png and docs/console-message.png: invoice {invoice} of the demo's log")
+
+
+if __name__ == "__main__":
+    main()
