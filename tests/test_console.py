@@ -192,16 +192,22 @@ def record_an_invoice(log: ContactLog) -> None:
 
 
 def cells(html: str) -> list[list[str]]:
-    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    """The rows of the events table (after the jobs received, if any)."""
+    body = html.split("<h2>Events</h2>", 1)[-1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     return [re.findall(r"<td>(.*?)</td>", row, re.S) for row in body.split("<tr")[1:]]
 
 
 def test_the_timeline_shows_sends_and_what_was_not_sent_with_the_reasons(console: str, log: ContactLog) -> None:
     record_an_invoice(log)
+    log.accept_job("INV-8/due_day", "INV-8", "ACME-8", "{}", NOW - timedelta(hours=2))
     reader = Browser(console)
     reader.sign_in("li.na")
+    found = reader.get("/console/search", params={"q": "INV-8"})
+    assert "<td>paid</td>" in found.text  # the invoice's state
     page = reader.get("/console/invoices/INV-8")
     assert page.status_code == 200
+    assert "<h2>Jobs received</h2>" in page.text
+    assert "<td>INV-8/due_day</td><td>INV-8</td><td>2026-12-02 00:00:00</td><td>2026-12-02 08:00 Wed</td>" in page.text
     rows = cells(page.text)
     assert [(r[2], r[3]) for r in rows] == [("decision", "<strong>not sent</strong> (skip)"), ("invoice", "paid"),
                                             ("delivery", "sent"), ("delivery", "claimed"), ("decision", "send")]
@@ -218,9 +224,9 @@ def test_the_timeline_shows_sends_and_what_was_not_sent_with_the_reasons(console
     assert "No events match these filters" in sms.text
     later = reader.get("/console/accounts/ACME-8", params={"since": "2026-12-03", "until": "2026-12-04"})
     assert [r[3] for r in cells(later.text)] == ["paid"]
-    trail = [(r["status"], r["detail"].get("invoice") or r["detail"].get("account")) for r in log.history()
-             if r["kind"] == "access" and r["status"] != "signed-in"]
-    assert trail == [("viewed", "INV-8"), ("viewed", "INV-8"), ("unmasked", "INV-8"), ("viewed", "ACME-8"),
+    trail = [(r["status"], r["detail"].get("invoice") or r["detail"].get("account") or r["detail"].get("search"))
+             for r in log.history() if r["kind"] == "access" and r["status"] != "signed-in"]
+    assert trail == [("viewed", "INV-8"), ("viewed", "INV-8"), ("viewed", "INV-8"), ("unmasked", "INV-8"), ("viewed", "ACME-8"),
                      ("viewed", "ACME-8"), ("viewed", "ACME-8")]
     operator = Browser(console)
     operator.sign_in("wang.fang")

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, select
@@ -185,3 +185,21 @@ def last_verification(engine: Engine) -> tuple[dict[str, Any], datetime] | None:
 def event_count(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+_INVOICE_STATES = {InvoiceStatus.PAID: "paid", InvoiceStatus.WRITTEN_OFF: "written-off",
+                   InvoiceStatus.DISPUTED: "disputed", InvoiceStatus.RESOLVED: "open",
+                   InvoiceStatus.PROMISED: "promised", InvoiceStatus.ESCALATED: "escalated"}
+_FINAL = ("paid", "written-off")  # nothing reopens these
+
+
+def invoice_state(history: Iterable[Mapping[str, Any]], today: date) -> str:
+    """open, paid, written-off, disputed, promised (until a day not yet past) or escalated,
+    from an invoice's events in order: what the API's invoice and the console's search say."""
+    state = "open"
+    for event in history:
+        if event["kind"] == Kind.INVOICE and event["status"] in _INVOICE_STATES and state not in _FINAL:
+            until = (event["detail"] or {}).get("until")
+            if event["status"] != InvoiceStatus.PROMISED or (until and until >= today.isoformat()):
+                state = _INVOICE_STATES[event["status"]]
+    return state

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import phonenumbers
 from sqlalchemy import Engine, func, or_, select
 
+from worker.contact_log.kinds import Kind
+from worker.contact_log.queries import invoice_state
 from worker.contact_log.schema import deliveries, events
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
@@ -39,6 +41,7 @@ class Found:
     invoice_id: str | None
     events: int
     last: datetime
+    state: str | None  # an invoice's: open, paid, written-off, disputed, promised, escalated
 
 
 class Search:
@@ -46,7 +49,7 @@ class Search:
 
     engine: Engine
 
-    def search(self, text: str, limit: int = 100) -> list[Found]:
+    def search(self, text: str, today: date, limit: int = 100) -> list[Found]:
         wanted, address = text.strip(), normalised(text)
         if not wanted:
             return []
@@ -66,5 +69,9 @@ class Search:
             for account, invoice in sorted(pairs, key=lambda p: (p[0] or "", p[1] or "")):
                 about = events.c.invoice_id == invoice if invoice is not None else events.c.account_id == account
                 count, last = conn.execute(select(func.count(), func.max(events.c.occurred_at)).where(about)).one()
-                found.append(Found(account, invoice, int(count), last))
+                state = invoice_state((dict(r._mapping) for r in conn.execute(
+                    select(events.c.kind, events.c.status, events.c.detail)
+                    .where(events.c.invoice_id == invoice, events.c.kind == Kind.INVOICE).order_by(events.c.id))),
+                    today) if invoice is not None else None
+                found.append(Found(account, invoice, int(count), last, state))
         return found[:limit]

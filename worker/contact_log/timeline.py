@@ -57,6 +57,15 @@ class Timelines:
         older = rows[limit - 1]["id"] if len(rows) > limit else None
         return Page(rows[:limit], older)
 
+    def jobs_of(self, *, account: str | None = None, invoice: str | None = None,
+                limit: int = 500) -> list[dict[str, Any]]:
+        """The jobs billing sent for an account or an invoice, as intake received them, oldest first."""
+        about = jobs.c.account_id == account if account is not None else jobs.c.invoice_id == invoice
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(jobs.c.job_id, jobs.c.invoice_id, jobs.c.parent_id, jobs.c.received_at, jobs.c.queued_at)
+                .where(about).order_by(jobs.c.received_at, jobs.c.job_id).limit(limit))]
+
     def delivery_record(self, delivery_id: int) -> DeliveryRecord | None:
         return delivery_record(self.engine, delivery_id)
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from worker.contact_log import ApiKey, ContactLog
-from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, JobStatus, Kind
+from worker.contact_log.kinds import DeliveryStatus, Event, JobStatus, Kind
+from worker.contact_log.queries import invoice_state
 from worker.http.auth import requirer
 from worker.http.openapi import problems
 from worker.http.problems import Problem
@@ -75,23 +76,14 @@ def job_view(log: ContactLog, job_id: str) -> dict[str, Any] | None:
             "rejected": [{"at": d["received_at"].isoformat(), "reason": d["reason"]} for d in dead]}
 
 
-_INVOICE_STATES = {InvoiceStatus.PAID: "paid", InvoiceStatus.WRITTEN_OFF: "written-off",
-                   InvoiceStatus.DISPUTED: "disputed", InvoiceStatus.RESOLVED: "open",
-                   InvoiceStatus.PROMISED: "promised", InvoiceStatus.ESCALATED: "escalated"}
-_FINAL = ("paid", "written-off")  # nothing reopens these
-
-
 def invoice_view(log: ContactLog, agenda: Agenda, invoice_id: str, now: datetime) -> dict[str, Any] | None:
     accepted = log.invoice_jobs(invoice_id)
     if not accepted:
         return None
-    state, contacts = "open", []
-    for event in log.history(invoice=invoice_id):
-        if event["kind"] == Kind.INVOICE and event["status"] in _INVOICE_STATES and state not in _FINAL:
-            until = (event["detail"] or {}).get("until")
-            if event["status"] != InvoiceStatus.PROMISED or (until and until >= now.date().isoformat()):
-                state = _INVOICE_STATES[event["status"]]
-        elif event["kind"] == Kind.DELIVERY and event["status"] != DeliveryStatus.CLAIMED and event["channel"]:
+    history, contacts = list(log.history(invoice=invoice_id)), []
+    state = invoice_state(history, now.date())
+    for event in history:
+        if event["kind"] == Kind.DELIVERY and event["status"] != DeliveryStatus.CLAIMED and event["channel"]:
             contacts.append({"at": event["occurred_at"].isoformat(), "job_id": event["job_id"],
                              "channel": event["channel"], "recipient": mask("address", event["recipient"] or ""),
                              "status": event["status"]})

@@ -137,7 +137,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     @for_role("compliance")
     async def search(request: Request, session: Session) -> Response:
         query = request.query_params.get("q", "").strip()[:320]
-        results = log.search(query) if query else []
+        results = log.search(query, now().date()) if query else []
         if query:
             note_access(session, request, AccessStatus.VIEWED, search=query, found=len(results))
         return page("search.html", user=session.user, csrf=session.csrf, query=query, results=results)
@@ -168,6 +168,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                 if v}
         older = f"{request.url.path}?{urlencode({**kept, 'before': found.older})}" if found.older else None
         heading = f"Account {value}" if about == "account" else f"Invoice {value}"
+        received = [{"job_id": job["job_id"], "invoice_id": job["invoice_id"],
+                     "utc": job["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                     "local": job["received_at"].astimezone(zone).strftime("%Y-%m-%d %H:%M %a"),
+                     "queued": "yes" if job["queued_at"] else "not yet"}
+                    for job in log.jobs_of(account=value if about == "account" else None,
+                                           invoice=value if about == "invoice" else None)]
         exporting = {about: value, **{k: v for k, v in kept.items() if k in ("kind", "channel", "unmasked")}}
         exports = {"csv": "/console/export?" + urlencode({**exporting, "format": "csv"}),
                    "jsonl": "/console/export?" + urlencode({**exporting, "format": "jsonl"})}
@@ -175,7 +181,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                     rows=[describe(row, zone, unmasked) for row in found.rows], zone=zone.key, kinds=KINDS,
                     channels=CHANNELS, kind=kind, channel=channel, since=params.get("since", ""),
                     until=params.get("until", ""), unmasked=unmasked, older=older, problem=problem,
-                    exports=exports)
+                    exports=exports, received=received)
 
     @routes.get("/export")
     @for_role("compliance")
