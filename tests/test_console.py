@@ -406,3 +406,19 @@ def test_the_session_cookie_is_secure_when_the_public_url_is_https() -> None:
     cookie = response.headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert "token." in cookie  # and its signature after the dot
+
+
+def test_a_search_exports_the_record_of_everything_it_found(console: str, log: ContactLog) -> None:
+    import csv as _csv
+
+    record_an_invoice(log)
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    found = reader.get("/console/search", params={"q": "zhang.wei@EXAMPLE.com"})
+    link = re.search(r'<a href="(/console/export\?[^"]+)">Export CSV</a>', found.text)
+    assert link is not None
+    rows = list(_csv.DictReader(reader.get(link.group(1).replace("&amp;", "&")).text.splitlines()))
+    assert [r["status"] for r in rows] == ["send", "claimed", "sent", "paid", "skip"]
+    assert all("zhang.wei@example.com" not in value for r in rows for value in r.values())
+    exported = [r["detail"] for r in log.history() if r["kind"] == "access" and r["status"] == "exported"]
+    assert exported[0]["search"] == "zhang.wei@EXAMPLE.com" and exported[0]["events"] == 5

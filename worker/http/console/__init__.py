@@ -187,24 +187,29 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     @for_role("compliance")
     async def export(request: Request, session: Session) -> Response:
         params = request.query_params
-        about = "account" if params.get("account") else "invoice"
-        value = params.get(about, "")
+        about = next((name for name in ("account", "invoice", "search") if params.get(name)), "")
+        value = params.get(about, "")[:320] if about else ""
         if not value:
             return page("error.html", 400, user=session.user, csrf=session.csrf, title="Nothing to export",
-                        message="Export from an account's or an invoice's page.")
+                        message="Export from a search or from an account's or an invoice's page.")
         kind = params.get("kind", "") if params.get("kind", "") in KINDS else ""
         channel = params.get("channel", "") if params.get("channel", "") in CHANNELS else ""
         unmasked, as_csv = params.get("unmasked") == "1", params.get("format") != "jsonl"
-        rows: list[dict[str, Any]] = []
-        before = None
-        while True:
-            found = log.timeline(account=value if about == "account" else None,
-                                 invoice=value if about == "invoice" else None, kinds=(kind,) if kind else (),
-                                 channel=channel or None, before=before, limit=5000)
-            rows.extend(found.rows)
-            if found.older is None:
-                break
-            before = found.older
+        # A search exports the record of everything it found: each invoice, or account.
+        targets = ([(f.account_id if f.invoice_id is None else None, f.invoice_id)
+                    for f in log.search(value, now().date())] if about == "search"
+                   else [(value if about == "account" else None, value if about == "invoice" else None)])
+        kept: dict[int, dict[str, Any]] = {}
+        for account, invoice in targets:
+            before = None
+            while True:
+                found = log.timeline(account=account, invoice=invoice, kinds=(kind,) if kind else (),
+                                     channel=channel or None, before=before, limit=5000)
+                kept.update((row["id"], row) for row in found.rows)
+                if found.older is None:
+                    break
+                before = found.older
+        rows = [kept[i] for i in sorted(kept, reverse=True)]
         note_access(session, request, AccessStatus.EXPORTED, **{about: value}, format="csv" if as_csv else "jsonl",
                     events=len(rows))
         if unmasked:
