@@ -422,3 +422,20 @@ def test_a_search_exports_the_record_of_everything_it_found(console: str, log: C
     assert all("zhang.wei@example.com" not in value for r in rows for value in r.values())
     exported = [r["detail"] for r in log.history() if r["kind"] == "access" and r["status"] == "exported"]
     assert exported[0]["search"] == "zhang.wei@EXAMPLE.com" and exported[0]["events"] == 5
+
+
+def test_an_unexpected_error_is_a_page_without_internals_and_the_server_keeps_serving(console: str,
+                                                                                      log: ContactLog) -> None:
+    from worker.contact_log.schema import sign_in_failures
+
+    reader = Browser(console)
+    sign_in_failures.drop(log.engine)  # the database loses a table under the running server
+    try:
+        broken = reader.sign_in("li.na", "wrong horse battery")  # a failure is recorded there
+        assert broken.status_code == 500 and broken.headers["content-type"].startswith("text/html")
+        assert "Something went wrong" in broken.text and "Traceback" not in broken.text
+        assert "sign_in_failures" not in broken.text and "sqlalchemy" not in broken.text.lower()
+        assert "frame-ancestors 'none'" in broken.headers["content-security-policy"]
+    finally:
+        sign_in_failures.create(log.engine)
+    assert reader.sign_in("li.na").status_code == 303  # and it goes on serving

@@ -13,15 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from worker.contact_log import EXPORT_FIELDS, ContactLog, KeyProblem, PersonProblem, for_export, to_json_line
@@ -38,6 +41,27 @@ from worker.masking import mask
 from worker.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
+logger = logging.getLogger("dunning.console")
+
+
+class _Answered(APIRoute):
+    """Every console route answers: an unexpected error is logged and becomes a 500 page
+    here, rather than reaching the server's error middleware (which would also close the
+    connection under a browser that keeps it alive)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def answered(request: Request) -> Response:
+            try:
+                return await original(request)
+            except StarletteHTTPException:
+                raise
+            except Exception:
+                logger.exception("unexpected error answering %s %s", request.method, request.url.path)
+                return page("error.html", 500, title="Something went wrong",
+                            message="An unexpected error; it is logged on the server.")
+        return answered
 
 
 def address_of(request: Request) -> str:
@@ -47,7 +71,7 @@ def address_of(request: Request) -> str:
 def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> APIRouter:
     assert settings.secret_key  # `create_app` refuses to start without it
     cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
-    routes = APIRouter(prefix="/console", include_in_schema=False)
+    routes = APIRouter(prefix="/console", include_in_schema=False, route_class=_Answered)
 
     def current(request: Request) -> Session | None:
         token = cookies.token(request)
