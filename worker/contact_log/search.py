@@ -63,8 +63,11 @@ class Search:
                 .where(deliveries.c.recipient.in_(sorted({address, wanted}))).limit(limit))}
             # An invoice's events may name its account or not (billing's news may come before
             # any job): one row per invoice, with its account when any event names it.
+            # An event about an address alone (an opt-out from an unknown number) names no
+            # account or invoice to list.
             known = {invoice for account, invoice in pairs if account is not None and invoice is not None}
-            pairs = {(account, invoice) for account, invoice in pairs if account is not None or invoice not in known}
+            pairs = {(account, invoice) for account, invoice in pairs
+                     if (account is not None or invoice not in known) and (account, invoice) != (None, None)}
             found = []
             for account, invoice in sorted(pairs, key=lambda p: (p[0] or "", p[1] or "")):
                 about = events.c.invoice_id == invoice if invoice is not None else events.c.account_id == account
