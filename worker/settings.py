@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from worker.contact_log.sealing import parse_master_key
 from worker.messages.render import SHIPPED_DIR, Sender
 from worker.webhooks.signing import parse_secret
 
@@ -44,6 +45,7 @@ class Settings:
     escalation_email: str | None = None  # the supervisor who takes over an escalated case
     webhook_url: str | None = field(default=None, repr=False)  # the billing system's endpoint (may hold a token)
     webhook_secret: bytes | None = field(default=None, repr=False)  # from DUNNING_WEBHOOK_SECRET (whsec_...)
+    master_key: bytes | None = field(default=None, repr=False)  # DUNNING_MASTER_KEY: wraps the accounts' keys
     claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
     health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
     stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
@@ -92,6 +94,7 @@ class Settings:
             escalation_email=get("DUNNING_ESCALATION_EMAIL"),
             webhook_url=_webhook_url(get("DUNNING_WEBHOOK_URL"), get("DUNNING_WEBHOOK_SECRET")),
             webhook_secret=_webhook_secret(get("DUNNING_WEBHOOK_SECRET"), get("DUNNING_WEBHOOK_URL")),
+            master_key=_master_key(get("DUNNING_MASTER_KEY")),
             claim_lease=timedelta(seconds=_rate(get("DUNNING_CLAIM_LEASE_S"), "DUNNING_CLAIM_LEASE_S")
                                   or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
@@ -149,6 +152,15 @@ def _rate(value: str | None, name: str) -> float | None:
     if not rate > 0:
         raise ConfigError(f"{name}: {value!r} is not a positive number")
     return rate
+
+
+def _master_key(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return parse_master_key(value)
+    except ValueError as problem:
+        raise ConfigError(f"DUNNING_MASTER_KEY: {problem}") from None
 
 
 def _webhook_url(value: str | None, secret: str | None) -> str | None:

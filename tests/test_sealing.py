@@ -1,0 +1,72 @@
+"""Personal data sealed per account (AES-256-GCM under a data key per account, wrapped by
+the master key): what opens and what does not, rotation, and the master key's setting."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from worker.contact_log.sealing import (
+    SealError,
+    new_account_key,
+    open_sealed,
+    parse_master_key,
+    rewrap,
+    seal,
+    unwrap,
+    wrap,
+)
+from worker.settings import ConfigError, Settings
+
+MASTER = os.urandom(32)
+
+
+@given(st.text())
+def test_any_text_comes_back_as_it_went_in(value: str) -> None:
+    key = new_account_key()
+    assert open_sealed(key, "ACME-001", "recipient", seal(key, "ACME-001", "recipient", value)) == value
+
+
+def test_a_sealed_value_opens_only_for_its_account_and_field_under_its_key() -> None:
+    key = new_account_key()
+    sealed = seal(key, "ACME-001", "recipient", "zhang.wei@example.com")
+    assert "zhang" not in sealed and sealed != seal(key, "ACME-001", "recipient", "zhang.wei@example.com")
+    for account, field, other_key in (("ACME-002", "recipient", key), ("ACME-001", "payload", key),
+                                      ("ACME-001", "recipient", new_account_key())):
+        with pytest.raises(SealError):
+            open_sealed(other_key, account, field, sealed)
+    altered = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    with pytest.raises(SealError):
+        open_sealed(key, "ACME-001", "recipient", altered)
+
+
+def test_rotating_the_master_key_rewraps_account_keys_and_every_value_still_opens() -> None:
+    key = new_account_key()
+    wrapped = wrap(MASTER, "ACME-001", key)
+    sealed = seal(key, "ACME-001", "name", "张伟")
+    with pytest.raises(SealError):
+        unwrap(MASTER, "ACME-002", wrapped)  # a wrapped key is bound to its account
+    new_master = os.urandom(32)
+    rewrapped = rewrap(MASTER, new_master, "ACME-001", wrapped)
+    assert open_sealed(unwrap(new_master, "ACME-001", rewrapped), "ACME-001", "name", sealed) == "张伟"
+    with pytest.raises(SealError):
+        unwrap(MASTER, "ACME-001", rewrapped)  # the old master key opens nothing new
+
+
+@pytest.mark.parametrize(("text", "says"), [("not base64!", "not base64"),
+                                            (base64.b64encode(b"short").decode(), "5 bytes; 32")])
+def test_a_bad_master_key_is_refused_naming_the_variable(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_master_key(text)
+    with pytest.raises(ConfigError, match=f"DUNNING_MASTER_KEY: {says}"):
+        Settings.from_env({"DUNNING_MASTER_KEY": text})
+
+
+def test_the_master_key_is_read_and_never_shown() -> None:
+    text = base64.b64encode(MASTER).decode()
+    settings = Settings.from_env({"DUNNING_MASTER_KEY": text})
+    assert settings.master_key == MASTER and text not in repr(settings)
