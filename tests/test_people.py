@@ -114,3 +114,12 @@ def test_the_cli_adds_lists_disables_and_changes_passwords(tmp_path: Path) -> No
     assert dunning("users", "disable", "li.na", env=env).returncode == 0
     assert dunning("users", "disable", "li.na", env=env).returncode == 1
     assert log.sign_in("li.na", "a brand new passphrase", "127.0.0.1", NOW) is None
+
+
+def test_old_sessions_are_forgotten_as_new_ones_open(log: ContactLog) -> None:
+    log.add_user("li.na", "compliance", PASSWORD, NOW, by="admin")
+    old = log.sign_in("li.na", PASSWORD, "10.0.0.1", NOW)
+    assert old is not None and log.sign_out(old.token, NOW, "10.0.0.1")
+    log.sign_in("li.na", PASSWORD, "10.0.0.1", NOW + timedelta(days=2))
+    with log.engine.connect() as conn:
+        assert conn.execute(select(sessions.c.created_at)).scalars().all() == [NOW + timedelta(days=2)]

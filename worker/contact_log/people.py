@@ -20,6 +20,7 @@ from enum import StrEnum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from worker.contact_log.kinds import AccessStatus, Event, Kind, UserStatus
@@ -168,6 +169,7 @@ class PeopleBook(Store):
                 conn.execute(update(users).where(users.c.id == row.id).values(password_hash=_HASHER.hash(password)))
             conn.execute(insert(sessions).values(digest=_digest(token), user_name=row.name, csrf=csrf,
                                                  address=address[:64], created_at=now, last_seen_at=now))
+            self._forget_sessions(conn, now)
             self.record(Event(Kind.ACCESS, AccessStatus.SIGNED_IN, detail={"user": row.name, "address": address[:64]}),
                         now, conn)
         return Session(token, Person(row.name, Role(row.role), row.created_at, None), csrf)
@@ -203,9 +205,7 @@ class PeopleBook(Store):
                                                                             "address": address[:64]}), now, conn)
         return True
 
-    def end_idle_sessions(self, now: datetime) -> int:
-        """Forget sessions idle past `IDLE` or ended a day ago (bookkeeping)."""
-        with self.engine.begin() as conn:
-            return int(conn.execute(delete(sessions).where(or_(
-                sessions.c.last_seen_at < now - IDLE - timedelta(days=1),
-                sessions.c.ended_at < now - timedelta(days=1)))).rowcount)
+    def _forget_sessions(self, conn: Connection, now: datetime) -> None:
+        """Sessions idle past `IDLE` or ended more than a day ago are forgotten as new ones open."""
+        conn.execute(delete(sessions).where(or_(sessions.c.last_seen_at < now - IDLE - timedelta(days=1),
+                                                sessions.c.ended_at < now - timedelta(days=1))))

@@ -35,7 +35,6 @@ from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind,
 from worker.contact_log.schema import UTCDateTime, deliveries, events, webhook_endpoints, webhooks
 from worker.contact_log.store import Store
 
-TOPICS = ("reminder.sent", "reminder.delivered", "reminder.failed", "reminder.suppressed", "invoice.escalated")
 _DELIVERED = frozenset({"delivered", "completed"})  # a provider's callback: the message arrived, the call was answered
 _UNDELIVERED = frozenset({"undelivered", "failed", "canceled", "busy", "no-answer"})
 WINDOW = 5000  # events looked at per `collect`
