@@ -181,7 +181,7 @@ class World:
                     "DUNNING_CLAIM_LEASE_S": "10", "DUNNING_STRANDED_AFTER_S": "120",
                     "DUNNING_SMTP_TIMEOUT_S": "3",
                     "DUNNING_HEALTH_FILE": str(self.health)}
-        self.log = ContactLog.open(self.pg.url).migrate()
+        self.log = ContactLog.open(self.pg.url, self.stack.master_key).migrate()
         self.processes, self.threads = processes, threads
         self.worker: subprocess.Popen[bytes] | None = None
         self.stack.set_clock(START)

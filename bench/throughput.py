@@ -11,7 +11,10 @@ their ratio. Goal on the 2-core machine: ≥ 1,000 reminders/s and a ratio ≥ 0
 With `--webhooks`, runs dunning with a webhook endpoint on loopback too (the worker's
 dispatcher posts a `reminder.sent` for every reminder, and logs each attempt),
 alternating with runs without, best of two each, and prints the rate with webhooks on
-against the rate without, and how long the webhooks trail the reminders.
+against the rate without, and how long the webhooks trail the reminders. With
+`--sealing`, alternates runs with personal data sealed (as always) and runs with the
+vault made a pass-through (`bench/unsealed/sitecustomize.py`, in this process and the
+worker's), best of two each, and prints what sealing costs.
 """
 
 from __future__ import annotations
@@ -80,14 +83,25 @@ class Sink:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
 
-def ours(args: argparse.Namespace, extra: dict[str, str], sink: Sink | None = None) -> tuple[float, int, float]:
+def ours(args: argparse.Namespace, extra: dict[str, str], sink: Sink | None = None,
+         unsealed: bool = False) -> tuple[float, int, float]:
     """dunning over `args.jobs` email reminders on a fresh stack: seconds, delivered, enqueue seconds."""
     directory = Path(tempfile.mkdtemp(prefix="dunning-bench-"))
     stack = Stack(directory).start()
+    saved = dict(os.environ)
+    undo = None
+    if unsealed:
+        sys.path.insert(0, str(ROOT / "bench/unsealed"))
+        from sitecustomize import patch  # type: ignore[import-not-found]
+
+        undo = patch()
+        extra = {**extra, "DUNNING_BENCH_UNSEALED": "1",
+                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench/unsealed"),
+                                                            os.environ.get("PYTHONPATH")]))}
     try:
         env = {**stack.env(), **extra}
         os.environ.update(env)
-        log = ContactLog.open(env["DUNNING_DATABASE_URL"]).migrate()
+        log = ContactLog.open(env["DUNNING_DATABASE_URL"], stack.master_key).migrate()
         stack.set_clock(NOW)
         parsed = [parse_job(job, profiles(), "bench") for job in many(TEMPLATE, args.jobs, "BENCH", "pre_due_7")]
         worker = stack.start_worker(args.processes, args.threads, extra_env=extra)
@@ -108,6 +122,10 @@ def ours(args: argparse.Namespace, extra: dict[str, str], sink: Sink | None = No
         delivered = sum(1 for _ in (directory / "mail").iterdir())
     finally:
         stack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        if undo is not None:
+            undo()
     return seconds, delivered, enqueued
 
 
@@ -149,6 +167,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--webhooks", action="store_true",
                         help="run again with a webhook endpoint on loopback and print what the outbox costs")
+    parser.add_argument("--sealing", action="store_true",
+                        help="run again with personal data in plain text and print what sealing costs")
     args = parser.parse_args()
 
     mine, delivered, enqueued = ours(args, {})
@@ -160,6 +180,11 @@ def main() -> None:
         mine = min(mine, ours(args, {})[0])
         sink = Sink()
         hooked = min(hooked, ours(args, {"DUNNING_WEBHOOK_URL": sink.url, "DUNNING_WEBHOOK_SECRET": secret}, sink)[0])
+    plain = None
+    if args.sealing:  # unsealed and sealed, alternating, best of 2 each
+        plain = ours(args, {}, unsealed=True)[0]
+        mine = min(mine, ours(args, {})[0])
+        plain = min(plain, ours(args, {}, unsealed=True)[0])
     base = floor(args)
 
     ours_rate, floor_rate = args.jobs / mine, args.jobs / base
@@ -169,6 +194,10 @@ def main() -> None:
     if hooked is not None:
         print(f"  with webhooks on:  {args.jobs / hooked:,.0f} reminders/s ({hooked:.1f} s), "
               f"{(args.jobs / hooked) / ours_rate:.2f} of the rate without")
+    if plain is not None:
+        print(f"  personal data in plain text: {args.jobs / plain:,.0f} reminders/s ({plain:.1f} s); sealed is "
+              f"{ours_rate / (args.jobs / plain):.3f} of it (goal >= 0.95: "
+              f"{'met' if ours_rate / (args.jobs / plain) >= 0.95 else 'NOT met'})")
     print(f"dramatiq no-op floor: {floor_rate:,.0f} messages/s ({base:.1f} s)")
     print(f"ratio: {ours_rate / floor_rate:.2f}   goals: >= 1,000/s {'met' if ours_rate >= 1000 else 'NOT met'}, "
           f"ratio >= 0.5 {'met' if ours_rate / floor_rate >= 0.5 else 'NOT met'}")

@@ -189,6 +189,8 @@ def _fold(name: str, chain: list[_Source]) -> Profile:
         ladder=ladder,
         honour_cease=any(spec.honour_cease for spec in specs),
         phone_zones_always=any(spec.phone_zones == "always" for spec in specs),
+        retention=_unique(r for spec in specs for r in spec.retention),
+        debtor_kind=next((spec.debtor_kind for spec in specs if spec.debtor_kind is not None), None),
     )
 
 

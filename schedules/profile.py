@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schedules.spec import Cap, Cooldown, Ladder, Window
+from schedules.spec import Cap, Cooldown, Ladder, Retention, Window
 from schedules.windows import Calendar
 
 
@@ -27,7 +27,15 @@ class Profile:
     ladder: Ladder
     honour_cease: bool
     phone_zones_always: bool
+    retention: tuple[Retention, ...] = ()  # all that apply; the longest binds (`kept_by`)
+    debtor_kind: str | None = None  # business or person, from the first source that says
     calendar: Calendar = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calendar", Calendar(self.windows))
+
+    @property
+    def kept_by(self) -> Retention | None:
+        """The retention rule that binds: the longest (None: nothing says how long, so
+        records are kept until someone decides)."""
+        return max(self.retention, key=lambda rule: rule.years_after_last_activity, default=None)

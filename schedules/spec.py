@@ -137,6 +137,15 @@ class Ladder(_Spec):
         return next((stage for stage in self.stages if stage.name == name), None)
 
 
+class Retention(_Spec):
+    """How long a debt's records are kept after the last collection activity on it; of
+    all that apply to a debt, the longest wins (COMPLIANCE.md: retention takes the maximum)."""
+
+    id: str = Field(pattern=r"^[A-Z][A-Z0-9-]*$")
+    years_after_last_activity: int = Field(ge=1, le=100)
+    note: str = ""
+
+
 class ProfileFile(_Spec):
     """The contents of one `schedules/profiles/NAME.toml`."""
 
@@ -148,6 +157,7 @@ class ProfileFile(_Spec):
     cooldowns: tuple[Cooldown, ...] = ()
     ladder: Ladder | None = None
     honour_cease: bool = False
+    retention: tuple[Retention, ...] = ()
     phone_zones: Literal["when_no_timezone", "always"] = "when_no_timezone"
 
 

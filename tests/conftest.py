@@ -16,11 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sealed import MASTER_KEY, MASTER_KEY_TEXT
 
 from schedules import Facts, Profiles
 from worker.jobs.contract import Job
 from worker.local.ports import free_port
 from worker.policy import profiles as loaded_profiles
+
+os.environ["DUNNING_MASTER_KEY"] = MASTER_KEY_TEXT  # every `dunning` a test runs seals under it
 
 SAMPLE: dict[str, Any] = {
     "job_id": "INV-2026-0042/due_day",
@@ -153,9 +156,9 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     from worker.contact_log.schema import metadata
 
     if request.param == "sqlite":
-        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db").migrate()
+        opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db", MASTER_KEY).migrate()
     else:
-        opened = ContactLog.open(request.getfixturevalue("postgres_url")).migrate()
+        opened = ContactLog.open(request.getfixturevalue("postgres_url"), MASTER_KEY).migrate()
         with opened.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
     yield opened

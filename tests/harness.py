@@ -93,7 +93,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         extra |= request.getfixturevalue("worker_env")
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")
-        log = ContactLog.open(url).migrate()
+        log = ContactLog.open(url, stack.master_key).migrate()
         from sqlalchemy import text
 
         from worker.contact_log.schema import metadata
@@ -102,7 +102,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
             conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
         extra["DUNNING_DATABASE_URL"] = url
     else:
-        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
+        log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"], stack.master_key).migrate()
     stack.start_worker(processes=1, threads=4, extra_env=extra)
     yield Harness(stack, log, mail, templates, extra)
     stack.stop()

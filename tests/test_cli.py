@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, job_data
+from sealed import MASTER_KEY
 
 DUNNING = str(Path(sys.executable).parent / "dunning")
 
@@ -159,7 +160,7 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
     assert dunning("optout", "12345", env=env).returncode == 1
     assert dunning("optout", env=env).returncode == 2
     assert dunning("promise", "INV-7", "--until", "next week", env=env).returncode == 1
-    rows = list(ContactLog.open(env["DUNNING_DATABASE_URL"]).migrate().history())
+    rows = list(ContactLog.open(env["DUNNING_DATABASE_URL"], MASTER_KEY).migrate().history())
     assert [(r["kind"], r["status"]) for r in rows] == [("invoice", "payment"), ("invoice", "promised"),
                                                         ("suppression", "suppressed"), ("account", "ceased"),
                                                         ("invoice", "written-off")]

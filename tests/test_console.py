@@ -16,7 +16,7 @@ import requests
 from harness import serving
 from test_pipeline import world  # noqa: F401 (the pipeline in process, for a message really sent)
 
-from worker.contact_log import Claim, ContactLog
+from worker.contact_log import Claim, ContactLog, JobRow
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
@@ -439,3 +439,34 @@ def test_an_unexpected_error_is_a_page_without_internals_and_the_server_keeps_se
     finally:
         sign_in_failures.create(log.engine)
     assert reader.sign_in("li.na").status_code == 303  # and it goes on serving
+
+
+def test_the_records_page_is_compliances_behind_csrf_and_refuses_what_is_within_retention(
+        console: str, log: ContactLog) -> None:
+    log.take_jobs([JobRow("INV-7/due_day", "INV-7", "ACME-007", '{"debtor": {"email": "x@example.com"}, '
+                                                                  '"profile": "cn-fi-consumer"}')], NOW)
+    operator = Browser(console)
+    operator.sign_in("wang.fang")
+    assert operator.get("/console/records").status_code == 403
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    page = reader.get("/console/records")
+    assert page.status_code == 200 and '<label for="erase-account">Account to erase</label>' in page.text
+    assert reader.post("/console/records/hold", {"target": "INV-7", "reason": "x"}).status_code == 403  # no token
+    held = reader.post("/console/records/hold", {"target": "INV-7", "reason": "court order 5"},
+                       csrf_from="/console/records")
+    assert held.status_code == 200 and "court order 5" in held.text
+    refused = reader.post("/console/records/erase", {"account": "ACME-007", "reason": "request 3"},
+                          csrf_from="/console/records")
+    assert refused.status_code == 409 and "not erased" in refused.text and "on legal hold" in refused.text
+    unknown = reader.post("/console/records/erase", {"account": "NOBODY", "reason": "r"}, csrf_from="/console/records")
+    assert unknown.status_code == 422 and "no account with this id" in unknown.text
+    preview = reader.get("/console/records?as_of=2040-01-01")
+    assert preview.status_code == 200 and "ACME-007" not in preview.text.split("Purge preview")[1]  # held
+    assert reader.get("/console/records?as_of=tomorrow").status_code == 422
+    exported = reader.post("/console/records/export", {"subject": "ACME-007", "format": "json"},
+                           csrf_from="/console/records")
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    assert exported.json()["subject"]["addresses"] == ["x@example.com"]
+    kinds = [(r["kind"], r["status"]) for r in log.history() if r["kind"] in ("hold", "erasure", "access")]
+    assert ("hold", "placed") in kinds and ("erasure", "refused") in kinds and ("access", "exported") in kinds

@@ -7,6 +7,7 @@ axe-core with no serious or critical violation; the access trail is in the chain
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -94,6 +95,30 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
         exported = Path(download.value.path()).read_text(encoding="utf-8")
         assert "skip" in exported and "S-PAID" in exported and paid["debtor"]["email"] not in exported
 
+        page.get_by_role("link", name="Records").click()
+        accessible(page)
+        page.get_by_label("Account or invoice to hold").fill(sent["invoice"]["id"])
+        page.get_by_label("Reason for the hold").fill("litigation <i>2026-9</i>")
+        page.get_by_role("button", name="Place hold").click()
+        expect(page.get_by_role("cell", name="litigation <i>2026-9</i>")).to_be_visible()  # as text
+        page.get_by_label("Account to erase").fill(sent["debtor"]["account_id"])
+        page.get_by_label("Reason for the erasure (the request's reference)").fill("GDPR request 12")
+        page.get_by_role("button", name="Erase").click()
+        expect(page.get_by_role("alert")).to_contain_text("not erased")
+        expect(page.get_by_role("alert")).to_contain_text("on legal hold")
+        page.get_by_role("button", name=f"Release the hold on invoice {sent['invoice']['id']}").click()
+        expect(page.get_by_role("status")).to_contain_text("legal hold released")
+        page.get_by_label("As of (YYYY-MM-DD)").fill("2036-01-01")
+        page.get_by_role("button", name="Preview purge").click()
+        due = page.get_by_role("table", name=re.compile("would erase as of 2036-01-01"))
+        expect(due.get_by_role("cell", name=sent["debtor"]["account_id"])).to_be_visible()
+        accessible(page)
+        page.get_by_label("Account, email or phone number").fill(sent["debtor"]["email"])
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export records").click()
+        report = Path(download.value.path()).read_text(encoding="utf-8")
+        assert sent["invoice"]["number"] in report and "<script" not in report
+
         page.get_by_role("link", name="Verify").click()
         accessible(page)
         page.get_by_role("button", name="Verify").click()
@@ -109,6 +134,8 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
     assert dialogs == [], "markup ran as script"
     trail = {r["status"] for r in harness.log.history() if r["kind"] == "access"}
     assert {"signed-in", "viewed", "exported", "verified"} <= trail
+    assert [(r["kind"], r["status"]) for r in harness.log.history() if r["kind"] in ("hold", "erasure")] == [
+        ("hold", "placed"), ("erasure", "refused"), ("hold", "released")]
     assert harness.log.verify().intact
 
 

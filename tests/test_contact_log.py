@@ -8,6 +8,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from sealed import MASTER_KEY
 from sqlalchemy import inspect, text
 
 from worker.contact_log import Claim, ContactLog, migrations
@@ -26,11 +27,12 @@ def claim(key: str = "INV-1/due_day#sms", channel: str = "sms") -> Claim:
 def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
     inspector = inspect(log.engine)
     assert {"deliveries", "events", "template_versions", "dead_letters", "jobs", "api_keys", "idempotency",
-            "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures",
+            "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures", "data_keys",
             "alembic_version"} <= set(inspector.get_table_names())
-    assert {"ix_events_provider_id", "ix_events_account_time"} <= {i["name"] for i in inspector.get_indexes("events")}
+    assert {"ix_events_provider_id", "ix_events_account_time", "ix_events_address_index"} <= {
+        i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0009" == migrations.head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0010" == migrations.head()
     assert {"queued_at", "parent_id"} <= {c["name"] for c in inspector.get_columns("jobs")}
 
 
@@ -109,7 +111,7 @@ def test_export_masks_personal_data_unless_asked(tmp_path: Path) -> None:
     import sys
 
     url = f"sqlite:///{tmp_path}/log.db"
-    log = ContactLog.open(url).migrate()
+    log = ContactLog.open(url, MASTER_KEY).migrate()
     delivery = log.claim(claim(), NOW)
     log.record(Event(Kind.DELIVERY, "failed", delivery_id=delivery.id, provider="twilio", error_code="21211",
                      error_text="The 'To' number is not a valid phone number."), NOW)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sealed import MASTER_KEY
 
 from worker.contact_log import Claim, ContactLog
 from worker.events import EventError, Events
@@ -106,7 +107,8 @@ def test_an_opt_out_by_address_binds_every_account_and_an_opt_in_undoes_only_the
 
 def test_stop_replies_handled_at_once_by_several_processes_record_one_opt_out(log: ContactLog) -> None:
     url = log.engine.url.render_as_string(hide_password=False)
-    workers = [ContactLog.open(url).migrate() for _ in range(8)]  # an engine each: as separate processes would have
+    # an engine each: as separate processes would have
+    workers = [ContactLog.open(url, MASTER_KEY).migrate() for _ in range(8)]
     start = threading.Barrier(len(workers))
 
     def reply(own: ContactLog) -> bool:

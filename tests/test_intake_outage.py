@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import job_data
+from sealed import MASTER_KEY, MASTER_KEY_TEXT
 from test_cli import dunning
 
 import worker
@@ -88,9 +89,9 @@ def test_the_command_exits_3_and_says_send_again(redis_down: RedisServer, tmp_pa
 
 
 def test_the_python_api_raises_unavailable(redis_down: RedisServer, tmp_path: Path) -> None:
-    settings = Settings.from_env({"DUNNING_REDIS_URL": redis_down.url,
+    settings = Settings.from_env({"DUNNING_REDIS_URL": redis_down.url, "DUNNING_MASTER_KEY": MASTER_KEY_TEXT,
                                   "DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/log.db"})
-    ContactLog.open(settings.database_url).migrate().engine.dispose()
+    ContactLog.open(settings.database_url, MASTER_KEY).migrate().engine.dispose()
     jobs_ = batch(3)
     with pytest.raises(Unavailable) as raised:
         worker.enqueue(jobs_, settings=settings)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sealed import MASTER_KEY
 from test_cli import dunning
 
 from worker.contact_log import ContactLog, KeyProblem
@@ -31,7 +32,7 @@ def test_a_key_is_shown_once_stored_as_a_hash_listed_without_it_and_revoked(tmp_
     revoked = dunning("keys", "revoke", "erp-prod", "--by", "bob", env=env)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert dunning("keys", "revoke", "erp-prod", env=env).returncode == 1, "already revoked"
-    log = ContactLog.open(env["DUNNING_DATABASE_URL"])
+    log = ContactLog.open(env["DUNNING_DATABASE_URL"], MASTER_KEY)
     events = [(r["kind"], r["status"], r["detail"]["name"], r["detail"]["by"]) for r in log.history()]
     assert events == [("key", "created", "erp-prod", "alice"), ("key", "revoked", "erp-prod", "bob")]
     assert log.verify().intact

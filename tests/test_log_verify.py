@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sealed import MASTER_KEY
 from sqlalchemy import create_engine, text
 
 from worker.contact_log import Claim, ContactLog
@@ -109,7 +110,7 @@ def test_a_cut_off_end_is_found_against_an_anchor_kept_elsewhere(log: ContactLog
 
 def test_writers_in_several_processes_keep_one_chain(log: ContactLog) -> None:
     url = log.engine.url.render_as_string(hide_password=False)
-    writers = [ContactLog.open(url).migrate() for _ in range(6)]
+    writers = [ContactLog.open(url, MASTER_KEY).migrate() for _ in range(6)]
     start = threading.Barrier(len(writers))
 
     def write(n: int) -> None:
@@ -142,7 +143,7 @@ def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: P
                               "detail, occurred_at, recorded_at) VALUES (1, 'K', 'INV-1', 'A', 'delivery', "
                               ":status, '{\"n\": 1}', :at, :at)"), [{"status": s, "at": NOW} for s in statuses])
         engine.dispose()
-        log = ContactLog.open(url).migrate()  # migrates to the newest revision
+        log = ContactLog.open(url, MASTER_KEY).migrate()  # migrates to the newest revision
         log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-1", account_id="A"), NOW)
         verdict = log.verify()
         assert verdict.intact and verdict.events == 5004, (url, verdict.problems)
@@ -153,7 +154,7 @@ def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: P
 
 def test_the_command_exits_0_when_intact_1_when_not_and_2_on_a_bad_anchor(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/dunning.db"
-    log = ContactLog.open(url).migrate()
+    log = ContactLog.open(url, MASTER_KEY).migrate()
     fill(log)
     run = [DUNNING, "log", "verify"]
     env = {"DUNNING_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sealed import MASTER_KEY
 from sqlalchemy import select
 from test_cli import dunning
 
@@ -109,7 +110,7 @@ def test_the_cli_adds_lists_disables_and_changes_passwords(tmp_path: Path) -> No
     assert "li.na" in listed.stdout and "compliance" in listed.stdout and "argon2" not in listed.stdout
     assert dunning("users", "passwd", "li.na", "--password-stdin", stdin=b"a brand new passphrase\n",
                    env=env).returncode == 0
-    log = ContactLog.open(env["DUNNING_DATABASE_URL"])
+    log = ContactLog.open(env["DUNNING_DATABASE_URL"], MASTER_KEY)
     assert log.sign_in("li.na", "a brand new passphrase", "127.0.0.1", NOW) is not None
     assert dunning("users", "disable", "li.na", env=env).returncode == 0
     assert dunning("users", "disable", "li.na", env=env).returncode == 1

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from worker.contact_log.sealing import (
     SealError,
-    new_account_key,
+    key_id_of,
+    new_data_key,
     open_sealed,
     parse_master_key,
     rewrap,
@@ -27,34 +28,35 @@ MASTER = os.urandom(32)
 
 @given(st.text())
 def test_any_text_comes_back_as_it_went_in(value: str) -> None:
-    key = new_account_key()
-    assert open_sealed(key, "ACME-001", "recipient", seal(key, "ACME-001", "recipient", value)) == value
+    key = new_data_key()
+    assert open_sealed(key, "recipient", seal(key, "k1", "recipient", value)) == value
 
 
-def test_a_sealed_value_opens_only_for_its_account_and_field_under_its_key() -> None:
-    key = new_account_key()
-    sealed = seal(key, "ACME-001", "recipient", "zhang.wei@example.com")
-    assert "zhang" not in sealed and sealed != seal(key, "ACME-001", "recipient", "zhang.wei@example.com")
-    for account, field, other_key in (("ACME-002", "recipient", key), ("ACME-001", "payload", key),
-                                      ("ACME-001", "recipient", new_account_key())):
+def test_a_sealed_value_names_its_key_and_opens_only_as_its_field_under_its_key() -> None:
+    key = new_data_key()
+    sealed = seal(key, "k1", "recipient", "zhang.wei@example.com")
+    assert key_id_of(sealed) == "k1" and sealed.startswith("sealed:v1:k1:")
+    assert "zhang" not in sealed and sealed != seal(key, "k1", "recipient", "zhang.wei@example.com")
+    for text, field, other_key in ((sealed, "payload", key), (sealed, "recipient", new_data_key()),
+                                   (sealed.replace(":k1:", ":k2:"), "recipient", key)):
         with pytest.raises(SealError):
-            open_sealed(other_key, account, field, sealed)
+            open_sealed(other_key, field, text)
     altered = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
     with pytest.raises(SealError):
-        open_sealed(key, "ACME-001", "recipient", altered)
+        open_sealed(key, "recipient", altered)
 
 
-def test_rotating_the_master_key_rewraps_account_keys_and_every_value_still_opens() -> None:
-    key = new_account_key()
-    wrapped = wrap(MASTER, "ACME-001", key)
-    sealed = seal(key, "ACME-001", "name", "张伟")
+def test_rotating_the_master_key_rewraps_data_keys_and_every_value_still_opens() -> None:
+    key = new_data_key()
+    wrapped = wrap(MASTER, "k1", key)
+    sealed = seal(key, "k1", "name", "张伟")
     with pytest.raises(SealError):
-        unwrap(MASTER, "ACME-002", wrapped)  # a wrapped key is bound to its account
+        unwrap(MASTER, "k2", wrapped)  # a wrapped key is bound to its id
     new_master = os.urandom(32)
-    rewrapped = rewrap(MASTER, new_master, "ACME-001", wrapped)
-    assert open_sealed(unwrap(new_master, "ACME-001", rewrapped), "ACME-001", "name", sealed) == "张伟"
+    rewrapped = rewrap(MASTER, new_master, "k1", wrapped)
+    assert open_sealed(unwrap(new_master, "k1", rewrapped), "name", sealed) == "张伟"
     with pytest.raises(SealError):
-        unwrap(MASTER, "ACME-001", rewrapped)  # the old master key opens nothing new
+        unwrap(MASTER, "k1", rewrapped)  # the old master key opens nothing new
 
 
 @pytest.mark.parametrize(("text", "says"), [("not base64!", "not base64"),

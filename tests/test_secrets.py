@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from harness import serving
+from sealed import MASTER_KEY_TEXT
 from test_cli import dunning
 from test_serve import NOW, SECRET, _send
 
@@ -32,9 +33,10 @@ def test_long_running_commands_refuse_to_start_without_a_strong_key(command: lis
 def test_a_plain_http_public_url_is_warned_about() -> None:
     from worker.settings import Settings, require_secrets
 
-    settings = Settings.from_env({"DUNNING_SECRET_KEY": SECRET, "DUNNING_PUBLIC_URL": "http://billing.example.com"})
+    keys = {"DUNNING_SECRET_KEY": SECRET, "DUNNING_MASTER_KEY": MASTER_KEY_TEXT}
+    settings = Settings.from_env({**keys, "DUNNING_PUBLIC_URL": "http://billing.example.com"})
     assert any("https" in warning for warning in require_secrets(settings))
-    secure = Settings.from_env({"DUNNING_SECRET_KEY": SECRET, "DUNNING_PUBLIC_URL": "https://billing.example.com"})
+    secure = Settings.from_env({**keys, "DUNNING_PUBLIC_URL": "https://billing.example.com"})
     assert require_secrets(secure) == []
 
 
@@ -85,3 +87,19 @@ def test_smtp_credentials_come_from_the_settings() -> None:
     settings = Settings.from_env({"DUNNING_SMTP_USERNAME": "relay-user", "DUNNING_SMTP_PASSWORD": "hunter2"})
     assert (settings.smtp_username, settings.smtp_password) == ("relay-user", "hunter2")
     assert "hunter2" not in repr(settings), "secrets stay out of repr (and so out of logs)"
+
+
+def test_deploy_files_require_the_master_key_and_purge_daily() -> None:
+    import yaml
+
+    root = Path(__file__).parent.parent / "deploy"
+    assert "${DUNNING_MASTER_KEY:?" in (root / "compose.yaml").read_text()
+    for name in ("worker.yaml", "serve.yaml", "records-purge.yaml"):
+        manifest = (root / "kubernetes" / name).read_text()
+        assert "name: DUNNING_MASTER_KEY" in manifest and "optional: false" in manifest, name
+    cron = yaml.safe_load((root / "kubernetes" / "records-purge.yaml").read_text())
+    assert cron["kind"] == "CronJob" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    [container] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == ["dunning", "records", "purge"]
+    assert "ExecStart=/opt/dunning/bin/dunning records purge" in (root / "systemd/dunning-records-purge.service"
+                                                                   ).read_text()

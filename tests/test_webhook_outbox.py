@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 from fakes.webhooks import DROP, Receiver
+from sealed import MASTER_KEY
 from sqlalchemy import select
 
 from worker.contact_log import Claim, ContactLog
@@ -246,7 +247,7 @@ def test_the_cli_says_where_webhooks_stand_and_resumes_a_stopped_endpoint(tmp_pa
 
     url = f"sqlite:///{tmp_path}/dunning.db"
     env = {"DUNNING_DATABASE_URL": url, "DUNNING_WEBHOOK_URL": receiver.url, "DUNNING_WEBHOOK_SECRET": SECRET}
-    log = ContactLog.open(url).migrate()
+    log = ContactLog.open(url, MASTER_KEY).migrate()
     log.collect(receiver.url, NOW)
     sent(log, "INV-1")
     sent(log, "INV-2")

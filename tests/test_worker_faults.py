@@ -74,7 +74,7 @@ def stack() -> Iterator[tuple[Stack, ContactLog, Scripted]]:
     directory = Path(tempfile.mkdtemp(prefix="dunning-faults-"))
     mail = Scripted(directory / "mail")
     stack = Stack(directory, smtp_handler=mail).start()
-    log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"]).migrate()
+    log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"], stack.master_key).migrate()
     stack.set_clock(WEDNESDAY_10)
     yield stack, log, mail
     stack.stop()

@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from worker.contact_log.sealing import parse_master_key
 from worker.messages.render import SHIPPED_DIR, Sender
 from worker.webhooks.signing import parse_secret
 
@@ -46,6 +45,7 @@ class Settings:
     webhook_url: str | None = field(default=None, repr=False)  # the billing system's endpoint (may hold a token)
     webhook_secret: bytes | None = field(default=None, repr=False)  # from DUNNING_WEBHOOK_SECRET (whsec_...)
     master_key: bytes | None = field(default=None, repr=False)  # DUNNING_MASTER_KEY: wraps the accounts' keys
+    retention_years: int = 6  # the house's: business debts' records kept this long after the last activity
     claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
     health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
     stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
@@ -95,6 +95,7 @@ class Settings:
             webhook_url=_webhook_url(get("DUNNING_WEBHOOK_URL"), get("DUNNING_WEBHOOK_SECRET")),
             webhook_secret=_webhook_secret(get("DUNNING_WEBHOOK_SECRET"), get("DUNNING_WEBHOOK_URL")),
             master_key=_master_key(get("DUNNING_MASTER_KEY")),
+            retention_years=_whole(get("DUNNING_RETENTION_YEARS"), "DUNNING_RETENTION_YEARS") or cls.retention_years,
             claim_lease=timedelta(seconds=_rate(get("DUNNING_CLAIM_LEASE_S"), "DUNNING_CLAIM_LEASE_S")
                                   or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
@@ -127,6 +128,11 @@ def require_secrets(settings: Settings) -> list[str]:
     if len(key) < MIN_SECRET_CHARS:
         raise ConfigError(f"DUNNING_SECRET_KEY has {len(key)} characters; at least {MIN_SECRET_CHARS} are needed "
                           "(a random value, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    if settings.master_key is None:
+        raise ConfigError("DUNNING_MASTER_KEY is not set: personal data (addresses, names, the jobs' JSON) is "
+                          "sealed at rest under it. Set it to 32 random bytes in base64, e.g. `python3 -c 'import "
+                          "base64, os; print(base64.b64encode(os.urandom(32)).decode())'`, the same for every worker "
+                          "and server, and keep it apart from the database's backups.")
     warnings = []
     if not settings.public_url.startswith("https://"):
         warnings.append(f"DUNNING_PUBLIC_URL is {settings.public_url}: unsubscribe links and Twilio callbacks "
@@ -155,6 +161,8 @@ def _rate(value: str | None, name: str) -> float | None:
 
 
 def _master_key(value: str | None) -> bytes | None:
+    from worker.contact_log.sealing import parse_master_key  # here: the contact log's vault imports this module
+
     if value is None:
         return None
     try:

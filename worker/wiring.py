@@ -38,7 +38,7 @@ def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> Con
     """The contact log. With `migrate` (`dunning worker`, `serve`, `migrate`), its schema
     is brought up to date; otherwise, with `check`, it must be (`SchemaError` says to
     migrate) — nothing else writes the schema. Without either, nothing connects yet."""
-    opened = ContactLog.open(settings.database_url)
+    opened = ContactLog.open(settings.database_url, settings.master_key)
     if migrate:
         return opened.migrate()
     if check:

@@ -7,6 +7,7 @@ and the page of its first message to docs/."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="dunning-shots-"))
     subprocess.run([str(Path(sys.executable).parent / "dunning"), "demo"], cwd=scratch, check=True,
                    stdout=subprocess.DEVNULL)
-    log = ContactLog.open(f"sqlite:///{scratch / 'var/demo/dunning.db'}").migrate()
+    log = ContactLog.open(f"sqlite:///{scratch / 'var/demo/dunning.db'}",
+                           base64.b64decode((scratch / "var/demo/master.key").read_text())).migrate()
     log.add_user("demo.reader", "compliance", PASSWORD, datetime.now(UTC), by="screenshots")
     with log.engine.connect() as conn:
         invoice = conn.execute(select(events.c.invoice_id).where(events.c.invoice_id.is_not(None))

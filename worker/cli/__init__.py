@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sys
 
-from worker.cli import events, jobs, keys, local, log, profiles, run, templates, users, webhooks
+from worker.cli import events, jobs, keys, local, log, profiles, records, run, templates, users, webhooks
 from worker.cli.app import app
 from worker.cli.common import err
 
-__all__ = ["app", "events", "jobs", "keys", "local", "log", "main", "profiles", "run", "templates",
+__all__ = ["app", "events", "jobs", "keys", "local", "log", "main", "profiles", "records", "run", "templates",
            "users", "webhooks"]
 
 

@@ -18,3 +18,6 @@ webhooks_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 app.add_typer(webhooks_app, name="webhooks")
 users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="People of the console (/console).")
 app.add_typer(users_app, name="users")
+records_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Records: legal holds, erasure, purge, subject-access exports, the master key.")
+app.add_typer(records_app, name="records")

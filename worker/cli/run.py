@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from worker.cli.app import app
 from worker.cli.common import err, long_running, out
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.contact_log import ContactLog
 
 
 @app.command()
@@ -46,11 +49,7 @@ def worker(
     settings = long_running()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(threadName)s] "
                                                    "[%(name)s] [%(levelname)s] %(message)s")
-    try:
-        log = wiring.log(settings, migrate=True)  # migrate once, before the workers start
-    except Exception as error:  # the database away at start: say so; systemd/Kubernetes start us again
-        err.print(f"not starting: the contact log is unavailable ({type(error).__name__})", markup=False)
-        raise typer.Exit(3) from None
+    log = _opened(settings)  # migrated once, before the workers start
     child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
                               "--threads", str(threads), "--queues", QUEUE], preexec_fn=_die_with_parent)
     stop = threading.Event()
@@ -80,6 +79,26 @@ def worker(
     raise typer.Exit(code or (child_code if child_code and child_code > 0 else 0))
 
 
+def _opened(settings: Settings) -> ContactLog:
+    """The log for `worker` and `serve`: migrated, its keys opened by the master key (exit 2
+    if they do not open: another key), older rows given blind indexes; exit 3 while the
+    database is away (systemd or Kubernetes start us again)."""
+    from worker import wiring
+    from worker.settings import ConfigError
+
+    try:
+        log = wiring.log(settings, migrate=True)
+        log.vault.check()
+        log.vault.index_legacy()
+    except ConfigError as error:  # the master key missing, or not this log's
+        err.print(f"not starting: {error}", markup=False)
+        raise typer.Exit(2) from None
+    except Exception as error:  # the database away at start: say so; systemd/Kubernetes start us again
+        err.print(f"not starting: the contact log is unavailable ({type(error).__name__})", markup=False)
+        raise typer.Exit(3) from None
+    return log
+
+
 def _die_with_parent() -> None:
     """In the dramatiq child: be sent SIGTERM if `dunning worker` dies (even by SIGKILL),
     so no worker process runs on orphaned, without its dispatcher (Linux)."""
@@ -107,11 +126,7 @@ def serve(
     settings = long_running()
     if not settings.twilio_auth_token:
         err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
-    try:
-        log = wiring.log(settings, migrate=True)
-    except Exception as error:  # the database away at start: say so; systemd/Kubernetes start us again
-        err.print(f"not starting: the contact log is unavailable ({type(error).__name__})", markup=False)
-        raise typer.Exit(3) from None
+    log = _opened(settings)
     app_ = create_app(log, settings, wiring.clock(settings).now)
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
 

@@ -18,6 +18,7 @@ from worker.contact_log.keys import ApiKey, KeyBook, KeyProblem
 from worker.contact_log.kinds import Event
 from worker.contact_log.people import PeopleBook, Person, PersonProblem
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
+from worker.contact_log.records import RecordBook
 from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, SchemaError, storable
@@ -25,7 +26,7 @@ from worker.contact_log.timeline import Timelines
 from worker.contact_log.webhooks import WebhookBook
 
 
-class ContactLog(KeyBook, WebhookBook, PeopleBook, JobBook, IdempotencyBook, Queries, Search, Timelines,
+class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, JobBook, IdempotencyBook, Queries, Search, Timelines,
                  FactReads):
     """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`,
     the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`),

@@ -22,12 +22,14 @@ from worker.contact_log.kinds import (
     FACT_KINDS,
     AccountStatus,
     DeliveryStatus,
+    ErasureStatus,
     InvoiceStatus,
     JobStatus,
     Kind,
     SuppressionStatus,
 )
 from worker.contact_log.schema import deliveries, events
+from worker.contact_log.vault import Vault
 
 FACTS_LOOKBACK = timedelta(days=40)  # longer than any cap's period
 # What a delivery's latest status says about the attempt, for caps and escalation.
@@ -45,7 +47,7 @@ _ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.c
              .join(events, events.c.id == _LATEST_EVENT)
              .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
 _ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
-          | events.c.address.in_(bindparam("addresses", expanding=True)))
+          | events.c.address_index.in_(bindparam("addresses", expanding=True)))
 _HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail, events.c.occurred_at,
                       events.c.error_code, events.c.address, events.c.job_id)
                .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
@@ -63,8 +65,9 @@ class Known:
     mark: int
     invoice_id: str
     account_id: str
-    addresses: tuple[str, ...]
+    addresses: tuple[str, ...]  # the blind indexes of the job's addresses (`vault.py`)
     cancelled: bool = False  # the billing system cancelled this job (`DELETE /v1/jobs/{id}`)
+    erased: bool = False  # the account's personal data was erased (`dunning records erase`)
 
 
 def changed_since(conn: Connection, known: Known) -> bool:
@@ -78,6 +81,7 @@ class FactReads:
     """The log's reads for `decide` (mixed into `ContactLog`)."""
 
     engine: Engine
+    vault: Vault
 
     def facts_for(self, account_id: str, invoice_id: str, job_id: str, now: datetime,
                   addresses: Iterable[str] = ()) -> Facts:
@@ -89,7 +93,7 @@ class FactReads:
     def known(self, account_id: str, invoice_id: str, job_id: str, now: datetime,
               addresses: Iterable[str] = ()) -> Known:
         """`facts_for`, with the mark that `claim` checks against."""
-        wanted = tuple(a.casefold() for a in addresses)  # Zhang@X and zhang@x are one person's mailbox
+        wanted = tuple(self.vault.indexes(addresses))  # Zhang@X and zhang@x are one person's mailbox
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
         state: dict[str, Any] = {"paid": False, "written_off": False, "disputed": False, "promised_until": None,
@@ -98,7 +102,7 @@ class FactReads:
         invalid: set[str] = set()
         media: set[Any] = set()
         payments: list[Payment] = []
-        cancelled = False
+        cancelled = erased = False
         with self.engine.connect() as conn:
             mark = int(conn.execute(_MARK).scalar_one())
             for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
@@ -107,11 +111,14 @@ class FactReads:
                 if row.job_id == job_id and _unfinished(row.status, row.channel):
                     continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
                 outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
-                attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage,
-                                  at=row.claimed_at, outcome=outcome, address=row.recipient)  # type: ignore[arg-type]
+                attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage, at=row.claimed_at,
+                                  outcome=outcome,  # type: ignore[arg-type]
+                                  address=self.vault.open("recipient", row.recipient, conn))
                 attempts.extend([attempt] * max(1, int(row.claims or 1)))  # a resend is a contact too
             for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
                                                         "addresses": list(wanted)}):  # in order: the last word wins
+                if event_row.kind == Kind.SUPPRESSION:
+                    event_row = _Opened(self.vault.open_row(event_row._mapping, conn))  # type: ignore[assignment]
                 detail = event_row.detail or {}
                 if event_row.kind == Kind.INVOICE and event_row.invoice_id == invoice_id:
                     if event_row.status == InvoiceStatus.PAYMENT:
@@ -123,16 +130,25 @@ class FactReads:
                     apply_suppression(event_row, detail, opted_out, invalid, media)
                 elif event_row.kind == Kind.JOB and event_row.job_id == job_id:
                     cancelled = cancelled or event_row.status == JobStatus.CANCELLED
+                elif event_row.kind == Kind.ERASURE:
+                    erased = erased or event_row.status == ErasureStatus.ERASED
         facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
                       suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
                       attempts=tuple(attempts), payments=tuple(payments))
-        return Known(facts, mark, invoice_id, account_id, wanted, cancelled)
+        return Known(facts, mark, invoice_id, account_id, wanted, cancelled, erased)
 
     def suppressed(self, address: str) -> bool:
         """Whether nothing may be sent to `address` now (opted out, or proven invalid)."""
         with self.engine.connect() as conn:
-            opted_out, invalid = suppressions(conn, address)
+            opted_out, invalid = suppressions(conn, self.vault, address)
         return bool(opted_out | invalid)
+
+
+class _Opened:
+    """A row opened by the vault, read by attribute like the row it came from."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
 
 
 def _unfinished(status: str, channel: str) -> bool:
@@ -142,13 +158,15 @@ def _unfinished(status: str, channel: str) -> bool:
         status == DeliveryStatus.UNKNOWN and channel == "email")
 
 
-def suppressions(conn: Connection, address: str) -> tuple[set[str], set[str]]:
+def suppressions(conn: Connection, vault: Vault, address: str) -> tuple[set[str], set[str]]:
     """(opted out, proven invalid): the address, in each set it is in now."""
     opted_out: set[str] = set()
     invalid: set[str] = set()
-    for row in conn.execute(select(events.c.status, events.c.detail, events.c.error_code, events.c.address)
-                            .where(events.c.kind == Kind.SUPPRESSION, events.c.address == address.casefold())
-                            .order_by(events.c.id)):
+    mark = vault.index(address, conn)
+    for found in conn.execute(select(events.c.status, events.c.detail, events.c.error_code, events.c.address)
+                              .where(events.c.kind == Kind.SUPPRESSION, events.c.address_index == mark)
+                              .order_by(events.c.id)):
+        row: Any = _Opened(vault.open_row(found._mapping, conn))
         apply_suppression(row, row.detail or {}, opted_out, invalid, set())
     return opted_out, invalid
 

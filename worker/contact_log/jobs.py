@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from worker.contact_log.schema import jobs
+from worker.contact_log.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class JobBook:
     """Intake's reads and writes of the jobs table (mixed into `ContactLog`)."""
 
     engine: Engine
+    vault: Vault
     _take: Any  # INSERT ... ON CONFLICT (job_id) DO NOTHING RETURNING job_id (`store.Store`)
 
     def accept_job(self, job_id: str, invoice_id: str, account_id: str, payload: str, now: datetime) -> bool:
@@ -65,7 +67,8 @@ class JobBook:
             if fresh:
                 inserted = set(conn.execute(self._take, [
                     {"job_id": r.job_id, "invoice_id": r.invoice_id, "account_id": r.account_id,
-                     "payload": r.payload, "received_at": now, "parent_id": r.parent_id} for r in fresh]).scalars())
+                     "payload": self._sealed(conn, r), "received_at": now, "parent_id": r.parent_id}
+                    for r in fresh]).scalars())
                 taken.extend(r.job_id for r in fresh if r.job_id in inserted)
                 duplicates.extend(r.job_id for r in fresh if r.job_id not in inserted)
             for job_id, queued_at in known.items():
@@ -74,9 +77,12 @@ class JobBook:
                     continue
                 row = wanted[job_id]
                 conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.queued_at.is_(None))
-                             .values(payload=row.payload, received_at=now, parent_id=row.parent_id))
+                             .values(payload=self._sealed(conn, row), received_at=now, parent_id=row.parent_id))
                 taken.append(job_id)
         return taken, duplicates
+
+    def _sealed(self, conn: Any, row: JobRow) -> str:
+        return self.vault.seal(conn, ("account", row.account_id), "payload", row.payload)
 
     def mark_queued(self, job_ids: Iterable[str], now: datetime) -> None:
         """These jobs are on the queue (or in the agenda) now: accepted for good."""
@@ -99,7 +105,7 @@ class JobBook:
         """Jobs recorded before `before` and never queued, registrations and plain jobs
         (a cadence step goes with its registration): what the reconciler queues."""
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
+            return [self.vault.open_row(r._mapping) for r in conn.execute(
                 select(jobs.c.job_id, jobs.c.payload, jobs.c.received_at)
                 .where(jobs.c.queued_at.is_(None), jobs.c.received_at < before, jobs.c.parent_id.is_(None))
                 .order_by(jobs.c.received_at).limit(limit))]
@@ -108,7 +114,7 @@ class JobBook:
         """A job as intake recorded it (ids, JSON, when received and queued), or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
-        return dict(row._mapping) if row is not None else None
+        return self.vault.open_row(row._mapping) if row is not None else None
 
     def invoice_jobs(self, invoice_id: str) -> list[dict[str, Any]]:
         """The jobs accepted for an invoice (its registration and its steps), oldest first."""

@@ -27,6 +27,9 @@ class Kind(StrEnum):
     WEBHOOK = "webhook"  # one attempt to tell the billing system something (`WebhookStatus`)
     USER = "user"  # a person of the console added, disabled, given a new password (`UserStatus`)
     ACCESS = "access"  # who signed in or out, or looked at or exported whose record (`AccessStatus`)
+    HOLD = "hold"  # a legal hold placed on or released from an account or an invoice (`HoldStatus`)
+    ERASURE = "erasure"  # a request to erase an account's personal data, refused or done (`ErasureStatus`)
+    MASTER_KEY = "master-key"  # the master key rotated: every data key re-wrapped (status: rotated)
 
 
 class DeliveryStatus(StrEnum):
@@ -101,7 +104,23 @@ class AccessStatus(StrEnum):
     VERIFIED = "verified"  # the chain recomputed
 
 
-FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION, Kind.JOB)  # the events that change what `decide` may do
+class HoldStatus(StrEnum):
+    """detail: who (`by`) and why (`reason`)."""
+
+    PLACED = "placed"
+    RELEASED = "released"
+
+
+class ErasureStatus(StrEnum):
+    """detail: who (`by`), why (`reason`); refused: until when and by which rule; erased:
+    what was destroyed and removed."""
+
+    REFUSED = "refused"  # within retention or under a hold: kept (and contact ceased)
+    ERASED = "erased"  # the account's keys destroyed: its personal data unreadable for good
+
+
+# The events that change what `decide` may do (an erasure: that jobs from before it are dropped).
+FACT_KINDS = (Kind.INVOICE, Kind.ACCOUNT, Kind.SUPPRESSION, Kind.JOB, Kind.ERASURE)
 CLOSING = (InvoiceStatus.PAID, InvoiceStatus.WRITTEN_OFF)  # an invoice these close has nothing more to collect
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from worker.contact_log import chain
 from worker.contact_log.kinds import CLOSING, DeliveryStatus, InvoiceStatus, Kind
 from worker.contact_log.schema import dead_letters, deliveries, events, jobs, template_versions
+from worker.contact_log.vault import Vault
 
 _DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindparam("delivery_id"))
                     .order_by(events.c.id.desc()).limit(1))
@@ -62,6 +63,7 @@ class Queries:
     """The log's reads (mixed into `ContactLog`)."""
 
     engine: Engine
+    vault: Vault
 
     def delivery(self, key: str) -> Delivery | None:
         """A delivery with its latest status."""
@@ -96,8 +98,8 @@ class Queries:
             select(events.c.status, events.c.detail).where(events.c.delivery_id == row.id,
                                                            events.c.kind == Kind.DELIVERY).order_by(events.c.id))
             if (r.detail or {}).get("callback")]
-        return ProviderDelivery(row.id, row.job_id, row.invoice_id, row.account_id, row.channel, row.recipient,
-                                tuple(applied))
+        return ProviderDelivery(row.id, row.job_id, row.invoice_id, row.account_id, row.channel,
+                                self.vault.open("recipient", row.recipient, conn), tuple(applied))
 
     def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
         """The account an invoice belongs to, from the jobs accepted for it."""
@@ -160,7 +162,7 @@ class Queries:
             query = query.where(events.c.job_id == job)
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                yield dict(row._mapping)
+                yield self.vault.open_row(row._mapping)
 
 
 def _counted(rows: Iterable[Any], progress: Callable[[int], None]) -> Iterator[Any]:

@@ -61,7 +61,8 @@ deliveries = Table(
     Column("invoice_id", String(200), nullable=False),
     Column("account_id", String(200), nullable=False),
     Column("channel", String(10), nullable=False),
-    Column("recipient", String(320), nullable=False),
+    Column("recipient", Text, nullable=False),  # sealed (`vault.py`)
+    Column("recipient_index", String(64)),  # its blind index: outside the chain, cleared by erasure
     Column("stage", String(64)),
     Column("template", String(200)),
     Column("template_version", String(64)),
@@ -72,7 +73,7 @@ deliveries = Table(
     Index("ix_deliveries_account_time", "account_id", "claimed_at"),
     Index("ix_deliveries_invoice_time", "invoice_id", "claimed_at"),
     Index("ix_deliveries_job", "job_id"),
-    Index("ix_deliveries_recipient", "recipient"),  # the console's search by address
+    Index("ix_deliveries_recipient_index", "recipient_index"),  # the console's search by address
 )
 
 events = Table(
@@ -91,10 +92,11 @@ events = Table(
     Column("detail", JSON),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
-    Column("address", String(320)),  # the address an opt-out or invalid-address event is about
+    Column("address", Text),  # the address an opt-out or invalid-address event is about, sealed
     Column("digest", String(64)),  # the hash chain (`worker.contact_log.chain`)
+    Column("address_index", String(64)),  # the address's blind index: outside the chain, cleared by erasure
     Index("ix_events_delivery", "delivery_id", "id"),
-    Index("ix_events_address", "address", "id"),
+    Index("ix_events_address_index", "address_index", "id"),
     Index("ix_events_provider_id", "provider_message_id"),
     Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
     Index("ix_events_account_time", "account_id", "occurred_at"),
@@ -127,10 +129,20 @@ dead_letters = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(200)),
     Column("origin", String(100), nullable=False),
+    Column("account_id", String(200)),  # when the payload names one: erasure removes its dead letters
     Column("reason", Text, nullable=False),
     Column("payload", Text, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Index("ix_dead_letters_time", "received_at"),
+    Index("ix_dead_letters_account", "account_id"),
+)
+
+data_keys = Table(  # a data key per account (or per address named without one), wrapped by the master key
+    "data_keys", metadata,
+    Column("key_id", String(32), primary_key=True),  # named in every value sealed under it
+    Column("account_id", String(200), unique=True),
+    Column("address_index", String(64), unique=True),  # an address's own key: events with no account
+    Column("wrapped", Text, nullable=False),  # `sealing.wrap`; deleted by erasure, which is the point
 )
 
 
@@ -229,9 +241,12 @@ def open_engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """WAL keeps readers and the writer apart; NORMAL sync is crash-safe per transaction in WAL."""
+    """WAL keeps readers and the writer apart; NORMAL sync is crash-safe per transaction in WAL.
+    secure_delete overwrites what is deleted: an erased account's key must not linger in
+    the file's free pages."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")

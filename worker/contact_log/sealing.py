@@ -1,17 +1,15 @@
-"""Personal data sealed at rest, one key per account (issue 14, first piece: the keys).
+"""Personal data sealed at rest: the cryptography (AES-256-GCM), nothing about storage.
 
-A master key (`DUNNING_MASTER_KEY`: 32 random bytes, base64) wraps a data key per
-account; the data key seals that account's personal values with AES-256-GCM. Each
-sealed value is bound to its account and to what it is (the associated data), so a
-ciphertext moved to another account or field does not open. Destroying an account's
-wrapped key makes everything sealed under it unreadable for good — erasure without
-touching the hash chain, which covers the ciphertexts. Rotating the master key
-re-wraps the account keys only; no sealed value changes.
+A master key (`DUNNING_MASTER_KEY`: 32 random bytes, base64) wraps data keys; a data key
+seals one owner's personal values — an account's, or an address's when an event names
+an address and no account (an opt-out texted from a number). Each sealed value names
+its key (`sealed:v1:KEY_ID:` + base64url(nonce ‖ ciphertext ‖ tag)) and is bound to that
+key and to the field it is (the associated data), so it opens only as what it was
+written as. Destroying a data key makes everything sealed under it unreadable for good
+— erasure without touching the hash chain, which covers the ciphertexts. Rotating the
+master key re-wraps the data keys only; no sealed value changes.
 
-Wire format of a sealed value: `v1.` + base64url(nonce ‖ ciphertext ‖ tag). Of a
-wrapped key: the same, sealed under the master key with the account id as associated
-data. This module holds the cryptography; where keys and values are stored, and who
-may read them, is the log's (the next pieces of issue 14).
+Where keys live and who may open values is `vault.py`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-VERSION = "v1."
+PREFIX = "sealed:v1:"
 _NONCE = 12
 
 
@@ -45,41 +43,57 @@ def parse_master_key(text: str) -> bytes:
 
 def _seal(key: bytes, plain: bytes, about: bytes) -> str:
     nonce = os.urandom(_NONCE)
-    return VERSION + base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plain, about)).decode()
+    return base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plain, about)).decode()
 
 
 def _open(key: bytes, sealed: str, about: bytes) -> bytes:
-    if not sealed.startswith(VERSION):
-        raise SealError("not a sealed value")
     try:
-        raw = base64.urlsafe_b64decode(sealed[len(VERSION):])
+        raw = base64.urlsafe_b64decode(sealed)
         return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], about)
     except (InvalidTag, binascii.Error, ValueError):
-        raise SealError("does not open: altered, moved to another account or field, or under another key") from None
+        raise SealError("does not open: altered, moved to another field, or under another key") from None
 
 
-def new_account_key() -> bytes:
+def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def wrap(master: bytes, account_id: str, account_key: bytes) -> str:
-    """An account's data key, sealed under the master key, bound to the account."""
-    return _seal(master, account_key, b"account-key:" + account_id.encode())
+def new_key_id() -> str:
+    return os.urandom(8).hex()
 
 
-def unwrap(master: bytes, account_id: str, wrapped: str) -> bytes:
-    return _open(master, wrapped, b"account-key:" + account_id.encode())
+def wrap(master: bytes, key_id: str, data_key: bytes) -> str:
+    """A data key, sealed under the master key, bound to its id."""
+    return _seal(master, data_key, b"data-key:" + key_id.encode())
 
 
-def rewrap(old_master: bytes, new_master: bytes, account_id: str, wrapped: str) -> str:
-    """The same account key under a new master key (rotation: no sealed value changes)."""
-    return wrap(new_master, account_id, unwrap(old_master, account_id, wrapped))
+def unwrap(master: bytes, key_id: str, wrapped: str) -> bytes:
+    return _open(master, wrapped, b"data-key:" + key_id.encode())
 
 
-def seal(account_key: bytes, account_id: str, field: str, value: str) -> str:
-    """`value` sealed for `account_id`'s `field` (e.g. `recipient`, `payload`)."""
-    return _seal(account_key, value.encode("utf-8", "surrogatepass"), f"{account_id}\x00{field}".encode())
+def rewrap(old_master: bytes, new_master: bytes, key_id: str, wrapped: str) -> str:
+    """The same data key under a new master key (rotation: no sealed value changes)."""
+    return wrap(new_master, key_id, unwrap(old_master, key_id, wrapped))
 
 
-def open_sealed(account_key: bytes, account_id: str, field: str, sealed: str) -> str:
-    return _open(account_key, sealed, f"{account_id}\x00{field}".encode()).decode("utf-8", "surrogatepass")
+def is_sealed(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def key_id_of(sealed: str) -> str:
+    """The id of the key a sealed value was sealed under."""
+    if not is_sealed(sealed):
+        raise SealError("not a sealed value")
+    return sealed[len(PREFIX):].partition(":")[0]
+
+
+def seal(data_key: bytes, key_id: str, field: str, value: str) -> str:
+    """`value` sealed as `field` (e.g. `recipient`, `payload`) under the data key `key_id`."""
+    about = f"{key_id}\x00{field}".encode()
+    return f"{PREFIX}{key_id}:" + _seal(data_key, value.encode("utf-8", "surrogatepass"), about)
+
+
+def open_sealed(data_key: bytes, field: str, sealed: str) -> str:
+    key_id = key_id_of(sealed)
+    body = sealed[len(PREFIX) + len(key_id) + 1:]
+    return _open(data_key, body, f"{key_id}\x00{field}".encode()).decode("utf-8", "surrogatepass")

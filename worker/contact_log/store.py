@@ -15,6 +15,8 @@ transaction (the worker's group commit, `writer.py`); otherwise it commits on it
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -31,6 +33,7 @@ from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
 from worker.contact_log.schema import dead_letters, deliveries, events, jobs, open_engine, template_versions
+from worker.contact_log.vault import Vault
 
 # Built once: statements built per call cost more in SQLAlchemy than the insert itself.
 _INSERT_EVENT = insert(events)
@@ -102,16 +105,19 @@ def _row(event: Event, now: datetime) -> dict[str, Any]:
 class Store:
     """The log's writes (mixed into `ContactLog`); safe to share between threads."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, master_key: bytes | None = None) -> None:
         self.engine = engine
+        self.vault = Vault(engine, master_key)  # personal values sealed as written, opened as read
         self._claim = _insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
         self._take = _insert_or_nothing(engine.dialect.name, jobs, "job_id")
         self._kept: set[str] = set()  # template versions known to be stored already
 
     @classmethod
-    def open(cls, url: str) -> Self:
-        """Open the log at a SQLAlchemy URL. The schema is left as it is (`migrate`)."""
-        return cls(open_engine(url))
+    def open(cls, url: str, master_key: bytes | None = None) -> Self:
+        """Open the log at a SQLAlchemy URL. The schema is left as it is (`migrate`).
+        Without `master_key` (`DUNNING_MASTER_KEY`), personal values read `[sealed]` and
+        none can be written; the chain verifies either way."""
+        return cls(open_engine(url), master_key)
 
     def migrate(self) -> Self:
         """Bring the schema up to date (Alembic); safe when several processes start at once."""
@@ -169,6 +175,7 @@ class Store:
         else:
             self.lock(conn)
             previous = conn.execute(_CHAIN_HEAD).scalar() or chain.GENESIS
+        values = self.vault.seal_event(conn, values)  # the chain covers the ciphertexts
         linked = chain.digest(previous, values, delivery)
         conn.execute(_INSERT_EVENT, {**values, "digest": linked})
         conn.info["chain"] = (transaction, linked)
@@ -201,8 +208,9 @@ class Store:
                                            detail=dict(decision)), now))
             if known is not None and changed_since(c, known):
                 return None
-            row = {**{k: v for k, v in vars(claim).items() if k != "message"}, "reasons": list(claim.reasons),
-                   "rules": list(claim.rules), "zones": list(claim.zones), "claimed_at": now}
+            row = self.vault.seal_delivery(c, {
+                **{k: v for k, v in vars(claim).items() if k != "message"}, "reasons": list(claim.reasons),
+                "rules": list(claim.rules), "zones": list(claim.zones), "claimed_at": now})
             delivery_id = c.execute(self._claim, row).scalar()
             if delivery_id is None:
                 existing = find_delivery(c, claim.delivery_key)
@@ -244,7 +252,7 @@ class Store:
         Checked and recorded under the log's write lock, so two STOP replies handled at
         once by two processes record one opt-out and earn one confirmation."""
         with self.locked() as conn:
-            opted_out, _invalid = suppressions(conn, address)
+            opted_out, _invalid = suppressions(conn, self.vault, address)
             if opted_out:
                 return False
             self.suppress(account_id, address, channel, reason, now, conn=conn, by=by)
@@ -276,13 +284,31 @@ class Store:
             self._kept.add(source.version)
 
     def dead_letter(self, origin: str, reason: str, payload: str, now: datetime, job_id: str | None = None,
-                    conn: Connection | None = None) -> None:
+                    conn: Connection | None = None, account_id: str | None = None) -> None:
         """Keep a rejected or failed job with the reason: never silently dropped, whatever its
-        bytes (a NUL or a lone surrogate, which no database stores, is kept escaped)."""
+        bytes (a NUL or a lone surrogate, which no database stores, is kept escaped). Kept
+        plain — it may name no account to seal under — and removed when its account is erased."""
+        account_id = account_id or account_named(payload)
         with self._in(conn) as c:
             c.execute(insert(dead_letters).values(job_id=storable(job_id)[:200] if job_id else None,
+                                                  account_id=storable(account_id)[:200] if account_id else None,
                                                   origin=storable(origin)[:100], reason=storable(reason),
                                                   payload=storable(payload), received_at=now))
+
+
+_ACCOUNT_ID = re.compile(r'"account_id"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
+
+
+def account_named(payload: str) -> str | None:
+    """The account a payload names (a job, or a queue message holding one), however broken
+    the rest of it is: so that erasing the account finds its dead letters."""
+    found = _ACCOUNT_ID.search(payload)
+    if found is None:
+        return None
+    try:
+        return str(json.loads(f'"{found.group(1)}"'))
+    except ValueError:
+        return found.group(1)
 
 
 def storable(text: str) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, or_, select
 
 from worker.contact_log.kinds import Kind
 from worker.contact_log.schema import deliveries, events, jobs, template_versions
+from worker.contact_log.vault import Vault
 
 PAGE = 200
 
@@ -27,6 +28,7 @@ class Timelines:
     """The console's timeline reads (mixed into `ContactLog`)."""
 
     engine: Engine
+    vault: Vault
 
     def timeline(self, *, account: str | None = None, invoice: str | None = None, kinds: tuple[str, ...] = (),
                  channel: str | None = None, since: datetime | None = None, until: datetime | None = None,
@@ -53,7 +55,7 @@ class Timelines:
         if before is not None:
             query = query.where(events.c.id < before)
         with self.engine.connect() as conn:
-            rows = [dict(row._mapping) for row in conn.execute(query)]
+            rows = [self.vault.open_row(row._mapping) for row in conn.execute(query)]
         older = rows[limit - 1]["id"] if len(rows) > limit else None
         return Page(rows[:limit], older)
 
@@ -67,7 +69,7 @@ class Timelines:
                 .where(about).order_by(jobs.c.received_at, jobs.c.job_id).limit(limit))]
 
     def delivery_record(self, delivery_id: int) -> DeliveryRecord | None:
-        return delivery_record(self.engine, delivery_id)
+        return delivery_record(self.engine, self.vault, delivery_id)
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,12 @@ class DeliveryRecord:
     sources: list[tuple[str, str, str]]  # (name, version, source) of the versions it used
 
 
-def delivery_record(engine: Engine, delivery_id: int) -> DeliveryRecord | None:
+def delivery_record(engine: Engine, vault: Vault, delivery_id: int) -> DeliveryRecord | None:
     with engine.connect() as conn:
         row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
         if row is None:
             return None
-        found = [dict(r._mapping) for r in conn.execute(
+        found = [vault.open_row(r._mapping) for r in conn.execute(
             select(events).where(events.c.delivery_id == delivery_id).order_by(events.c.id))]
         claimed = next((e for e in found if e["kind"] == Kind.DELIVERY and e["status"] == "claimed"), None)
         decision = None
@@ -100,5 +102,6 @@ def delivery_record(engine: Engine, delivery_id: int) -> DeliveryRecord | None:
         versions = list((message or {}).get("templates") or ([row.template_version] if row.template_version else []))
         sources = [(r.name, r.version, r.source) for r in conn.execute(
             select(template_versions).where(template_versions.c.version.in_(versions)))] if versions else []
-        payload = conn.execute(select(jobs.c.payload).where(jobs.c.job_id == row.job_id)).scalar()
-    return DeliveryRecord(dict(row._mapping), found, decision, message, payload, sources)
+        payload = vault.open("payload", conn.execute(select(jobs.c.payload)
+                                                     .where(jobs.c.job_id == row.job_id)).scalar())
+    return DeliveryRecord(vault.open_row(row._mapping), found, decision, message, payload, sources)

@@ -213,7 +213,7 @@ class WebhookBook(Store):
             ids = list(conn.execute(_LEASE, {"now": now, "limit": limit, "until": now + lease_for}).scalars())
             if not ids:
                 return []
-            return [Pending(**row) for row in conn.execute(_DUE, {"ids": ids}).mappings()]
+            return [Pending(**self.vault.open_row(row, conn)) for row in conn.execute(_DUE, {"ids": ids}).mappings()]
 
     def record_attempts(self, attempts: Sequence[Attempt], now: datetime, url: str) -> None:
         """Each attempt's outcome on its row and, chained, in the log; a 410 stops the

@@ -81,6 +81,7 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
     for item in parsed:
         (valid.append(item.job) if item.job is not None else rejected.append(item))
     try:
+        valid = _not_erased(log, valid, now, result)
         for item in rejected:
             log.dead_letter(f"intake {item.where}".strip(), "; ".join(item.errors), item.raw, now, item.job_id)
             result.rejected.append(item)
@@ -115,6 +116,20 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
     result.accepted = len(plain)
     result.accepted_ids = [job.job_id for job in valid if job.job_id in taken]
     return result
+
+
+def _not_erased(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> list[Job]:
+    """Refuse a job accepted before its account was erased (a replay would bring the
+    person back): rejected with the reason, kept as a dead letter without its content.
+    A new job for the account is new data, and starts a new key."""
+    erased = log.erased_jobs(job.job_id for job in jobs) if jobs else {}
+    for job in jobs:
+        if job.job_id in erased:
+            reason = (f"job_id: {job.job_id} was accepted before account {erased[job.job_id]} was erased; a replayed "
+                      "job is refused so as not to bring back erased data (send new jobs with new job ids)")
+            log.dead_letter("intake", reason, "[withheld: the account was erased]", now, job.job_id)
+            result.rejected.append(Parsed("intake", None, "", job_id=job.job_id, errors=[reason]))
+    return [job for job in jobs if job.job_id not in erased]
 
 
 def _take(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> tuple[set[str], list[str]]:

@@ -7,6 +7,7 @@ real on one machine with no credentials. The worker itself runs as a separate pr
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import subprocess
@@ -39,6 +40,7 @@ class Stack:
         self.smtp: Controller | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.secret_key = secrets.token_urlsafe(32)  # this stack's own: never a published one
+        self.master_key = _own_master_key(directory)
 
     def start(self) -> Stack:
         self.redis.start()
@@ -65,6 +67,7 @@ class Stack:
             "DUNNING_PUBLIC_URL": "http://127.0.0.1:8000",
             "DUNNING_ESCALATION_EMAIL": "supervisor@example.com",
             "DUNNING_SECRET_KEY": self.secret_key,
+            "DUNNING_MASTER_KEY": base64.b64encode(self.master_key).decode(),
         }
 
     def set_clock(self, moment: datetime) -> None:
@@ -114,3 +117,14 @@ class Stack:
         self.sandbox.stop()
         self.broker.close()
         self.redis.stop()
+
+
+def _own_master_key(directory: Path) -> bytes:
+    """The stack's master key (base64), made once and kept beside its database: the log
+    sealed under it stays readable when the stack starts again (`make demo` twice)."""
+    path = directory / "master.key"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+        path.chmod(0o600)
+    return base64.b64decode(path.read_text().strip())

@@ -94,6 +94,9 @@ class Pipeline:
             known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
             if known.cancelled:  # the billing system took it back (DELETE /v1/jobs/...): logged there
                 return Handled("skipped", job.job_id)
+            if known.erased and s.log.erased_jobs([job.job_id]):  # its person was erased since it was queued
+                logger.info("dropped %s: its account was erased after it was accepted", job.job_id)
+                return Handled("skipped", job.job_id)
             balance = self.balance(job, known.facts)
             facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
             decision = decide(job, now, facts, s.profiles[job.profile])

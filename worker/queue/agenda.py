@@ -178,6 +178,16 @@ class Agenda:
         held = {p.decode() if isinstance(p, bytes) else str(p) for p in parked}
         return [m for m, score in zip(members, scores, strict=True) if score is not None or m in held]
 
+    def erase_account(self, account_id: str, invoice_ids: Iterable[str]) -> int:
+        """Drop every entry of the account's invoices, and any other entry whose job names
+        the account (an erasure: no plain copy of the person left here); how many."""
+        removed = sum(len(self.cancel_invoice(invoice_id)) for invoice_id in invoice_ids)
+        named = [f'"account_id": {json.dumps(account_id, ensure_ascii=False)}'.encode(),
+                 f'"account_id": {json.dumps(account_id)}'.encode()]
+        stray = [key.decode() for key, value in self.client.hscan_iter(self.payload_key)
+                 if any(needle in value for needle in named)]
+        return removed + self.cancel(stray)
+
     def hold_invoice(self, invoice_id: str, until: datetime) -> list[str]:
         """Move the invoice's entries due before `until` to `until` (a promise to pay); their ids."""
         return _ids(self._hold(keys=self._invoice_keys(invoice_id), args=[_millis(until)]))

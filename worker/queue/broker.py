@@ -8,6 +8,7 @@ thousands at once, so they pipeline dramatiq's own dispatch script (the same cal
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import uuid4
@@ -162,3 +163,23 @@ def backlog(broker: RedisBroker) -> int:
     for name in (QUEUE, dq_name(QUEUE)):
         total += int(broker.client.hlen(f"{broker.namespace}:{name}.msgs"))
     return total
+
+
+def forget_dead_messages(broker: RedisBroker, account_id: str) -> int:
+    """Delete the messages naming an account from dramatiq's dead-letter queues (kept
+    there for days, with the job in plain text): an erasure leaves no copy in Redis.
+    Live messages are left to run: the worker drops a job whose account was erased."""
+    client = broker.client
+    needles = [f'"account_id":{json.dumps(account_id)}'.encode(), f'"account_id": {json.dumps(account_id)}'.encode(),
+               f'"account_id":{json.dumps(account_id, ensure_ascii=False)}'.encode()]
+    removed = 0
+    for raw_key in client.scan_iter(match=f"{broker.namespace}:*.XQ.msgs", count=500):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        ids = [message_id for message_id, body in client.hscan_iter(key) if any(n in body for n in needles)]
+        if ids:
+            with client.pipeline() as pipe:
+                pipe.hdel(key, *ids)
+                pipe.zrem(key.removesuffix(".msgs"), *ids)
+                pipe.execute()
+            removed += len(ids)
+    return removed

@@ -16,28 +16,38 @@ import json
 import logging
 import math
 import re
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import redis
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from worker import wiring
 from worker.contact_log import EXPORT_FIELDS, ContactLog, KeyProblem, PersonProblem, for_export, to_json_line
 from worker.contact_log.keys import SCOPES, parse_scopes
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
+from worker.contact_log.search import normalised
 from worker.http.console.pages import HEADERS, LANDING, page
-from worker.http.console.reproduce import reproduce
 from worker.http.console.session import FORM_COOKIE, Cookies, same
 from worker.http.console.verifier import Verifier
 from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
 from worker.masking import mask
+from worker.policy import profiles
+from worker.queue.agenda import Agenda
+from worker.records import access
+from worker.records.erasure import Records, RecordsError
+from worker.records.reproduce import reproduce
 from worker.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -62,6 +72,14 @@ class _Answered(APIRoute):
                 return page("error.html", 500, title="Something went wrong",
                             message="An unexpected error; it is logged on the server.")
         return answered
+
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _safe(text: str) -> str:
+    """A subject as a file name: letters, digits, dots and dashes."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:80] or "export"
 
 
 def address_of(request: Request) -> str:
@@ -102,8 +120,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return wrap
 
     def note_access(session: Session, request: Request, status: AccessStatus, **what: Any) -> None:
-        log.record(Event(Kind.ACCESS, status, detail={"user": session.user.name, "address": address_of(request),
-                                                      **what}), now())
+        """Record who looked at what. A search for an address is filed under that address,
+        so the query is sealed with the person's data and erased with it."""
+        searched = normalised(str(what.get("search") or ""))
+        about = searched if "@" in searched or searched.startswith("+") else None
+        log.record(Event(Kind.ACCESS, status, address=about,
+                         detail={"user": session.user.name, "address": address_of(request), **what}), now())
 
     @routes.get("/static/console.css")
     async def stylesheet() -> Response:
@@ -292,6 +314,62 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     async def verify(request: Request, session: Session) -> Response:
         verifier.start(session.user.name, address_of(request))
         return RedirectResponse("/console/verify", status_code=303, headers=HEADERS)
+
+    @cache
+    def records() -> Records:
+        """Records requests, with the agenda and dramatiq's Redis (built on first use)."""
+        return Records(log, Agenda(wiring.redis_for(settings)), wiring.broker(settings), profiles(),
+                       settings.retention_years)
+
+    def records_page(session: Session, status: int = 200, as_of: str = "", **said: Any) -> Response:
+        preview = None
+        if as_of:
+            try:
+                moment = datetime.combine(date.fromisoformat(as_of), time.max, UTC)
+            except ValueError:
+                said["problem"], status = f"As of: {as_of!r} is not a date (YYYY-MM-DD)", 422
+            else:
+                preview = [standing for standing, _ in records().purge(moment, now(), dry_run=True, by="console")]
+        return page("records.html", status, user=session.user, csrf=session.csrf, holds=log.holds(),
+                    erasures=log.erasure_requests(), as_of=as_of, preview=preview,
+                    problem=said.get("problem"), done=said.get("done"))
+
+    @routes.get("/records")
+    @for_role("compliance")
+    async def records_view(request: Request, session: Session) -> Response:
+        return await run_in_threadpool(records_page, session, 200, str(request.query_params.get("as_of") or ""))
+
+    @routes.post("/records/{action:str}")
+    @for_role("compliance")
+    async def records_act(request: Request, session: Session) -> Response:
+        action = request.path_params["action"]
+        form = await request.form()
+        field = {"hold": "target", "release": "target", "erase": "account", "export": "subject"}.get(action)
+        if field is None:
+            raise StarletteHTTPException(404)
+        value, reason = str(form.get(field) or "").strip(), str(form.get("reason") or "")
+        by = f"console:{session.user.name}"
+        try:
+            if action == "export":
+                return await run_in_threadpool(export_records, value, str(form.get("format") or "html"), by)
+            act = {"hold": records().hold, "release": records().release, "erase": records().erase}[action]
+            answer = await run_in_threadpool(act, value, reason, now(), by=by)
+        except (RecordsError, access.NothingHeld) as problem:
+            return records_page(session, 422, problem=str(problem))
+        except _REDIS_DOWN:
+            return records_page(session, 503, problem="Erased in the contact log, but Redis was unavailable: erase "
+                                                      "again to remove its scheduled jobs.")
+        return (records_page(session, done=answer.message) if answer.done
+                else records_page(session, 409, problem=answer.message))
+
+    def export_records(subject: str, format_: str, by: str) -> Response:
+        with tempfile.TemporaryDirectory(prefix="dunning-export-") as folder:
+            done = access.export(log, subject, Path(folder), now(), settings, by=by)
+            name = "report.html" if format_ != "json" else "records.json"
+            body = (done.directory / name).read_bytes()
+        kind = "text/html; charset=utf-8" if name.endswith(".html") else "application/json"
+        return Response(body, media_type=kind, headers={
+            **HEADERS, "Content-Disposition": f'attachment; filename="records-{_safe(subject)}.{name.rsplit(".")[1]}"'})
 
     @routes.get("/escalations")
     @for_role("operator")

@@ -23,7 +23,7 @@ _ENV = Environment(loader=PackageLoader("worker.http.console", "templates"),
                    lstrip_blocks=True)
 
 NAVIGATION = {  # the links each role sees, named for their pages (DESIGN.md § The console)
-    "compliance": (("Search", "/console/search"), ("Verify", "/console/verify")),
+    "compliance": (("Search", "/console/search"), ("Records", "/console/records"), ("Verify", "/console/verify")),
     "operator": (("Escalations", "/console/escalations"),),
     "admin": (("People", "/console/people"), ("API keys", "/console/keys")),
 }

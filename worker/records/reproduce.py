@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from channels.segments import count_segments
 from worker.contact_log.timeline import DeliveryRecord
+from worker.contact_log.vault import ERASED, SEALED
 from worker.jobs.parse import parse_job
 from worker.messages import unsubscribe
 from worker.messages.context import compose
@@ -34,6 +35,9 @@ def reproduce(record: DeliveryRecord, settings: Settings) -> Reproduced:
     delivery, message = record.delivery, record.message or {}
     if record.payload is None:
         return Reproduced(None, None, "the job is no longer kept")
+    if record.payload in (ERASED, SEALED):
+        return Reproduced(None, None, "the person's data was erased" if record.payload == ERASED
+                          else "the job is sealed and DUNNING_MASTER_KEY is not set")
     if not record.sources:
         return Reproduced(None, None, "the template versions it used are not kept")
     parsed = parse_job(json.loads(record.payload), profiles(), "console")
