@@ -274,3 +274,23 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
     exported = [r for r in log.history() if r["kind"] == "access" and r["status"] == "exported"]
     assert [r["detail"].get("search") or r["detail"].get("account") for r in exported] == [
         "zhang.wei@example.com", "ACME-001"]
+
+
+def test_a_queued_job_whose_account_was_erased_meanwhile_is_dropped_unsent(world: Any) -> None:  # noqa: F811
+    from test_pipeline import email_job
+
+    from worker.jobs.parse import parse_job
+    from worker.queue.envelope import envelope_for
+
+    data = email_job()
+    parsed = parse_job(data, profiles()).job
+    assert parsed is not None
+    world.log.accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
+                         json.dumps(data, ensure_ascii=False), NOW)  # accepted and queued...
+    later = NOW + timedelta(days=7 * 365)
+    erased = Records(world.log, None, None, profiles(), 6).erase(parsed.debtor.account_id, "request 81", later,
+                                                                  by="li.na")
+    assert erased.done, erased.message  # ...and erased before a worker took it
+    assert world.handle(dict(envelope_for(parsed))) == "skipped"
+    assert world.mail.messages() == []
+    assert [r["kind"] for r in world.log.history(account=parsed.debtor.account_id)][-1] == "erasure"

@@ -32,7 +32,11 @@ def mask_text(text: str) -> str:
 
 
 def mask(field: str, value: str) -> str:
-    """Mask `value` if `field` names personal data; otherwise return it unchanged."""
+    """Mask `value` if `field` names personal data; otherwise return it unchanged. A
+    placeholder the log gives for a value it cannot show (`[erased]`, `[sealed]`) is no
+    personal data, and shown as it is."""
+    if value.startswith("[") and value.endswith("]"):
+        return value
     if field == "phone" or field == "address" and value.startswith("+"):
         return mask_phone(value)
     if field == "email" or field == "address" and "@" in value:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,7 +18,7 @@ from worker.cli.common import By, err, open_log, out, profiles_or_exit
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from worker.records.erasure import Records
+    from worker.records.erasure import Answer, Records
 
 Reason = Annotated[str, typer.Option("--reason", help="Why: a ticket, the request's reference (kept in the log).")]
 
@@ -54,27 +55,26 @@ def _target_or_exit(records: Records, identifier: str) -> tuple[str, str]:
 def records_hold(identifier: Annotated[str, typer.Argument(metavar="ACCOUNT|INVOICE")], reason: Reason,
                  by: By = None) -> None:
     """Put an account or an invoice on legal hold: nothing of it is erased or purged."""
-    from worker.records.erasure import RecordsError
-
     records = _records()
-    try:
-        answer = records.hold(identifier, reason, datetime.now(UTC), by=_by(by))
-    except RecordsError as error:
-        err.print(str(error), markup=False)
-        raise typer.Exit(1) from None
-    out.print(answer.message, markup=False)
+    _answer(lambda: records.hold(identifier, reason, datetime.now(UTC), by=_by(by)))
 
 
 @records_app.command("release")
 def records_release(identifier: Annotated[str, typer.Argument(metavar="ACCOUNT|INVOICE")],
                     reason: Annotated[str, typer.Option("--reason", help="Why it is released.")] = "",
                     by: By = None) -> None:
-    """Release a legal hold."""
+    """Release a legal hold (exit 1 if there was none)."""
+    records = _records()
+    _answer(lambda: records.release(identifier, reason, datetime.now(UTC), by=_by(by)))
+
+
+def _answer(request: Callable[[], Answer]) -> None:
+    """Carry out a records request: its answer on stdout (done, exit 0) or stderr (refused,
+    exit 1); a request naming nothing the log holds, exit 1."""
     from worker.records.erasure import RecordsError
 
-    records = _records()
     try:
-        answer = records.release(identifier, reason, datetime.now(UTC), by=_by(by))
+        answer = request()
     except RecordsError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(1) from None
@@ -105,20 +105,13 @@ def records_erase(account: Annotated[str, typer.Argument(metavar="ACCOUNT")], re
     """An erasure request: destroy the account's keys, so its personal data is unreadable
     for good (the chain still verifies). Refused (exit 1) within retention or under a
     hold, saying until when and why; a refusal is recorded and ceases contact."""
-    from worker.records.erasure import RecordsError
-
     records = _records(with_redis=True)
     try:
-        answer = records.erase(account, reason, datetime.now(UTC), by=_by(by))
-    except RecordsError as error:
-        err.print(str(error), markup=False)
-        raise typer.Exit(1) from None
+        _answer(lambda: records.erase(account, reason, datetime.now(UTC), by=_by(by)))
     except _redis_errors() as error:
         err.print(f"{account}: erased in the contact log, but Redis was unavailable ({type(error).__name__}): run "
                   "the same command again to remove its scheduled jobs from the agenda", markup=False)
         raise typer.Exit(3) from None
-    (out if answer.done else err).print(answer.message, markup=False)
-    raise typer.Exit(0 if answer.done else 1)
 
 
 @records_app.command("purge")

@@ -29,7 +29,7 @@ from worker.contact_log.kinds import (
     SuppressionStatus,
 )
 from worker.contact_log.schema import deliveries, events
-from worker.contact_log.vault import Vault
+from worker.contact_log.vault import KEY_OF_ACCOUNT, Vault
 
 FACTS_LOOKBACK = timedelta(days=40)  # longer than any cap's period
 # What a delivery's latest status says about the attempt, for caps and escalation.
@@ -51,7 +51,9 @@ _ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_i
 _HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail, events.c.occurred_at,
                       events.c.error_code, events.c.address, events.c.job_id)
                .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
-_MARK = select(func.coalesce(func.max(events.c.id), 0))
+# The newest event's id, and the account's data key read in the same statement (the
+# claim seals with it: read now, not under the log's lock).
+_MARK = select(func.coalesce(func.max(events.c.id), 0), *KEY_OF_ACCOUNT)
 _NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
                 .limit(1))
 
@@ -104,7 +106,9 @@ class FactReads:
         payments: list[Payment] = []
         cancelled = erased = False
         with self.engine.connect() as conn:
-            mark = int(conn.execute(_MARK).scalar_one())
+            mark_row = conn.execute(_MARK, {"key_account": account_id}).one()
+            mark = int(mark_row[0])
+            self.vault.remember(("account", account_id), mark_row[1], mark_row[2], conn)
             for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
                 if row.job_id == job_id and row.status == DeliveryStatus.FAILED:
                     failed_here.add(row.channel)

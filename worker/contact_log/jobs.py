@@ -64,6 +64,7 @@ class JobBook:
                 known.update((row.job_id, row.queued_at) for row in conn.execute(
                     select(jobs.c.job_id, jobs.c.queued_at).where(jobs.c.job_id.in_(ids[start:start + 500]))))
             fresh = [wanted[i] for i in ids if i not in known]
+            self.vault.prepare(conn, {("account", row.account_id) for row in wanted.values()})  # keys at hand, batched
             if fresh:
                 inserted = set(conn.execute(self._take, [
                     {"job_id": r.job_id, "invoice_id": r.invoice_id, "account_id": r.account_id,

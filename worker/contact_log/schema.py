@@ -2,7 +2,8 @@
 
 The schema changes only by migration (`migrations/`, Alembic); `open_engine` never
 changes it. Rows are never updated, except a job's `queued_at` (intake's bookkeeping,
-outside the chain).
+outside the chain) and, at an erasure, what the chain does not cover: the blind-index
+columns and a job's JSON (`vault.Vault.destroy`).
 """
 
 from __future__ import annotations

@@ -41,15 +41,22 @@ def parse_master_key(text: str) -> bytes:
     return key
 
 
-def _seal(key: bytes, plain: bytes, about: bytes) -> str:
+Key = bytes | AESGCM  # a key, or a cipher made from it once and kept (the vault's, for speed)
+
+
+def _cipher(key: Key) -> AESGCM:
+    return key if isinstance(key, AESGCM) else AESGCM(key)
+
+
+def _seal(key: Key, plain: bytes, about: bytes) -> str:
     nonce = os.urandom(_NONCE)
-    return base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plain, about)).decode()
+    return base64.urlsafe_b64encode(nonce + _cipher(key).encrypt(nonce, plain, about)).decode()
 
 
-def _open(key: bytes, sealed: str, about: bytes) -> bytes:
+def _open(key: Key, sealed: str, about: bytes) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(sealed)
-        return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], about)
+        return _cipher(key).decrypt(raw[:_NONCE], raw[_NONCE:], about)
     except (InvalidTag, binascii.Error, ValueError):
         raise SealError("does not open: altered, moved to another field, or under another key") from None
 
@@ -87,13 +94,13 @@ def key_id_of(sealed: str) -> str:
     return sealed[len(PREFIX):].partition(":")[0]
 
 
-def seal(data_key: bytes, key_id: str, field: str, value: str) -> str:
+def seal(data_key: Key, key_id: str, field: str, value: str) -> str:
     """`value` sealed as `field` (e.g. `recipient`, `payload`) under the data key `key_id`."""
     about = f"{key_id}\x00{field}".encode()
     return f"{PREFIX}{key_id}:" + _seal(data_key, value.encode("utf-8", "surrogatepass"), about)
 
 
-def open_sealed(data_key: bytes, field: str, sealed: str) -> str:
+def open_sealed(data_key: Key, field: str, sealed: str) -> str:
     key_id = key_id_of(sealed)
     body = sealed[len(PREFIX) + len(key_id) + 1:]
     return _open(data_key, body, f"{key_id}\x00{field}".encode()).decode("utf-8", "surrogatepass")

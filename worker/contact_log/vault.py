@@ -11,7 +11,8 @@ the ciphertexts — still verifies.
 
 Exact-match lookups (an address's opt-outs, the console's search) use blind indexes:
 HMAC-SHA-256 of the normalised address under an index key (itself wrapped by the
-master key), kept in columns the chain does not cover, so erasure can clear them.
+master key), its first 128 bits in base64url, kept in columns the chain does not
+cover, so erasure can clear them.
 
 Values written before sealing existed are plain and are read as they are. Without the
 master key, values read `[sealed]` and nothing personal can be written (`VaultLocked`):
@@ -23,20 +24,22 @@ stops opening values here within that time.
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import hmac
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, delete, or_, select, update
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Engine, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from worker.contact_log.schema import data_keys, dead_letters, deliveries, events, jobs
 from worker.contact_log.sealing import (
     PREFIX,
+    Key,
     SealError,
     is_sealed,
     key_id_of,
@@ -56,6 +59,15 @@ PERSONAL_COLUMNS = ("recipient", "address", "error_text", "payload")
 PERSONAL_DETAIL = ("address", "from", "to", "body", "note", "search")  # keys of an event's detail
 KEY_TTL_S = 60.0
 _INDEX_KEY_ID = "index"
+# Built once: a statement built per call costs more in SQLAlchemy than the query (a reminder makes one).
+_OWNER_COLUMNS = (("account", data_keys.c.account_id), ("address", data_keys.c.address_index))
+_KEYS_OF = {kind: select(column, data_keys.c.key_id, data_keys.c.wrapped)
+            .where(column.in_(bindparam("owners", expanding=True))) for kind, column in _OWNER_COLUMNS}
+_KEY_OF = {kind: select(column, data_keys.c.key_id, data_keys.c.wrapped).where(column == bindparam("owner"))
+           for kind, column in _OWNER_COLUMNS}  # one owner: no expanding IN to render each time
+# An account's key id and wrapped key as two columns another query can carry (`facts._MARK`: one round trip).
+KEY_OF_ACCOUNT = tuple(select(column).where(data_keys.c.account_id == bindparam("key_account")).scalar_subquery()
+                       for column in (data_keys.c.key_id, data_keys.c.wrapped))
 
 Owner = tuple[str, str]  # ("account", account id) or ("address", the address's blind index)
 
@@ -79,11 +91,12 @@ class Vault:
     def __init__(self, engine: Engine, master: bytes | None) -> None:
         self.engine, self._master = engine, master
         self._index_key: bytes | None = None
-        self._keys: dict[str, tuple[bytes, float]] = {}  # key id → (data key, when read)
+        self._indexed: dict[str, str] = {}  # address → blind index, the last few thousand
+        self._keys: dict[str, tuple[AESGCM, float]] = {}  # key id → (its cipher, when read)
         self._owners: dict[Owner, tuple[str, float]] = {}  # owner → (key id, when read)
         self._lock = threading.Lock()
         module = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert_key = module.insert(data_keys).on_conflict_do_nothing().returning(data_keys.c.key_id)
+        self._insert_key = module.insert(data_keys).on_conflict_do_nothing()
 
     @property
     def unlocked(self) -> bool:
@@ -105,6 +118,9 @@ class Vault:
 
     def index(self, address: str, conn: Connection | None = None) -> str:
         """The blind index of an address (emails compared without case)."""
+        known = self._indexed.get(address)
+        if known is not None:
+            return known
         key = self._index_key
         if key is None:
             if conn is not None:
@@ -112,7 +128,12 @@ class Vault:
             else:
                 with self.engine.begin() as own:
                     key = self._index(own)
-        return hmac.new(key, address.strip().casefold().encode(), hashlib.sha256).hexdigest()
+        digest = hmac.digest(key, address.strip().casefold().encode(), "sha256")
+        mark = base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")  # 128 bits: ample for exact match, short
+        if len(self._indexed) >= 4096:  # a reminder asks for the same addresses several times; no more
+            self._indexed.clear()
+        self._indexed[address] = mark
+        return mark
 
     def indexes(self, addresses: Iterable[str], conn: Connection | None = None) -> list[str]:
         return [self.index(address, conn) for address in addresses]
@@ -145,36 +166,74 @@ class Vault:
             return ("address", self.index(address, conn))
         return None
 
-    def _key_for(self, conn: Connection, owner: Owner) -> tuple[str, bytes]:
+    def _key_for(self, conn: Connection, owner: Owner) -> tuple[str, Key]:
         """The owner's data key, made (in the caller's transaction) when it has none. A key
-        made in a transaction is not remembered until it is read again after commit."""
-        master = self._require()
+        made in a transaction is not remembered beyond it until it is read after commit."""
+        found: tuple[str, Key] | None = self._remembered(owner) or _made_here(conn).get(owner)
+        if found is not None:
+            return found
+        self.prepare(conn, [owner])
+        return _made_here(conn).get(owner) or self._remembered(owner) or self._key_for(conn, owner)
+
+    def remember(self, owner: Owner, key_id: str | None, wrapped: str | None, conn: Connection) -> None:
+        """Keep a key another query read (`KEY_OF_ACCOUNT`) in memory, unless it is already,
+        was made in this transaction, or none was read (no master key: nothing to open)."""
+        if key_id is None or wrapped is None or self._master is None or self._remembered(owner) is not None:
+            return
+        if key_id in _made_ids(conn):
+            return
+        cipher, now = AESGCM(self._unwrap(key_id, wrapped)), time.monotonic()
+        with self._lock:
+            self._owners[owner] = (key_id, now)
+            self._keys[key_id] = (cipher, now)
+
+    def _remembered(self, owner: Owner) -> tuple[str, Key] | None:
         now = time.monotonic()
         remembered = self._owners.get(owner)
         if remembered is not None and now - remembered[1] < KEY_TTL_S:
             kept = self._keys.get(remembered[0])
             if kept is not None and now - kept[1] < KEY_TTL_S:
                 return remembered[0], kept[0]
-        column = data_keys.c.account_id if owner[0] == "account" else data_keys.c.address_index
-        row = conn.execute(select(data_keys.c.key_id, data_keys.c.wrapped).where(column == owner[1])).first()
-        new_here = _made_here(conn)
-        if row is None:
-            self._still_master(conn)
-            key_id, key = new_key_id(), new_data_key()
-            made = conn.execute(self._insert_key, {
-                "key_id": key_id, "wrapped": wrap(master, key_id, key),
-                "account_id": owner[1] if owner[0] == "account" else None,
-                "address_index": owner[1] if owner[0] == "address" else None}).scalar()
-            if made is not None:
-                new_here.add(key_id)
-                return key_id, key
-            row = conn.execute(select(data_keys.c.key_id, data_keys.c.wrapped).where(column == owner[1])).one()
-        key = self._unwrap(row.key_id, row.wrapped)
-        if row.key_id not in new_here:
-            with self._lock:
-                self._owners[owner] = (row.key_id, now)
-                self._keys[row.key_id] = (key, now)
-        return row.key_id, key
+        return None
+
+    def prepare(self, conn: Connection, owners: Iterable[Owner], *, make: bool = True) -> None:
+        """Have the owners' keys at hand, in as few statements as there are kinds of owner:
+        read what exists (remembered), make what does not (with `make`: intake's batch, in
+        its transaction; without it, a read before the log's lock is taken)."""
+        if self._master is None and not make:
+            return
+        master = self._require()
+        wanted = {owner for owner in owners if self._remembered(owner) is None and owner not in _made_here(conn)}
+        for kind in ("account", "address"):
+            ids = sorted(owner_id for owner_kind, owner_id in wanted if owner_kind == kind)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                found = {row[0]: (row[1], row[2]) for row in (
+                    conn.execute(_KEY_OF[kind], {"owner": chunk[0]}) if len(chunk) == 1
+                    else conn.execute(_KEYS_OF[kind], {"owners": chunk}))}
+                now = time.monotonic()
+                for owner_id, (key_id, wrapped) in found.items():
+                    cipher = AESGCM(self._unwrap(key_id, wrapped))
+                    if key_id in _made_ids(conn):
+                        continue
+                    with self._lock:
+                        self._owners[(kind, owner_id)] = (key_id, now)
+                        self._keys[key_id] = (cipher, now)
+                missing = [owner_id for owner_id in chunk if owner_id not in found]
+                if not missing or not make:
+                    continue
+                self._still_master(conn)
+                made = {owner_id: (new_key_id(), new_data_key()) for owner_id in missing}
+                conn.execute(self._insert_key, [  # one statement for the batch; a conflict inserts nothing
+                    {"key_id": key_id, "wrapped": wrap(master, key_id, key),
+                     "account_id": owner_id if kind == "account" else None,
+                     "address_index": owner_id if kind == "address" else None}
+                    for owner_id, (key_id, key) in made.items()])
+                stored = {row[0]: row[1] for row in conn.execute(_KEYS_OF[kind], {"owners": missing})}
+                for owner_id, (key_id, key) in made.items():
+                    if stored.get(owner_id) == key_id:  # ours; else another process made it first: read again
+                        _made_here(conn)[(kind, owner_id)] = (key_id, key)
+                        _made_ids(conn).add(key_id)
 
     def _still_master(self, conn: Connection) -> None:
         """Before a key is made: the master key still opens the log's index key — after a
@@ -199,7 +258,7 @@ class Vault:
         self.forget()
         return len(rows)
 
-    def _key_by_id(self, key_id: str, conn: Connection | None) -> bytes | None:
+    def _key_by_id(self, key_id: str, conn: Connection | None) -> Key | None:
         remembered = self._keys.get(key_id)
         now = time.monotonic()
         if remembered is not None and now - remembered[1] < KEY_TTL_S:
@@ -212,17 +271,18 @@ class Vault:
                 wrapped = own.execute(query).scalar()
         if wrapped is None:
             return None
-        key = self._unwrap(key_id, wrapped)
-        if conn is None or key_id not in _made_here(conn):
+        cipher = AESGCM(self._unwrap(key_id, wrapped))
+        if conn is None or key_id not in _made_ids(conn):
             with self._lock:
-                self._keys[key_id] = (key, now)
-        return key
+                self._keys[key_id] = (cipher, now)
+        return cipher
 
     def forget(self) -> None:
         """Drop every key kept in memory (after an erasure in this process)."""
         with self._lock:
             self._keys.clear()
             self._owners.clear()
+            self._indexed.clear()
 
     # -- sealing ---------------------------------------------------------------------
 
@@ -249,9 +309,18 @@ class Vault:
                              for k, v in detail.items()}
         return row
 
+    def seal_ahead(self, owner: Owner, field: str, value: str) -> str | None:
+        """`value` sealed with a key already in memory (None if it is not): work done before
+        the log's lock is taken rather than under it."""
+        found = self._remembered(owner)
+        return seal(found[1], found[0], field, value) if found is not None else None
+
     def seal_delivery(self, conn: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
-        """A delivery row as stored: the recipient sealed under the account's key, and indexed."""
+        """A delivery row as stored: the recipient sealed under the account's key, and indexed
+        (unless `Store.sealed` did it before the lock)."""
         sealed = dict(row)
+        if is_sealed(row["recipient"]) and row.get("recipient_index"):
+            return sealed
         recipient = str(row["recipient"])
         sealed["recipient_index"] = self.index(recipient, conn)
         sealed["recipient"] = self.seal(conn, ("account", str(row["account_id"])), "recipient", recipient)
@@ -329,12 +398,20 @@ class Vault:
                     break
         return done
 
-def _made_here(conn: Connection) -> set[str]:
-    """Key ids made in `conn`'s current transaction (not to be remembered before it commits)."""
-    transaction = conn.get_transaction()
-    held: tuple[Any, set[str]] | None = conn.info.get("vault")
-    if held is None or held[0] is not transaction:
-        held = (transaction, set())
-        conn.info["vault"] = held
-    return held[1]
+def _made_here(conn: Connection) -> dict[Owner, tuple[str, bytes]]:
+    """Keys made in `conn`'s current transaction, by owner (not to be remembered beyond it
+    before it commits: a rollback takes them back)."""
+    return _in_transaction(conn)[0]
 
+
+def _made_ids(conn: Connection) -> set[str]:
+    return _in_transaction(conn)[1]
+
+
+def _in_transaction(conn: Connection) -> tuple[dict[Owner, tuple[str, bytes]], set[str]]:
+    transaction = conn.get_transaction()
+    held: tuple[Any, dict[Owner, tuple[str, bytes]], set[str]] | None = conn.info.get("vault")
+    if held is None or held[0] is not transaction:
+        held = (transaction, {}, set())
+        conn.info["vault"] = held
+    return held[1], held[2]

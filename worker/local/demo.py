@@ -108,5 +108,6 @@ def _where(console: Console, directory: Path, stack: Stack) -> None:
     texts, calls = stack.sandbox.sent("Messages"), stack.sandbox.sent("Calls")
     console.print(f"emails: {len(emails)} in {directory / 'mail'}  (open any .eml in a mail client)")
     console.print(f"texts:  {len(texts)} and calls: {len(calls)} in {directory / 'twilio'}  (Twilio sandbox outbox)")
-    console.print(f"contact log: {directory / 'dunning.db'}  "
-                  f"(DUNNING_DATABASE_URL=sqlite:///{directory / 'dunning.db'} dunning log show)")
+    console.print(f"contact log: {directory / 'dunning.db'}, personal data sealed under {directory / 'master.key'}  "
+                  f"(DUNNING_DATABASE_URL=sqlite:///{directory / 'dunning.db'} "
+                  f"DUNNING_MASTER_KEY=$(cat {directory / 'master.key'}) dunning log show)")

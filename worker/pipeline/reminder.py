@@ -218,6 +218,7 @@ class Pipeline:
                                "today": local_day(job.debtor, decision.at).isoformat(),
                                "balance": None if balance == job.invoice.amount_due else str(balance)})
         detail = decision.to_json()
+        claim = s.log.sealed(claim)  # the recipient sealed here, not under the log's lock
         delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, known=known, conn=c))
         if delivery is None:
             return "changed"  # paid, opted out... while this was being prepared
