@@ -98,10 +98,6 @@ class Vault:
         module = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_key = module.insert(data_keys).on_conflict_do_nothing()
 
-    @property
-    def unlocked(self) -> bool:
-        return self._master is not None
-
     def _require(self) -> bytes:
         if self._master is None:
             raise VaultLocked("DUNNING_MASTER_KEY is not set: personal data is sealed at rest under it "
