@@ -63,10 +63,18 @@ def main() -> None:
         page.screenshot(path=docs / "console-timeline.png", full_page=True)
         page.get_by_role("link", name="View message").first.click()
         page.screenshot(path=docs / "console-message.png", full_page=True)
+        page.goto(f"{url}/console/records")
+        page.get_by_label("Account or invoice to hold").fill(invoice)
+        page.get_by_label("Reason for the hold").fill("dispute in court, case 2026-114")
+        page.get_by_role("button", name="Place hold").click()
+        page.get_by_label("As of (YYYY-MM-DD)").fill("2033-01-01")
+        page.get_by_role("button", name="Preview purge").click()
+        page.screenshot(path=docs / "console-records.png", full_page=True)
         browser.close()
     server.should_exit = True
     shutil.rmtree(scratch, ignore_errors=True)
-    print(f"docs/console-timeline.png and docs/console-message.png: invoice {invoice} of the demo's log")
+    print(f"docs/console-timeline.png, console-message.png and console-records.png: invoice {invoice} of the "
+          "demo's log")
 
 
 if __name__ == "__main__":
