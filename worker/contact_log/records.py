@@ -122,6 +122,13 @@ class RecordBook(Store):
         return [Debt(invoice, at, frozenset(profiles.get(invoice, every) if invoice else every))
                 for invoice, at in sorted(last.items(), key=lambda item: item[1])]
 
+    def has_account(self, account_id: str) -> bool:
+        """Whether the log names this account (a job or an event): one indexed look each."""
+        with self.engine.connect() as conn:
+            return (conn.execute(select(jobs.c.job_id).where(jobs.c.account_id == account_id).limit(1)).first()
+                    is not None or conn.execute(select(events.c.id).where(events.c.account_id == account_id)
+                                                .limit(1)).first() is not None)
+
     def accounts(self) -> list[str]:
         """Every account the log names, for `purge`."""
         with self.engine.connect() as conn:

@@ -53,7 +53,7 @@ def export(log: ContactLog, subject: str, directory: Path, now: datetime, settin
         accounts, loose = log.about_address(address)
         theirs = {address.casefold()}
     else:
-        if subject not in log.accounts():
+        if not log.has_account(subject):
             raise NothingHeld(f"{subject}: no account with this id, and not an email or a +E.164 phone number")
         accounts, loose = [subject], []
         theirs = {a.casefold() for a in log.addresses_of(subject)}

@@ -19,7 +19,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from schedules.profile import Profile
 from worker.contact_log import ContactLog
-from worker.contact_log.records import Hold
+from worker.contact_log.records import Debt, Hold
 from worker.queue.agenda import Agenda
 from worker.queue.broker import forget_dead_messages
 from worker.records.retention import Kept, kept_until
@@ -37,6 +37,7 @@ class Standing:
     erased_at: datetime | None
     holds: list[Hold]
     kept: Kept
+    debts: list[Debt]
 
     def erasable(self, now: datetime) -> bool:
         return not self.holds and (self.kept.until is None or self.kept.until <= now)
@@ -72,15 +73,16 @@ class Records:
         identifier = identifier.strip()
         if not identifier:
             raise RecordsError("an account id or an invoice id is needed")
-        if identifier in self.log.accounts():
+        if self.log.has_account(identifier):
             return "account", identifier
         if self.log.account_of(identifier) is not None or self.log.invoice_jobs(identifier):
             return "invoice", identifier
         raise RecordsError(f"{identifier}: no account or invoice with this id in the contact log")
 
-    def standing(self, account_id: str, now: datetime) -> Standing:
+    def standing(self, account_id: str, now: datetime, debts: list[Debt] | None = None) -> Standing:
+        debts = self.log.debts(account_id) if debts is None else debts
         return Standing(account_id, self.log.erased_at(account_id), self.log.holds(account_id),
-                        kept_until(self.log.debts(account_id), self.profiles, self.house_years))
+                        kept_until(debts, self.profiles, self.house_years), debts)
 
     def hold(self, identifier: str, reason: str, now: datetime, *, by: str) -> Answer:
         target, target_id = self.target(identifier)
@@ -98,7 +100,7 @@ class Records:
     def erase(self, account_id: str, reason: str, now: datetime, *, by: str) -> Answer:
         """An erasure request (GDPR Art. 17): done, or refused with when and why."""
         _required_reason(reason)
-        if account_id not in self.log.accounts():
+        if not self.log.has_account(account_id):
             raise RecordsError(f"{account_id}: no account with this id in the contact log")
         standing = self.standing(account_id, now)
         if not standing.erasable(now):
@@ -111,7 +113,7 @@ class Records:
         return self._erase(account_id, reason, now, by, standing)
 
     def _erase(self, account_id: str, reason: str, now: datetime, by: str, standing: Standing) -> Answer:
-        invoices = {debt.invoice_id for debt in self.log.debts(account_id) if debt.invoice_id}
+        invoices = {debt.invoice_id for debt in standing.debts if debt.invoice_id}
         removed = self.log.erase(account_id, reason, now, by=by, rule=standing.kept.rule)
         if self.agenda is not None:
             removed["agenda"] = self.agenda.erase_account(account_id, sorted(invoices))
@@ -129,7 +131,7 @@ class Records:
         due: list[tuple[Standing, Answer | None]] = []
         for account_id in self.log.accounts():
             standing = self.standing(account_id, as_of)
-            last = max((debt.last_activity for debt in self.log.debts(account_id)), default=None)
+            last = max((debt.last_activity for debt in standing.debts), default=None)
             if standing.erased_at is not None and (last is None or last <= standing.erased_at):
                 continue
             if standing.kept.until is None or not standing.erasable(as_of):

@@ -344,7 +344,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     async def records_act(request: Request, session: Session) -> Response:
         action = request.path_params["action"]
         form = await request.form()
-        field = {"hold": "target", "release": "target", "erase": "account", "export": "subject"}.get(action)
+        field = {"hold": "target", "release": "name", "erase": "account", "export": "subject"}.get(action)
         if field is None:
             raise StarletteHTTPException(404)
         value, reason = str(form.get(field) or "").strip(), str(form.get("reason") or "")
