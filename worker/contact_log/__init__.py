@@ -3,7 +3,8 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 
 `ContactLog` is the door. Behind it, one module per part of the record: `schema`
 (tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
-`jobs` (intake's book), `keys` (API keys), `idempotency`, `webhooks`
+`vault` (personal data sealed as written and opened as read, over `sealing`),
+`records` (holds, retention clocks, erasure), `jobs` (intake's book), `keys` (API keys), `idempotency`, `webhooks`
 (what the billing system is to be told, and each attempt), `people` (the console's
 people and sessions), `facts` (rows → what `decide` needs),
 `queries` (what the CLI and the server read), `export`, `chain` (the hash chain's
@@ -28,7 +29,8 @@ from worker.contact_log.webhooks import WebhookBook
 
 class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, JobBook, IdempotencyBook, Queries, Search, Timelines,
                  FactReads):
-    """The log on one database: its writes (`store.Store`, with the API keys: `KeyBook`,
+    """The log on one database: its writes (`store.Store`, personal data through its
+    `vault`; with holds and erasure: `RecordBook`, the API keys: `KeyBook`,
     the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
