@@ -4,6 +4,7 @@ SQLite and PostgreSQL (one stack per test module and database)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -107,7 +108,8 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     yield Harness(stack, log, mail, templates, extra)
     stack.stop()
     log.engine.dispose()
-    shutil.rmtree(directory, ignore_errors=True)
+    if not os.environ.get("DUNNING_KEEP_TEST_DIRS"):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextmanager

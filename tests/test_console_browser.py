@@ -167,3 +167,69 @@ def test_an_admin_manages_people_and_keys_in_the_browser(harness: Harness, chrom
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         accessible(page)
         page.close()
+
+
+def test_operators_edit_check_publish_and_approve_a_template_the_worker_then_sends(
+        harness: Harness, chromium: Browser) -> None:
+    import hashlib
+    import time
+
+    for name in ("sun.li", "zhou.mei"):
+        harness.log.add_user(name, "operator", PASSWORD, WEDNESDAY_10, by="test")
+    harness.stack.set_clock(WEDNESDAY_10)
+    name = "zh-CN/due_day.sms.j2"
+    wording = "【{{ sender.name }}】新措辞：发票{{ invoice.number }}今日到期。{% if opt_out %}{{ opt_out }}{% endif %}"
+    env = {**harness.stack.env(), **harness.worker_env}
+    with serving(harness.log, env, harness.stack.clock.now) as url:
+        page = chromium.new_page()
+        sign_in(page, url, "sun.li")
+        page.get_by_role("link", name="Templates").click()
+        expect(page.get_by_role("heading", name="Templates")).to_be_visible()
+        accessible(page)
+        page.get_by_role("link", name=f"Edit {name}").click()
+        source = page.get_by_label("Template source")
+        expect(source).to_have_value(re.compile("invoice.number"))
+        accessible(page)
+        source.fill(wording)  # the preview follows the typing (the editor's script), no button pressed
+        expect(page.get_by_test_id("text")).to_contain_text("新措辞")
+        expect(page.get_by_test_id("segments")).to_contain_text("UCS-2")
+        page.get_by_label("Amount").fill("88.00")  # the sample debtor changes the preview too
+        expect(page.get_by_test_id("text")).to_contain_text("新措辞")
+        source.fill(wording.replace("今日到期", "今日到期，否则通知公安"))
+        page.get_by_role("button", name="Check").click()
+        expect(page.get_by_text("forbidden phrase '公安'")).to_be_visible()
+        page.get_by_role("button", name="Publish").click()
+        expect(page.get_by_role("alert")).to_contain_text("fails its checks")
+        page.get_by_label("Template source").fill(wording)
+        page.get_by_role("button", name="Save draft").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved as draft")
+        page.get_by_role("button", name="Publish").click()
+        expect(page.get_by_role("status")).to_contain_text("waits for another operator's approval")
+        accessible(page)
+        page.get_by_role("button", name="Sign out").click()
+
+        sign_in(page, url, "zhou.mei")
+        page.goto(f"{url}/console/templates/edit/{name}")
+        expect(page.get_by_role("heading", name="Waiting for approval")).to_be_visible()
+        page.get_by_role("button", name="Approve").click()
+        expect(page.get_by_role("status")).to_contain_text("is live")
+        page.get_by_text(re.compile(r"^Diff of #")).first.click()
+        expect(page.locator("pre.diff").first).to_contain_text("新措辞")
+
+        time.sleep(1.2)  # a worker asks for new versions at most once a second
+        job = harness.job("2026-12-02", debtor__phone="+8613900139123")
+        harness.run(job)
+        [text] = harness.texts_to("+8613900139123", job["invoice"]["number"])
+        assert "新措辞" in text["body"]
+        [claimed] = [r for r in harness.log.history(job=job["job_id"]) if r["status"] == "claimed"]
+        assert claimed["template"] == name
+        assert claimed["template_version"] == hashlib.sha256(wording.encode()).hexdigest()
+
+        page.goto(f"{url}/console/templates/edit/{name}")
+        versions = harness.log.template_versions(name)
+        assert [v.state for v in versions] == ["live", "draft", "retired"], "the draft saved is the one published"
+        retired = versions[2]
+        page.get_by_role("button", name=f"Roll back to #{retired.id}").click()
+        expect(page.get_by_role("status")).to_contain_text("waits for another operator's approval")
+        assert harness.log.template_versions(name)[0].note == f"rolled back to #{retired.id}"
+        page.close()

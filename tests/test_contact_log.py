@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 
 from worker.contact_log import Claim, ContactLog, migrations
 from worker.contact_log.kinds import Event, Kind
-from worker.messages.render import TemplateSource
+from worker.messages.sources import TemplateSource
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 
@@ -27,12 +27,12 @@ def claim(key: str = "INV-1/due_day#sms", channel: str = "sms") -> Claim:
 def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
     inspector = inspect(log.engine)
     assert {"deliveries", "events", "template_versions", "dead_letters", "jobs", "api_keys", "idempotency",
-            "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures", "data_keys",
+            "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures", "data_keys", "templates",
             "alembic_version"} <= set(inspector.get_table_names())
     assert {"ix_events_provider_id", "ix_events_account_time", "ix_events_address_index"} <= {
         i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0010" == migrations.head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011" == migrations.head()
     assert {"queued_at", "parent_id"} <= {c["name"] for c in inspector.get_columns("jobs")}
 
 

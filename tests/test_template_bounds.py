@@ -64,9 +64,9 @@ def test_preview_and_check_stop_it_without_a_traceback(templates: Path, tmp_path
     job = tmp_path / "job.json"
     job.write_text(json.dumps(SAMPLE, ensure_ascii=False), encoding="utf-8")
     args = (["templates", "preview", "due_day", "--job", str(job), "--channel", "sms"] if command == "preview"
-            else ["templates", "check"])
+            else ["templates", "check"]) + ["--dir", str(templates)]
     started = time.monotonic()
-    result = dunning(*args, env={"DUNNING_TEMPLATE_DIR": str(templates)})
+    result = dunning(*args)
     assert result.returncode == 1
     assert "zh-CN/due_day.sms.j2:2: rendering took longer than" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

@@ -53,11 +53,12 @@ def test_each_rule_is_enforced(own: Path) -> None:
 def test_the_command_exits_1_on_errors(own: Path) -> None:
     (own / "en-US" / "due_day.voice.j2").write_text("You will go to jail. {{ invoice.number }}")
     dunning = str(Path(sys.executable).parent / "dunning")
-    bad = subprocess.run([dunning, "templates", "check"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "DUNNING_TEMPLATE_DIR": str(own)})
+    bad = subprocess.run([dunning, "templates", "check", "--dir", str(own)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "forbidden phrase 'jail'" in bad.stderr
-    good = subprocess.run([dunning, "templates", "check"], capture_output=True, text=True, timeout=60)
-    assert good.returncode == 0 and "0 error(s)" in good.stdout
+    # No contact log yet: the folder the first worker will import (the shipped one).
+    nowhere = {**os.environ, "DUNNING_DATABASE_URL": f"sqlite:///{own.parent}/none/dunning.db"}
+    good = subprocess.run([dunning, "templates", "check"], capture_output=True, text=True, timeout=60, env=nowhere)
+    assert good.returncode == 0 and "0 error(s)" in good.stdout and str(SHIPPED_DIR) in good.stdout
 
 
 def test_preview_prints_the_message(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ class Settings:
     webhook_secret: bytes | None = field(default=None, repr=False)  # from DUNNING_WEBHOOK_SECRET (whsec_...)
     master_key: bytes | None = field(default=None, repr=False)  # DUNNING_MASTER_KEY: wraps the accounts' keys
     retention_years: int = 6  # the house's: business debts' records kept this long after the last activity
+    template_approvals: int = 2  # people a template version needs to go live: its author, and another (four eyes)
     claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
     health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
     stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
@@ -96,6 +97,7 @@ class Settings:
             webhook_secret=_webhook_secret(get("DUNNING_WEBHOOK_SECRET"), get("DUNNING_WEBHOOK_URL")),
             master_key=_master_key(get("DUNNING_MASTER_KEY")),
             retention_years=_whole(get("DUNNING_RETENTION_YEARS"), "DUNNING_RETENTION_YEARS") or cls.retention_years,
+            template_approvals=_approvals(get("DUNNING_TEMPLATE_APPROVALS")),
             claim_lease=timedelta(seconds=_rate(get("DUNNING_CLAIM_LEASE_S"), "DUNNING_CLAIM_LEASE_S")
                                   or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
@@ -138,6 +140,15 @@ def require_secrets(settings: Settings) -> list[str]:
         warnings.append(f"DUNNING_PUBLIC_URL is {settings.public_url}: unsubscribe links and Twilio callbacks "
                         "should be https (RFC 8058 requires https for one-click unsubscribe)")
     return warnings
+
+
+def _approvals(value: str | None) -> int:
+    if value is None:
+        return 2
+    if value not in ("1", "2"):
+        raise ConfigError(f"DUNNING_TEMPLATE_APPROVALS: {value!r}; 1 (the author publishes alone) or 2 (another "
+                          "person approves) expected")
+    return int(value)
 
 
 def _whole(value: str | None, name: str) -> int | None:

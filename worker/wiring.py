@@ -10,6 +10,7 @@ the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop that made 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import dramatiq
 import redis
@@ -25,6 +26,7 @@ from worker.clock import Clock, RedisClock, SystemClock
 from worker.contact_log import ContactLog
 from worker.contact_log.writer import LogWriter
 from worker.messages.render import Renderer
+from worker.messages.sources import Folder, Published
 from worker.pipeline.services import Services
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
@@ -85,16 +87,33 @@ def channels(settings: Settings) -> dict[str, Channel]:
     return found
 
 
+def seed_templates(settings: Settings, contact_log: ContactLog, now: datetime) -> list[str]:
+    """Templates with no version in the log yet are imported from the folder
+    (`DUNNING_TEMPLATE_DIR`, else the shipped one) as their first, live versions: done as
+    a worker process builds its pipeline and as the console first shows templates. The
+    log, not the folder, is the truth after."""
+    folder = Folder(settings.template_dir)
+    found = {name: source.source for name in folder.names() if (source := folder.get(name)) is not None}
+    return contact_log.seed_templates(found, now, by=f"folder:{settings.template_dir}")
+
+
+def published(contact_log: ContactLog) -> Published:
+    """The templates every worker renders: the log's published versions, a new one noticed within a second."""
+    return Published(contact_log.template_generation, contact_log.live_templates)
+
+
 def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis | None = None,
              at: Clock | None = None, throttle: Throttle | None = None) -> Services:
     """Everything the pipeline works with. `at` and `throttle` replace the configured
     clock and Redis throttle (the simulation's own clock, no rate limits)."""
     client = client if client is not None else redis_for(settings)
+    at = at if at is not None else clock(settings, client)
+    seed_templates(settings, contact_log, at.now())
     return Services(log=contact_log, write=LogWriter(contact_log.engine),
-                    renderer=Renderer(settings.template_dir, settings.default_locale),
+                    renderer=Renderer(published(contact_log), settings.default_locale),
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),
-                    clock=at if at is not None else clock(settings, client), profiles=profiles(), settings=settings)
+                    clock=at, profiles=profiles(), settings=settings)
 
 
 def webhooks(settings: Settings, contact_log: ContactLog, at: Clock, wall: Callable[[], float]) -> Dispatcher | None:

@@ -1,4 +1,11 @@
-"""`dunning templates check|preview`: the operator's message templates."""
+"""`dunning templates check|preview|export|import`: the operator's message templates.
+
+The contact log holds every version; the workers render the published ones. `check`
+and `preview` read those (or a folder given as `--dir`, e.g. a git checkout, or the
+folder itself before the log has any); `export` writes the published versions to a
+folder and `import` puts a folder's changes forward as new versions, through the same
+checks and approvals as the console's editor.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +15,59 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import templates_app
-from worker.cli.common import err, out, parse_now, print_result, profiles_or_exit, read_input
+from worker.cli.common import By, err, open_log, out, parse_now, print_result, profiles_or_exit, read_input
 from worker.jobs.parse import read_jobs
+from worker.messages.sources import Fixed, Folder, Sources, TemplateSource
 from worker.settings import Settings
+
+Dir = Annotated[Path | None, typer.Option("--dir", help="A folder of templates (one subfolder per locale) instead "
+                                                        "of the versions published in the contact log.")]
+
+
+def _sources(settings: Settings, directory: Path | None) -> Sources:
+    """`--dir`; else the log's published versions; else, before the log has any (no
+    worker has started), the folder the first worker will import (`DUNNING_TEMPLATE_DIR`)."""
+    if directory is not None:
+        if not directory.is_dir():
+            err.print(f"--dir: {directory} is not a folder", markup=False)
+            raise typer.Exit(2)
+        return Folder(directory)
+    url = settings.database_url
+    if not (url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()):
+        from worker import wiring
+
+        try:
+            log = wiring.log(settings)
+            published = log.live_templates()
+            log.engine.dispose()
+        except Exception:  # noqa: BLE001 — not migrated, or away: the folder is what a worker would start from
+            published = {}
+        if published:
+            return Fixed([TemplateSource.of(n, s) for n, s in published.items()],
+                         "the templates published in the contact log")
+    return Folder(settings.template_dir)
+
+
+def _stages() -> list[str]:
+    return [s.name for s in profiles_or_exit()["default"].ladder.stages if s.action == "send"]
 
 
 @templates_app.command("check")
-def templates_check() -> None:
+def templates_check(directory: Dir = None) -> None:
     """Render every template with the sample jobs; exit 1 on errors (warnings do not fail)."""
     from worker.jobs.samples import sample_jobs
     from worker.messages.checks import check_templates
     from worker.messages.render import Renderer
 
     settings = Settings.from_env()
-    renderer = Renderer(settings.template_dir, settings.default_locale)
-    stages = [s.name for s in profiles_or_exit()["default"].ladder.stages if s.action == "send"]
-    findings = check_templates(renderer, stages, sample_jobs(), settings.sender)
+    sources = _sources(settings, directory)
+    renderer = Renderer(sources, settings.default_locale)
+    findings = check_templates(renderer, _stages(), sample_jobs(), settings.sender)
     for finding in findings:
         (err if finding.level == "error" else out).print(str(finding), markup=False)
     errors = sum(f.level == "error" for f in findings)
-    out.print(f"{len(renderer.env.list_templates(extensions=['j2']))} template(s) in {settings.template_dir}: "
-              f"{errors} error(s), {len(findings) - errors} warning(s)")
+    out.print(f"{len(sources.names())} template(s) in {sources.where}: {errors} error(s), "
+              f"{len(findings) - errors} warning(s)", markup=False)
     raise typer.Exit(1 if errors else 0)
 
 
@@ -39,6 +78,7 @@ def templates_preview(
     channel: Annotated[str, typer.Option(help="email, sms or voice.")] = "email",
     locale: Annotated[str | None, typer.Option(help="Override the debtor's locale.")] = None,
     now: Annotated[str | None, typer.Option(help="The moment (for days past due); default now.")] = None,
+    directory: Dir = None,
 ) -> None:
     """Print a message as it would be sent."""
     from channels.segments import count_segments
@@ -58,7 +98,7 @@ def templates_preview(
         raise typer.Exit(1)
     the_job = results[0].job
     settings = Settings.from_env()
-    renderer = Renderer(settings.template_dir, settings.default_locale)
+    renderer = Renderer(_sources(settings, directory), settings.default_locale)
     debtor = the_job.debtor
     today = local_day(debtor, parse_now(now))
     address = debtor.email if channel == "email" else debtor.phone
@@ -81,3 +121,72 @@ def templates_preview(
     if message.html is not None:
         out.print(f"\n--- HTML ({message.templates[1].name}) ---\n{message.html}", markup=False)
 
+
+@templates_app.command("export")
+def templates_export(
+    directory: Annotated[Path, typer.Argument(help="The folder to write the published templates to.")],
+) -> None:
+    """Write the published version of every template to a folder (one subfolder per locale),
+    to keep in git; files of the same names are replaced."""
+    log = open_log()
+    published = log.live_templates()
+    for name, source in sorted(published.items()):
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source, encoding="utf-8")
+    out.print(f"{len(published)} published template(s) written to {directory}", markup=False)
+
+
+@templates_app.command("import")
+def templates_import(
+    directory: Annotated[Path, typer.Argument(help="A folder of templates (e.g. written by `export`, then edited).")],
+    by: By = None,
+) -> None:
+    """Put forward each template that differs from its published version: checked as
+    `check` checks, saved, and published — live once another person approves it in the
+    console (DUNNING_TEMPLATE_APPROVALS=2, the default), or at once (1). A template that
+    fails its checks is kept as a draft; exit 1."""
+    import getpass
+
+    from worker.contact_log.templates import TemplateProblem
+    from worker.jobs.samples import sample_jobs
+    from worker.messages.checks import check_draft
+
+    if not directory.is_dir():
+        err.print(f"DIRECTORY: {directory} is not a folder", markup=False)
+        raise typer.Exit(2)
+    from worker import wiring
+
+    settings = Settings.from_env()
+    log = open_log()
+    now = parse_now(None)
+    who = by or f"cli:{getpass.getuser()}"
+    wiring.seed_templates(settings, log, now)  # what a worker would start from: only real changes go forward
+    folder = Folder(directory)
+    published = log.live_templates()
+    changed = [name for name in folder.names() if (found := folder.get(name)) and published.get(name) != found.source]
+    failed = 0
+    for name in changed:
+        source = folder.get(name)
+        assert source is not None
+        findings = check_draft(published, name, source.source, _stages(), sample_jobs(), settings.sender,
+                               settings.default_locale)
+        errors = [f for f in findings if f.level == "error"]
+        try:
+            draft = log.save_template(name, source.source, who, now, note=f"imported from {directory}")
+        except TemplateProblem as problem:
+            err.print(f"{name}: {problem}", markup=False)
+            failed += 1
+            continue
+        if errors:
+            failed += 1
+            for finding in errors:
+                err.print(str(finding), markup=False)
+            err.print(f"{name}: kept as draft #{draft.id}, not published: it fails its checks", markup=False)
+            continue
+        done = log.publish_template(draft.id, who, now, settings.template_approvals)
+        out.print(f"{name}: version #{done.id} " + ("live" if done.state == "live" else
+                                                       "published, waiting for another person's approval"),
+                  markup=False)
+    out.print(f"{len(changed)} changed template(s) in {directory}; {failed} not published", markup=False)
+    raise typer.Exit(1 if failed else 0)

@@ -6,7 +6,7 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 `vault` (personal data sealed as written and opened as read, over `sealing`),
 `records` (holds, retention clocks, erasure), `jobs` (intake's book), `keys` (API keys), `idempotency`, `webhooks`
 (what the billing system is to be told, and each attempt), `people` (the console's
-people and sessions), `facts` (rows → what `decide` needs),
+people and sessions), `templates` (the operator's templates, every version), `facts` (rows → what `decide` needs),
 `queries` (what the CLI and the server read), `export`, `chain` (the hash chain's
 canonical form), `writer` (group commit), `migrations/` (Alembic).
 """
@@ -23,15 +23,16 @@ from worker.contact_log.records import RecordBook
 from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, SchemaError, storable
+from worker.contact_log.templates import TemplateBook
 from worker.contact_log.timeline import Timelines
 from worker.contact_log.webhooks import WebhookBook
 
 
-class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, JobBook, IdempotencyBook, Queries, Search, Timelines,
-                 FactReads):
+class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,
+                 Timelines, FactReads):
     """The log on one database: its writes (`store.Store`, personal data through its
     `vault`; with holds and erasure: `RecordBook`, the API keys: `KeyBook`,
-    the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`),
+    the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`, the templates: `TemplateBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""

@@ -30,6 +30,7 @@ class Kind(StrEnum):
     HOLD = "hold"  # a legal hold placed on or released from an account or an invoice (`HoldStatus`)
     ERASURE = "erasure"  # a request to erase an account's personal data, refused or done (`ErasureStatus`)
     MASTER_KEY = "master-key"  # the master key rotated: every data key re-wrapped (status: rotated)
+    TEMPLATE = "template"  # a template version imported, published or approved (`TemplateStatus`)
 
 
 class DeliveryStatus(StrEnum):
@@ -109,6 +110,14 @@ class HoldStatus(StrEnum):
 
     PLACED = "placed"
     RELEASED = "released"
+
+
+class TemplateStatus(StrEnum):
+    """detail: the template (`name`), its version's number (`id`) and SHA-256 (`version`), who (`by`)."""
+
+    IMPORTED = "imported"  # first versions from a folder: live at once (nothing was live before)
+    PUBLISHED = "published"  # put forward by its author: live once approved (or at once with one approval)
+    APPROVED = "approved"  # a second person agreed: live from now
 
 
 class ErasureStatus(StrEnum):

@@ -220,6 +220,24 @@ sessions = Table(  # a signed-in person's session: the cookie holds the token, t
     Index("ix_sessions_user", "user_name"),
 )
 
+templates = Table(  # the operator's templates, every version: drafts, awaiting approval, live, retired
+    "templates", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),  # zh-CN/due_day.sms.j2, email.html.j2
+    Column("version", String(64), nullable=False),  # the SHA-256 of the source, as deliveries record it
+    Column("source", Text, nullable=False),
+    Column("state", String(20), nullable=False),  # `templates.State`
+    Column("author", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("note", Text),  # imported from a folder, rolled back to a version
+    Column("published_by", String(100)),
+    Column("published_at", UTCDateTime),
+    Column("approved_by", String(100)),
+    Column("approved_at", UTCDateTime),
+    Column("live_seq", Integer, unique=True),  # numbered as it goes live: the workers' cue to read again
+    Index("ix_templates_name", "name", "id"),
+)
+
 sign_in_failures = Table(  # recent failed sign-ins, to slow the next per name and per address
     "sign_in_failures", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -8,7 +8,7 @@ and without the opt-out line, so the longest real values are tried.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from typing import Any, Literal
 from channels.segments import count_segments
 from worker.messages.context import compose
 from worker.messages.render import CHANNELS, Renderer, Sender, TemplateError
+from worker.messages.sources import Fixed, TemplateSource
 
 FORBIDDEN = {
     "zh": ("公安", "法院", "拘留", "黑名单", "坐牢", "判刑", "通缉", "派出所"),
@@ -34,13 +35,23 @@ class Finding:
         return f"{self.level}: {self.template}: {self.message}"
 
 
-def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable[Any], sender: Sender) -> list[Finding]:
+def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable[Any], sender: Sender,
+                    only: str | None = None) -> list[Finding]:
+    """Every template the renderer has, or `only` one (a draft in the console: the same
+    rules, over the messages that template takes part in)."""
     findings: dict[tuple[str, str], Finding] = {}
 
     def add(finding: Finding) -> None:
         findings.setdefault((finding.template, finding.message), finding)
 
+    def concerned(locale: str, stage: str, channel: str) -> bool:
+        if only is None or only == f"{locale}/{stage}.{channel}.j2":
+            return True
+        return channel == "email" and only in ("email.html.j2", f"{locale}/email.html.j2")
+
     for name in renderer.env.list_templates(extensions=["j2"]):
+        if only is not None and name != only:
+            continue
         try:
             renderer.env.get_template(name)
         except Exception as error:  # syntax errors, reported with their line
@@ -59,7 +70,8 @@ def check_templates(renderer: Renderer, stages: Sequence[str], samples: Iterable
         for job in local_jobs:
             for stage in stages:
                 for channel in CHANNELS:
-                    if f"{renderer.locale_for(locale)}/{stage}.{channel}.j2" in stopped:
+                    if not concerned(locale, stage, channel) or \
+                            f"{renderer.locale_for(locale)}/{stage}.{channel}.j2" in stopped:
                         continue
                     for with_opt_out in (False, True):
                         _check_one(renderer, job, locale, stage, channel, with_opt_out, sender, note)
@@ -93,3 +105,15 @@ def _check_one(renderer: Renderer, job: Any, locale: str, stage: str, channel: s
             add(Finding("warning", message.template, f"{segments.parts} SMS segments ({segments.encoding}) with "
                                                      f"sample data; more than {SMS_WARN} cost more and may "
                                                      "arrive out of order"))
+
+
+def check_draft(published: Mapping[str, str], name: str, source: str, stages: Sequence[str], samples: Iterable[Any],
+                sender: Sender, default_locale: str = "en-US") -> list[Finding]:
+    """A draft, checked as `dunning templates check` checks every template, among the
+    published versions it would join: what the console's "Check" and "Publish" and
+    `templates import` run. The draft's own stage is checked even if no profile uses it yet."""
+    versions = [TemplateSource.of(n, s) for n, s in published.items() if n != name] + [TemplateSource.of(name, source)]
+    stage = name.rsplit("/", 1)[-1].split(".")[0]
+    wanted = [*stages, stage] if not name.endswith("email.html.j2") and stage not in stages else list(stages)
+    return check_templates(Renderer(Fixed(versions, "the draft and the published versions"), default_locale),
+                           wanted, samples, sender, only=name)

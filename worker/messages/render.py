@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,7 +35,6 @@ from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import (
     BaseLoader,
-    FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
@@ -47,6 +46,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
+from worker.messages.sources import Fixed, Folder, Sources, TemplateSource
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
 RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
@@ -54,15 +54,6 @@ MAX_OUTPUT = 200_000  # characters a template may produce (and the longest text 
 _MAX_INT_BITS = 4096
 CHANNELS = ("email", "sms", "voice")
 _PARAGRAPHS = re.compile(r"\n\s*\n")
-
-
-@dataclass(frozen=True)
-class TemplateSource:
-    """One template file as it was when used: name, SHA-256 of its source, the source."""
-
-    name: str
-    version: str
-    source: str
 
 
 @dataclass(frozen=True)
@@ -100,32 +91,27 @@ class TemplateError(Exception):
         self.name, self.line, self.message = name, line, message
 
 
-class _VersionedLoader(FileSystemLoader):
-    """Remembers the source of each template as Jinja (re)loads it."""
+class _SourcesLoader(BaseLoader):
+    """Jinja's view of `Sources`; notes the version of each template as it is loaded, and
+    loads it again once its version changes (Jinja's `auto_reload` asks `uptodate`)."""
 
-    def __init__(self, directory: Path) -> None:
-        super().__init__(str(directory))
-        self.sources: dict[str, TemplateSource] = {}
-
-    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
-        source, filename, uptodate = super().get_source(environment, template)
-        digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-        self.sources[template] = TemplateSource(template, digest, source)
-        return source, filename, uptodate
-
-
-class _StoredLoader(BaseLoader):
-    """Template versions as the log kept them (`StoredRenderer`)."""
-
-    def __init__(self, kept: Iterable[TemplateSource]) -> None:
-        self.kept = {source.name: source for source in kept}
+    def __init__(self, sources: Sources) -> None:
+        self.found = sources
         self.sources: dict[str, TemplateSource] = {}
 
     def get_source(self, environment: Any, template: str) -> tuple[str, str | None, Callable[[], bool]]:
-        if template not in self.kept:
+        source = self.found.get(template)
+        if source is None:
             raise TemplateNotFound(template)
-        self.sources[template] = self.kept[template]
-        return self.kept[template].source, None, lambda: True
+        self.sources[template] = source
+
+        def uptodate() -> bool:
+            now = self.found.get(template)
+            return now is not None and now.version == source.version
+        return source.source, template, uptodate
+
+    def list_templates(self) -> list[str]:
+        return self.found.names()
 
 
 @dataclass(frozen=True)
@@ -224,22 +210,22 @@ class _Bounded(SandboxedEnvironment):
 class Renderer:
     """Renders a stage's message for a channel and locale from the template folder."""
 
-    def __init__(self, directory: Path = SHIPPED_DIR, default_locale: str = "en-US") -> None:
-        self.directory = directory
+    def __init__(self, templates: Path | Sources = SHIPPED_DIR, default_locale: str = "en-US") -> None:
+        self.templates = Folder(templates) if isinstance(templates, Path) else templates
         self.default_locale = default_locale
-        self.loader: _VersionedLoader | _StoredLoader = _VersionedLoader(directory)
+        self.loader = _SourcesLoader(self.templates)
         self.env = _Bounded(loader=self.loader, undefined=StrictUndefined, auto_reload=True,
                                         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
                                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
         self.env.filters.update(money=_money, date=_date, mask=_mask)
-        self._locales: tuple[int, list[str]] | None = None
+        self._locales: tuple[Hashable, list[str]] | None = None
 
     def locales(self) -> list[str]:
-        """The locale folders; read again only when the folder changes (an operator adds one)."""
-        changed = self.directory.stat().st_mtime_ns
-        if self._locales is None or self._locales[0] != changed:
-            self._locales = (changed, sorted(p.name for p in self.directory.iterdir()
-                                             if p.is_dir() and not p.name.startswith("_")))
+        """The locales templates exist for; found again only when a template is added or removed."""
+        generation = self.templates.generation()
+        if self._locales is None or self._locales[0] != generation:
+            self._locales = (generation, sorted({name.split("/")[0] for name in self.templates.names()
+                                                 if "/" in name}))
         return self._locales[1]
 
     def locale_for(self, wanted: str) -> str:
@@ -281,13 +267,13 @@ class Renderer:
 
     def _layout(self, folder: str) -> str:
         own = f"{folder}/email.html.j2"
-        return own if (self.directory / own).is_file() else "email.html.j2"
+        return own if self.templates.get(own) is not None else "email.html.j2"
 
     def _load(self, name: str) -> Any:
         try:
             return self.env.get_template(name)
         except TemplateNotFound:
-            raise TemplateError(name, None, f"no such template in {self.directory}") from None
+            raise TemplateError(name, None, f"no such template in {self.templates.where}") from None
         except TemplateSyntaxError as error:
             raise TemplateError(name, error.lineno, f"syntax error: {error.message}") from None
         except (RecursionError, MemoryError, SyntaxError, ValueError) as error:  # compiling it took Python past a limit
@@ -380,21 +366,8 @@ def _mask(value: str, field: str = "phone") -> str:
     return mask(field, value)
 
 
-class StoredRenderer(Renderer):
+def stored_renderer(kept: Iterable[TemplateSource], locale: str) -> Renderer:
     """Renders from the template versions a delivery used, as the log kept them — not
-    from the folder, which may have changed since: how the console shows a message as
-    it was sent. `locale` is the folder the message was rendered from."""
-
-    def __init__(self, kept: Iterable[TemplateSource], locale: str) -> None:
-        super().__init__(SHIPPED_DIR, locale)
-        self.loader = _StoredLoader(kept)
-        self.env.loader = self.loader
-
-    def locales(self) -> list[str]:
-        assert isinstance(self.loader, _StoredLoader)
-        return sorted({name.split("/")[0] for name in self.loader.kept if "/" in name})
-
-    def _layout(self, folder: str) -> str:
-        assert isinstance(self.loader, _StoredLoader)
-        own = f"{folder}/email.html.j2"
-        return own if own in self.loader.kept else "email.html.j2"
+    from today's, which may have changed since: how the console shows a message as it
+    was sent. `locale` is the folder the message was rendered from."""
+    return Renderer(Fixed(kept), locale)

@@ -17,7 +17,8 @@ from worker.contact_log.vault import ERASED, SEALED
 from worker.jobs.parse import parse_job
 from worker.messages import unsubscribe
 from worker.messages.context import compose
-from worker.messages.render import Rendered, StoredRenderer, TemplateError, TemplateSource
+from worker.messages.render import Rendered, TemplateError, stored_renderer
+from worker.messages.sources import TemplateSource
 from worker.policy import profiles
 from worker.settings import Settings
 
@@ -51,7 +52,7 @@ def reproduce(record: DeliveryRecord, settings: Settings) -> Reproduced:
     link = (unsubscribe.url(settings.public_url, settings.secret_key or "", job.debtor.account_id, "email",
                             delivery["recipient"]) if delivery["channel"] == "email" else None)
     try:
-        rendered = compose(StoredRenderer(kept, locale), job, delivery["stage"], delivery["channel"], today,
+        rendered = compose(stored_renderer(kept, locale), job, delivery["stage"], delivery["channel"], today,
                            settings.sender, link, balance)
     except TemplateError as error:
         return Reproduced(None, None, f"cannot be rendered again: {error}")

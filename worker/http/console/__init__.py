@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import tempfile
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, time
 from functools import cache
 from pathlib import Path
@@ -38,6 +38,8 @@ from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
 from worker.contact_log.search import normalised
+from worker.http.console import editor
+from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
 from worker.http.console.verifier import Verifier
@@ -51,6 +53,7 @@ from worker.records.reproduce import reproduce
 from worker.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"console.css": "text/css", "editor.js": "text/javascript"}
 logger = logging.getLogger("dunning.console")
 
 
@@ -91,33 +94,8 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
     routes = APIRouter(prefix="/console", include_in_schema=False, route_class=_Answered)
 
-    def current(request: Request) -> Session | None:
-        token = cookies.token(request)
-        return log.session(token, now()) if token else None
-
-    def refused(session: Session, status: int = 403) -> Response:
-        return page("error.html", status, user=session.user, csrf=session.csrf, title="Not for your role",
-                    message=f"This page is not open to the {session.user.role} role.")
-
-    Handler = Callable[[Request, Session], Awaitable[Response]]
-
-    def for_role(role: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-        """A page for one role: no session → sign in; another role → 403; a POST needs the CSRF token."""
-        def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-            async def guarded(request: Request) -> Response:
-                session = current(request)
-                if session is None:
-                    return RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
-                if session.user.role != role:
-                    return refused(session)
-                if request.method == "POST":
-                    form = await request.form()
-                    if not same(session.csrf, form.get("csrf")):
-                        return page("error.html", 403, user=session.user, csrf=session.csrf, title="Form expired",
-                                    message="The form was not this session's (or it expired): open the page again.")
-                return await handler(request, session)
-            return guarded
-        return wrap
+    guard = Guard(log, cookies, now)
+    current, for_role = guard.current, guard
 
     def note_access(session: Session, request: Request, status: AccessStatus, **what: Any) -> None:
         """Record who looked at what. A search for an address is filed under that address,
@@ -127,9 +105,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         log.record(Event(Kind.ACCESS, status, address=about,
                          detail={"user": session.user.name, "address": address_of(request), **what}), now())
 
-    @routes.get("/static/console.css")
-    async def stylesheet() -> Response:
-        return FileResponse(STATIC / "console.css", media_type="text/css", headers=HEADERS)
+    @routes.get("/static/{name:str}")
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            raise StarletteHTTPException(404)
+        return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=HEADERS)
 
     @routes.get("/")
     async def home(request: Request) -> Response:
@@ -435,5 +416,6 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             return keys_page(session, 404, problem=f"No live key is named {name}.")
         return keys_page(session, done=f"{name} revoked: requests with it are refused from now on.")
 
+    editor.add(routes, guard, log, settings, now)
     return routes
 

@@ -12,9 +12,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.responses import HTMLResponse
 
 # No inline script or style, nothing from another origin; messages are shown in
-# sandboxed frames of our own (frame-src 'self'); nobody may frame the console.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-       "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+# sandboxed frames of our own (frame-src 'self'); nobody may frame the console. The
+# editor's script asks for its preview from the same origin (connect-src 'self').
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
            "x-frame-options": "DENY", "cache-control": "no-store", "cross-origin-opener-policy": "same-origin"}
 
@@ -24,7 +25,8 @@ _ENV = Environment(loader=PackageLoader("worker.http.console", "templates"),
 
 NAVIGATION = {  # the links each role sees, named for their pages (DESIGN.md § The console)
     "compliance": (("Search", "/console/search"), ("Records", "/console/records"), ("Verify", "/console/verify")),
-    "operator": (("Escalations", "/console/escalations"),),
+    "operator": (("Templates", "/console/templates"), ("Schedule", "/console/schedule"),
+                 ("Escalations", "/console/escalations"), ("Simulate", "/console/simulate")),
     "admin": (("People", "/console/people"), ("API keys", "/console/keys")),
 }
 LANDING = {"compliance": "/console/search", "operator": "/console/escalations", "admin": "/console/people"}
@@ -36,3 +38,8 @@ def page(template: str, status: int = 200, headers: Mapping[str, str] | None = N
     context["navigation"] = NAVIGATION.get(context["user"].role, ()) if context["user"] else ()
     return HTMLResponse(_ENV.get_template(template).render(**context), status_code=status,
                         headers={**HEADERS, **(headers or {})})
+
+
+def fragment(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """Part of a page (the editor's preview pane, refreshed by its script), with the same headers."""
+    return HTMLResponse(_ENV.get_template(template).render(**context), status_code=status, headers=HEADERS)

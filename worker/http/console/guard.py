@@ -1,0 +1,48 @@
+"""Who may open a console page: `Guard(role)` wraps a handler so that no session leads to
+the sign-in page, another role gets 403, and a POST without this session's CSRF token
+is refused. Every page module (`__init__`, `editor`, `schedule`, ...) guards its routes
+with the one guard the router builds."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from fastapi import Request
+from starlette.responses import RedirectResponse, Response
+
+from worker.contact_log import ContactLog
+from worker.contact_log.people import Session
+from worker.http.console.pages import HEADERS, page
+from worker.http.console.session import Cookies, same
+
+Handler = Callable[[Request, Session], Awaitable[Response]]
+Page = Callable[[Request], Awaitable[Response]]
+
+
+class Guard:
+    def __init__(self, log: ContactLog, cookies: Cookies, now: Callable[[], datetime]) -> None:
+        self.log, self.cookies, self.now = log, cookies, now
+
+    def current(self, request: Request) -> Session | None:
+        token = self.cookies.token(request)
+        return self.log.session(token, self.now()) if token else None
+
+    def __call__(self, role: str) -> Callable[[Handler], Page]:
+        """A page for one role."""
+        def wrap(handler: Handler) -> Page:
+            async def guarded(request: Request) -> Response:
+                session = self.current(request)
+                if session is None:
+                    return RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
+                if session.user.role != role:
+                    return page("error.html", 403, user=session.user, csrf=session.csrf, title="Not for your role",
+                                message=f"This page is not open to the {session.user.role} role.")
+                if request.method == "POST":
+                    form = await request.form()
+                    if not same(session.csrf, form.get("csrf")):
+                        return page("error.html", 403, user=session.user, csrf=session.csrf, title="Form expired",
+                                    message="The form was not this session's (or it expired): open the page again.")
+                return await handler(request, session)
+            return guarded
+        return wrap
