@@ -132,3 +132,21 @@ def test_each_role_has_its_own_pages(console: str) -> None:
     for name in ("Templates", "Schedule", "Escalations", "Simulate"):
         assert f">{name}</a>" in nav
     assert person.post(EDIT, {"action": "publish", "source": "x", "csrf": "forged"}).status_code == 403
+
+
+@pytest.mark.parametrize(("source", "said"), [
+    ("{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}", "rendering took longer"),
+    ("{% for i in range(10**5) %}{{ \"x\" * 100 }}{% endfor %}", "the output passed"),
+    ("{% for i in range(10**6) %}{% endfor %}", "Range too big"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
+    ("{{ lipsum.__globals__['os'].environ }}", "unsafe"),
+    ("{{ self._TemplateReference__context }}", "unsafe"),
+    ("{{ settings.secret_key }}{{ environ }}", "undefined variable"),
+])
+def test_a_hostile_draft_is_stopped_and_reported_never_run(console: str, source: str, said: str) -> None:
+    person = operator(console)
+    for action in ("preview", "check"):
+        shown = person.post(EDIT, {"action": action, "source": source}, csrf_from=EDIT)
+        problems = re.findall(r'class="problem"[^<]*', shown.text)
+        assert shown.status_code == 200 and said in text_of(shown.text), (action, problems)
+        assert ENV["DUNNING_SECRET_KEY"] not in shown.text and "Traceback" not in shown.text
