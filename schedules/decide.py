@@ -55,6 +55,8 @@ class _Deciding:
             return self._end("skip", ["invoice written off"], ["S-WRITTEN-OFF"])
         if facts.disputed:
             return self._end("skip", ["invoice disputed"], ["S-DISPUTE"])
+        if facts.paused:
+            return self._end("skip", ["paused by an operator"], ["S-PAUSE"])
         if facts.escalated:
             return self._end("skip", ["invoice escalated to a person"], ["ESCALATED"])
         if facts.ceased and self.profile.honour_cease:

@@ -44,6 +44,7 @@ class Facts(_Fact):
     paid: bool = False
     written_off: bool = False  # the creditor gave up on it: collection ends
     disputed: bool = False
+    paused: bool = False  # an operator paused reminders to the invoice or the account (S-PAUSE)
     promised_until: date | None = None
     ceased: bool = False
     escalated: bool = False  # handed to a person: automatic contact for the invoice stops

@@ -90,6 +90,32 @@ class Events:
         return Applied(f"{invoice_id}: disputed; no reminder until resolved (dunning dispute {invoice_id} --resolved)",
                        {"paused": parked})
 
+    def pause(self, target: str, now: datetime, *, by: str, reason: str, resume: bool = False) -> Applied:
+        """An operator's hold on an invoice or a whole account (`target`: an invoice id, or
+        `account:ID`): like a dispute, nothing is sent and the pending steps are parked
+        until it is resumed; who and why are recorded."""
+        reason = " ".join(reason.split())[:500]
+        if not resume and not reason:
+            raise EventError("reason: why the reminders are paused (kept in the log) expected")
+        kind, name = ("account", target.removeprefix("account:")) if target.startswith("account:") else \
+            ("invoice", target)
+        name = _required(kind, name)
+        invoices = ([j["invoice_id"] for j in self.log.jobs_of(account=name)] if kind == "account" else [name])
+        detail = {"reason": reason} if reason else None
+        if kind == "account":
+            self._record(Kind.ACCOUNT, AccountStatus.RESUMED if resume else AccountStatus.PAUSED, now, by,
+                         account_id=name, detail=detail)
+        else:
+            self._record(Kind.INVOICE, InvoiceStatus.RESUMED if resume else InvoiceStatus.PAUSED, now, by,
+                         invoice_id=name, detail=detail)
+        moved: list[str] = []
+        for invoice in dict.fromkeys(invoices):
+            if self.agenda is not None:
+                moved += self.agenda.unpark_invoice(invoice, now) if resume else self.agenda.park_invoice(invoice)
+        if resume:
+            return Applied(f"{kind} {name}: reminders resume", {"resumed": moved})
+        return Applied(f"{kind} {name}: paused; nothing is sent until it is resumed", {"paused": moved})
+
     def promise(self, invoice_id: str, until: date, now: datetime, *, by: str) -> Applied:
         """A promise to pay by `until` pauses reminders until the day after."""
         invoice_id = _required("invoice", invoice_id)

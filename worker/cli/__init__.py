@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from worker.cli import events, jobs, keys, local, log, profiles, records, run, templates, users, webhooks
+from worker.cli import events, jobs, keys, local, log, profiles, records, run, schedule, templates, users, webhooks
 from worker.cli.app import app
 from worker.cli.common import err
 
-__all__ = ["app", "events", "jobs", "keys", "local", "log", "main", "profiles", "records", "run", "templates",
-           "users", "webhooks"]
+__all__ = ["app", "events", "jobs", "keys", "local", "log", "main", "profiles", "records", "run", "schedule",
+           "templates", "users", "webhooks"]
 
 
 def main() -> None:

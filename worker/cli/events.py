@@ -1,4 +1,5 @@
-"""What billing and people tell us: `paid`, `writeoff`, `dispute`, `promise`, `optout`, `cease`."""
+"""What billing and people tell us: `paid`, `writeoff`, `dispute`, `promise`, `optout`, `cease`; an
+operator's `pause` and `resume`."""
 
 from __future__ import annotations
 
@@ -89,6 +90,25 @@ def cease(
 ) -> None:
     """A cease-communication request (or attorney representation): collection messages stop."""
     _event(lambda events, now, who: events.cease(account, now, by=who, note=note), by)
+
+
+@app.command()
+def pause(
+    target: Annotated[str, typer.Argument(help="An invoice id, or account:ID for all of an account's invoices.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the log).")],
+    by: By = None,
+) -> None:
+    """An operator's pause: nothing is sent and the pending steps wait until `resume`."""
+    _event(lambda events, now, who: events.pause(target, now, by=who, reason=reason), by)
+
+
+@app.command()
+def resume(
+    target: Annotated[str, typer.Argument(help="An invoice id, or account:ID.")],
+    by: By = None,
+) -> None:
+    """End an operator's pause: the pending steps come due again."""
+    _event(lambda events, now, who: events.pause(target, now, by=who, reason="", resume=True), by)
 
 
 def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> None:

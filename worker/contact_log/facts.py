@@ -99,7 +99,8 @@ class FactReads:
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
         state: dict[str, Any] = {"paid": False, "written_off": False, "disputed": False, "promised_until": None,
-                                 "ceased": False, "escalated": False}
+                                 "ceased": False, "escalated": False, "paused": False}
+        paused = {"invoice": False, "account": False}
         opted_out: set[str] = set()
         invalid: set[str] = set()
         media: set[Any] = set()
@@ -128,14 +129,20 @@ class FactReads:
                     if event_row.status == InvoiceStatus.PAYMENT:
                         payments.append(Payment(at=event_row.occurred_at, amount=Decimal(str(detail["amount"]))))
                     _apply_invoice_event(state, event_row.status, detail)
+                    if event_row.status in (InvoiceStatus.PAUSED, InvoiceStatus.RESUMED):
+                        paused["invoice"] = event_row.status == InvoiceStatus.PAUSED
                 elif event_row.kind == Kind.ACCOUNT:
-                    state["ceased"] = event_row.status == AccountStatus.CEASED
+                    if event_row.status in (AccountStatus.PAUSED, AccountStatus.RESUMED):
+                        paused["account"] = event_row.status == AccountStatus.PAUSED
+                    else:
+                        state["ceased"] = event_row.status == AccountStatus.CEASED
                 elif event_row.kind == Kind.SUPPRESSION:
                     apply_suppression(event_row, detail, opted_out, invalid, media)
                 elif event_row.kind == Kind.JOB and event_row.job_id == job_id:
                     cancelled = cancelled or event_row.status == JobStatus.CANCELLED
                 elif event_row.kind == Kind.ERASURE:
                     erased = erased or event_row.status == ErasureStatus.ERASED
+        state["paused"] = paused["invoice"] or paused["account"]
         facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
                       suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
                       attempts=tuple(attempts), payments=tuple(payments))

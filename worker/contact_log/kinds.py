@@ -51,10 +51,14 @@ class InvoiceStatus(StrEnum):
     RESOLVED = "resolved"  # the dispute is over
     PROMISED = "promised"  # detail: until
     ESCALATED = "escalated"  # handed to a person
+    PAUSED = "paused"  # an operator paused reminders (detail: by, reason) until resumed
+    RESUMED = "resumed"
 
 
 class AccountStatus(StrEnum):
     CEASED = "ceased"
+    PAUSED = "paused"  # an operator paused reminders to the whole account (detail: by, reason) until resumed
+    RESUMED = "resumed"
 
 
 class SuppressionStatus(StrEnum):

@@ -107,8 +107,8 @@ class Pipeline:
                 continue
             await self.note(job, Kind.DECISION, decision.action, now, detail=decision.to_json())
             if decision.action == "skip":
-                if "S-DISPUTE" in decision.rules:
-                    s.agenda.park(job.job_id, envelope)  # resumes when the dispute is resolved
+                if "S-DISPUTE" in decision.rules or "S-PAUSE" in decision.rules:
+                    s.agenda.park(job.job_id, envelope)  # resumes when the dispute is resolved, or the pause ends
                 return Handled("skipped", job.job_id)
             if decision.action == "escalate":
                 await self.escalate(job, decision, now)

@@ -231,6 +231,32 @@ class Agenda:
             if s is not None]
         return sorted(found, key=lambda e: e[1] or datetime.max.replace(tzinfo=UTC)) + [(m, None) for m in sorted(held)]
 
+    def upcoming(self, until: datetime, limit: int = 5000) -> list[tuple[str, datetime, dict[str, Any]]]:
+        """Entries due up to `until` (those already due too), earliest first: (id, due, payload)."""
+        found: list[Any] = list(self.client.zrangebyscore(
+            self.due_key, "-inf", _millis(until), start=0, num=limit, withscores=True))
+        if not found:
+            return []
+        ids = [key.decode() if isinstance(key, bytes) else str(key) for key, _ in found]
+        payloads: list[Any] = list(self.client.hmget(self.payload_key, ids))
+        return [(entry, datetime.fromtimestamp(float(score) / 1000, UTC), json.loads(payload))
+                for entry, (_, score), payload in zip(ids, found, payloads, strict=True) if payload]
+
+    def payload_of(self, entry_id: str) -> dict[str, Any] | None:
+        """An entry's payload, scheduled or parked (for an invoice's pending steps)."""
+        found = self.client.hget(self.payload_key, entry_id)
+        if found is None:
+            return None
+        loaded: dict[str, Any] = json.loads(found)
+        return loaded
+
+    def parked_payload(self, invoice_id: str, entry_id: str) -> dict[str, Any] | None:
+        found = self.client.hget(f"{self.prefix}:parked:{invoice_id}", entry_id)
+        if found is None:
+            return None
+        loaded: dict[str, Any] = json.loads(found)
+        return loaded
+
     def due_at(self, entry_id: str) -> datetime | None:
         score = self.client.zscore(self.due_key, entry_id)
         return datetime.fromtimestamp(float(score) / 1000, UTC) if score is not None else None

@@ -38,7 +38,7 @@ from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
 from worker.contact_log.search import normalised
-from worker.http.console import editor
+from worker.http.console import editor, schedule
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
@@ -417,5 +417,6 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return keys_page(session, done=f"{name} revoked: requests with it are refused from now on.")
 
     editor.add(routes, guard, log, settings, now)
+    schedule.add(routes, guard, log, settings, now)
     return routes
 

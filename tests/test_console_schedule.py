@@ -1,0 +1,88 @@
+"""The operator's Schedule page over a real worker's agenda, both databases: the next
+14 days counted by day × channel × profile with a chart, an invoice's and an account's
+pending steps in the debtor's local time and UTC, pause and resume recorded with who
+and why (the steps park and come back), and the forewarning email (button and CLI)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from harness import WEDNESDAY_10, Harness, serving
+from test_cli import dunning
+from test_console import PASSWORD, Browser
+
+THURSDAY_9_SHANGHAI = "2026-12-03 09:00 Thu"
+
+
+def text_of(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def test_the_schedule_counts_shows_pauses_and_forewarns(harness: Harness) -> None:
+    harness.log.add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    early = harness.job("2026-12-10")  # pre_due_7 opens on Thursday 3 December: deferred to 09:00 Shanghai
+    other = harness.job("2026-12-11", debtor__account_id=early["debtor"]["account_id"])  # same account, Friday
+    harness.run(early, other)
+    env = {**harness.stack.env(), **harness.worker_env}
+    with serving(harness.log, env, harness.stack.clock.now) as url:
+        person = Browser(url)
+        assert person.sign_in("sched.op").status_code == 303
+        page = person.get("/console/schedule")
+        assert page.status_code == 200
+        said = text_of(page.text)
+        row = re.search(r"2026-12-03 Thu ([\d ]*)", said)
+        assert row and sum(int(n) for n in row.group(1).split()) >= 1, said[:2000]
+        assert '<svg role="img"' in page.text and 'class="bar email"' in page.text
+        assert "<title>" in page.text and "2026-12-03:" in said  # the chart's text for screen readers
+
+        invoice = early["invoice"]["id"]
+        steps = text_of(person.get(f"/console/schedule?target={invoice}").text)
+        assert f"Pending steps of invoice {invoice}" in steps
+        assert f"{THURSDAY_9_SHANGHAI} Asia/Shanghai" in steps and "2026-12-03 01:00" in steps
+        assert "send by email (pre_due_7)" in steps
+        account = text_of(person.get(f"/console/schedule?target={early['debtor']['account_id']}").text)
+        assert invoice in account and other["invoice"]["id"] in account and "2026-12-04 09:00 Fri" in account
+
+        paused = person.post("/console/schedule/pause", {"target": invoice, "reason": "customer <b>called</b>"},
+                             csrf_from=f"/console/schedule?target={invoice}")
+        assert paused.status_code == 200 and "paused; nothing is sent until it is resumed" in text_of(paused.text)
+        assert "paused until the dispute is resolved or the pause ends" in text_of(paused.text)
+        assert "<b>called</b>" not in paused.text
+        [event] = [r for r in harness.log.history(invoice=invoice) if r["status"] == "paused"]
+        assert event["detail"] == {"reason": "customer <b>called</b>", "by": "console:sched.op"}
+        resumed = person.post("/console/schedule/resume", {"target": invoice},
+                              csrf_from=f"/console/schedule?target={invoice}")
+        assert "reminders resume" in text_of(resumed.text)
+        harness.stack.wait_idle()  # resumed steps come due at once, and the worker defers them to Thursday again
+        assert "send by email" in text_of(person.get(f"/console/schedule?target={invoice}").text)
+        refused = person.post("/console/schedule/pause", {"target": "NOPE-1", "reason": "x"},
+                              csrf_from="/console/schedule")
+        assert refused.status_code == 404
+
+        before = len(harness.mail.messages())
+        sent = person.post("/console/schedule/forewarn", {"to": "ops@example.com"}, csrf_from="/console/schedule")
+        assert sent.status_code == 200 and "was e-mailed to ops@example.com" in text_of(sent.text)
+    cli = dunning("forewarn", "--to", "ops@example.com", env=env)
+    assert cli.returncode == 0, cli.stderr
+    notes = [m for m in harness.mail.messages()[before:] if m["To"] == "ops@example.com"]
+    assert len(notes) == 2 and all("planned for 2026-12-03" in m["Subject"] for m in notes)
+    body = notes[0].get_body(("plain",)).get_content()
+    assert re.search(r"email\s+default\s+\d+", body), body
+    assert early["debtor"]["email"] not in body
+
+
+def test_an_operators_pause_stops_a_send_until_resumed(harness: Harness) -> None:
+    from worker.events import Events
+
+    job = harness.job("2026-12-02", debtor__phone="+8613900139555")
+    events = Events(harness.log, harness.stack.agenda)
+    # Paused before billing sent anything: the account's event is enough.
+    events.pause(f"account:{job['debtor']['account_id']}", WEDNESDAY_10, by="op", reason="talking to them")
+    harness.run(job)
+    assert harness.texts_to("+8613900139555", "") == [] and harness.emails_to(job["debtor"]["email"]) == []
+    decisions = [r["detail"]["reasons"] for r in harness.log.history(job=job["job_id"]) if r["kind"] == "decision"]
+    assert decisions[-1] == ["paused by an operator"]
+    events.pause(f"account:{job['debtor']['account_id']}", WEDNESDAY_10, by="op", reason="", resume=True)
+    harness.stack.wait_idle()
+    assert len(harness.texts_to("+8613900139555", job["invoice"]["number"])) == 1

@@ -1,0 +1,138 @@
+"""The operator's Schedule page: the next 14 days from the agenda (each pending step
+decided as the worker would decide it then: `worker/pipeline/forecast.py`), counts per
+day × channel × profile with a chart drawn on the server (SVG, no script), an account's
+or an invoice's pending steps in the debtor's local time and UTC, pause and resume
+(recorded with who and why: `Events.pause`), and the forewarning email on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from worker import wiring
+from worker.contact_log import ContactLog
+from worker.contact_log.people import Session
+from worker.events import EventError, Events, normalize_address
+from worker.http.console.guard import Guard
+from worker.http.console.pages import page
+from worker.pipeline import forecast
+from worker.queue.agenda import Agenda
+from worker.settings import Settings
+
+CHANNELS = ("email", "sms", "voice")
+WIDTH, HEIGHT, BAR, TOP = 700, 220, 32, 20
+
+
+@dataclass(frozen=True)
+class Bar:
+    channel: str
+    x: int
+    y: float
+    height: float
+    count: int
+
+
+def chart(found: forecast.Plan) -> dict[str, Any]:
+    """Stacked bars, one per day, one colour per channel: coordinates for the page's SVG."""
+    per_day = found.by_day_and_channel()
+    tallest = max([sum(c.values()) for c in per_day.values()] + [1])
+    step = WIDTH // max(found.days, 1)
+    bars, labels = [], []
+    for index, (day, counts) in enumerate(per_day.items()):
+        x, base = index * step + (step - BAR) // 2, float(HEIGHT)
+        for channel in CHANNELS:
+            if counts[channel]:
+                height = counts[channel] / tallest * (HEIGHT - TOP)
+                base -= height
+                bars.append(Bar(channel, x, round(base, 1), round(height, 1), counts[channel]))
+        labels.append({"x": x + BAR // 2, "text": day.strftime("%d %b"), "total": sum(counts.values()),
+                       "day": day.isoformat()})
+    return {"bars": bars, "labels": labels, "tallest": tallest, "width": WIDTH, "height": HEIGHT}
+
+
+def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
+    @cache
+    def agenda() -> Agenda:
+        return Agenda(wiring.redis_for(settings))
+
+    def target_of(value: str) -> tuple[str, list[str]] | None:
+        """("invoice", [id]) or ("account", its invoices), as intake received them."""
+        if log.jobs_of(invoice=value, limit=1):
+            return "invoice", [value]
+        jobs = log.jobs_of(account=value)
+        return ("account", [j["invoice_id"] for j in jobs]) if jobs else None
+
+    def schedule_page(session: Session, target: str = "", status: int = 200, **said: Any) -> Response:
+        moment = now()
+        found = forecast.plan(agenda(), log, moment)
+        profiles_seen = sorted({profile for (_, _, profile) in found.counts})
+        rows = [{"day": day, "counts": {(c, p): found.counts.get((day, c, p), 0) for c in CHANNELS
+                                        for p in profiles_seen}} for day in found.day_list()]
+        pending, kind = None, None
+        if target:
+            resolved = target_of(target)
+            if resolved is None:
+                said.setdefault("problem", f"No account or invoice {target} has reached dunning.")
+                status = 404 if status == 200 else status
+            else:
+                kind, invoices = resolved
+                pending = forecast.pending_of(agenda(), log, invoices, moment)
+        return page("schedule.html", status, user=session.user, csrf=session.csrf, plan=found, rows=rows,
+                    profiles=profiles_seen, channels=CHANNELS, chart=chart(found), target=target, kind=kind,
+                    pending=pending, problem=said.get("problem"), done=said.get("done"),
+                    tomorrow=(moment + timedelta(days=1)).date())
+
+    @routes.get("/schedule")
+    @guard("operator")
+    async def schedule(request: Request, session: Session) -> Response:
+        target = request.query_params.get("target", "").strip()[:200]
+        return await run_in_threadpool(schedule_page, session, target)
+
+    @routes.post("/schedule/{action:str}")
+    @guard("operator")
+    async def act(request: Request, session: Session) -> Response:
+        action = request.path_params["action"]
+        if action not in ("pause", "resume", "forewarn"):
+            return page("error.html", 404, user=session.user, csrf=session.csrf, title="No such action",
+                        message=f"{action!r} is not something the schedule does.")
+        form = await request.form()
+        target = str(form.get("target") or "").strip()[:200]
+        by = f"console:{session.user.name}"
+
+        def run() -> Response:
+            if action == "forewarn":
+                return forewarn(session, str(form.get("to") or ""))
+            resolved = target_of(target)
+            if resolved is None:
+                return schedule_page(session, target, 404, problem=f"No account or invoice {target} has reached "
+                                                                    "dunning.")
+            kind, _ = resolved
+            name = f"account:{target}" if kind == "account" else target
+            try:
+                applied = Events(log, agenda()).pause(name, now(), by=by, reason=str(form.get("reason") or ""),
+                                                      resume=action == "resume")
+            except EventError as problem:
+                return schedule_page(session, target, 422, problem=str(problem))
+            return schedule_page(session, target, done=applied.summary + (f" ({applied.agenda})"
+                                                                          if applied.agenda else ""))
+        return await run_in_threadpool(run)
+
+    def forewarn(session: Session, to: str) -> Response:
+        try:
+            kind, address = normalize_address(to.strip())
+            if kind != "email":
+                raise EventError("an email address expected")
+        except EventError as problem:
+            return schedule_page(session, status=422, problem=f"Send the forewarning to: {problem}")
+        try:
+            day = forecast.send_forewarning(wiring.channels(settings), log, agenda(), address, now())
+        except forecast.ForewarnError as problem:
+            return schedule_page(session, status=503, problem=str(problem))
+        return schedule_page(session, done=f"The plan for {day} was e-mailed to {address}.")

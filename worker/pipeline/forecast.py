@@ -1,0 +1,193 @@
+"""What the worker will do in the next days, from the agenda: each pending step decided
+as the worker would decide it when it comes due — with what the log knows now — so an
+operator sees tomorrow's sends by channel and profile before they happen (the console's
+Schedule page, `dunning forewarn`).
+
+It is a forecast: news before the step comes due (a payment, a reply) changes it, and
+a deferred step is followed only within the horizon. The queue and the agenda carry
+jobs, never decisions: nothing here is written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from channels.base import Channel, ChannelError, Message
+from schedules.zones import candidate_zones
+from worker.contact_log import ContactLog
+from worker.jobs.contract import Job
+from worker.jobs.parse import parse_job
+from worker.policy import decide, profiles
+from worker.queue.agenda import Agenda
+
+HORIZON_DAYS = 14
+LIMIT = 5000  # steps read per forecast: a page's worth of work, said when reached
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pending step: when it comes due (UTC), and what the worker would then do."""
+
+    entry_id: str
+    job_id: str
+    invoice_id: str
+    account_id: str
+    profile: str
+    zone: str  # the debtor's (first candidate) time zone
+    due: datetime | None  # in the agenda (UTC); None: paused (a dispute or an operator's pause)
+    action: str  # send, escalate, defer (beyond the horizon), skip, paused
+    channel: str | None = None
+    stage: str | None = None
+    at: datetime | None = None  # when it would go (UTC)
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def local(self) -> datetime | None:
+        moment = self.at or self.due
+        return moment.astimezone(ZoneInfo(self.zone)) if moment else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: date  # the first day (UTC)
+    days: int
+    steps: list[Step]
+    complete: bool  # False: more steps than LIMIT were pending; the first LIMIT are counted
+    counts: Counter[tuple[date, str, str]] = field(default_factory=Counter)  # (day, channel, profile) → sends
+
+    def day_list(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range(self.days)]
+
+    def by_day_and_channel(self) -> dict[date, Counter[str]]:
+        found: dict[date, Counter[str]] = {day: Counter() for day in self.day_list()}
+        for (day, channel, _), count in self.counts.items():
+            if day in found:
+                found[day][channel] += count
+        return found
+
+
+def _zone(job: Job) -> str:
+    debtor = job.debtor
+    found = candidate_zones(debtor.timezone, debtor.phone, debtor.country, phone_always=False)
+    return found[0].key if found else "UTC"
+
+
+def predict(log: ContactLog, job: Job, entry_id: str, due: datetime | None, now: datetime,
+            horizon: datetime) -> Step:
+    """The step decided at its due time (or now, if overdue), a deferral followed within the horizon."""
+    base = Step(entry_id, job.job_id, job.invoice.id, job.debtor.account_id, job.profile, _zone(job), due,
+                action="paused", reasons=("paused until the dispute is resolved or the pause ends",))
+    if due is None:
+        return base
+    moment = max(due, now)
+    addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
+    for _ in range(6):
+        known = log.known(job.debtor.account_id, job.invoice.id, job.job_id, moment, addresses)
+        decision = decide(job, moment, known.facts)
+        if decision.action == "defer" and decision.until is not None and decision.until <= horizon:
+            moment = decision.until
+            continue
+        at = decision.at or (decision.until if decision.action == "defer" else moment)
+        return replace(base, action=decision.action, channel=decision.channel, stage=decision.stage,
+                       zone=decision.zones[0] if decision.zones else base.zone,
+                       at=at.astimezone(UTC) if at else None, reasons=decision.reasons)
+    return replace(base, action="defer", at=moment.astimezone(UTC), reasons=("deferred again and again",))
+
+
+def plan(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAYS, limit: int = LIMIT) -> Plan:
+    """The next `days` days (UTC), from today: every step in the agenda due by then."""
+    start = now.astimezone(UTC).date()
+    horizon = datetime.combine(start + timedelta(days=days), datetime.min.time(), UTC)
+    entries = agenda.upcoming(horizon, limit + 1)
+    steps = [step for step in _steps(log, entries[:limit], now, horizon)]
+    counts: Counter[tuple[date, str, str]] = Counter(
+        (step.at.date(), step.channel, step.profile) for step in steps
+        if step.action == "send" and step.channel and step.at and step.at < horizon)
+    return Plan(start, days, steps, len(entries) <= limit, counts)
+
+
+def _steps(log: ContactLog, entries: Iterable[tuple[str, datetime, dict[str, object]]], now: datetime,
+           horizon: datetime) -> Iterable[Step]:
+    known_profiles = profiles()
+    for entry_id, due, payload in entries:
+        job_json = payload.get("job")
+        if not isinstance(job_json, dict) or "notify" in payload:
+            continue  # a supervisor's notice, not a reminder
+        parsed = parse_job(job_json, known_profiles, "agenda")
+        if parsed.job is not None:
+            yield predict(log, parsed.job, entry_id, due, now, horizon)
+
+
+def pending_of(agenda: Agenda, log: ContactLog, invoices: Iterable[str], now: datetime,
+               days: int = HORIZON_DAYS) -> list[Step]:
+    """An invoice's (or an account's invoices') pending steps, paused ones included."""
+    horizon = datetime.combine(now.astimezone(UTC).date() + timedelta(days=days), datetime.min.time(), UTC)
+    found = []
+    for invoice in dict.fromkeys(invoices):
+        for entry_id, due in agenda.of_invoice(invoice):
+            payload = agenda.payload_of(entry_id) if due is not None else agenda.parked_payload(invoice, entry_id)
+            job_json = (payload or {}).get("job")
+            if not isinstance(job_json, dict):
+                continue
+            parsed = parse_job(job_json, profiles(), "agenda")
+            if parsed.job is not None:
+                found.append(predict(log, parsed.job, entry_id, due, now, horizon))
+    return found
+
+
+def forewarning(found: Plan, day: date) -> tuple[str, str]:
+    """The operator's morning email (`dunning forewarn`): a day's planned sends by channel
+    and profile, and what waits for a person. Subject and text; no debtor's address."""
+    sends = {(channel, profile): count for (when, channel, profile), count in found.counts.items() if when == day}
+    total = sum(sends.values())
+    lines = [f"Planned for {day.isoformat()} (UTC): {total} reminder(s).", ""]
+    if sends:
+        lines.append(f"{'Channel':<10}{'Profile':<24}{'Sends':>6}")
+        for (channel, profile), count in sorted(sends.items()):
+            lines.append(f"{channel:<10}{profile:<24}{count:>6}")
+    escalating = [s for s in found.steps if s.action == "escalate" and s.at and s.at.date() == day]
+    if escalating:
+        lines += ["", f"To be handed to a person: {len(escalating)} invoice(s): "
+                  + ", ".join(sorted(s.invoice_id for s in escalating)[:20])]
+    paused = sum(1 for s in found.steps if s.action == "paused")
+    if paused:
+        lines += ["", f"Paused (dispute or an operator's pause): {paused} step(s)."]
+    if not found.complete:
+        lines += ["", f"More than {LIMIT} steps are pending: the first {LIMIT} are counted."]
+    lines += ["", "A forecast from the agenda and what the contact log knows now: a payment or a reply before "
+              "a step comes due changes it. The console's Schedule page shows the next 14 days."]
+    return f"dunning: {total} reminder(s) planned for {day.isoformat()}", "\n".join(lines) + "\n"
+
+
+class ForewarnError(Exception):
+    """The forewarning could not be sent: no SMTP relay configured, or it refused."""
+
+
+def send_forewarning(channels: Mapping[str, Channel], log: ContactLog, agenda: Agenda, to: str,
+                     now: datetime) -> date:
+    """E-mail tomorrow's plan (the UTC day after `now`) to an operator through the
+    configured relay (`channels`: `wiring.channels`, closed here); the day it covers."""
+    channel = channels.get("email")
+    if channel is None:
+        raise ForewarnError("No SMTP relay is configured (DUNNING_SMTP_URL): the forewarning cannot be sent.")
+    day = (now + timedelta(days=1)).astimezone(UTC).date()
+    subject, text = forewarning(plan(agenda, log, now), day)
+
+    async def send() -> None:
+        try:
+            await channel.send(Message(key=f"forewarn/{day.isoformat()}/{to}/{now.timestamp():.0f}",
+                                       channel="email", to=to, text=text, locale="en-US", subject=subject,
+                                       created_at=now))
+        finally:
+            for opened in channels.values():
+                await opened.close()
+    try:
+        asyncio.run(send())
+    except ChannelError as error:
+        raise ForewarnError(f"The relay did not take the forewarning: {error}") from None
+    return day
