@@ -23,7 +23,7 @@ import phonenumbers
 
 from schedules.spec import CHANNELS
 from worker.contact_log import ContactLog
-from worker.contact_log.kinds import AccountStatus, Event, InvoiceStatus, Kind, SuppressionStatus
+from worker.contact_log.kinds import AccountStatus, CaseStatus, Event, InvoiceStatus, Kind, Outcome, SuppressionStatus
 from worker.queue.agenda import Agenda
 
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14: where a calendar day begins first
@@ -115,6 +115,40 @@ class Events:
         if resume:
             return Applied(f"{kind} {name}: reminders resume", {"resumed": moved})
         return Applied(f"{kind} {name}: paused; nothing is sent until it is resumed", {"paused": moved})
+
+    def assign(self, invoice_id: str, now: datetime, *, by: str) -> Applied:
+        """An operator takes an escalated case."""
+        invoice_id = _required("invoice", invoice_id)
+        self._record(Kind.ESCALATION, CaseStatus.ASSIGNED, now, by, invoice_id=invoice_id)
+        return Applied(f"{invoice_id}: the case is {by}'s")
+
+    def close_case(self, invoice_id: str, outcome: str, now: datetime, *, by: str, note: str = "",
+                   until: date | None = None) -> Applied:
+        """Close an escalated case with its outcome and a note. The outcome is also what
+        billing would say: promised (a promise event, with its date), paid, disputed,
+        written off — recorded as those events are, so reports and webhooks see them."""
+        invoice_id = _required("invoice", invoice_id)
+        try:
+            chosen = Outcome(outcome)
+        except ValueError:
+            raise EventError(f"outcome: {outcome!r}; one of {', '.join(Outcome)} expected") from None
+        if chosen == Outcome.PROMISED and until is None:
+            raise EventError("until: the date the debtor promised to pay (YYYY-MM-DD) expected")
+        note = " ".join(note.split())[:2000]
+        effect = None
+        if chosen == Outcome.PROMISED:
+            assert until is not None
+            effect = self.promise(invoice_id, until, now, by=by)
+        elif chosen == Outcome.PAID:
+            effect = self.paid(invoice_id, now, by=by)
+        elif chosen == Outcome.DISPUTED:
+            effect = self.dispute(invoice_id, now, by=by, note=note or None)
+        elif chosen == Outcome.WRITTEN_OFF:
+            effect = self.write_off(invoice_id, now, by=by, note=note or None)
+        detail = {"outcome": chosen.value, "note": note, **({"until": until.isoformat()} if until else {})}
+        self._record(Kind.ESCALATION, CaseStatus.CLOSED, now, by, invoice_id=invoice_id, detail=detail)
+        return Applied(f"{invoice_id}: case closed ({chosen.value})" + (f"; {effect.summary}" if effect else ""),
+                       effect.changes if effect else {})
 
     def promise(self, invoice_id: str, until: date, now: datetime, *, by: str) -> Applied:
         """A promise to pay by `until` pauses reminders until the day after."""

@@ -72,6 +72,24 @@ class NoticeStatus(StrEnum):
     RETRY = "retry"
 
 
+class CaseStatus(StrEnum):
+    """An escalated case worked by an operator (kind `escalation`; detail: `by`, and for
+    a closing its `outcome` and `note`)."""
+
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    """How an operator closed an escalated case."""
+
+    PROMISED = "promised"  # reached, promised to pay (detail: until; a promise event is recorded too)
+    PAID = "paid"
+    DISPUTED = "disputed"
+    WRITTEN_OFF = "written-off"
+    OTHER = "other"
+
+
 class KeyStatus(StrEnum):
     CREATED = "created"
     REVOKED = "revoked"

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 
 from worker.contact_log import chain
-from worker.contact_log.kinds import CLOSING, DeliveryStatus, InvoiceStatus, Kind
+from worker.contact_log.kinds import CLOSING, CaseStatus, DeliveryStatus, InvoiceStatus, Kind
 from worker.contact_log.schema import dead_letters, deliveries, events, jobs, template_versions
 from worker.contact_log.vault import Vault
 
@@ -129,7 +129,8 @@ class Queries:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def escalations(self) -> list[dict[str, Any]]:
-        """Open escalations (escalated, not paid or written off since), oldest first, with the invoice's last job."""
+        """Open escalations (escalated, not paid or written off since, nor closed by an
+        operator), oldest first, each with who took it (`assigned_to`, or None)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(events.c.id, events.c.invoice_id, events.c.account_id, events.c.job_id,
                                        events.c.detail, events.c.occurred_at)
@@ -138,10 +139,14 @@ class Queries:
             open_ = []
             for row in rows:
                 closed = conn.execute(select(events.c.id).where(
-                    events.c.invoice_id == row.invoice_id, events.c.kind == Kind.INVOICE, events.c.id > row.id,
-                    events.c.status.in_(CLOSING)).limit(1)).first()
+                    events.c.invoice_id == row.invoice_id, events.c.id > row.id,
+                    or_(and_(events.c.kind == Kind.INVOICE, events.c.status.in_(CLOSING)),
+                        and_(events.c.kind == Kind.ESCALATION, events.c.status == CaseStatus.CLOSED))).limit(1)).first()
                 if closed is None:
-                    open_.append(dict(row._mapping))
+                    taken = conn.execute(select(events.c.detail).where(
+                        events.c.invoice_id == row.invoice_id, events.c.id > row.id, events.c.kind == Kind.ESCALATION,
+                        events.c.status == CaseStatus.ASSIGNED).order_by(events.c.id.desc()).limit(1)).scalar()
+                    open_.append({**row._mapping, "assigned_to": (taken or {}).get("by")})
             return open_
 
     def history(self, account: str | None = None, invoice: str | None = None,

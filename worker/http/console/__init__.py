@@ -38,7 +38,7 @@ from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
 from worker.contact_log.search import normalised
-from worker.http.console import editor, schedule
+from worker.http.console import editor, escalations, schedule
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
@@ -352,11 +352,6 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return Response(body, media_type=kind, headers={
             **HEADERS, "Content-Disposition": f'attachment; filename="records-{_safe(subject)}.{name.rsplit(".")[1]}"'})
 
-    @routes.get("/escalations")
-    @for_role("operator")
-    async def escalations(request: Request, session: Session) -> Response:
-        return page("escalations.html", user=session.user, csrf=session.csrf, escalations=log.escalations())
-
     def people_page(session: Session, status: int = 200, **said: Any) -> Response:
         return page("people.html", status, user=session.user, csrf=session.csrf, people=log.people(),
                     problem=said.get("problem"), done=said.get("done"))
@@ -418,5 +413,6 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
 
     editor.add(routes, guard, log, settings, now)
     schedule.add(routes, guard, log, settings, now)
+    escalations.add(routes, guard, log, settings, now)
     return routes
 

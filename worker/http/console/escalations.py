@@ -1,0 +1,117 @@
+"""The operator's Escalations page: the cases the worker handed to a person, oldest
+first, each with its summary (debtor, amount, how late, why) and contact history with
+addresses masked as compliance sees them; take a case, close it with an outcome and a
+note (`Events.assign`, `Events.close_case`: each a chained event; "promised" records the
+promise with its date). Viewing the cases is recorded like any view of a person's record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+from babel.numbers import format_currency
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from worker import wiring
+from worker.contact_log import ContactLog
+from worker.contact_log.kinds import AccessStatus, Event, Kind, Outcome
+from worker.contact_log.people import Session
+from worker.events import EventError, Events
+from worker.http.console.guard import Guard
+from worker.http.console.pages import page
+from worker.masking import mask
+from worker.queue.agenda import Agenda
+from worker.settings import Settings
+
+OUTCOMES = {Outcome.PROMISED: "Reached, promised to pay", Outcome.PAID: "Paid", Outcome.DISPUTED: "Disputed",
+            Outcome.WRITTEN_OFF: "Written off", Outcome.OTHER: "Other"}
+_SHOWN = (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT, Kind.INBOUND, Kind.ESCALATION)
+
+
+def summary(log: ContactLog, case: dict[str, Any], today: date) -> dict[str, Any]:
+    """The case in a few words, from the invoice's last job as intake kept it."""
+    jobs = log.invoice_jobs(case["invoice_id"])
+    row = log.job_row(jobs[-1]["job_id"]) if jobs else None
+    try:
+        job = json.loads(row["payload"]) if row and row.get("payload") else None
+    except (TypeError, ValueError):  # sealed without the key, or erased
+        job = None
+    if not isinstance(job, dict):
+        return {"known": False}
+    invoice, debtor = job.get("invoice", {}), job.get("debtor", {})
+    try:
+        due = date.fromisoformat(str(invoice.get("due_date")))
+        amount = format_currency(invoice.get("amount_due"), invoice.get("currency"), locale="en_US")
+    except (TypeError, ValueError):
+        return {"known": False}
+    return {"known": True, "name": debtor.get("name"), "company": debtor.get("company"), "amount": amount,
+            "number": invoice.get("number"), "due": due, "late": (today - due).days,
+            "phone": mask("phone", debtor.get("phone") or ""), "email": mask("email", debtor.get("email") or "")}
+
+
+def history(log: ContactLog, invoice_id: str) -> list[dict[str, Any]]:
+    """What happened on the invoice, addresses masked."""
+    return [{"at": row["occurred_at"], "kind": row["kind"], "status": row["status"], "channel": row.get("channel"),
+             "stage": row.get("stage"), "to": mask("address", row["recipient"]) if row.get("recipient") else "",
+             "by": (row.get("detail") or {}).get("by", "")}
+            for row in log.history(invoice=invoice_id) if row["kind"] in _SHOWN]
+
+
+def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
+    @cache
+    def events() -> Events:
+        return Events(log, Agenda(wiring.redis_for(settings)))
+
+    def cases_page(session: Session, address: str, status: int = 200, **said: Any) -> Response:
+        moment = now()
+        cases = [{**case, "summary": summary(log, case, moment.date()), "history": history(log, case["invoice_id"])}
+                 for case in log.escalations()]
+        if cases:
+            log.record(Event(Kind.ACCESS, AccessStatus.VIEWED, detail={
+                "user": session.user.name, "address": address,
+                "escalations": [c["invoice_id"] for c in cases][:200]}), moment)
+        return page("escalations.html", status, user=session.user, csrf=session.csrf, cases=cases, outcomes=OUTCOMES,
+                    problem=said.get("problem"), done=said.get("done"), today=moment.date())
+
+    def address_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    @routes.get("/escalations")
+    @guard("operator")
+    async def escalations(request: Request, session: Session) -> Response:
+        return await run_in_threadpool(cases_page, session, address_of(request))
+
+    @routes.post("/escalations/{action:str}")
+    @guard("operator")
+    async def act(request: Request, session: Session) -> Response:
+        action = request.path_params["action"]
+        form = await request.form()
+        invoice = str(form.get("invoice") or "").strip()[:200]
+        by = f"console:{session.user.name}"
+
+        def run() -> Response:
+            if invoice not in {c["invoice_id"] for c in log.escalations()}:
+                return cases_page(session, address_of(request), 404, problem=f"No open escalation for {invoice}.")
+            try:
+                if action == "assign":
+                    applied = events().assign(invoice, now(), by=by)
+                elif action == "close":
+                    until_text = str(form.get("until") or "").strip()
+                    try:
+                        until = date.fromisoformat(until_text) if until_text else None
+                    except ValueError:
+                        raise EventError(f"until: {until_text!r} is not a date (YYYY-MM-DD)") from None
+                    applied = events().close_case(invoice, str(form.get("outcome") or ""), now(), by=by,
+                                                  note=str(form.get("note") or ""), until=until)
+                else:
+                    return cases_page(session, address_of(request), 404, problem=f"{action!r} is not something "
+                                                                                 "this page does.")
+            except EventError as problem:
+                return cases_page(session, address_of(request), 422, problem=str(problem))
+            return cases_page(session, address_of(request), done=applied.summary)
+        return await run_in_threadpool(run)
