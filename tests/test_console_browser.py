@@ -233,3 +233,65 @@ def test_operators_edit_check_publish_and_approve_a_template_the_worker_then_sen
         expect(page.get_by_role("status")).to_contain_text("waits for another operator's approval")
         assert harness.log.template_versions(name)[0].note == f"rolled back to #{retired.id}"
         page.close()
+
+
+def test_operators_see_the_schedule_close_a_case_and_simulate_in_the_browser(
+        harness: Harness, chromium: Browser) -> None:
+    harness.log.add_user("ops.he", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    harness.log.add_user("reader.qin", "compliance", PASSWORD, WEDNESDAY_10, by="test")
+    planned = harness.job("2026-12-10")  # deferred to Thursday 09:00 Shanghai
+    late = harness.job("2026-11-10", debtor__phone="+8613700137999")  # 22 days late: escalated
+    harness.run(planned, late)
+    env = {**harness.stack.env(), **harness.worker_env}
+    with serving(harness.log, env, harness.stack.clock.now) as url:
+        context = chromium.new_context(accept_downloads=True)
+        page = context.new_page()
+        sign_in(page, url, "ops.he")
+        page.get_by_role("link", name="Schedule").click()
+        expect(page.get_by_role("img", name=re.compile("Sends per day by channel"))).to_be_visible()
+        expect(page.get_by_role("row", name=re.compile(r"^2026-12-03 Thu"))).to_contain_text("1")
+        accessible(page)
+        page.get_by_label("Account or invoice").fill(planned["invoice"]["id"])
+        page.get_by_role("button", name="Show pending steps").click()
+        expect(page.get_by_role("cell", name=re.compile("2026-12-03 09:00 Thu"))).to_be_visible()
+        page.get_by_label(f"Reason for pausing {planned['invoice']['id']}").fill("customer asked to wait")
+        page.get_by_role("button", name="Pause").click()
+        expect(page.get_by_role("status")).to_contain_text("paused")
+        page.get_by_role("button", name="Resume").click()
+        expect(page.get_by_role("status")).to_contain_text("reminders resume")
+        accessible(page)
+
+        page.get_by_role("link", name="Escalations").click()
+        invoice = late["invoice"]["id"]
+        expect(page.get_by_role("heading", name=re.compile(f"Invoice {invoice}"))).to_be_visible()
+        accessible(page)
+        page.get_by_role("button", name=f"Assign to me: {invoice}").click()
+        expect(page.get_by_role("status")).to_contain_text("console:ops.he")
+        page.get_by_label(f"Outcome for {invoice}").select_option("promised")
+        page.get_by_label(f"Promised date for {invoice} (when promised)").fill("2026-12-09")
+        page.get_by_label(f"Note on {invoice}").fill("reached him by phone")
+        page.get_by_role("button", name=f"Close case {invoice}").click()
+        expect(page.get_by_role("status")).to_contain_text("case closed (promised)")
+        promised = [r for r in harness.log.history(invoice=invoice) if r["status"] == "promised"]
+        assert promised and promised[0]["detail"]["until"] == "2026-12-09"
+
+        page.get_by_role("link", name="Simulate").click()
+        accessible(page)
+        page.get_by_label("Days").fill("7")
+        page.get_by_role("button", name="Run simulation").click()
+        expect(page.get_by_role("status")).to_contain_text("Done:", timeout=60_000)
+        expect(page.get_by_role("img", name=re.compile("Sends per day by channel"))).to_be_visible()
+        accessible(page)
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Export CSV").click()
+        rows = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+        assert rows[0].startswith("day,local_time,utc") and len(rows) > 5
+
+        for path in ("/console/search", "/console/records", "/console/people", "/console/keys"):
+            page.goto(url + path)
+            expect(page.get_by_role("heading", name="Not for your role")).to_be_visible()
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, url, "reader.qin")
+        page.goto(f"{url}/console/templates/edit/zh-CN/due_day.sms.j2")
+        expect(page.get_by_role("heading", name="Not for your role")).to_be_visible()
+        context.close()

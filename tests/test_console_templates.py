@@ -121,7 +121,7 @@ def test_four_eyes_then_rollback_through_the_same_approval(console: str, log: Co
 def test_each_role_has_its_own_pages(console: str) -> None:
     reader = Browser(console)
     reader.sign_in("li.na")
-    for path in ("/console/templates", EDIT, "/console/escalations"):
+    for path in ("/console/templates", EDIT, "/console/schedule", "/console/escalations", "/console/simulate"):
         assert reader.get(path).status_code == 403, path
     assert reader.post(EDIT, {"action": "publish", "source": "x"}, csrf_from="/console/search").status_code == 403
     person = operator(console)

@@ -23,6 +23,8 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed for the payments (same seed, same run).")] = 0,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write every row to this CSV file.")] = None,
     unmasked: Unmasked = False,
+    progress: Annotated[bool, typer.Option(help="Say each simulated day as it is reached, on stderr "
+                                                "('progress: 3/30').")] = False,
 ) -> None:
     """Preview what the cadences would do, day by day: sends (debtor, channel, local time,
     stage), deferrals, skips, escalations and payments, and why. Real policy code, a
@@ -35,8 +37,12 @@ def simulate(
     from worker.local.simulate import simulate as run
 
     begins = parse_now(start + "T00:00:00+00:00" if len(start) == 10 else start)
+    def tell(day: int, of: int) -> None:
+        err.print(f"progress: {day}/{of}", markup=False)
+        err.file.flush()
+
     report = run(read_jobs(read_input(source), profiles_or_exit()), begins, days, Settings.from_env(),
-                 pay_rate, seed, unmasked)
+                 pay_rate, seed, unmasked, tell if progress else None)
     for rejected in report.rejected:
         print_result(rejected, to=err)
     table = Table("local time", "invoice", "debtor", "profile", "action", "channel", "stage", "why",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -83,11 +83,12 @@ class _NoThrottle(Throttle):
 
 
 def simulate(parsed: Iterable[Parsed], start: datetime, days: int, settings: Settings, pay_rate: float = 0.0,
-             seed: int = 0, unmasked: bool = False) -> Report:
+             seed: int = 0, unmasked: bool = False, progress: Callable[[int, int], None] | None = None) -> Report:
+    """`progress(day, days)` is told each simulated day as the clock reaches it."""
     with tempfile.TemporaryDirectory(prefix="dunning-simulate-") as scratch:
         stack = Stack(Path(scratch)).start()
         try:
-            return asyncio.run(_Run(stack, Path(scratch), start, days, settings, pay_rate, seed, unmasked)
+            return asyncio.run(_Run(stack, Path(scratch), start, days, settings, pay_rate, seed, unmasked, progress)
                                .run(parsed))
         finally:
             stack.stop()
@@ -95,7 +96,7 @@ def simulate(parsed: Iterable[Parsed], start: datetime, days: int, settings: Set
 
 class _Run:
     def __init__(self, stack: Stack, scratch: Path, start: datetime, days: int, settings: Settings,
-                 pay_rate: float, seed: int, unmasked: bool) -> None:
+                 pay_rate: float, seed: int, unmasked: bool, progress: Callable[[int, int], None] | None) -> None:
         # Only the template and profile choices come from the caller; every provider is the sandbox.
         sandboxed = Settings.from_env({**stack.env(), "DUNNING_DATABASE_URL": f"sqlite:///{scratch / 'log.db'}"})
         self.settings = Settings(**{**sandboxed.__dict__, "template_dir": settings.template_dir,
@@ -107,6 +108,7 @@ class _Run:
         self.log = wiring.log(self.settings, migrate=True)  # a fresh database of its own
         self.agenda = Agenda(stack.client)
         self.jobs: dict[str, Job] = {}
+        self.days, self.progress, self.told = days, progress, 0
 
     async def run(self, parsed: Iterable[Parsed]) -> Report:
         report = Report()
@@ -128,7 +130,10 @@ class _Run:
                 if not due or min(due) > self.end:
                     break
                 self.clock.moment = max(min(due), self.clock.moment)
+                self._tell()
                 await self._step(pipeline, payments)
+            self.told = self.days - 1
+            self._tell(self.days)
             services.write.close()
             report.rows = self._rows()
         finally:
@@ -136,6 +141,12 @@ class _Run:
                 await channel.close()
             self.log.engine.dispose()
         return report
+
+    def _tell(self, day: int | None = None) -> None:
+        reached = day or min((self.clock.moment - self.start).days + 1, self.days)
+        if self.progress is not None and reached > self.told:
+            self.told = reached
+            self.progress(reached, self.days)
 
     def _accept(self, job: Job) -> None:
         now = self.clock.now()

@@ -38,7 +38,7 @@ from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
 from worker.contact_log.search import normalised
-from worker.http.console import editor, escalations, schedule
+from worker.http.console import editor, escalations, schedule, simulation
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
@@ -414,5 +414,6 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     editor.add(routes, guard, log, settings, now)
     schedule.add(routes, guard, log, settings, now)
     escalations.add(routes, guard, log, settings, now)
+    simulation.add(routes, guard, log, settings, now)
     return routes
 

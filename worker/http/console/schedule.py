@@ -7,7 +7,6 @@ or an invoice's pending steps in the debtor's local time and UTC, pause and resu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -20,41 +19,12 @@ from worker import wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.people import Session
 from worker.events import EventError, Events, normalize_address
+from worker.http.console.charts import CHANNELS, sends_per_day
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
 from worker.pipeline import forecast
 from worker.queue.agenda import Agenda
 from worker.settings import Settings
-
-CHANNELS = ("email", "sms", "voice")
-WIDTH, HEIGHT, BAR, TOP = 700, 220, 32, 20
-
-
-@dataclass(frozen=True)
-class Bar:
-    channel: str
-    x: int
-    y: float
-    height: float
-    count: int
-
-
-def chart(found: forecast.Plan) -> dict[str, Any]:
-    """Stacked bars, one per day, one colour per channel: coordinates for the page's SVG."""
-    per_day = found.by_day_and_channel()
-    tallest = max([sum(c.values()) for c in per_day.values()] + [1])
-    step = WIDTH // max(found.days, 1)
-    bars, labels = [], []
-    for index, (day, counts) in enumerate(per_day.items()):
-        x, base = index * step + (step - BAR) // 2, float(HEIGHT)
-        for channel in CHANNELS:
-            if counts[channel]:
-                height = counts[channel] / tallest * (HEIGHT - TOP)
-                base -= height
-                bars.append(Bar(channel, x, round(base, 1), round(height, 1), counts[channel]))
-        labels.append({"x": x + BAR // 2, "text": day.strftime("%d %b"), "total": sum(counts.values()),
-                       "day": day.isoformat()})
-    return {"bars": bars, "labels": labels, "tallest": tallest, "width": WIDTH, "height": HEIGHT}
 
 
 def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
@@ -85,7 +55,8 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                 kind, invoices = resolved
                 pending = forecast.pending_of(agenda(), log, invoices, moment)
         return page("schedule.html", status, user=session.user, csrf=session.csrf, plan=found, rows=rows,
-                    profiles=profiles_seen, channels=CHANNELS, chart=chart(found), target=target, kind=kind,
+                    profiles=profiles_seen, channels=CHANNELS, chart=sends_per_day(found.by_day_and_channel()),
+                    target=target, kind=kind,
                     pending=pending, problem=said.get("problem"), done=said.get("done"),
                     tomorrow=(moment + timedelta(days=1)).date())
 
