@@ -239,9 +239,17 @@ def test_operators_see_the_schedule_close_a_case_and_simulate_in_the_browser(
         harness: Harness, chromium: Browser) -> None:
     harness.log.add_user("ops.he", "operator", PASSWORD, WEDNESDAY_10, by="test")
     harness.log.add_user("reader.qin", "compliance", PASSWORD, WEDNESDAY_10, by="test")
+    import json
+
+    from worker.jobs.samples import sample_bytes
+
+    demo = [json.loads(line) for line in sample_bytes().splitlines() if line.strip()]  # what `make demo` queues
     planned = harness.job("2026-12-10")  # deferred to Thursday 09:00 Shanghai
     late = harness.job("2026-11-10", debtor__phone="+8613700137999")  # 22 days late: escalated
-    harness.run(planned, late)
+    harness.run(*demo, planned, late)
+    waiting = harness.stack.agenda.upcoming(WEDNESDAY_10 + timedelta(days=14))
+    demo_invoices = {job["invoice"]["id"] for job in demo}
+    assert any(payload["job"]["invoice"]["id"] in demo_invoices for _, _, payload in waiting), "the demo plans ahead"
     env = {**harness.stack.env(), **harness.worker_env}
     with serving(harness.log, env, harness.stack.clock.now) as url:
         context = chromium.new_context(accept_downloads=True)
@@ -251,6 +259,12 @@ def test_operators_see_the_schedule_close_a_case_and_simulate_in_the_browser(
         expect(page.get_by_role("img", name=re.compile("Sends per day by channel"))).to_be_visible()
         expect(page.get_by_role("row", name=re.compile(r"^2026-12-03 Thu"))).to_contain_text("1")
         accessible(page)
+        for _, _, payload in waiting:  # each of the demo's planned steps, in the debtor's local time
+            if payload["job"]["invoice"]["id"] in demo_invoices:
+                page.goto(f"{url}/console/schedule?target={payload['job']['invoice']['id']}")
+                expect(page.get_by_role("table", name=re.compile("Pending steps"))).to_contain_text(
+                    payload["job"]["job_id"])
+                break
         page.get_by_label("Account or invoice").fill(planned["invoice"]["id"])
         page.get_by_role("button", name="Show pending steps").click()
         expect(page.get_by_role("cell", name=re.compile("2026-12-03 09:00 Thu"))).to_be_visible()

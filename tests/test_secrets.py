@@ -94,7 +94,7 @@ def test_deploy_files_require_the_master_key_and_purge_daily() -> None:
 
     root = Path(__file__).parent.parent / "deploy"
     assert "${DUNNING_MASTER_KEY:?" in (root / "compose.yaml").read_text()
-    for name in ("worker.yaml", "serve.yaml", "records-purge.yaml"):
+    for name in ("worker.yaml", "serve.yaml", "records-purge.yaml", "forewarn.yaml"):
         manifest = (root / "kubernetes" / name).read_text()
         assert "name: DUNNING_MASTER_KEY" in manifest and "optional: false" in manifest, name
     cron = yaml.safe_load((root / "kubernetes" / "records-purge.yaml").read_text())
@@ -103,3 +103,15 @@ def test_deploy_files_require_the_master_key_and_purge_daily() -> None:
     assert container["args"][:3] == ["dunning", "records", "purge"]
     assert "ExecStart=/opt/dunning/bin/dunning records purge" in (root / "systemd/dunning-records-purge.service"
                                                                    ).read_text()
+
+
+def test_deploy_files_forewarn_daily() -> None:
+    import yaml
+
+    root = Path(__file__).parent.parent / "deploy"
+    cron = yaml.safe_load((root / "kubernetes" / "forewarn.yaml").read_text())
+    assert cron["kind"] == "CronJob" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    [container] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == ["dunning", "forewarn", "--to"]
+    assert "ExecStart=/opt/dunning/bin/dunning forewarn --to" in (root / "systemd/dunning-forewarn.service").read_text()
+    assert "OnCalendar=" in (root / "systemd/dunning-forewarn.timer").read_text()
