@@ -101,14 +101,16 @@ def log_template(
 
 @app.command()
 def escalations() -> None:
-    """Open escalations: invoices handed to a person (and not paid since), oldest first."""
+    """Open escalations: invoices handed to a person (not paid, written off or closed in the
+    console since), oldest first, with who took each."""
     from rich.table import Table
 
     found = open_log().escalations()
-    table = Table("since (UTC)", "invoice", "account", "job", "why", title=f"{len(found)} open escalation(s)")
+    table = Table("since (UTC)", "invoice", "account", "job", "why", "taken by",
+                  title=f"{len(found)} open escalation(s)")
     for row in found:
         table.add_row(row["occurred_at"].isoformat()[:16], row["invoice_id"] or "", row["account_id"] or "",
                       row["job_id"] or "",
-                      "; ".join((row["detail"] or {}).get("reasons", [])))
+                      "; ".join((row["detail"] or {}).get("reasons", [])), row["assigned_to"] or "")
     out.print(table)
 

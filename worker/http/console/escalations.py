@@ -30,6 +30,7 @@ from worker.settings import Settings
 
 OUTCOMES = {Outcome.PROMISED: "Reached, promised to pay", Outcome.PAID: "Paid", Outcome.DISPUTED: "Disputed",
             Outcome.WRITTEN_OFF: "Written off", Outcome.OTHER: "Other"}
+PAGE = 50  # cases per page view, oldest first: each is shown whole, with its history
 _SHOWN = (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT, Kind.INBOUND, Kind.ESCALATION)
 
 
@@ -69,14 +70,16 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
 
     def cases_page(session: Session, address: str, status: int = 200, **said: Any) -> Response:
         moment = now()
+        found = log.escalations()
         cases = [{**case, "summary": summary(log, case, moment.date()), "history": history(log, case["invoice_id"])}
-                 for case in log.escalations()]
+                 for case in found[:PAGE]]
         if cases:
             log.record(Event(Kind.ACCESS, AccessStatus.VIEWED, detail={
                 "user": session.user.name, "address": address,
                 "escalations": [c["invoice_id"] for c in cases][:200]}), moment)
         return page("escalations.html", status, user=session.user, csrf=session.csrf, cases=cases, outcomes=OUTCOMES,
-                    problem=said.get("problem"), done=said.get("done"), today=moment.date())
+                    problem=said.get("problem"), done=said.get("done"), today=moment.date(),
+                    more=max(0, len(found) - PAGE))
 
     def address_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
