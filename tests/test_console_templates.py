@@ -97,6 +97,8 @@ def test_four_eyes_then_rollback_through_the_same_approval(console: str, log: Co
     assert "waits for another operator's approval" in text_of(published.text)
     assert log.live_templates()[SMS] == first, "not live before approval"
     waiting = log.template_versions(SMS)[0]
+    assert ">Approve</button>" not in author.get(EDIT).text and "another operator approves it" in author.get(EDIT).text
+    assert ">Approve</button>" in reviewer.get(EDIT).text
     own = author.post(EDIT, {"action": "approve", "version": waiting.id}, csrf_from=EDIT)
     assert own.status_code == 409 and "another person must approve it" in text_of(own.text)
     approved = reviewer.post(EDIT, {"action": "approve", "version": waiting.id}, csrf_from=EDIT)
@@ -150,3 +152,20 @@ def test_a_hostile_draft_is_stopped_and_reported_never_run(console: str, source:
         problems = re.findall(r'class="problem"[^<]*', shown.text)
         assert shown.status_code == 200 and said in text_of(shown.text), (action, problems)
         assert ENV["DUNNING_SECRET_KEY"] not in shown.text and "Traceback" not in shown.text
+
+
+def test_a_new_template_is_written_from_its_name(console: str, log: ContactLog) -> None:
+    person = operator(console)
+    bad = person.get("/console/templates/new?name=../../etc/passwd")
+    assert bad.status_code == 422 and "LOCALE/STAGE.CHANNEL.j2 expected" in text_of(bad.text)
+    went = person.get("/console/templates/new?name=fr-FR/due_day.sms.j2")
+    assert went.status_code == 303 and went.headers["location"] == "/console/templates/edit/fr-FR/due_day.sms.j2"
+    new = "/console/templates/edit/fr-FR/due_day.sms.j2"
+    assert "A new template" in person.get(new).text
+    shown = person.post(new, {"action": "preview", "source": "Facture {{ invoice.number }}. {{ opt_out }}"},
+                        csrf_from=new)
+    assert "Facture" in text_of(shown.text) and "rendered from fr-FR/due_day.sms.j2" in text_of(shown.text)
+    published = person.post(new, {"action": "publish", "source": "Facture {{ invoice.number }}. {{ opt_out }}"},
+                            csrf_from=new)
+    assert "waits for another operator's approval" in text_of(published.text), text_of(published.text)[-500:]
+    assert "fr-FR/due_day.sms.j2" not in log.live_templates()

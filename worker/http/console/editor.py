@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from channels.segments import count_segments
 from worker import wiring
@@ -26,7 +26,7 @@ from worker.contact_log import ContactLog
 from worker.contact_log.people import Session
 from worker.contact_log.templates import State, TemplateProblem, Version, check_name
 from worker.http.console.guard import Guard
-from worker.http.console.pages import fragment, page
+from worker.http.console.pages import HEADERS, fragment, page
 from worker.jobs.contract import Job
 from worker.jobs.samples import sample_jobs
 from worker.messages import unsubscribe
@@ -164,7 +164,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
             checked[generation] = grouped
         return checked[generation]
 
-    def listing(session: Session) -> Response:
+    def listing(session: Session, status: int = 200, problem: str | None = None) -> Response:
         live = published()
         found = findings_by_template()
         versions = log.template_versions()
@@ -179,8 +179,8 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
             rows.append({"name": name, "locale": locale, "stage": stage, "channel": channel, "live": current,
                          "waiting": waiting, "findings": found.get(name, []) if name in live else []})
         rows.sort(key=lambda r: (r["locale"], r["stage"], r["channel"]))
-        return page("templates.html", user=session.user, csrf=session.csrf, rows=rows,
-                    approvals=settings.template_approvals)
+        return page("templates.html", status, user=session.user, csrf=session.csrf, rows=rows,
+                    approvals=settings.template_approvals, problem=problem)
 
     def editor(session: Session, name: str, status: int = 200, *, source: str | None = None,
                form: FormData | None = None, shown: Preview | None = None, findings: list[Finding] | None = None,
@@ -212,14 +212,26 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
     async def templates_list(request: Request, session: Session) -> Response:
         return await run_in_threadpool(listing, session)
 
+    @routes.get("/templates/new")
+    @guard("operator")
+    async def new_template(request: Request, session: Session) -> Response:
+        name = request.query_params.get("name", "").strip()
+        try:
+            check_name(name)
+        except TemplateProblem as problem:
+            return await run_in_threadpool(listing, session, 422, str(problem))
+        return RedirectResponse(f"/console/templates/edit/{name}", status_code=303, headers=HEADERS)
+
     @routes.get("/templates/edit/{name:path}")
     @guard("operator")
     async def template_editor(request: Request, session: Session) -> Response:
         name = request.path_params["name"]
         wanted = request.query_params.get("version", "")
-        if not log.template_versions(name) and name not in await run_in_threadpool(published):
+        try:
+            check_name(name)
+        except TemplateProblem as problem:
             return page("error.html", 404, user=session.user, csrf=session.csrf, title="No such template",
-                        message=f"No template is named {name}.")
+                        message=str(problem))
         return await run_in_threadpool(lambda: editor(session, name, version=int(wanted) if wanted.isdigit()
                                                       else None))
 
