@@ -97,6 +97,16 @@ def seed_templates(settings: Settings, contact_log: ContactLog, now: datetime) -
     return contact_log.seed_templates(found, now, by=f"folder:{settings.template_dir}")
 
 
+def published_templates(settings: Settings, contact_log: ContactLog, now: datetime) -> dict[str, str]:
+    """name → source of the live templates, for a reader that may come before any worker
+    (the console): with none live yet, the folder is imported first, as a worker would."""
+    live = contact_log.live_templates()
+    if not live:
+        seed_templates(settings, contact_log, now)
+        live = contact_log.live_templates()
+    return live
+
+
 def published(contact_log: ContactLog) -> Published:
     """The templates every worker renders: the log's published versions, a new one noticed within a second."""
     return Published(contact_log.template_generation, contact_log.live_templates)

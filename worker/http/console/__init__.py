@@ -34,12 +34,11 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from worker import wiring
 from worker.contact_log import EXPORT_FIELDS, ContactLog, KeyProblem, PersonProblem, for_export, to_json_line
 from worker.contact_log.keys import SCOPES, parse_scopes
-from worker.contact_log.kinds import AccessStatus, Event, Kind
+from worker.contact_log.kinds import AccessStatus
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
-from worker.contact_log.search import normalised
 from worker.http.console import editor, escalations, schedule, simulation
-from worker.http.console.guard import Guard
+from worker.http.console.guard import Guard, address_of
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
 from worker.http.console.verifier import Verifier
@@ -85,25 +84,13 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:80] or "export"
 
 
-def address_of(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> APIRouter:
     assert settings.secret_key  # `create_app` refuses to start without it
     cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
     routes = APIRouter(prefix="/console", include_in_schema=False, route_class=_Answered)
 
     guard = Guard(log, cookies, now)
-    current, for_role = guard.current, guard
-
-    def note_access(session: Session, request: Request, status: AccessStatus, **what: Any) -> None:
-        """Record who looked at what. A search for an address is filed under that address,
-        so the query is sealed with the person's data and erased with it."""
-        searched = normalised(str(what.get("search") or ""))
-        about = searched if "@" in searched or searched.startswith("+") else None
-        log.record(Event(Kind.ACCESS, status, address=about,
-                         detail={"user": session.user.name, "address": address_of(request), **what}), now())
+    current, note_access = guard.current, guard.note_access
 
     @routes.get("/static/{name:str}")
     async def static(request: Request) -> Response:
@@ -161,7 +148,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return response
 
     @routes.get("/search")
-    @for_role("compliance")
+    @guard("compliance")
     async def search(request: Request, session: Session) -> Response:
         query = request.query_params.get("q", "").strip()[:320]
         results = log.search(query, now().date()) if query else []
@@ -211,7 +198,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                     exports=exports, received=received)
 
     @routes.get("/export")
-    @for_role("compliance")
+    @guard("compliance")
     async def export(request: Request, session: Session) -> Response:
         params = request.query_params
         about = next((name for name in ("account", "invoice", "search") if params.get(name)), "")
@@ -258,17 +245,17 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             **HEADERS, "content-disposition": f'attachment; filename="{name}.{suffix}"'})
 
     @routes.get("/accounts/{account_id:path}")
-    @for_role("compliance")
+    @guard("compliance")
     async def account_timeline(request: Request, session: Session) -> Response:
         return timeline(request, session, "account", request.path_params["account_id"])
 
     @routes.get("/invoices/{invoice_id:path}")
-    @for_role("compliance")
+    @guard("compliance")
     async def invoice_timeline(request: Request, session: Session) -> Response:
         return timeline(request, session, "invoice", request.path_params["invoice_id"])
 
     @routes.get("/deliveries/{delivery_id:int}")
-    @for_role("compliance")
+    @guard("compliance")
     async def delivery(request: Request, session: Session) -> Response:
         delivery_id = request.path_params["delivery_id"]
         record = log.delivery_record(delivery_id)
@@ -285,13 +272,13 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     verifier = Verifier(log, now)
 
     @routes.get("/verify")
-    @for_role("compliance")
+    @guard("compliance")
     async def verify_page(request: Request, session: Session) -> Response:
         return page("verify.html", user=session.user, csrf=session.csrf, run=verifier.running(),
                     last=last_verification(log.engine))
 
     @routes.post("/verify")
-    @for_role("compliance")
+    @guard("compliance")
     async def verify(request: Request, session: Session) -> Response:
         verifier.start(session.user.name, address_of(request))
         return RedirectResponse("/console/verify", status_code=303, headers=HEADERS)
@@ -316,12 +303,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                     problem=said.get("problem"), done=said.get("done"))
 
     @routes.get("/records")
-    @for_role("compliance")
+    @guard("compliance")
     async def records_view(request: Request, session: Session) -> Response:
         return await run_in_threadpool(records_page, session, 200, str(request.query_params.get("as_of") or ""))
 
     @routes.post("/records/{action:str}")
-    @for_role("compliance")
+    @guard("compliance")
     async def records_act(request: Request, session: Session) -> Response:
         action = request.path_params["action"]
         form = await request.form()
@@ -357,12 +344,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                     problem=said.get("problem"), done=said.get("done"))
 
     @routes.get("/people")
-    @for_role("admin")
+    @guard("admin")
     async def people(request: Request, session: Session) -> Response:
         return people_page(session)
 
     @routes.post("/people")
-    @for_role("admin")
+    @guard("admin")
     async def add_person(request: Request, session: Session) -> Response:
         form = await request.form()
         try:
@@ -373,7 +360,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return people_page(session, done=f"{added.name} added ({added.role}).")
 
     @routes.post("/people/disable")
-    @for_role("admin")
+    @guard("admin")
     async def disable_person(request: Request, session: Session) -> Response:
         name = str((await request.form()).get("name") or "")
         if name == session.user.name:
@@ -387,12 +374,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
                     problem=said.get("problem"), done=said.get("done"), made=said.get("made"))
 
     @routes.get("/keys")
-    @for_role("admin")
+    @guard("admin")
     async def keys(request: Request, session: Session) -> Response:
         return keys_page(session)
 
     @routes.post("/keys")
-    @for_role("admin")
+    @guard("admin")
     async def make_key(request: Request, session: Session) -> Response:
         form = await request.form()
         name = str(form.get("name") or "")
@@ -404,7 +391,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         return keys_page(session, made={"name": name, "key": key})
 
     @routes.post("/keys/revoke")
-    @for_role("admin")
+    @guard("admin")
     async def revoke_key(request: Request, session: Session) -> Response:
         name = str((await request.form()).get("name") or "")
         if not log.revoke_key(name, now(), by=f"console:{session.user.name}"):

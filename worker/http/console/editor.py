@@ -55,7 +55,8 @@ class Sample:
         """From the editor's form (the defaults for the template: its locale, its stage's day)."""
         own = name.split("/")[0] if "/" in name else "en-US"
         stage = name.rsplit("/", 1)[-1].split(".")[0]
-        dpd = {"pre_due_7": -7, "pre_due_3": -3, "overdue_early": 3, "overdue_late": 15}.get(stage, 0)
+        # The first day of the template's stage in the default ladder (0, the due day, otherwise).
+        dpd = next((s.from_dpd for s in profiles()["default"].ladder.stages if s.name == stage), 0)
         if form is None:
             return cls(locale=own, dpd=dpd), []
         problems = []
@@ -142,14 +143,10 @@ def _stages() -> list[str]:
 
 
 def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
-    seeded: list[bool] = []
     checked: dict[int, dict[str, list[Finding]]] = {}
 
     def published() -> dict[str, str]:
-        if not seeded:  # the console may open before any worker: import the folder as a worker would
-            wiring.seed_templates(settings, log, now())
-            seeded.append(True)
-        return log.live_templates()
+        return wiring.published_templates(settings, log, now())
 
     def findings_by_template() -> dict[str, list[Finding]]:
         """The published templates' check, once per publication (it renders every sample)."""

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.contact_log.kinds import AccessStatus, Event, Kind, Outcome
+from worker.contact_log.kinds import AccessStatus, Kind, Outcome
 from worker.contact_log.people import Session
 from worker.events import EventError, Events
 from worker.http.console.guard import Guard
@@ -68,26 +68,21 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
     def events() -> Events:
         return Events(log, Agenda(wiring.redis_for(settings)))
 
-    def cases_page(session: Session, address: str, status: int = 200, **said: Any) -> Response:
+    def cases_page(session: Session, request: Request, status: int = 200, **said: Any) -> Response:
         moment = now()
         found = log.escalations()
         cases = [{**case, "summary": summary(log, case, moment.date()), "history": history(log, case["invoice_id"])}
                  for case in found[:PAGE]]
         if cases:
-            log.record(Event(Kind.ACCESS, AccessStatus.VIEWED, detail={
-                "user": session.user.name, "address": address,
-                "escalations": [c["invoice_id"] for c in cases][:200]}), moment)
+            guard.note_access(session, request, AccessStatus.VIEWED, escalations=[c["invoice_id"] for c in cases])
         return page("escalations.html", status, user=session.user, csrf=session.csrf, cases=cases, outcomes=OUTCOMES,
                     problem=said.get("problem"), done=said.get("done"), today=moment.date(),
                     more=max(0, len(found) - PAGE))
 
-    def address_of(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
-
     @routes.get("/escalations")
     @guard("operator")
     async def escalations(request: Request, session: Session) -> Response:
-        return await run_in_threadpool(cases_page, session, address_of(request))
+        return await run_in_threadpool(cases_page, session, request)
 
     @routes.post("/escalations/{action:str}")
     @guard("operator")
@@ -99,7 +94,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
 
         def run() -> Response:
             if invoice not in {c["invoice_id"] for c in log.escalations()}:
-                return cases_page(session, address_of(request), 404, problem=f"No open escalation for {invoice}.")
+                return cases_page(session, request, 404, problem=f"No open escalation for {invoice}.")
             try:
                 if action == "assign":
                     applied = events().assign(invoice, now(), by=by)
@@ -112,9 +107,9 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                     applied = events().close_case(invoice, str(form.get("outcome") or ""), now(), by=by,
                                                   note=str(form.get("note") or ""), until=until)
                 else:
-                    return cases_page(session, address_of(request), 404, problem=f"{action!r} is not something "
+                    return cases_page(session, request, 404, problem=f"{action!r} is not something "
                                                                                  "this page does.")
             except EventError as problem:
-                return cases_page(session, address_of(request), 422, problem=str(problem))
-            return cases_page(session, address_of(request), done=applied.summary)
+                return cases_page(session, request, 422, problem=str(problem))
+            return cases_page(session, request, done=applied.summary)
         return await run_in_threadpool(run)

@@ -1,22 +1,30 @@
-"""Who may open a console page: `Guard(role)` wraps a handler so that no session leads to
-the sign-in page, another role gets 403, and a POST without this session's CSRF token
-is refused. Every page module (`__init__`, `editor`, `schedule`, ...) guards its routes
-with the one guard the router builds."""
+"""Who may open a console page, and the record that they looked: `Guard(role)` wraps a
+handler so that no session leads to the sign-in page, another role gets 403, and a POST
+without this session's CSRF token is refused; `note_access` files an `access` event.
+Every page module (`__init__`, `editor`, `schedule`, ...) uses the one guard the router
+builds."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from fastapi import Request
 from starlette.responses import RedirectResponse, Response
 
 from worker.contact_log import ContactLog
+from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.people import Session
+from worker.contact_log.search import normalised
 from worker.http.console.pages import HEADERS, page
 from worker.http.console.session import Cookies, same
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+def address_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 Page = Callable[[Request], Awaitable[Response]]
 
 
@@ -46,3 +54,11 @@ class Guard:
                 return await handler(request, session)
             return guarded
         return wrap
+
+    def note_access(self, session: Session, request: Request, status: AccessStatus, **what: Any) -> None:
+        """Record who looked at what. A search for an address is filed under that address,
+        so the query is sealed with the person's data and erased with it."""
+        searched = normalised(str(what.get("search") or ""))
+        about = searched if "@" in searched or searched.startswith("+") else None
+        self.log.record(Event(Kind.ACCESS, status, address=about,
+                              detail={"user": session.user.name, "address": address_of(request), **what}), self.now())

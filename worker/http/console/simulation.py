@@ -159,10 +159,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                   start, int(days_text), Path(tempfile.mkdtemp(prefix="dunning-console-simulate-")))
         (run.folder / "portfolio.jsonl").write_bytes(portfolio)
         templates = run.folder / "templates"
-        live = log.live_templates()
-        if not live:  # no worker or editor has imported the folder yet: as they would
-            wiring.seed_templates(settings, log, now())
-            live = log.live_templates()
+        live = wiring.published_templates(settings, log, now())
         for name, source in {**live, **{v.name: v.source for v in trying}}.items():
             (templates / name).parent.mkdir(parents=True, exist_ok=True)
             (templates / name).write_text(source, encoding="utf-8")
