@@ -113,14 +113,18 @@ def plan(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAY
 
 def _steps(log: ContactLog, entries: Iterable[tuple[str, datetime, dict[str, object]]], now: datetime,
            horizon: datetime) -> Iterable[Step]:
-    known_profiles = profiles()
     for entry_id, due, payload in entries:
-        job_json = payload.get("job")
-        if not isinstance(job_json, dict) or "notify" in payload:
-            continue  # a supervisor's notice, not a reminder
-        parsed = parse_job(job_json, known_profiles, "agenda")
-        if parsed.job is not None:
-            yield predict(log, parsed.job, entry_id, due, now, horizon)
+        job = _job_of(payload)
+        if job is not None:
+            yield predict(log, job, entry_id, due, now, horizon)
+
+
+def _job_of(payload: Mapping[str, object] | None) -> Job | None:
+    """The reminder an agenda entry carries (None: a supervisor's notice, or unreadable)."""
+    job_json = (payload or {}).get("job")
+    if not isinstance(job_json, dict) or "notify" in (payload or {}):
+        return None
+    return parse_job(job_json, profiles(), "agenda").job
 
 
 def pending_of(agenda: Agenda, log: ContactLog, invoices: Iterable[str], now: datetime,
@@ -130,13 +134,9 @@ def pending_of(agenda: Agenda, log: ContactLog, invoices: Iterable[str], now: da
     found = []
     for invoice in dict.fromkeys(invoices):
         for entry_id, due in agenda.of_invoice(invoice):
-            payload = agenda.payload_of(entry_id) if due is not None else agenda.parked_payload(invoice, entry_id)
-            job_json = (payload or {}).get("job")
-            if not isinstance(job_json, dict):
-                continue
-            parsed = parse_job(job_json, profiles(), "agenda")
-            if parsed.job is not None:
-                found.append(predict(log, parsed.job, entry_id, due, now, horizon))
+            job = _job_of(agenda.payload_of(entry_id) if due is not None else agenda.parked_payload(invoice, entry_id))
+            if job is not None:
+                found.append(predict(log, job, entry_id, due, now, horizon))
     return found
 
 
