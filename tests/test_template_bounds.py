@@ -71,3 +71,41 @@ def test_preview_and_check_stop_it_without_a_traceback(templates: Path, tmp_path
     assert "zh-CN/due_day.sms.j2:2: rendering took longer than" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert time.monotonic() - started < 60
+
+
+ESCAPES = {
+    "include up": '{% include "../../../../../../../../etc/passwd" %}',
+    "include absolute": '{% include "/etc/passwd" %}',
+    "extends up": '{% extends "../../../../../../../../etc/hostname" %}',
+    "include a dot segment": '{% include "./../../../../../../../etc/passwd" %}',
+    "include a backslash": '{% include "..\\\\..\\\\etc\\\\passwd" %}',
+}
+
+
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_a_template_cannot_read_files_outside_the_templates(templates: Path, name: str) -> None:
+    """`{% include %}` and `{% extends %}` name templates, never the host's files: refused
+    with the template's name and line, from a folder and from the log's versions alike."""
+    from worker.messages.sources import Fixed, TemplateSource
+    body = "【{{ sender.name }}】\n" + ESCAPES[name] + "\n{{ opt_out }}\n"
+    (templates / "zh-CN" / "due_day.sms.j2").write_text(body)
+    fixed = Fixed([TemplateSource.of(str(p.relative_to(templates)), p.read_text())
+                   for p in templates.rglob("*.j2")])
+    for source in (templates, fixed):
+        with pytest.raises(TemplateError) as stopped:
+            Renderer(source).render("due_day", "sms", "zh-CN", context(opt_out="回复TD退订"))
+        assert "root:" not in str(stopped.value)
+        assert str(stopped.value).startswith("zh-CN/due_day.sms.j2:2:"), str(stopped.value)
+        assert "is not allowed" in str(stopped.value) or "no such template" in str(stopped.value)
+
+
+def test_a_link_out_of_the_folder_is_refused(templates: Path, tmp_path: Path) -> None:
+    """A symlink inside the folder that points outside is neither listed nor read."""
+    (tmp_path / "secret.j2").write_text("s3cret")
+    (templates / "zh-CN" / "leak.j2").symlink_to(tmp_path / "secret.j2")
+    (templates / "zh-CN" / "due_day.sms.j2").write_text('【x】\n{% include "zh-CN/leak.j2" %}\n{{ opt_out }}\n')
+    renderer = Renderer(templates)
+    assert "zh-CN/leak.j2" not in renderer.templates.names()
+    with pytest.raises(TemplateError) as stopped:
+        renderer.render("due_day", "sms", "zh-CN", context(opt_out="回复TD退订"))
+    assert "s3cret" not in str(stopped.value) and "is not allowed" in str(stopped.value)

@@ -50,6 +50,16 @@ def test_each_rule_is_enforced(own: Path) -> None:
     assert "error: en-US/overdue_early.voice.j2:1: undefined variable" in found and "'amount'" in found
 
 
+def test_every_language_s_phrases_apply_to_every_template(own: Path) -> None:
+    """A Chinese threat in an English template (and the reverse) is still a threat: the
+    debtor reads it whatever the template's locale."""
+    (own / "en-US" / "due_day.sms.j2").write_text("Invoice {{ invoice.number }}: 公安 will visit. {{ opt_out or '' }}")
+    (own / "zh-CN" / "pre_due_3.voice.j2").write_text("发票 {{ invoice.number }}，police 将上门。")
+    found = "\n".join(findings(own))
+    assert "error: en-US/due_day.sms.j2: forbidden phrase '公安'" in found
+    assert "error: zh-CN/pre_due_3.voice.j2: forbidden phrase 'police'" in found
+
+
 def test_the_command_exits_1_on_errors(own: Path) -> None:
     (own / "en-US" / "due_day.voice.j2").write_text("You will go to jail. {{ invoice.number }}")
     dunning = str(Path(sys.executable).parent / "dunning")

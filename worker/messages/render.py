@@ -46,7 +46,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
-from worker.messages.sources import Fixed, Folder, Sources, TemplateSource
+from worker.messages.sources import Fixed, Folder, Sources, TemplateSource, UnsafeName
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
 RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
@@ -276,6 +276,8 @@ class Renderer:
             raise TemplateError(name, None, f"no such template in {self.templates.where}") from None
         except TemplateSyntaxError as error:
             raise TemplateError(name, error.lineno, f"syntax error: {error.message}") from None
+        except UnsafeName as error:
+            raise TemplateError(name, None, str(error)) from None
         except (RecursionError, MemoryError, SyntaxError, ValueError) as error:  # compiling it took Python past a limit
             raise TemplateError(name, None, f"cannot be compiled ({type(error).__name__}: too deeply nested or "
                                             "too large)") from None
@@ -292,6 +294,8 @@ class Renderer:
             raise TemplateError(name, _template_line(error, template), f"undefined variable: {error.message}") from None
         except TemplateSyntaxError as error:
             raise TemplateError(name, error.lineno, f"syntax error: {error.message}") from None
+        except UnsafeName as error:
+            raise TemplateError(name, _template_line(error, template), str(error)) from None
         except Exception as error:  # a filter or the sandbox refused something: still the template's fault
             raise TemplateError(name, _template_line(error, template), f"{type(error).__name__}: {error}") from None
 

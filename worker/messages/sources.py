@@ -8,10 +8,11 @@ Each template's version is the SHA-256 of its source, as deliveries record it.""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 
@@ -26,6 +27,28 @@ class TemplateSource:
     @classmethod
     def of(cls, name: str, source: str) -> TemplateSource:
         return cls(name, hashlib.sha256(source.encode("utf-8")).hexdigest(), source)
+
+
+class UnsafeName(ValueError):
+    """A template name that could reach outside the templates: absolute, with `..`, or
+    (in a folder) resolving elsewhere through a link. `{% include "../../etc/passwd" %}`
+    in an operator's template must never read the host's files."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"template name {name!r} is not allowed: names are relative paths inside the "
+                         "templates, without '..' (no absolute paths, no links outside)")
+        self.name = name
+
+
+def checked(name: str) -> str:
+    """`name` if it is a plain relative path (`zh-CN/due_day.sms.j2`), else `UnsafeName`:
+    the rule of Jinja's own `FileSystemLoader`, for every source, the log's and fixed
+    sets included (a name there is only a key, but it is the same name a folder reads)."""
+    parts = name.split("/")
+    if (not name or "\\" in name or "\0" in name or PurePosixPath(name).is_absolute()
+            or re.match(r"^[A-Za-z]:", name) or any(part in ("", ".", "..") for part in parts)):
+        raise UnsafeName(name)
+    return name
 
 
 class Sources(Protocol):
@@ -51,6 +74,7 @@ class Folder:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.where = str(directory)
+        self._root = directory.resolve()
         self._read: dict[str, tuple[int, TemplateSource]] = {}
         self._names: tuple[Hashable, list[str]] | None = None
 
@@ -62,12 +86,18 @@ class Folder:
         generation = self.generation()
         if self._names is None or self._names[0] != generation:
             found = sorted(p.relative_to(self.directory).as_posix() for p in self.directory.rglob("*.j2")
-                           if not any(part.startswith(("_", ".")) for part in p.relative_to(self.directory).parts))
+                           if not any(part.startswith(("_", ".")) for part in p.relative_to(self.directory).parts)
+                           and self._inside(p))
             self._names = (generation, found)
         return self._names[1]
 
+    def _inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self._root)
+
     def get(self, name: str) -> TemplateSource | None:
-        path = self.directory / name
+        path = self.directory / checked(name)
+        if not self._inside(path):
+            raise UnsafeName(name)
         try:
             changed = path.stat().st_mtime_ns
         except OSError:
@@ -89,7 +119,7 @@ class Fixed:
         return sorted(self.sources)
 
     def get(self, name: str) -> TemplateSource | None:
-        return self.sources.get(name)
+        return self.sources.get(checked(name))
 
     def generation(self) -> Hashable:
         return 0
@@ -123,7 +153,7 @@ class Published:
         return sorted(self._fresh())
 
     def get(self, name: str) -> TemplateSource | None:
-        return self._fresh().get(name)
+        return self._fresh().get(checked(name))
 
     def generation(self) -> Hashable:
         self._fresh()
