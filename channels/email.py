@@ -84,7 +84,8 @@ class EmailChannel:
         if message.unsubscribe_url:
             headers.append(("List-Unsubscribe",
                             f"<{message.unsubscribe_url}>, <mailto:{self.from_address}?subject=unsubscribe>"))
-            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+            if message.unsubscribe_url.startswith("https://"):  # RFC 8058 §3.1: one-click needs https
+                headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers.append(("MIME-Version", "1.0"))
         lines = []
         for name, value in headers:

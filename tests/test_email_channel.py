@@ -63,6 +63,19 @@ def test_a_reminder_arrives_multipart_with_its_headers(smtp: tuple[Scripted, Con
     assert parts["text/plain"].startswith("张伟，您好：") and parts["text/html"].startswith("<p>张伟")
 
 
+def test_one_click_is_offered_only_over_https() -> None:
+    """RFC 8058: List-Unsubscribe-Post only with an https URI; over plain http the link and
+    the mailto: address are still given, without the one-click promise."""
+    email = EmailChannel("smtp://127.0.0.1:25", "billing@example.com")
+    plain = reminder().__class__(**{**reminder().__dict__, "unsubscribe_url": "http://127.0.0.1:8000/u/tok123"})
+    parsed = message_from_bytes(email.build(plain), policy=default)
+    assert parsed["List-Unsubscribe"] == ("<http://127.0.0.1:8000/u/tok123>, "
+                                          "<mailto:billing@example.com?subject=unsubscribe>")
+    assert parsed["List-Unsubscribe-Post"] is None
+    secure = message_from_bytes(email.build(reminder()), policy=default)
+    assert secure["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
 def test_the_message_id_is_the_same_for_the_same_key() -> None:
     email = EmailChannel("smtp://127.0.0.1:25", "billing@example.com")
     assert email.message_id("k") == email.message_id("k") != email.message_id("k2")

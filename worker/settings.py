@@ -138,7 +138,8 @@ def require_secrets(settings: Settings) -> list[str]:
     warnings = []
     if not settings.public_url.startswith("https://"):
         warnings.append(f"DUNNING_PUBLIC_URL is {settings.public_url}: unsubscribe links and Twilio callbacks "
-                        "should be https (RFC 8058 requires https for one-click unsubscribe)")
+                        "should be https; emails go without List-Unsubscribe-Post, as RFC 8058 allows one-click "
+                        "unsubscribe only over https (the link and the mailto: address still work)")
     return warnings
 
 
