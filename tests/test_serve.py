@@ -195,3 +195,33 @@ def test_one_click_unsubscribe_needs_a_post_and_a_genuine_token(served: Served) 
     assert not served.log.suppressed(address)
     assert _send(link, {"List-Unsubscribe": "One-Click"}) == 200
     assert served.log.suppressed(address)
+
+
+def _hang_up(url: str, request: bytes) -> None:
+    """Send `request` raw and close the connection without reading the answer."""
+    import socket
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    with socket.create_connection((host or "127.0.0.1", port or 80), timeout=5) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.parametrize("body", ["broken chunks", "cut short"])
+def test_a_client_that_hangs_up_mid_request_is_an_info_line_not_an_error(
+        served: Served, caplog: pytest.LogCaptureFixture, body: str) -> None:
+    """A caller gone before its body arrived is nobody's error: one info line, no traceback,
+    no 500 written to a closed connection; the server keeps answering."""
+    import logging
+    import time
+    head = b"POST /twilio/status HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    request = (head + b"Transfer-Encoding: chunked\r\n\r\n5\r\nMessa\r\nzz-not-hex\r\n" if body == "broken chunks"
+               else head + b"Content-Length: 500\r\n\r\nMessageSid=SM1&MessageStatus=deliv")
+    caplog.set_level(logging.INFO)
+    _hang_up(served.url, request)
+    time.sleep(1.0)
+    assert _send(served.url + "/v1/openapi.json", {}, method="GET") == 200
+    # uvicorn may warn "Invalid HTTP request received." of the broken chunks: true, and no error of ours
+    noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info
+             or (r.name.startswith("dunning") and r.levelno >= logging.WARNING)]
+    assert noisy == [], [r.getMessage() for r in noisy]
+    assert any("disconnected" in r.getMessage() for r in caplog.records if r.name.startswith("dunning"))

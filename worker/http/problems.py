@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from worker.http.console.pages import page
@@ -72,7 +73,14 @@ def install(app: FastAPI) -> None:
                         message="An unexpected error; it is logged on the server.")
         return problem_response(500, "an unexpected error; it is logged on the server")
 
+    async def on_disconnect(request: Request, error: Exception) -> Response:
+        # The caller hung up before its request arrived whole: nobody to answer, nothing
+        # wrong here. The empty response is never delivered; it only ends the request.
+        logger.info("client disconnected during %s %s; nothing done", request.method, request.url.path)
+        return Response(status_code=400)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from worker import wiring
@@ -67,7 +68,7 @@ class _Answered(APIRoute):
         async def answered(request: Request) -> Response:
             try:
                 return await original(request)
-            except StarletteHTTPException:
+            except (StarletteHTTPException, ClientDisconnect):
                 raise
             except Exception:
                 logger.exception("unexpected error answering %s %s", request.method, request.url.path)
