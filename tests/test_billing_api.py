@@ -301,3 +301,62 @@ def test_one_key_sent_to_two_server_processes_at_once_is_accepted_once(tmp_path:
     ran = [a for a in answers if a[0] == 202 and "idempotency-replayed" not in a[1]]
     assert len(ran) == 1 and len(ran[0][2]["accepted"]) == 300
     assert queued(redis_server) == 300, "each job queued once"
+
+
+def test_an_event_for_an_invoice_never_seen_is_404_not_success(api: Api) -> None:
+    """A billing system's typo in an invoice id is a 404 problem, not "paid … changed"."""
+    for path, body in (("/v1/invoices/NOPE-9/payment", {}), ("/v1/invoices/NOPE-9/payment", {"amount": "10.00"}),
+                       ("/v1/invoices/NOPE-9/dispute", {}), ("/v1/invoices/NOPE-9/write-off", {}),
+                       ("/v1/invoices/NOPE-9/promise", {"until": "2026-12-24"})):
+        status, headers, problem = api.post(path, body, key="events")
+        assert status == 404 and headers["content-type"] == "application/problem+json", (path, problem)
+        assert "invoice NOPE-9: the contact log has no job for this invoice" in problem["detail"]
+    assert api.call("GET", "/v1/invoices/NOPE-9", key="reader")[0] == 404
+    assert list(api.log.history(invoice="NOPE-9")) == [], "nothing recorded"
+
+
+def test_one_rejected_job_is_422_with_its_problems_and_kept(api: Api) -> None:
+    bad = job_data(job_id="INV-9/due_day", debtor__email="not-an-address", invoice__amount_due=120.5)
+    status, headers, problem = api.post("/v1/jobs", bad)
+    assert status == 422 and headers["content-type"] == "application/problem+json", problem
+    paths = {e["path"] for e in problem["errors"]}
+    assert paths == {"debtor.email", "invoice.amount_due"}, problem
+    assert "a decimal string is expected" in problem["detail"]
+    [kept] = api.log.dead_letters()
+    assert kept["job_id"] == "INV-9/due_day", "kept as a dead letter, as in a batch"
+
+
+def test_event_fields_are_explained_in_the_callers_words(api: Api) -> None:
+    status, _, problem = api.post("/v1/invoices/INV-1/payment", {"amount": 120}, key="events")
+    assert status == 422
+    assert problem["errors"] == [{"path": "amount", "message": 'must be a decimal string like "120.00", got 120'}]
+    status, _, problem = api.post("/v1/invoices/INV-1/promise", {"until": "next week"}, key="events")
+    assert problem["errors"] == [{"path": "until",
+                                  "message": 'must be a date like "2026-12-24" (YYYY-MM-DD), got "next week"'}]
+    status, _, problem = api.post("/v1/invoices/INV-1/payment", {"amount": "1", "currency": "CNY"}, key="events")
+    assert problem["errors"] == [{"path": "currency", "message": "is not a field of this request (it takes: amount)"}]
+    status, _, problem = api.post("/v1/invoices/INV-1/promise", {}, key="events")
+    assert problem["errors"][0]["message"].startswith("is required: a date like")
+
+
+def test_every_problem_type_is_a_page_that_says_what_to_do(api: Api) -> None:
+    """`type` is never about:blank: each problem names a page served here that explains it."""
+    found = [api.post("/v1/jobs", job_data(), key=None),  # 401
+             api.post("/v1/jobs", job_data(), key="reader"),  # 403
+             api.call("POST", "/v1/jobs", b"{", ),  # 400
+             api.call("POST", "/v1/jobs", b"{}", headers={"Content-Type": "text/plain"}),  # 415
+             api.post("/v1/jobs", {"jobs": [job_data()] * 1001}),  # 413
+             api.post("/v1/jobs", job_data(debtor__email="x")),  # 422
+             api.post("/v1/invoices/NOPE-9/payment", {}, key="events"),  # 404
+             api.call("GET", "/v1/jobs/NOPE%2Fx", key="reader")]  # 404
+    seen = set()
+    for status, _, problem in found:
+        assert problem["status"] == status and problem["type"].startswith(api.url + "/v1/problems/"), problem
+        seen.add(problem["type"])
+    assert len(seen) == 7
+    for type_ in seen:
+        with urllib.request.urlopen(type_, timeout=10) as page:
+            text = page.read().decode()
+        assert page.status == 200 and "<h1>" in text and "problem details" in text
+    with urllib.request.urlopen(api.url + "/v1/problems/not-found", timeout=10) as page:
+        assert "POST /v1/invoices" in page.read().decode(), "says how an invoice becomes known"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,12 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
     env = {"DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/dunning.db",
            "DUNNING_REDIS_URL": redis_server.url}  # type: ignore[attr-defined]
     assert dunning("migrate", env=env).returncode == 0
+    known = ContactLog.open(env["DUNNING_DATABASE_URL"], MASTER_KEY)
+    for invoice in ("INV-7", "INV-8"):
+        known.accept_job(f"{invoice}/due_day", invoice, "ACME", "{}", datetime(2026, 12, 1, tzinfo=UTC))
+    known.engine.dispose()
+    typo = dunning("paid", "NOPE-9", env=env)
+    assert typo.returncode == 1 and "invoice NOPE-9: the contact log has no job for this invoice" in typo.stderr
     paid = dunning("paid", "INV-7", "--amount", "300.00", "--by", "alice", env=env)
     assert paid.returncode == 0 and "INV-7: payment of 300.00 recorded" in paid.stdout, paid.stderr
     assert dunning("promise", "INV-7", "--until", "2026-12-24", env=env).returncode == 0
@@ -155,7 +162,7 @@ def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_pa
     written_off = dunning("writeoff", "INV-8", "--note", "insolvent", env=env)
     assert written_off.returncode == 0 and "INV-8: written off" in written_off.stdout, written_off.stderr
     bad = dunning("paid", "INV-7", "--amount", "3OO", env=env)
-    assert bad.returncode == 1 and "amount: '3OO'; a decimal amount such as 1200.00 expected" in bad.stderr
+    assert bad.returncode == 1 and 'amount: must be a decimal string like "1200.00", got \'3OO\'' in bad.stderr
     assert "Traceback" not in bad.stderr
     assert dunning("optout", "12345", env=env).returncode == 1
     assert dunning("optout", env=env).returncode == 2

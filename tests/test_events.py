@@ -62,6 +62,7 @@ def test_writing_off_ends_the_cadence_and_closes_the_escalation(log: ContactLog,
 
 def test_a_partial_payment_is_a_payment_not_paid(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day")
+    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     Events(log, agenda).paid("INV-1", NOW, by="api", amount="1200.50")
     facts = log.facts_for("ACME", "INV-1", "INV-1/due_day", NOW)
     assert not facts.paid and facts.paid_since(NOW - timedelta(days=1)) == Decimal("1200.50")
@@ -69,8 +70,22 @@ def test_a_partial_payment_is_a_payment_not_paid(log: ContactLog, agenda: Agenda
     assert agenda.due_at("INV-1/due_day") == LATER, "the reminder stays, with the balance"
 
 
+def test_an_event_for_an_invoice_the_log_has_never_seen_is_refused(log: ContactLog, agenda: Agenda) -> None:
+    """A billing system's typo must not look like success: nothing is recorded, and the
+    error says which invoice and how the log comes to know one."""
+    from worker.events import UnknownInvoice
+    events = Events(log, agenda)
+    for act in (lambda: events.paid("NOPE-9", NOW, by="api"), lambda: events.paid("NOPE-9", NOW, by="api", amount="1"),
+                lambda: events.dispute("NOPE-9", NOW, by="api"), lambda: events.write_off("NOPE-9", NOW, by="api"),
+                lambda: events.promise("NOPE-9", date(2026, 12, 10), NOW, by="api")):
+        with pytest.raises(UnknownInvoice, match="invoice NOPE-9: the contact log has no job for this invoice"):
+            act()
+    assert list(log.history(invoice="NOPE-9")) == []
+
+
 def test_a_dispute_pauses_reminders_and_resolving_it_resumes_them(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day", "overdue_early")
+    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     events = Events(log, agenda)
     assert events.dispute("INV-1", NOW, by="api", note="wrong quantity").agenda == "2 pending reminder(s) paused"
     assert agenda.due_at("INV-1/due_day") is None and agenda.parked("INV-1") == 2
@@ -84,6 +99,7 @@ def test_a_dispute_pauses_reminders_and_resolving_it_resumes_them(log: ContactLo
 def test_a_promise_holds_reminders_until_the_day_after_it(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day", at=NOW + timedelta(hours=1))
     schedule(agenda, "INV-1", "overdue_late", at=datetime(2026, 12, 20, 1, 0, tzinfo=UTC))
+    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     Events(log, agenda).promise("INV-1", date(2026, 12, 10), NOW, by="api")
     # the day after the promise begins first at UTC+14: 2026-12-11 00:00+14:00
     assert agenda.due_at("INV-1/due_day") == datetime(2026, 12, 10, 10, 0, tzinfo=UTC)
@@ -132,8 +148,10 @@ def test_opting_out_of_a_channel_and_ceasing(log: ContactLog, agenda: Agenda) ->
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda e: e.paid("INV-1", NOW, by="x", amount="12,00"), "amount: '12,00'; a decimal amount"),
-    (lambda e: e.paid("INV-1", NOW, by="x", amount="-5"), "amount: '-5'; a positive amount expected"),
+    (lambda e: e.paid("INV-1", NOW, by="x", amount="12,00"),
+     'amount: must be a decimal string like "1200.00", got \'12,00\''),
+    (lambda e: e.paid("INV-1", NOW, by="x", amount="-5"),
+     'amount: must be a positive decimal string like "1200.00", got \'-5\''),
     (lambda e: e.paid(" ", NOW, by="x"), "invoice: a non-empty id expected"),
     (lambda e: e.write_off("", NOW, by="x"), "invoice: a non-empty id expected"),
     (lambda e: e.optout("12345", NOW, by="x"), "address: '12345'; an email address or an E.164 phone number"),
@@ -151,6 +169,7 @@ def test_bad_events_are_refused_with_the_field_and_nothing_is_recorded(
 def test_a_claim_made_on_facts_older_than_a_payment_is_refused(log: ContactLog, agenda: Agenda) -> None:
     known = log.known("ACME", "INV-1", "INV-1/due_day", NOW, ("d@example.com",))
     fresh = log.known("OTHER", "INV-2", "INV-2/due_day", NOW, ("e@example.com",))
+    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     Events(log, agenda).paid("INV-1", NOW, by="billing")  # arrives while the reminder is being rendered
     claim = Claim("INV-1/due_day#email", "INV-1/due_day", "INV-1", "ACME", "email", "d@example.com", "due_day",
                   "t", "v", ("r",), ("W",), ("UTC",))

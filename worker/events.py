@@ -33,6 +33,17 @@ class EventError(ValueError):
     """An event that cannot be recorded as given: which field, what was expected."""
 
 
+class UnknownInvoice(EventError):
+    """An event about an invoice the log has never been sent a job for: most likely a typo
+    in the billing system, which must not look like success (HTTP 404, the CLI exits 1)."""
+
+    def __init__(self, invoice_id: str) -> None:
+        super().__init__(f"invoice {invoice_id}: the contact log has no job for this invoice; its events are "
+                         "recorded once its jobs are sent (POST /v1/jobs, POST /v1/invoices, dunning enqueue or "
+                         "dunning register)")
+        self.invoice_id = invoice_id
+
+
 _SAID = {"cancelled": "pending reminder(s) cancelled", "paused": "pending reminder(s) paused",
          "resumed": "reminder(s) resumed", "moved": "pending reminder(s) moved after the promise"}
 
@@ -87,8 +98,7 @@ class Events:
             return Applied(f"{invoice_id}: dispute resolved; reminders resume", {"resumed": resumed})
         self._record(Kind.INVOICE, InvoiceStatus.DISPUTED, now, by, invoice_id=invoice_id, detail=detail)
         parked = self.agenda.park_invoice(invoice_id) if self.agenda else []
-        return Applied(f"{invoice_id}: disputed; no reminder until resolved (dunning dispute {invoice_id} --resolved)",
-                       {"paused": parked})
+        return Applied(f"{invoice_id}: disputed; no reminder until the dispute is resolved", {"paused": parked})
 
     def pause(self, target: str, now: datetime, *, by: str, reason: str, resume: bool = False) -> Applied:
         """An operator's hold on an invoice or a whole account (`target`: an invoice id, or
@@ -203,6 +213,8 @@ class Events:
             raise ValueError("now must be an aware datetime")
         with self.log.locked() as conn:  # a claim about this invoice waits, then sees it
             account = account_id or (self.log.account_of(invoice_id, conn) if invoice_id else None)
+            if invoice_id and account is None:
+                raise UnknownInvoice(invoice_id)
             self.log.record(Event(kind, status, invoice_id=invoice_id, account_id=account,
                                   detail={**(detail or {}), "by": by}), now, conn)
 
@@ -234,7 +246,7 @@ def _amount(value: str | Decimal) -> Decimal:
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise EventError(f"amount: {value!r}; a decimal amount such as 1200.00 expected") from None
+        raise EventError(f'amount: must be a decimal string like "1200.00", got {value!r}') from None
     if not amount.is_finite() or amount <= 0:
-        raise EventError(f"amount: {value!r}; a positive amount expected")
+        raise EventError(f'amount: must be a positive decimal string like "1200.00", got {value!r}')
     return amount

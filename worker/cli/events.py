@@ -45,7 +45,8 @@ def dispute(
     by: By = None,
 ) -> None:
     """The debtor disputes the invoice: reminders pause until `--resolved`."""
-    _event(lambda events, now, who: events.dispute(invoice, now, by=who, resolved=resolved, note=note), by)
+    _event(lambda events, now, who: events.dispute(invoice, now, by=who, resolved=resolved, note=note), by,
+           then=None if resolved else f"when it is resolved: dunning dispute {invoice} --resolved")
 
 
 @app.command()
@@ -111,8 +112,9 @@ def resume(
     _event(lambda events, now, who: events.pause(target, now, by=who, reason="", resume=True), by)
 
 
-def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> None:
-    """Record one event with the wall clock and say what it did; a bad field exits 1."""
+def _event(act: Callable[[Events, datetime, str], Applied], by: str | None, then: str | None = None) -> None:
+    """Record one event with the wall clock and say what it did (and `then`, what to run
+    next); a bad field, or an invoice the log has never seen, exits 1."""
     import getpass
 
     from worker import wiring
@@ -131,4 +133,6 @@ def _event(act: Callable[[Events, datetime, str], Applied], by: str | None) -> N
         client.close()
         log.engine.dispose()
     out.print(applied.summary + (f" ({applied.agenda})" if applied.agenda else ""), markup=False)
+    if then:
+        out.print(then, markup=False)
 

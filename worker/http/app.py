@@ -29,7 +29,7 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     def broker() -> RedisBroker:  # built on first use: the callbacks and pages never need it
         return wiring.broker(settings)
 
-    problems.install(app)
+    problems.install(app, settings.public_url)
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, broker, now))

@@ -4,6 +4,7 @@ running the CLI on the worker's host. Jobs and cadences in (`POST /v1/jobs`,
 `dunning register` (`worker.jobs.intake.submit`): the same validation and wording,
 dead letters, duplicates and outage answers."""
 
+import json
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from worker.contact_log import ApiKey, ContactLog
-from worker.events import Applied, EventError, Events
+from worker.events import Applied, EventError, Events, UnknownInvoice
 from worker.http.auth import requirer
 from worker.http.idempotency import once
 from worker.http.openapi import JOBS_BODY, body, model_ref, problems
@@ -27,6 +28,7 @@ from worker.queue.agenda import Agenda
 
 WRITE_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500, 503)
 EVENT_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500)
+INVOICE_EVENT_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422, 500)  # 404: no job for the invoice
 MAX_JOBS = 1000
 MAX_BODY = 5 * 1024 * 1024  # bytes: 1,000 jobs of ~1 KB, with room to spare
 RETRY_AFTER = "5"  # seconds, when Redis or the database is away
@@ -61,7 +63,7 @@ def json_of(body: bytes) -> Any:
 
 def job_items(data: Any) -> list[Any]:
     """One job, or `{"jobs": [...]}` with at most `MAX_JOBS` (413 beyond)."""
-    if not (isinstance(data, dict) and set(data) == {"jobs"}):
+    if not _is_batch(data):
         return [data]
     items = data["jobs"]
     if not isinstance(items, list):
@@ -71,13 +73,18 @@ def job_items(data: Any) -> list[Any]:
     return items
 
 
+def _is_batch(data: Any) -> bool:
+    return isinstance(data, dict) and set(data) == {"jobs"}
+
+
 def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     require = requirer(log, now)
     JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
 
     async def take(body: bytes, register: bool) -> JSONResponse:
-        items = job_items(json_of(body))
+        data = json_of(body)
+        items = job_items(data)
         known = profiles()
         parsed: list[Parsed] = [parse_job(item, known, f"jobs[{n}]") for n, item in enumerate(items)]
         if register:
@@ -88,10 +95,14 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
             raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
                                "request again (what was accepted comes back as duplicates)",
                           headers={"Retry-After": RETRY_AFTER})
+        rejected = [{"index": index[id(item)], "job_id": item.job_id,
+                     "errors": [split_error(e) for e in item.errors]} for item in result.rejected]
+        if rejected and not _is_batch(data):  # one job, not a batch: its answer is its problems
+            [one] = result.rejected
+            raise Problem(422, f"the job was rejected and kept as a dead letter: {'; '.join(one.errors)}",
+                          [split_error(e) for e in one.errors])
         return JSONResponse(status_code=202, content={
-            "accepted": result.accepted_ids, "duplicates": result.duplicates,
-            "rejected": [{"index": index[id(item)], "job_id": item.job_id,
-                          "errors": [split_error(e) for e in item.errors]} for item in result.rejected]})
+            "accepted": result.accepted_ids, "duplicates": result.duplicates, "rejected": rejected})
 
     @routes.post("/jobs", status_code=202, openapi_extra=JOBS_BODY, responses={
         202: {"model": IntakeAnswer, "description": "Taken: accepted, duplicates, rejected (kept as dead letters)"},
@@ -120,6 +131,8 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
             agenda = Agenda(broker().client)
             try:
                 applied = await run_in_threadpool(act, Events(log, agenda), given, now(), f"api:{key.name}")
+            except UnknownInvoice as error:
+                raise Problem(404, str(error)) from None
             except EventError as error:
                 raise Problem(422, str(error), [split_error(str(error))]) from None
             return JSONResponse({"summary": applied.summary, "changed": applied.changed, **applied.changes})
@@ -127,28 +140,28 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
         return await once(request, key, body, log, now, handle)
 
     @routes.post("/invoices/{invoice_id}/payment", openapi_extra=body(model_ref(PaymentBody)),
-                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **INVOICE_EVENT_PROBLEMS})
     async def payment(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The invoice was paid: in full (no amount: its pending steps are cancelled) or in part."""
         return await event(request, key, PaymentBody, lambda events, body, at, by: events.paid(
             invoice_id, at, by=by, amount=body.amount))
 
     @routes.post("/invoices/{invoice_id}/write-off", openapi_extra=body(model_ref(NoteBody)),
-                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **INVOICE_EVENT_PROBLEMS})
     async def write_off(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The invoice was written off: its cadence ends."""
         return await event(request, key, NoteBody, lambda events, body, at, by: events.write_off(
             invoice_id, at, by=by, note=body.note))
 
     @routes.post("/invoices/{invoice_id}/dispute", openapi_extra=body(model_ref(DisputeBody)),
-                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **INVOICE_EVENT_PROBLEMS})
     async def dispute(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The debtor disputes the invoice (its steps pause), or the dispute is resolved (they resume)."""
         return await event(request, key, DisputeBody, lambda events, body, at, by: events.dispute(
             invoice_id, at, by=by, resolved=body.resolved, note=body.note))
 
     @routes.post("/invoices/{invoice_id}/promise", openapi_extra=body(model_ref(PromiseBody)),
-                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **EVENT_PROBLEMS})
+                 responses={200: {"model": EventAnswer, "description": "What it changed"}, **INVOICE_EVENT_PROBLEMS})
     async def promise(invoice_id: str, request: Request, key: EventsWrite) -> Response:
         """The debtor promised to pay by a date: steps before the day after move past it."""
         return await event(request, key, PromiseBody, lambda events, body, at, by: events.promise(
@@ -234,11 +247,31 @@ class OptOutBody(_Body):
     channel: str | None = Field(None, description="With account_id: email, sms or voice")
 
 
+# What each event field takes, in the words the errors use ("`amount` must be ...").
+EXPECTED = {"amount": 'a decimal string like "120.00"', "until": 'a date like "2026-12-24" (YYYY-MM-DD)',
+            "resolved": "true or false", "note": "text of at most 2,000 characters",
+            "address": 'an email address or an E.164 phone number like "+8613800138000"',
+            "account_id": "the account's id, as a string", "channel": '"email", "sms" or "voice"'}
+
+
 def fields_of(shape: type[BaseModel], data: Any) -> Any:
-    """The body as `shape`, or 422 naming each field that is wrong."""
+    """The body as `shape`, or 422 naming each field that is wrong and what it takes."""
     try:
         return shape.model_validate(data)
     except ValidationError as error:
-        raise Problem(422, "the body does not match this event", [
-            {"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in error.errors()
-        ]) from None
+        found = [_field_error(shape, e) for e in error.errors()]
+        raise Problem(422, "; ".join(f"{e['path']} {e['message']}" for e in found), found) from None
+
+
+def _field_error(shape: type[BaseModel], error: Any) -> dict[str, str]:
+    path = ".".join(str(p) for p in error["loc"])
+    if not path:
+        return {"path": "(body)", "message": "must be a JSON object"}
+    if error["type"] == "extra_forbidden":
+        takes = ", ".join(shape.model_fields) or "nothing"
+        return {"path": path, "message": f"is not a field of this request (it takes: {takes})"}
+    if error["type"] == "missing":
+        return {"path": path, "message": f"is required: {EXPECTED.get(path, 'a value')}"}
+    given = error.get("input")
+    shown = json.dumps(given, ensure_ascii=False)[:60] if given is not None else "null"
+    return {"path": path, "message": f"must be {EXPECTED.get(path, error['msg'].lower())}, got {shown}"}

@@ -44,7 +44,7 @@ async def once(request: Request, caller: ApiKey, body: bytes, log: ContactLog, n
     try:
         response = await handle()
     except Problem as problem:
-        response = problem.response()
+        response = problem.response(request)
     except BaseException:
         await run_in_threadpool(log.forget_request, caller.name, key)
         raise

@@ -24,7 +24,9 @@ _PROBLEM_TITLES = {400: "The body is not UTF-8 JSON", 401: "No key, or an unknow
                    503: "Redis or the database is away: send the same request again"}
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["type", "title", "status", "detail"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+    "properties": {"type": {"type": "string", "format": "uri",
+                            "description": "A page served here that explains the problem"},
+                   "title": {"type": "string"}, "status": {"type": "integer"},
                    "detail": {"type": "string"},
                    "errors": {"type": "array", "items": {"type": "object", "required": ["path", "message"],
                                                          "properties": {"path": {"type": "string"},
