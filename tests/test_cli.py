@@ -131,6 +131,49 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert len(list((tmp_path / "var/demo/mail").glob("*.eml"))) == 5
     leftovers = sp.run(["pgrep", "-f", str(tmp_path / "var/demo")], capture_output=True, text=True).stdout
     assert leftovers == "", "everything the demo started is stopped"
+    _the_demo_is_seen_in_the_console_as_it_says(out, tmp_path)
+
+
+def _the_demo_is_seen_in_the_console_as_it_says(said: str, where: Path) -> None:
+    """A newcomer follows the demo's last lines: the shell's settings, a person, `serve`,
+    and the console shows the demo's log."""
+    import os
+    import re
+    import subprocess as sp
+    import time
+
+    import requests
+
+    from worker.local.ports import free_port
+    exported = re.search(r"^  export (.+)$", said, re.M)
+    assert exported is not None and "dunning users add demo --role compliance --password-stdin" in said
+    assert ".venv/bin/dunning serve" in said and "http://127.0.0.1:8000/console/" in said
+    env = dict(os.environ)
+    for name, value in re.findall(r"(DUNNING_\w+)=(\$\(cat [^)]+\)|\S+)", exported.group(1)):
+        read = re.fullmatch(r"\$\(cat (.+)\)", value)
+        env[name] = (where / read.group(1)).read_text().strip() if read else value
+    added = sp.run([DUNNING, "users", "add", "demo", "--role", "compliance", "--password-stdin"],
+                   input="demo password 1\n", capture_output=True, text=True, timeout=60, cwd=where, env=env)
+    assert added.returncode == 0, added.stderr
+    port = free_port()
+    server = sp.Popen([DUNNING, "serve", "--port", str(port)], cwd=where, env=env, stdout=sp.DEVNULL, stderr=sp.PIPE)
+    try:
+        url, browser = f"http://127.0.0.1:{port}", requests.Session()
+        for _ in range(100):
+            try:
+                form = browser.get(f"{url}/console/sign-in", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token is not None
+        browser.post(f"{url}/console/sign-in", data={"username": "demo", "password": "demo password 1",
+                                                     "csrf": token.group(1)}, timeout=10)
+        found = browser.get(f"{url}/console/search", params={"q": "ACME-001"}, timeout=10)
+        assert found.status_code == 200 and "/console/invoices/" in found.text, found.text[:2000]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 
 def test_every_command_has_help() -> None:
@@ -205,3 +248,17 @@ def test_only_migrating_writes_the_schema(tmp_path: Path, redis_server: object) 
     assert {"events", "deliveries", "jobs", "alembic_version"} <= tables()
     assert dunning("log", "verify", env=env).returncode == 0
     assert dunning("migrate", env=env).returncode == 0, "migrating again is safe"
+
+
+def test_help_is_grouped_and_loads_none_of_the_application() -> None:
+    """`dunning --help` answers at once: it loads no database, template, HTTP or queue
+    library (bench/cli.py times it), and lists the commands by what a person is doing."""
+    probe = ("import sys\nsys.argv = ['dunning', '--help']\nfrom worker.cli import main\ntry:\n    main()\n"
+             "except SystemExit:\n    pass\nheavy = {'sqlalchemy', 'jinja2', 'babel', 'pydantic', 'dramatiq', 'redis',"
+             " 'fastapi', 'argon2', 'cryptography', 'alembic', 'schedules'}\n"
+             "print('LOADED', sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in run.stdout, run.stdout[-500:] + run.stderr[-2000:]
+    sections = [line for line in run.stdout.splitlines() if line and not line.startswith(" ") and line.endswith(":")]
+    assert sections == ["Options:", "Jobs:", "Events from billing and people:", "Running:", "The log and records:",
+                        "Templates and profiles:", "People and keys:"], run.stdout

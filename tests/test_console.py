@@ -163,6 +163,46 @@ def test_search_finds_a_person_by_any_key_and_each_look_is_recorded(console: str
     assert log.verify().intact
 
 
+def test_search_finds_what_the_jobs_name_and_opt_outs_not_only_who_was_contacted(
+        console: str, log: ContactLog) -> None:
+    """A person is found by anything billing sent about them — the job's phone and email in
+    any format, the debtor's name and company, the account id in any case — and a number
+    opted out by billing alone; an empty search lists the recently active accounts."""
+    import json
+
+    from conftest import job_data
+
+    from worker.events import Events
+    job = job_data(job_id="INV-5/due_day", invoice__id="INV-5", debtor__account_id="ACME-5",
+                   debtor__name="Li Na", debtor__company="Ｎorth Wind Trading", debtor__email="Li.Na@Example.com",
+                   debtor__phone="+8613900139000")
+    taken, _ = log.take_jobs([JobRow("INV-5/due_day", "INV-5", "ACME-5", json.dumps(job))], NOW)
+    assert taken == ["INV-5/due_day"]
+    Events(log, None).optout("+14155550188", NOW, by="api:erp")  # a number no job names
+    reader = Browser(console)
+    reader.sign_in("li.na")
+    for query in ("+86 139-0013-9000", "0086 13900139000", "li.na@example.com", "LI.NA@EXAMPLE.COM", "li na",
+                  "north wind trading", "acme-5", "INV-5"):
+        found = reader.get("/console/search", params={"q": query})
+        assert '<a href="/console/invoices/INV-5">INV-5</a>' in found.text, query
+    matched = cells_of(reader.get("/console/search", params={"q": "li  NA"}).text)
+    assert matched[0][:4] == ['<a href="/console/accounts/ACME-5">ACME-5</a>',
+                              '<a href="/console/invoices/INV-5">INV-5</a>', "open", "name"], matched
+    assert "nothing yet" in matched[0][5], "received, not yet worked"
+    opted = reader.get("/console/search", params={"q": "+1 415 555 0188"}).text
+    assert "+14155550188: no account or job names this address" in opted and "Nothing matches" not in opted
+    assert "Nothing matches" in reader.get("/console/search", params={"q": "Li"}).text, "whole names only"
+    log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-5", account_id="ACME-5", detail={"by": "x"}), NOW)
+    empty = reader.get("/console/search").text
+    assert "Recently active accounts" in empty and '<a href="/console/accounts/ACME-5">ACME-5</a>' in empty
+    assert "Exact match after normalisation" in empty, "the page says how it matches"
+
+
+def cells_of(html: str) -> list[list[str]]:
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in body.split("<tr")[1:]]
+
+
 def test_a_session_ends_after_idle_time(log: ContactLog) -> None:
     log.add_user("li.na", "compliance", PASSWORD, NOW, by="test")
     moment = [NOW]
@@ -194,7 +234,7 @@ def record_an_invoice(log: ContactLog) -> None:
 def cells(html: str) -> list[list[str]]:
     """The rows of the events table (after the jobs received, if any)."""
     body = html.split("<h2>Events</h2>", 1)[-1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return [re.findall(r"<td>(.*?)</td>", row, re.S) for row in body.split("<tr")[1:]]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in body.split("<tr")[1:]]
 
 
 def test_the_timeline_shows_sends_and_what_was_not_sent_with_the_reasons(console: str, log: ContactLog) -> None:
@@ -273,8 +313,14 @@ def test_a_message_is_shown_as_sent_reproduced_and_proven_identical(world: Any) 
         page = reader.get(link.group(1))
         assert page.status_code == 200 and "identical to what was sent" in page.text
         assert html_unescape(sent_mail["Subject"]) in html_unescape(page.text)
-        frame = re.search(r'<iframe title="[^"]+" sandbox="" srcdoc="([^"]*)"', page.text)
-        assert frame is not None and "<html" in html_unescape(frame.group(1)).lower()
+        frame = re.search(r'<iframe title="[^"]+" sandbox="" src="(/console/frames/[^"]+)"', page.text)
+        assert frame is not None
+        shown = requests.get(url + frame.group(1), timeout=10)  # the token is the way in: no cookie
+        assert shown.status_code == 200 and "<html" in shown.text.lower() and 'style="' in shown.text
+        policy = shown.headers["content-security-policy"]
+        assert "style-src 'unsafe-inline'" in policy and "script" not in policy and "default-src 'none'" in policy
+        assert "frame-ancestors 'self'" in policy, "only the console may frame it"
+        assert requests.get(url + "/console/frames/not-a-token", timeout=10).status_code == 404
         assert "W-BIZ" in page.text and "claimed" in page.text and "sent" in page.text
         assert job.debtor.email not in page.text  # masked in the heading
         assert reader.get("/console/deliveries/999999").status_code == 404
@@ -456,10 +502,15 @@ def test_the_records_page_is_compliances_behind_csrf_and_refuses_what_is_within_
     held = reader.post("/console/records/hold", {"target": "INV-7", "reason": "court order 5"},
                        csrf_from="/console/records")
     assert held.status_code == 200 and "court order 5" in held.text
-    refused = reader.post("/console/records/erase", {"account": "ACME-007", "reason": "request 3"},
+    unconfirmed = reader.post("/console/records/erase", {"account": "ACME-007", "reason": "request 3"},
+                              csrf_from="/console/records")
+    assert unconfirmed.status_code == 422 and "confirm that the erasure cannot be undone" in unconfirmed.text
+    assert 'class="danger">Erase for good</button>' in page.text
+    refused = reader.post("/console/records/erase", {"account": "ACME-007", "reason": "request 3", "confirm": "yes"},
                           csrf_from="/console/records")
     assert refused.status_code == 409 and "not erased" in refused.text and "on legal hold" in refused.text
-    unknown = reader.post("/console/records/erase", {"account": "NOBODY", "reason": "r"}, csrf_from="/console/records")
+    unknown = reader.post("/console/records/erase", {"account": "NOBODY", "reason": "r", "confirm": "yes"},
+                          csrf_from="/console/records")
     assert unknown.status_code == 422 and "no account with this id" in unknown.text
     preview = reader.get("/console/records?as_of=2040-01-01")
     assert preview.status_code == 200 and "ACME-007" not in preview.text.split("Purge preview")[1]  # held
@@ -470,3 +521,16 @@ def test_the_records_page_is_compliances_behind_csrf_and_refuses_what_is_within_
     assert exported.json()["subject"]["addresses"] == ["x@example.com"]
     kinds = [(r["kind"], r["status"]) for r in log.history() if r["kind"] in ("hold", "erasure", "access")]
     assert ("hold", "placed") in kinds and ("erasure", "refused") in kinds and ("access", "exported") in kinds
+
+
+def test_a_webhook_attempt_reads_as_the_endpoints_answer_not_an_error() -> None:
+    from zoneinfo import ZoneInfo
+
+    from worker.http.console.views import describe
+    row = {"id": 1, "kind": "webhook", "status": "delivered", "occurred_at": NOW, "error_code": "http-204",
+           "detail": {"type": "reminder.sent", "attempt": 1}}
+    said = describe(row, ZoneInfo("UTC"), unmasked=False)["what"]
+    assert said == "reminder.sent attempt 1; the endpoint answered HTTP 204" and "error" not in said
+    failed = describe({**row, "status": "failed", "error_code": "no-answer", "error_text": "timed out"},
+                      ZoneInfo("UTC"), unmasked=False)["what"]
+    assert failed == "reminder.sent attempt 1; no answer from the endpoint; timed out"

@@ -7,6 +7,7 @@ axe-core with no serious or critical violation; the access trail is in the chain
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from harness import WEDNESDAY_10, Harness, serving
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from worker.contact_log import JobRow
 from worker.events import Events
 
 PASSWORD = "correct horse battery"
@@ -57,6 +59,9 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
     sent = harness.job("2026-12-08", debtor__name=EVIL)
     paid = harness.job("2026-12-08")
     harness.stack.set_clock(WEDNESDAY_10)
+    # Billing sent the invoice's job (recorded, not yet queued), then its payment came in.
+    harness.log.take_jobs([JobRow(paid["job_id"], paid["invoice"]["id"], paid["debtor"]["account_id"],
+                                  json.dumps(paid))], WEDNESDAY_10 - timedelta(hours=2))
     Events(harness.log, harness.stack.agenda).paid(paid["invoice"]["id"], WEDNESDAY_10 - timedelta(hours=1),
                                                    by="billing:<b>erp</b>")
     harness.run(sent, paid)
@@ -76,6 +81,10 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
         page.get_by_role("link", name=sent["invoice"]["id"]).click()
         expect(page.get_by_role("heading", name=f"Invoice {sent['invoice']['id']}")).to_be_visible()
         expect(page.get_by_role("cell", name="sent", exact=True)).to_be_visible()
+        lines = page.evaluate("Math.max(...[...document.querySelectorAll('td.when')].map(td => {"
+                              "const r = document.createRange(); r.selectNodeContents(td);"
+                              "return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }))")
+        assert lines == 1, f"times stay on one line ({lines} lines)"
         accessible(page)
 
         page.get_by_role("link", name="View message").click()
@@ -83,6 +92,8 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
         frame = page.frame_locator("iframe[title]")
         expect(frame.locator("body")).to_contain_text(sent["invoice"]["number"])
         expect(frame.locator("body")).to_contain_text('<img src=x onerror="alert(1)">')  # the name, as text
+        styled = frame.locator("body").evaluate("body => getComputedStyle(body).maxWidth")
+        assert styled == "640px", "the email's own styles apply: shown as sent"
         expect(page.locator("pre")).to_contain_text('<img src=x onerror="alert(1)">')
         accessible(page)
 
@@ -103,7 +114,10 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
         expect(page.get_by_role("cell", name="litigation <i>2026-9</i>")).to_be_visible()  # as text
         page.get_by_label("Account to erase").fill(sent["debtor"]["account_id"])
         page.get_by_label("Reason for the erasure (the request's reference)").fill("GDPR request 12")
-        page.get_by_role("button", name="Erase").click()
+        page.get_by_role("button", name="Erase for good").click()
+        assert page.get_by_role("alert").count() == 0, "the browser asks for the confirmation first"
+        page.get_by_label(re.compile("I understand")).check()
+        page.get_by_role("button", name="Erase for good").click()
         expect(page.get_by_role("alert")).to_contain_text("not erased")
         expect(page.get_by_role("alert")).to_contain_text("on legal hold")
         page.get_by_role("button", name=f"Release {sent['invoice']['id']}").click()
@@ -186,6 +200,12 @@ def test_operators_edit_check_publish_and_approve_a_template_the_worker_then_sen
         page.get_by_role("link", name="Templates").click()
         expect(page.get_by_role("heading", name="Templates")).to_be_visible()
         accessible(page)
+        page.goto(f"{url}/console/templates/edit/zh-CN/due_day.email.j2")  # an email's preview, styled
+        email = page.frame_locator("iframe[title]").locator("body")
+        expect(email).to_contain_text("2026-")
+        assert email.evaluate("body => getComputedStyle(body).maxWidth") == "640px"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "long links wrap"
+        page.goto(f"{url}/console/templates")
         page.get_by_role("link", name=f"Edit {name}").click()
         source = page.get_by_label("Template source")
         expect(source).to_have_value(re.compile("invoice.number"))

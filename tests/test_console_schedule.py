@@ -12,6 +12,9 @@ from harness import WEDNESDAY_10, Harness, serving
 from test_cli import dunning
 from test_console import PASSWORD, Browser
 
+from worker.contact_log import ContactLog
+from worker.local.ports import free_port
+
 THURSDAY_9_SHANGHAI = "2026-12-03 09:00 Thu"
 
 
@@ -47,7 +50,8 @@ def test_the_schedule_counts_shows_pauses_and_forewarns(harness: Harness) -> Non
         paused = person.post("/console/schedule/pause", {"target": invoice, "reason": "customer <b>called</b>"},
                              csrf_from=f"/console/schedule?target={invoice}")
         assert paused.status_code == 200 and "paused; nothing is sent until it is resumed" in text_of(paused.text)
-        assert "paused until the dispute is resolved or the pause ends" in text_of(paused.text)
+        assert "paused by an operator until resumed" in text_of(paused.text)
+        assert "dispute" not in text_of(paused.text), "nothing is disputed"
         assert "<b>called</b>" not in paused.text
         [event] = [r for r in harness.log.history(invoice=invoice) if r["status"] == "paused"]
         assert event["detail"] == {"reason": "customer <b>called</b>", "by": "console:sched.op"}
@@ -86,3 +90,18 @@ def test_an_operators_pause_stops_a_send_until_resumed(harness: Harness) -> None
     events.pause(f"account:{job['debtor']['account_id']}", WEDNESDAY_10, by="op", reason="", resume=True)
     harness.stack.wait_idle()
     assert len(harness.texts_to("+8613900139555", job["invoice"]["number"])) == 1
+
+
+def test_with_redis_down_the_schedule_says_so_and_the_rest_of_the_console_works(log: ContactLog) -> None:
+    """No traceback, no 500: the page that needs the queue is a 503 page saying it is
+    unavailable, with the navigation; pages that read only the log keep working."""
+    log.add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with serving(log, {"DUNNING_SECRET_KEY": "s" * 40, "DUNNING_REDIS_URL": nowhere}, lambda: WEDNESDAY_10) as url:
+        person = Browser(url)
+        assert person.sign_in("sched.op").status_code == 303
+        down = person.get("/console/schedule")
+        assert down.status_code == 503 and "The queue is unavailable" in down.text, down.text[:500]
+        assert "Traceback" not in down.text and '<a href="/console/templates">Templates</a>' in down.text
+        assert person.get("/console/templates").status_code == 200
+        assert person.get("/console/escalations").status_code == 200

@@ -32,7 +32,7 @@ def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
     assert {"ix_events_provider_id", "ix_events_account_time", "ix_events_address_index"} <= {
         i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011" == migrations.head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0012" == migrations.head()
     assert {"queued_at", "parent_id"} <= {c["name"] for c in inspector.get_columns("jobs")}
 
 
@@ -173,3 +173,28 @@ def test_facts_come_from_the_log_for_the_whole_debtor(log: ContactLog) -> None:
 def test_a_job_id_is_accepted_once(log: ContactLog) -> None:
     assert log.accept_job("J-1", "INV-1", "A", "{}", NOW)
     assert not log.accept_job("J-1", "INV-1", "A", "{}", NOW + timedelta(seconds=1))
+
+
+def test_log_show_in_an_80_column_terminal_keeps_every_id_whole(tmp_path: Path) -> None:
+    """Columns are chosen by width: the least useful left out (and said), never an id cut."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/log.db"
+    log = ContactLog.open(url, MASTER_KEY).migrate()
+    invoices = ["INV-2026-0042-LONG-ID", "INV-2026-0043-LONG-ID"]
+    for invoice in invoices:
+        log.record(Event(Kind.DECISION, "defer", job_id=f"{invoice}/due_day", invoice_id=invoice, account_id="ACME",
+                         detail={"reasons": ["Saturday: the next business day, within the contact window"]}), NOW)
+    dunning = str(Path(sys.executable).parent / "dunning")
+    for columns in (80, 200):
+        shown = subprocess.run([dunning, "log", "show"], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "DUNNING_DATABASE_URL": url, "COLUMNS": str(columns)})
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert max(len(line) for line in lines) <= columns, shown.stdout
+        for invoice in invoices:
+            assert any(invoice in line for line in lines), shown.stdout
+        assert "…" not in shown.stdout
+        assert ("left out for the terminal's width" in shown.stdout) == (columns == 80)

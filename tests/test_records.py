@@ -140,6 +140,7 @@ def test_after_erasure_nothing_of_the_person_is_readable_anywhere_and_the_chain_
     fill(log, redis_client)
     with pytest.raises(AssertionError):
         _nothing_of_the_person_in(log, redis_client, tmp_path)  # before: it is there (the check can fail)
+    assert log.search(NAME, NOW.date()) and log.search("acme-001", NOW.date()), "found by name, and id without case"
     later = NOW + timedelta(days=4 * 365)
     answer = records.erase("ACME-001", "GDPR request #79", later, by="li.na")
     assert answer.done, answer.message
@@ -154,6 +155,7 @@ def test_after_erasure_nothing_of_the_person_is_readable_anywhere_and_the_chain_
     assert theirs == [OTHER_EMAIL] and log.job_row("INV-9/due_day")["payload"].count(OTHER_NAME) == 1
     assert redis_client.hexists("dunning:agenda:payload", "INV-9/later")
     assert log.search(OTHER_EMAIL, later.date()) and not log.search(EMAIL, later.date())
+    assert not log.search(NAME, later.date()) and log.search(OTHER_NAME, later.date()), "its marks went with it"
 
 
 def _nothing_of_the_person_in(log: ContactLog, redis_client: Any, tmp_path: Path) -> None:
@@ -274,6 +276,44 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
     exported = [r for r in log.history() if r["kind"] == "access" and r["status"] == "exported"]
     assert [r["detail"].get("search") or r["detail"].get("account") for r in exported] == [
         "zhang.wei@example.com", "ACME-001"]
+
+
+def test_an_address_or_number_only_a_job_names_is_held_and_exported(log: ContactLog, tmp_path: Path) -> None:
+    """"Nothing held" would be false for an address that came in a job and was never
+    contacted, or a number known only from an opt-out: each finds what the log holds."""
+    from worker.records.access import NothingHeld, export
+    from worker.settings import Settings
+
+    mine = job("ACME-002", "INV-2", "Li Na", "li.na@example.com", "+8613900139000", "default")
+    log.take_jobs([JobRow(mine["job_id"], "INV-2", "ACME-002", json.dumps(mine))], NOW)
+    Events(log, None).optout("+14155550188", NOW, by="api:erp")
+    settings = Settings.from_env({"DUNNING_SECRET_KEY": "k" * 32})
+    for subject in ("Li.Na@Example.com", "+86 139 0013 9000", "0086 13900139000"):
+        done = export(log, subject, tmp_path / subject.replace(" ", ""), NOW, settings, by="compliance")
+        held = json.loads((tmp_path / subject.replace(" ", "") / "records.json").read_text())
+        assert done.accounts == ["ACME-002"] and [j["job_id"] for j in held["jobs"]] == ["INV-2/due_day"], subject
+    only_opted = export(log, "+14155550188", tmp_path / "opted", NOW, settings, by="compliance")
+    assert only_opted.accounts == [] and only_opted.events == 1, "the opt-out is what is held"
+    with pytest.raises(NothingHeld):
+        export(log, "nobody@example.com", tmp_path / "nobody", NOW, settings, by="compliance")
+
+
+def test_jobs_taken_before_marks_were_kept_are_marked_when_the_worker_starts(log: ContactLog) -> None:
+    """Migration 0012 notes the accounts whose jobs came before it; `mark_pending` (run by
+    `worker` and `serve` as they start, with the master key) makes them findable."""
+    from sqlalchemy import delete
+
+    from worker.contact_log import parties
+    from worker.contact_log.schema import party_marks
+    mine = job("ACME-003", "INV-3", "Wang Fang", "wang.fang@example.com", "+8613700137000", "default")
+    log.take_jobs([JobRow(mine["job_id"], "INV-3", "ACME-003", json.dumps(mine))], NOW)
+    with log.engine.begin() as conn:  # as the log was before 0012, and as the migration leaves it
+        conn.execute(delete(party_marks))
+        conn.execute(insert(party_marks).values(mark="", kind="pending", account_id="ACME-003"))
+    assert not log.search("wang.fang@example.com", NOW.date())
+    assert parties.mark_pending(log.engine, log.vault) == 1
+    assert [f.account_id for f in log.search("wang.fang@example.com", NOW.date())] == ["ACME-003"]
+    assert parties.mark_pending(log.engine, log.vault) == 0, "once"
 
 
 def test_a_queued_job_whose_account_was_erased_meanwhile_is_dropped_unsent(world: Any) -> None:  # noqa: F811

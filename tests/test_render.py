@@ -12,7 +12,8 @@ import pytest
 from conftest import make_job
 
 from worker.messages.context import message_context, opt_out_line
-from worker.messages.render import SHIPPED_DIR, Renderer, Sender, TemplateError
+from worker.messages.render import SHIPPED_DIR, Renderer, TemplateError
+from worker.messages.sender import Sender
 
 STAGES = ("pre_due_7", "pre_due_3", "due_day", "overdue_early", "overdue_late")
 DUE = date(2026, 12, 1)
@@ -82,6 +83,22 @@ def test_an_undefined_variable_fails_with_template_line_and_name(own_templates: 
     assert caught.value.name == "en-US/due_day.sms.j2" and caught.value.line == 2
     assert "balance_left" in caught.value.message
     assert str(caught.value).startswith("en-US/due_day.sms.j2:2: undefined variable")
+
+
+def test_an_undefined_name_is_said_as_written_with_the_closest_that_exists(own_templates: Path) -> None:
+    """Not Jinja's "'dict object' has no attribute 'nmae'": the template, the line, the
+    variable as the operator wrote it, and the name they probably meant."""
+    path = own_templates / "en-US" / "due_day.sms.j2"
+    path.write_text("Hi,\n{{ debtor.nmae }} owes.\n", encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        Renderer(own_templates).render("due_day", "sms", "en-US", context("en-US"))
+    assert str(caught.value) == ("en-US/due_day.sms.j2:2: undefined variable: debtor.nmae is not defined; "
+                                 "did you mean debtor.name?")
+    path.write_text("{{ invoise.number }}\n", encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        Renderer(own_templates).render("due_day", "sms", "en-US", context("en-US"))
+    assert str(caught.value) == ("en-US/due_day.sms.j2:1: undefined variable: invoise is not defined; "
+                                 "did you mean invoice?")
 
 
 def test_the_sandbox_refuses_python_internals(own_templates: Path) -> None:

@@ -15,13 +15,12 @@ from worker.contact_log.sealing import (
     key_id_of,
     new_data_key,
     open_sealed,
-    parse_master_key,
     rewrap,
     seal,
     unwrap,
     wrap,
 )
-from worker.settings import ConfigError, Settings
+from worker.settings import ConfigError, Settings, parse_master_key
 
 MASTER = os.urandom(32)
 

@@ -213,7 +213,7 @@ class Events:
             raise ValueError("now must be an aware datetime")
         with self.log.locked() as conn:  # a claim about this invoice waits, then sees it
             account = account_id or (self.log.account_of(invoice_id, conn) if invoice_id else None)
-            if invoice_id and account is None:
+            if invoice_id and account is None and not self.log.names_invoice(invoice_id, conn):
                 raise UnknownInvoice(invoice_id)
             self.log.record(Event(kind, status, invoice_id=invoice_id, account_id=account,
                                   detail={**(detail or {}), "by": by}), now, conn)

@@ -6,6 +6,8 @@ else, and never printed: they are excluded from `repr`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from worker.messages.render import SHIPPED_DIR, Sender
+from worker.messages.sender import SHIPPED_DIR, Sender
 from worker.webhooks.signing import parse_secret
 
 
@@ -143,6 +145,18 @@ def require_secrets(settings: Settings) -> list[str]:
     return warnings
 
 
+def parse_master_key(text: str) -> bytes:
+    """`DUNNING_MASTER_KEY` → 32 bytes; ValueError saying what is expected."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64; expected 32 random bytes in base64, e.g. "
+                         "`python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'`") from None
+    if len(key) != 32:
+        raise ValueError(f"{len(key)} bytes; 32 random bytes in base64 expected")
+    return key
+
+
 def _approvals(value: str | None) -> int:
     if value is None:
         return 2
@@ -173,8 +187,6 @@ def _rate(value: str | None, name: str) -> float | None:
 
 
 def _master_key(value: str | None) -> bytes | None:
-    from worker.contact_log.sealing import parse_master_key  # here: the contact log's vault imports this module
-
     if value is None:
         return None
     try:

@@ -20,17 +20,20 @@ __all__ = ["app", "events", "jobs", "keys", "local", "log", "main", "profiles", 
 
 
 def main() -> None:
-    from worker.contact_log import SchemaError
-    from worker.settings import ConfigError
-
     try:
         app()
-    except ConfigError as error:  # a bad setting: name it, no traceback
-        err.print(f"configuration: {error}", markup=False)
-        sys.exit(2)
-    except SchemaError as error:  # a database not migrated: say how
-        err.print(str(error), markup=False)
-        sys.exit(2)
+    except Exception as error:
+        # Imported here: a command that raised them has loaded them; `--help` need not.
+        from worker.contact_log.store import SchemaError
+        from worker.settings import ConfigError
+
+        if isinstance(error, ConfigError):  # a bad setting: name it, no traceback
+            err.print(f"configuration: {error}", markup=False)
+            sys.exit(2)
+        if isinstance(error, SchemaError):  # a database not migrated: say how
+            err.print(str(error), markup=False)
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

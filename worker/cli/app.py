@@ -2,9 +2,40 @@
 import (`worker.cli` imports them all)."""
 
 import typer
+from typer import _click  # typer's own click, whose help formatter `_Sections` writes to
+from typer.core import TyperGroup
+
+# The commands by what a person is doing, as `git` and `kubectl` group theirs.
+SECTIONS = {
+    "Jobs": ("validate", "decide", "enqueue", "register", "simulate"),
+    "Events from billing and people": ("paid", "writeoff", "dispute", "promise", "optout", "cease", "pause",
+                                       "resume"),
+    "Running": ("demo", "worker", "serve", "migrate", "forewarn", "escalations", "webhooks"),
+    "The log and records": ("log", "records"),
+    "Templates and profiles": ("templates", "profiles"),
+    "People and keys": ("users", "keys"),
+}
+
+
+class _Sections(TyperGroup):
+    """`dunning --help` lists the commands in `SECTIONS`, in that order."""
+
+    def format_commands(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        commands = {name: found for name in self.list_commands(ctx)
+                    if (found := self.get_command(ctx, name)) is not None and not found.hidden}
+        width = formatter.width - 6 - max(len(name) for name in commands)
+        placed: set[str] = set()
+        for section, names in [*SECTIONS.items(), ("Other", tuple(sorted(commands)))]:
+            rows = [(name, commands[name].get_short_help_str(width))
+                    for name in names if name in commands and name not in placed]
+            placed.update(name for name, _ in rows)
+            if rows:
+                with formatter.section(section):
+                    formatter.write_dl(rows)
+
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  help="dunning: payment reminders by email, SMS and voice, within the rules.")
+                  cls=_Sections, help="dunning: payment reminders by email, SMS and voice, within the rules.")
 profiles_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Policy profiles (TOML).")
 app.add_typer(profiles_app, name="profiles")
 templates_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Message templates (Jinja2).")

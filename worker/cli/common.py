@@ -1,24 +1,27 @@
 """What every command shares: the consoles, argument types, reading input, the
-settings of long-running commands, and printing a job's errors."""
+settings of long-running commands, and printing a job's errors.
+
+Imports of the application stay inside the functions that use them, here and in every
+command module: `dunning --help` and `dunning validate` load only what they need
+(`bench/cli.py` times them; `tests/test_cli.py` checks what `--help` loads)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from schedules import Facts, ProfileError, Profiles
-from worker import policy
-from worker.jobs.parse import Parsed, describe
-from worker.settings import Settings
-
 if TYPE_CHECKING:
+    from schedules import Facts, Profiles
     from worker.contact_log import ContactLog
+    from worker.jobs.parse import Parsed
+    from worker.settings import Settings
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -31,7 +34,7 @@ Unmasked = Annotated[bool, typer.Option("--unmasked", help="Show phone numbers a
 def long_running() -> Settings:
     """Settings for `serve` and `worker`, which refuse to start on a missing or weak
     signing key (exit 2, saying what to set), and warn of a public URL that is not https."""
-    from worker.settings import ConfigError, require_secrets
+    from worker.settings import ConfigError, Settings, require_secrets
 
     settings = Settings.from_env()
     try:
@@ -47,11 +50,15 @@ def long_running() -> Settings:
 def open_log() -> ContactLog:
     """The contact log to read; `SchemaError` (exit 2, `worker.cli.main`) if not migrated."""
     from worker import wiring
+    from worker.settings import Settings
 
     return wiring.log(Settings.from_env())
 
 
 def profiles_or_exit() -> Profiles:
+    from schedules import ProfileError
+    from worker import policy
+
     try:
         return policy.profiles()
     except ProfileError as error:
@@ -85,6 +92,11 @@ def parse_now(value: str | None) -> datetime:
 
 
 def read_facts(path: Path) -> Facts:
+    from pydantic import ValidationError
+
+    from schedules import Facts
+    from worker.jobs.parse import describe
+
     try:
         return Facts.model_validate_json(path.read_bytes())
     except OSError as error:
@@ -104,3 +116,44 @@ def print_result(result: Parsed, to: Console = out) -> None:
     for error in result.errors:
         to.print(f"    {error}", markup=False)
 
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table the CLI prints: ids are never cut or folded; `keep` orders who
+    stays when the terminal is narrow (the lowest goes first); text wraps."""
+
+    name: str
+    keep: int  # 0: never dropped
+    is_id: bool = False
+
+
+def print_fitted(columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str | None = None) -> None:
+    """A table that fits the terminal: ids whole on one line, the least useful columns left
+    out (and named beneath) while even their narrowest would not fit, text wrapped."""
+    from rich.table import Table
+
+    width = out.width
+    shown = list(range(len(columns)))
+
+    def narrowest(i: int) -> int:
+        longest = max([len(columns[i].name), *(len(row[i]) for row in rows)])
+        return longest if columns[i].is_id else min(longest, 10)
+
+    while sum(narrowest(i) for i in shown) + 3 * len(shown) + 1 > width:
+        droppable = [i for i in shown if columns[i].keep > 0]
+        if not droppable:
+            break
+        shown.remove(min(droppable, key=lambda i: columns[i].keep))
+    left_out = [c.name for i, c in enumerate(columns) if i not in shown]
+    table = Table(title=title)
+    for i in shown:
+        column = columns[i]
+        table.add_column(column.name, no_wrap=column.is_id, min_width=narrowest(i) if column.is_id else None,
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
+    out.print(table)
+    if left_out:
+        out.print(f"left out for the terminal's width: {', '.join(left_out)} (a wider terminal, or "
+                  "`dunning log export`, shows them)", markup=False, soft_wrap=False)

@@ -9,11 +9,8 @@ from typing import Annotated
 
 import typer
 
-from schedules.facts import NOTHING_KNOWN
-from worker import policy
 from worker.cli.app import app
 from worker.cli.common import InputFile, err, out, parse_now, print_result, profiles_or_exit, read_facts, read_input
-from worker.jobs.parse import read_jobs
 from worker.settings import Settings
 
 
@@ -23,6 +20,8 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON result per line instead of text.")] = False,
 ) -> None:
     """Check jobs against the job contract (version 1); exit 1 if any is invalid."""
+    from worker.jobs.parse import read_jobs
+
     results = list(read_jobs(read_input(source), profiles_or_exit()))
     for result in results:
         if as_json:
@@ -45,6 +44,10 @@ def decide(
                                                        "promised_until, attempts, suppressions.")] = None,
 ) -> None:
     """Decide whether, when and how to contact each job's debtor, and why (JSON, one per job)."""
+    from schedules.facts import NOTHING_KNOWN
+    from worker import policy
+    from worker.jobs.parse import read_jobs
+
     moment = parse_now(now)
     known = read_facts(facts) if facts else NOTHING_KNOWN
     results = list(read_jobs(read_input(source), profiles_or_exit()))
@@ -80,6 +83,7 @@ def register(source: InputFile) -> None:
 def _submit(source: str, register: bool) -> None:
     from worker import wiring
     from worker.jobs.intake import OUTAGES, Intake, as_registration, submit
+    from worker.jobs.parse import read_jobs
 
     settings = Settings.from_env()
     known = profiles_or_exit()

@@ -9,7 +9,6 @@ import typer
 
 from worker.cli.app import app
 from worker.cli.common import InputFile, Unmasked, err, out, parse_now, print_result, profiles_or_exit, read_input
-from worker.jobs.parse import read_jobs
 from worker.settings import Settings
 
 
@@ -33,6 +32,7 @@ def simulate(
 
     from rich.table import Table
 
+    from worker.jobs.parse import read_jobs
     from worker.local.simulate import FIELDS
     from worker.local.simulate import simulate as run
 

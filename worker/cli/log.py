@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import app, log_app
-from worker.cli.common import Unmasked, err, open_log, out, parse_now
+from worker.cli.common import Column, Unmasked, err, open_log, out, parse_now, print_fitted
 
 
 @log_app.command("show")
@@ -20,20 +20,25 @@ def log_show(
     since: Annotated[str | None, typer.Option(help="Only events at or after this ISO time.")] = None,
     unmasked: Unmasked = False,
 ) -> None:
-    """The contact log as a table: every decision, delivery and status, oldest first."""
-    from rich.table import Table
-
+    """The contact log as a table: every decision, delivery and status, oldest first. Ids
+    are shown whole; on a narrow terminal the least useful columns are left out (said in
+    the caption) and the rest wrap."""
     from worker.contact_log import for_export
 
-    table = Table("time (UTC)", "invoice", "kind", "status", "channel", "recipient", "template", "detail")
+    rows = []
     for row in open_log().history(account, invoice, parse_now(since) if since else None):
         item = for_export(row, unmasked)
         detail = "; ".join(filter(None, [item["error_code"] and f"{item['error_code']} {item['error_text'] or ''}",
                                          item["provider_message_id"],
                                          ", ".join((item["detail"] or {}).get("reasons", []))]))
-        table.add_row(item["occurred_at"][:19], item["invoice_id"] or "", item["kind"], item["status"],
-                      item["channel"] or "", item["recipient"] or "", item["template"] or "", detail)
-    out.print(table)
+        rows.append([item["occurred_at"][:19], item["invoice_id"] or "", item["kind"], item["status"],
+                     item["channel"] or "", item["recipient"] or "", item["template"] or "", detail])
+    print_fitted(_SHOWN, rows)
+
+
+_SHOWN = (Column("time (UTC)", 0, is_id=True), Column("invoice", 0, is_id=True), Column("kind", 4),
+          Column("status", 0), Column("channel", 2), Column("recipient", 3), Column("template", 1),
+          Column("detail", 5))
 
 
 @log_app.command("export")
@@ -103,14 +108,10 @@ def log_template(
 def escalations() -> None:
     """Open escalations: invoices handed to a person (not paid, written off or closed in the
     console since), oldest first, with who took each."""
-    from rich.table import Table
-
     found = open_log().escalations()
-    table = Table("since (UTC)", "invoice", "account", "job", "why", "taken by",
-                  title=f"{len(found)} open escalation(s)")
-    for row in found:
-        table.add_row(row["occurred_at"].isoformat()[:16], row["invoice_id"] or "", row["account_id"] or "",
-                      row["job_id"] or "",
-                      "; ".join((row["detail"] or {}).get("reasons", [])), row["assigned_to"] or "")
-    out.print(table)
+    rows = [[row["occurred_at"].isoformat()[:16], row["invoice_id"] or "", row["account_id"] or "", row["job_id"] or "",
+             "; ".join((row["detail"] or {}).get("reasons", [])), row["assigned_to"] or ""] for row in found]
+    print_fitted((Column("since (UTC)", 0, is_id=True), Column("invoice", 0, is_id=True),
+                  Column("account", 3, is_id=True), Column("job", 2, is_id=True), Column("why", 0),
+                  Column("taken by", 1)), rows, title=f"{len(found)} open escalation(s)")
 

@@ -172,7 +172,7 @@ def records_rotate_key(by: By = None) -> None:
     32 bytes); no sealed value changes. Then set DUNNING_MASTER_KEY to the new key on
     every worker and server and restart them: a process on the old key stops making keys."""
     from worker.contact_log.kinds import Event, Kind
-    from worker.contact_log.sealing import parse_master_key
+    from worker.settings import parse_master_key
 
     text = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass("New master key (base64): ")
     try:

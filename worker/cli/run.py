@@ -84,12 +84,14 @@ def _opened(settings: Settings) -> ContactLog:
     if they do not open: another key), older rows given blind indexes; exit 3 while the
     database is away (systemd or Kubernetes start us again)."""
     from worker import wiring
+    from worker.contact_log import parties
     from worker.settings import ConfigError
 
     try:
         log = wiring.log(settings, migrate=True)
         log.vault.check()
         log.vault.index_legacy()
+        parties.mark_pending(log.engine, log.vault)
     except ConfigError as error:  # the master key missing, or not this log's
         err.print(f"not starting: {error}", markup=False)
         raise typer.Exit(2) from None

@@ -16,7 +16,6 @@ import typer
 
 from worker.cli.app import templates_app
 from worker.cli.common import By, err, open_log, out, parse_now, print_result, profiles_or_exit, read_input
-from worker.jobs.parse import read_jobs
 from worker.messages.sources import Fixed, Folder, Sources, TemplateSource
 from worker.settings import Settings
 
@@ -83,6 +82,7 @@ def templates_preview(
     """Print a message as it would be sent."""
     from channels.segments import count_segments
     from schedules.zones import local_day
+    from worker.jobs.parse import read_jobs
     from worker.messages import unsubscribe
     from worker.messages.context import compose
     from worker.messages.render import CHANNELS, Renderer, TemplateError

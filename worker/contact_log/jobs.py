@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from worker.contact_log import parties
 from worker.contact_log.schema import jobs
 from worker.contact_log.vault import Vault
 
@@ -80,6 +81,7 @@ class JobBook:
                 conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.queued_at.is_(None))
                              .values(payload=self._sealed(conn, row), received_at=now, parent_id=row.parent_id))
                 taken.append(job_id)
+            parties.mark(conn, self.vault, [(wanted[i].account_id, wanted[i].payload) for i in taken])
         return taken, duplicates
 
     def _sealed(self, conn: Any, row: JobRow) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -102,12 +103,26 @@ class Queries:
                                 self.vault.open("recipient", row.recipient, conn), tuple(applied))
 
     def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
-        """The account an invoice belongs to, from the jobs accepted for it."""
-        query = select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)
+        """The account an invoice belongs to, from the jobs accepted for it (or, for a log
+        written without them, its deliveries)."""
+        with self._reading(conn) as reading:
+            return (reading.execute(select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)).scalar()
+                    or reading.execute(select(deliveries.c.account_id).where(deliveries.c.invoice_id == invoice_id)
+                                       .limit(1)).scalar())
+
+    def names_invoice(self, invoice_id: str, conn: Connection | None = None) -> bool:
+        """Whether the log knows the invoice at all: a job, a delivery or an event names it."""
+        with self._reading(conn) as reading:
+            return self.account_of(invoice_id, reading) is not None or reading.execute(
+                select(events.c.id).where(events.c.invoice_id == invoice_id).limit(1)).first() is not None
+
+    @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
         if conn is not None:
-            return conn.execute(query).scalar()
-        with self.engine.connect() as own:
-            return own.execute(query).scalar()
+            yield conn
+        else:
+            with self.engine.connect() as own:
+                yield own
 
     def accepted_at(self, job_id: str) -> datetime | None:
         """When intake accepted a job (None for a job that came another way)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 
+from worker.contact_log import parties
 from worker.contact_log.kinds import AccountStatus, ErasureStatus, Event, HoldStatus, Kind
 from worker.contact_log.schema import dead_letters, deliveries, events, idempotency, jobs
 from worker.contact_log.store import Store
@@ -175,11 +176,13 @@ class RecordBook(Store):
         return {address for address in found if address and not address.startswith("[")}
 
     def about_address(self, address: str) -> tuple[list[str], list[dict[str, Any]]]:
-        """Who an address leads to: the accounts whose records name it (by blind index),
-        and the events about it that name no account (an opt-out, a text), opened."""
+        """Who an address leads to: the accounts whose records name it (by blind index) —
+        in a job's debtor, a delivery, an event —, and the events about it that name no
+        account (an opt-out, a text), opened."""
         mark = self.vault.index(address)
         with self.engine.connect() as conn:
-            accounts = set(conn.execute(select(deliveries.c.account_id).distinct()
+            accounts = set(parties.accounts_named(conn, self.vault, address, (parties.Kind.EMAIL, parties.Kind.PHONE)))
+            accounts |= set(conn.execute(select(deliveries.c.account_id).distinct()
                                         .where(deliveries.c.recipient_index == mark)).scalars())
             accounts |= set(conn.execute(select(events.c.account_id).distinct().where(
                 events.c.address_index == mark, events.c.account_id.is_not(None))).scalars())

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -136,6 +137,15 @@ dead_letters = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Index("ix_dead_letters_time", "received_at"),
     Index("ix_dead_letters_account", "account_id"),
+)
+
+party_marks = Table(  # who a job names, as blind indexes: how a person is found (`parties.py`)
+    "party_marks", metadata,
+    Column("mark", String(32), nullable=False),  # HMAC of the normalised value (`Vault.index`); "" while pending
+    Column("kind", String(10), nullable=False),  # `parties.Kind`: account, email, phone, name, company
+    Column("account_id", String(200), nullable=False),
+    PrimaryKeyConstraint("mark", "kind", "account_id"),
+    Index("ix_party_marks_account", "account_id"),
 )
 
 data_keys = Table(  # a data key per account (or per address named without one), wrapped by the master key

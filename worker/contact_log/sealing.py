@@ -29,18 +29,6 @@ class SealError(ValueError):
     """A sealed value or a key that does not open: altered, moved, or under another key."""
 
 
-def parse_master_key(text: str) -> bytes:
-    """`DUNNING_MASTER_KEY` → 32 bytes; ValueError saying what is expected."""
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64; expected 32 random bytes in base64, e.g. "
-                         "`python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'`") from None
-    if len(key) != 32:
-        raise ValueError(f"{len(key)} bytes; 32 random bytes in base64 expected")
-    return key
-
-
 Key = bytes | AESGCM  # a key, or a cipher made from it once and kept (the vault's, for speed)
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from worker.contact_log.schema import data_keys, dead_letters, deliveries, events, jobs
+from worker.contact_log.schema import data_keys, dead_letters, deliveries, events, jobs, party_marks
 from worker.contact_log.sealing import (
     PREFIX,
     Key,
@@ -371,6 +371,7 @@ class Vault:
         if marks:
             conn.execute(update(deliveries).where(deliveries.c.recipient_index.in_(marks)).values(recipient_index=None))
         conn.execute(delete(dead_letters).where(dead_letters.c.account_id == account_id))
+        conn.execute(delete(party_marks).where(party_marks.c.account_id == account_id))  # who its jobs named
         conn.execute(update(jobs).where(jobs.c.account_id == account_id).values(payload=ERASED))
         self.forget()
         return gone

@@ -108,6 +108,14 @@ def _where(console: Console, directory: Path, stack: Stack) -> None:
     texts, calls = stack.sandbox.sent("Messages"), stack.sandbox.sent("Calls")
     console.print(f"emails: {len(emails)} in {directory / 'mail'}  (open any .eml in a mail client)")
     console.print(f"texts:  {len(texts)} and calls: {len(calls)} in {directory / 'twilio'}  (Twilio sandbox outbox)")
-    console.print(f"contact log: {directory / 'dunning.db'}, personal data sealed under {directory / 'master.key'}  "
-                  f"(DUNNING_DATABASE_URL=sqlite:///{directory / 'dunning.db'} "
-                  f"DUNNING_MASTER_KEY=$(cat {directory / 'master.key'}) dunning log show)")
+    console.print(f"contact log: {directory / 'dunning.db'}, personal data sealed under {directory / 'master.key'}")
+    console.print("\nTo look at it — in a shell:", markup=False)
+    console.print(f"  export DUNNING_DATABASE_URL=sqlite:///{directory / 'dunning.db'} "
+                  f"DUNNING_MASTER_KEY=$(cat {directory / 'master.key'}) "
+                  f"DUNNING_SECRET_KEY=$(cat {directory / 'secret.key'})", markup=False, soft_wrap=True)
+    console.print("  .venv/bin/dunning log show", markup=False)
+    console.print("and in a browser, as a compliance officer (then http://127.0.0.1:8000/console/, Ctrl-C to stop):",
+                  markup=False)
+    console.print("  .venv/bin/dunning users add demo --role compliance --password-stdin   "
+                  "# type a password, Enter, Ctrl-D", markup=False, soft_wrap=True)
+    console.print("  .venv/bin/dunning serve", markup=False)

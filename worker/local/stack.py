@@ -39,7 +39,7 @@ class Stack:
         self.sandbox = sandbox or Sandbox(directory / "twilio")
         self.smtp: Controller | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.secret_key = secrets.token_urlsafe(32)  # this stack's own: never a published one
+        self.secret_key = _own_secret(directory)  # this stack's own: never a published one
         self.master_key = _own_master_key(directory)
 
     def start(self) -> Stack:
@@ -117,6 +117,18 @@ class Stack:
         self.sandbox.stop()
         self.broker.close()
         self.redis.stop()
+
+
+def _own_secret(directory: Path) -> str:
+    """The stack's signing key, kept beside its database like the master key: a console
+    served later over the same log signs unsubscribe links as the worker did, so a message
+    it reproduces is the one sent."""
+    path = directory / "secret.key"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _own_master_key(directory: Path) -> bytes:

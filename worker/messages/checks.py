@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from channels.segments import count_segments
 from worker.messages.context import compose
-from worker.messages.render import CHANNELS, Renderer, Sender, TemplateError
+from worker.messages.render import CHANNELS, Renderer, TemplateError
+from worker.messages.sender import Sender
 from worker.messages.sources import Fixed, TemplateSource
 
 FORBIDDEN = {  # by language, for the reader; every list applies to every template

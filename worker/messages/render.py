@@ -15,6 +15,7 @@ next render (Jinja checks modification times), without restarting the worker.
 from __future__ import annotations
 
 import ctypes
+import difflib
 import hashlib
 import json
 import re
@@ -23,7 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -46,9 +47,9 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
+from worker.messages.sender import SHIPPED_DIR
 from worker.messages.sources import Fixed, Folder, Sources, TemplateSource, UnsafeName
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
 RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
 MAX_OUTPUT = 200_000  # characters a template may produce (and the longest text it may build)
 _MAX_INT_BITS = 4096
@@ -112,27 +113,6 @@ class _SourcesLoader(BaseLoader):
 
     def list_templates(self) -> list[str]:
         return self.found.names()
-
-
-@dataclass(frozen=True)
-class Sender:
-    """Who the messages come from; the demo's defaults, or settings from the environment."""
-
-    name: str = "Example Trading Co., Ltd."
-    phone: str = "+14155550123"
-    email: str = "billing@example.com"
-    payment_instructions: str = ("Pay online with the link in this message, or by bank transfer quoting the "
-                                 "invoice number.")
-    localized: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: {
-        "zh": {"name": "示例贸易有限公司", "phone": "021-6123 4567",
-               "payment_instructions": "可通过邮件中的链接在线付款，或银行转账并在备注中填写发票号。"}})
-
-    def for_locale(self, locale: str) -> dict[str, str]:
-        """Sender fields in a locale, falling back to the defaults above."""
-        base = {"name": self.name, "phone": self.phone, "email": self.email,
-                "payment_instructions": self.payment_instructions}
-        language = locale.split("-")[0]
-        return {**base, **self.localized.get(language, {}), **self.localized.get(locale, {})}
 
 
 class RenderTimeout(Exception):
@@ -243,7 +223,7 @@ class Renderer:
         values = {**context, "locale": folder}
         template = self._load(name)
         if channel != "email":
-            text = self._run(name, template,
+            text = self._run(name, template, values,
                              lambda: _joined(template.root_render_func(template.new_context(values)))).strip()
             if channel == "sms":
                 _require_opt_out(name, values, text)
@@ -251,15 +231,15 @@ class Renderer:
         if "subject" not in template.blocks or "text" not in template.blocks:
             raise TemplateError(name, None, "an email template needs a {% block subject %} and a {% block text %}")
         block_context = template.new_context(values)
-        subject = self._run(name, template, lambda: _joined(template.blocks["subject"](block_context)))
-        text = self._run(name, template, lambda: _joined(template.blocks["text"](block_context))).strip()
+        subject = self._run(name, template, values, lambda: _joined(template.blocks["subject"](block_context)))
+        text = self._run(name, template, values, lambda: _joined(template.blocks["text"](block_context))).strip()
         subject = " ".join(subject.split())
         if not subject:
             raise TemplateError(name, None, "the email subject is empty")
         layout_name = self._layout(folder)
         layout = self._load(layout_name)
         paragraphs = [p.strip() for p in _PARAGRAPHS.split(text) if p.strip()]
-        html = self._run(layout_name, layout, lambda: _joined(layout.root_render_func(layout.new_context(
+        html = self._run(layout_name, layout, values, lambda: _joined(layout.root_render_func(layout.new_context(
             {**values, "subject": subject, "paragraphs": paragraphs}))))
         _require_opt_out(name, values, text)
         return Rendered(channel, folder, text, (self.loader.sources[name], self.loader.sources[layout_name]),
@@ -282,7 +262,7 @@ class Renderer:
             raise TemplateError(name, None, f"cannot be compiled ({type(error).__name__}: too deeply nested or "
                                             "too large)") from None
 
-    def _run(self, name: str, template: Any, work: Callable[[], str]) -> str:
+    def _run(self, name: str, template: Any, values: Mapping[str, Any], work: Callable[[], str]) -> str:
         try:
             with _WATCHDOG.limit(RENDER_SECONDS):
                 return work()
@@ -291,7 +271,9 @@ class Renderer:
                                 f"rendering took longer than {RENDER_SECONDS:g} s (a loop too large?); "
                                 "stopped") from None
         except UndefinedError as error:
-            raise TemplateError(name, _template_line(error, template), f"undefined variable: {error.message}") from None
+            line = _template_line(error, template)
+            source = self.loader.sources[name].source if name in self.loader.sources else ""
+            raise TemplateError(name, line, _undefined(str(error.message), source, line, values)) from None
         except TemplateSyntaxError as error:
             raise TemplateError(name, error.lineno, f"syntax error: {error.message}") from None
         except UnsafeName as error:
@@ -332,6 +314,48 @@ def _require_opt_out(name: str, values: Mapping[str, Any], text: str) -> None:
     line = values.get("opt_out")
     if line and line not in text:
         raise TemplateError(name, None, "the opt-out line is missing (add {{ opt_out }})")
+
+
+_NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+_UNDEFINED = re.compile(r"'([^']+)' is undefined")
+
+
+def _undefined(message: str, source: str, line: int | None, values: Mapping[str, Any]) -> str:
+    """Jinja's "'dict object' has no attribute 'nmae'" said as the operator wrote it —
+    `debtor.nmae` — with the closest name that exists: "did you mean debtor.name?"."""
+    missing = _NO_ATTRIBUTE.search(message)
+    if missing:
+        attribute = missing.group(1)
+        text = source.splitlines()[line - 1] if line and 0 < line <= len(source.splitlines()) else source
+        written = re.search(rf"([A-Za-z_][\w.]*)\.{re.escape(attribute)}\b", text)
+        owner = written.group(1) if written else None
+        known = _names_in(_walk(values, owner)) if owner else []
+        said = f"{owner}.{attribute}" if owner else attribute
+    else:
+        plain = _UNDEFINED.search(message)
+        if plain is None:
+            return f"undefined variable: {message}"
+        said, owner, known = plain.group(1), None, list(values)
+        attribute = said
+    close = difflib.get_close_matches(attribute, known, n=1)
+    hint = f"; did you mean {owner + '.' if owner else ''}{close[0]}?" if close else (
+        f" ({owner} has: {', '.join(sorted(known)[:12])})" if owner and known else "")
+    return f"undefined variable: {said} is not defined{hint}"
+
+
+def _walk(values: Mapping[str, Any], dotted: str) -> Any:
+    found: Any = values
+    for part in dotted.split("."):
+        found = found.get(part) if isinstance(found, Mapping) else getattr(found, part, None)
+        if found is None:
+            return None
+    return found
+
+
+def _names_in(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [str(key) for key in value]
+    return [name for name in dir(value) if not name.startswith("_")] if value is not None else []
 
 
 def _template_line(error: BaseException, template: Any) -> int | None:

@@ -81,11 +81,14 @@ def predict(log: ContactLog, job: Job, entry_id: str, due: datetime | None, now:
             horizon: datetime) -> Step:
     """The step decided at its due time (or now, if overdue), a deferral followed within the horizon."""
     base = Step(entry_id, job.job_id, job.invoice.id, job.debtor.account_id, job.profile, _zone(job), due,
-                action="paused", reasons=("paused until the dispute is resolved or the pause ends",))
-    if due is None:
-        return base
-    moment = max(due, now)
+                action="paused", reasons=())
     addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
+    if due is None:  # parked: say by what
+        facts = log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses).facts
+        why = [said for held, said in ((facts.paused, "paused by an operator until resumed"),
+                                       (facts.disputed, "paused until the dispute is resolved")) if held]
+        return replace(base, reasons=tuple(why) or ("paused",))
+    moment = max(due, now)
     for _ in range(6):
         known = log.known(job.debtor.account_id, job.invoice.id, job.job_id, moment, addresses)
         decision = decide(job, moment, known.facts)

@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Event, Kind
-from worker.contact_log.search import normalised
+from worker.contact_log.parties import normalised
 from worker.masking import mask
 from worker.records.reproduce import reproduce
 from worker.settings import Settings

@@ -39,6 +39,7 @@ from worker.contact_log.kinds import AccessStatus
 from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
 from worker.http.console import editor, escalations, schedule, simulation
+from worker.http.console.frames import FRAMES
 from worker.http.console.guard import Guard, address_of
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
@@ -57,10 +58,15 @@ STATIC_FILES = {"console.css": "text/css", "editor.js": "text/javascript"}
 logger = logging.getLogger("dunning.console")
 
 
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
 class _Answered(APIRoute):
-    """Every console route answers: an unexpected error is logged and becomes a 500 page
-    here, rather than reaching the server's error middleware (which would also close the
-    connection under a browser that keeps it alive)."""
+    """Every console route answers: Redis away is a 503 page saying so (the pages that do
+    not need it keep working), an unexpected error is logged and becomes a 500 page —
+    here, rather than in the server's error middleware (which would also close the
+    connection under a browser that keeps it alive). Both pages keep the person's
+    navigation (`Guard` left their session on the request)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
@@ -70,14 +76,25 @@ class _Answered(APIRoute):
                 return await original(request)
             except (StarletteHTTPException, ClientDisconnect):
                 raise
+            except _REDIS_DOWN as error:
+                logger.warning("the queue (Redis) is unavailable answering %s %s: %s", request.method,
+                               request.url.path, type(error).__name__)
+                return _error_page(request, 503, "The queue is unavailable",
+                                   "This page needs the queue (Redis), which does not answer just now. "
+                                   "Try again in a moment; the pages that read only the contact log "
+                                   "keep working.", {"Retry-After": "5"})
             except Exception:
                 logger.exception("unexpected error answering %s %s", request.method, request.url.path)
-                return page("error.html", 500, title="Something went wrong",
-                            message="An unexpected error; it is logged on the server.")
+                return _error_page(request, 500, "Something went wrong",
+                                   "An unexpected error; it is logged on the server.")
         return answered
 
 
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+def _error_page(request: Request, status: int, title: str, message: str,
+                headers: dict[str, str] | None = None) -> Response:
+    session = getattr(request.state, "session", None)
+    return page("error.html", status, headers, title=title, message=message,
+                user=session.user if session else None, csrf=session.csrf if session else "")
 
 
 def _safe(text: str) -> str:
@@ -99,6 +116,10 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         if name not in STATIC_FILES:
             raise StarletteHTTPException(404)
         return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=HEADERS)
+
+    @routes.get("/frames/{token:str}")
+    async def frame(request: Request) -> Response:
+        return FRAMES.answer(request.path_params["token"])
 
     @routes.get("/")
     async def home(request: Request) -> Response:
@@ -155,7 +176,9 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         results = log.search(query, now().date()) if query else []
         if query:
             note_access(session, request, AccessStatus.VIEWED, search=query, found=len(results))
-        return page("search.html", user=session.user, csrf=session.csrf, query=query, results=results)
+        recent = [] if query else log.recent_accounts()
+        return page("search.html", user=session.user, csrf=session.csrf, query=query, results=results,
+                    recent=recent)
 
     def timeline(request: Request, session: Session, about: str, value: str) -> Response:
         params = request.query_params
@@ -212,7 +235,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         unmasked, as_csv = params.get("unmasked") == "1", params.get("format") != "jsonl"
         # A search exports the record of everything it found: each invoice, or account.
         targets = ([(f.account_id if f.invoice_id is None else None, f.invoice_id)
-                    for f in log.search(value, now().date())] if about == "search"
+                    for f in log.search(value, now().date()) if f.address is None] if about == "search"
                    else [(value if about == "account" else None, value if about == "invoice" else None)])
         kept: dict[int, dict[str, Any]] = {}
         for account, invoice in targets:
@@ -318,6 +341,8 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             raise StarletteHTTPException(404)
         value, reason = str(form.get(field) or "").strip(), str(form.get("reason") or "")
         by = f"console:{session.user.name}"
+        if action == "erase" and form.get("confirm") != "yes":  # the page asks; a form without it is refused
+            return records_page(session, 422, problem="Not erased: confirm that the erasure cannot be undone.")
         try:
             if action == "export":
                 return await run_in_threadpool(export_records, value, str(form.get("format") or "html"), by)

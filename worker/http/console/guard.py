@@ -15,8 +15,8 @@ from starlette.responses import RedirectResponse, Response
 
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Event, Kind
+from worker.contact_log.parties import normalised
 from worker.contact_log.people import Session
-from worker.contact_log.search import normalised
 from worker.http.console.pages import HEADERS, page
 from worker.http.console.session import Cookies, same
 
@@ -43,6 +43,7 @@ class Guard:
                 session = self.current(request)
                 if session is None:
                     return RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
+                request.state.session = session  # for the error pages (`_Answered`): their navigation
                 if session.user.role != role:
                     return page("error.html", 403, user=session.user, csrf=session.csrf, title="Not for your role",
                                 message=f"This page is not open to the {session.user.role} role.")

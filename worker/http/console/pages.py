@@ -11,8 +11,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from worker.http.console.frames import FRAMES
+
 # No inline script or style, nothing from another origin; messages are shown in
-# sandboxed frames of our own (frame-src 'self'); nobody may frame the console. The
+# sandboxed frames of our own (frame-src 'self', `frames.py`); nobody may frame the console. The
 # editor's script asks for its preview from the same origin (connect-src 'self').
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -22,6 +24,7 @@ HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", 
 _ENV = Environment(loader=PackageLoader("worker.http.console", "templates"),
                    autoescape=select_autoescape(default=True), undefined=StrictUndefined, trim_blocks=True,
                    lstrip_blocks=True)
+_ENV.globals["frame_url"] = FRAMES.url  # an email's HTML in a frame of its own (`frames.py`)
 
 NAVIGATION = {  # the links each role sees, named for their pages (DESIGN.md § The console)
     "compliance": (("Search", "/console/search"), ("Records", "/console/records"), ("Verify", "/console/verify")),

@@ -61,14 +61,17 @@ def describe(row: Mapping[str, Any], zone: ZoneInfo, unmasked: bool) -> dict[str
         words.append((address if unmasked else mask("address", address)) + f" ({detail.get('channel', '?')})")
     elif kind == "webhook":
         words.append(f"{detail.get('type', '')} attempt {detail.get('attempt', '')}")
-    if row.get("error_code"):
+        code = str(row.get("error_code") or "")  # the endpoint's answer, kept as http-NNN: not an error when 2xx
+        words.append(f"the endpoint answered HTTP {code[5:]}" if code.startswith("http-")
+                     else "no answer from the endpoint" if code == "no-answer" else "")
+    if row.get("error_code") and kind != "webhook":
         words.append(f"error {row['error_code']}")
     if row.get("error_text"):
         words.append(shown(str(row["error_text"])))
     reasons = row.get("d_reasons") if kind == "delivery" and row.get("d_reasons") else detail.get("reasons", [])
     rules = row.get("d_rules") if kind == "delivery" and row.get("d_rules") else detail.get("rules", [])
     return {"id": row["id"], "utc": utc, "local": local, "kind": kind, "status": status,
-            "channel": row.get("channel") or detail.get("channel") or "", "what": "; ".join(words),
+            "channel": row.get("channel") or detail.get("channel") or "", "what": "; ".join(filter(None, words)),
             "reasons": list(reasons or []), "rules": list(rules or []), "by": detail.get("by", ""),
             "delivery_id": row.get("delivery_id") if kind == "delivery" and status == "claimed" else None,
             "suppressed": kind == "decision" and status == "skip"}
