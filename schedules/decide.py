@@ -19,7 +19,7 @@ from schedules.decision import Action, Decision
 from schedules.facts import Facts
 from schedules.profile import Profile
 from schedules.spec import Stage
-from schedules.subject import Reminder
+from schedules.subject import Debtor, Reminder
 from schedules.zones import candidate_zones, local_day
 
 _ADDRESS_NAMES = {"email": "email address", "sms": "phone number", "voice": "phone number"}
@@ -34,6 +34,29 @@ def decide(job: Reminder, now: datetime, facts: Facts, profile: Profile) -> Deci
         return Decision("skip", ("time zone unknown: no timezone, no geographic phone number, "
                                  f"no zones known for country {debtor.country!r}",), ("TZ_UNKNOWN",))
     return _Deciding(job, now, facts, profile, zones).run()
+
+
+def address_for(channel: str, debtor: Debtor) -> str | None:
+    return debtor.email if channel == "email" else debtor.phone
+
+
+def refusal(channel: str, debtor: Debtor, facts: Facts) -> tuple[str, str] | None:
+    """Why `channel` cannot carry a message to this debtor at all — (rule, reason) — or
+    None: consent, an address, the debtor's own stops, a proven failure."""
+    address = address_for(channel, debtor)
+    if not getattr(debtor.consent, channel):
+        return "S-CONSENT", f"{channel}: no consent"
+    if not address:
+        return "NO-ADDRESS", f"{channel}: no {_ADDRESS_NAMES[channel]}"
+    if channel in facts.suppressed_channels:
+        return "S-MEDIUM", f"{channel}: debtor asked not to be contacted this way"
+    if address.casefold() in facts.invalid_addresses:
+        return "S-INVALID", f"{channel}: {_ADDRESS_NAMES[channel]} proven invalid"
+    if address.casefold() in facts.suppressed_addresses:
+        return "S-OPTOUT", f"{channel}: {_ADDRESS_NAMES[channel]} opted out"
+    if channel in facts.failed_channels:
+        return "FAILED", f"{channel}: failed for good for this reminder"
+    return None
 
 
 class _Deciding:
@@ -116,27 +139,12 @@ class _Deciding:
         rules: list[str] = []
         usable: list[tuple[str, str]] = []
         for channel in plan:
-            address = debtor.email if channel == "email" else debtor.phone
-            if not getattr(debtor.consent, channel):
-                rules.append("S-CONSENT")
-                reasons.append(f"{channel}: no consent")
-            elif not address:
-                rules.append("NO-ADDRESS")
-                reasons.append(f"{channel}: no {_ADDRESS_NAMES[channel]}")
-            elif channel in facts.suppressed_channels:
-                rules.append("S-MEDIUM")
-                reasons.append(f"{channel}: debtor asked not to be contacted this way")
-            elif address.casefold() in facts.invalid_addresses:
-                rules.append("S-INVALID")
-                reasons.append(f"{channel}: {_ADDRESS_NAMES[channel]} proven invalid")
-            elif address.casefold() in facts.suppressed_addresses:
-                rules.append("S-OPTOUT")
-                reasons.append(f"{channel}: {_ADDRESS_NAMES[channel]} opted out")
-            elif channel in facts.failed_channels:
-                rules.append("FAILED")
-                reasons.append(f"{channel}: failed for good for this reminder")
+            refused = refusal(channel, debtor, facts)
+            if refused is None:
+                usable.append((channel, address_for(channel, debtor) or ""))
             else:
-                usable.append((channel, address))
+                rules.append(refused[0])
+                reasons.append(refused[1])
         if not usable:
             return self._end("skip", reasons + ["no usable channel"], rules, stage)
 

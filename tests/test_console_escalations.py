@@ -35,6 +35,15 @@ def test_operators_take_and_close_escalated_cases(harness: Harness) -> None:
         assert "escalate" in said and "nobody yet" in said
         viewed = [r for r in harness.log.history() if r["kind"] == "access" and "escalations" in (r["detail"] or {})]
         assert viewed and a in viewed[-1]["detail"]["escalations"]
+        # Wednesday 10:00 in Shanghai: the window is open; the debtor's own time is shown
+        assert "Debtor's time 2026-12-02 10:00 Wed Asia/Shanghai" in said, said[:3000]
+        assert "Contact window open until" in said and "voice: may be used now" in said
+
+        shown = person.get(f"/console/escalations?reveal={a}")
+        assert "+8613700137001" in shown.text and first["debtor"]["email"] in shown.text, "the operator must call"
+        assert "+8613700137002" not in shown.text, "only the case asked for"
+        [unmasked] = [r for r in harness.log.history() if r["kind"] == "access" and r["status"] == "unmasked"]
+        assert unmasked["detail"]["invoice"] == a and unmasked["detail"]["user"] == "case.op"
 
         taken = person.post("/console/escalations/assign", {"invoice": a}, csrf_from="/console/escalations")
         assert f"{a}: the case is console:case.op's" in text_of(taken.text)

@@ -1,8 +1,11 @@
 """The operator's Escalations page: the cases the worker handed to a person, oldest
-first, each with its summary (debtor, amount, how late, why) and contact history with
-addresses masked as compliance sees them; take a case, close it with an outcome and a
-note (`Events.assign`, `Events.close_case`: each a chained event; "promised" records the
-promise with its date). Viewing the cases is recorded like any view of a person's record."""
+first, each with its summary (debtor, amount, how late, why), whether the debtor may be
+contacted now and by which channel (their local time, the contact window: `schedules.reach`),
+and contact history with addresses masked as compliance sees them; "Show contact
+details" unmasks one case's phone and email for the operator who must call (recorded,
+as `unmasked`); take a case, close it with an outcome and a note (`Events.assign`,
+`Events.close_case`: each a chained event; "promised" records the promise with its
+date). Viewing the cases is recorded like any view of a person's record."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from schedules.reach import reach
 from worker import wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Kind, Outcome
@@ -24,7 +28,9 @@ from worker.contact_log.people import Session
 from worker.events import EventError, Events
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
+from worker.jobs.parse import parse_job
 from worker.masking import mask
+from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.settings import Settings
 
@@ -34,8 +40,10 @@ PAGE = 50  # cases per page view, oldest first: each is shown whole, with its hi
 _SHOWN = (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT, Kind.INBOUND, Kind.ESCALATION)
 
 
-def summary(log: ContactLog, case: dict[str, Any], today: date) -> dict[str, Any]:
-    """The case in a few words, from the invoice's last job as intake kept it."""
+def summary(log: ContactLog, case: dict[str, Any], now: datetime, unmasked: bool = False) -> dict[str, Any]:
+    """The case in a few words, from the invoice's last job as intake kept it, and whether
+    the debtor may be reached now."""
+    today = now.date()
     jobs = log.invoice_jobs(case["invoice_id"])
     row = log.job_row(jobs[-1]["job_id"]) if jobs else None
     try:
@@ -50,9 +58,29 @@ def summary(log: ContactLog, case: dict[str, Any], today: date) -> dict[str, Any
         amount = format_currency(invoice.get("amount_due"), invoice.get("currency"), locale="en_US")
     except (TypeError, ValueError):
         return {"known": False}
+    shown = (lambda field, value: value) if unmasked else mask
     return {"known": True, "name": debtor.get("name"), "company": debtor.get("company"), "amount": amount,
             "number": invoice.get("number"), "due": due, "late": (today - due).days,
-            "phone": mask("phone", debtor.get("phone") or ""), "email": mask("email", debtor.get("email") or "")}
+            "phone": shown("phone", debtor.get("phone") or ""), "email": shown("email", debtor.get("email") or ""),
+            "reach": _reach(log, job, now)}
+
+
+def _reach(log: ContactLog, data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """The debtor's local time, the window and each channel now (None for a job that no
+    longer parses, say under a profile since removed)."""
+    parsed = parse_job(data, profiles(), "the case's job").job
+    if parsed is None or parsed.profile not in profiles():
+        return None
+    debtor = parsed.debtor
+    facts = log.known(debtor.account_id, parsed.invoice.id, parsed.job_id, now,
+                      tuple(a for a in (debtor.email, debtor.phone) if a)).facts
+    found = reach(parsed, now, facts, profiles()[parsed.profile])
+    zone = found.zones[0] if found.zones else None
+    return {"local": [f"{now.astimezone(z):%Y-%m-%d %H:%M %a} {z.key}" for z in found.zones],
+            "open": found.open, "until": found.open_until.astimezone(zone).strftime("%H:%M")
+            if found.open_until and zone else None,
+            "opens": found.opens_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %a") if found.opens_at and zone else None,
+            "closed": list(found.closed), "channels": found.channels}
 
 
 def history(log: ContactLog, invoice_id: str) -> list[dict[str, Any]]:
@@ -71,10 +99,16 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
     def cases_page(session: Session, request: Request, status: int = 200, **said: Any) -> Response:
         moment = now()
         found = log.escalations()
-        cases = [{**case, "summary": summary(log, case, moment.date()), "history": history(log, case["invoice_id"])}
+        reveal = request.query_params.get("reveal", "") if request.method == "GET" else ""
+        cases = [{**case, "summary": summary(log, case, moment, unmasked=case["invoice_id"] == reveal),
+                  "history": history(log, case["invoice_id"]), "revealed": case["invoice_id"] == reveal}
                  for case in found[:PAGE]]
         if cases:
             guard.note_access(session, request, AccessStatus.VIEWED, escalations=[c["invoice_id"] for c in cases])
+        for case in cases:
+            if case["revealed"]:  # an operator about to call: who saw the number, for which case
+                guard.note_access(session, request, AccessStatus.UNMASKED, invoice=reveal,
+                                  account=case["account_id"], why="escalation: contact details shown")
         return page("escalations.html", status, user=session.user, csrf=session.csrf, cases=cases, outcomes=OUTCOMES,
                     problem=said.get("problem"), done=said.get("done"), today=moment.date(),
                     more=max(0, len(found) - PAGE))
