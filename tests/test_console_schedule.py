@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 from harness import WEDNESDAY_10, Harness, serving
 from test_cli import dunning
@@ -105,3 +106,14 @@ def test_with_redis_down_the_schedule_says_so_and_the_rest_of_the_console_works(
         assert "Traceback" not in down.text and '<a href="/console/templates">Templates</a>' in down.text
         assert person.get("/console/templates").status_code == 200
         assert person.get("/console/escalations").status_code == 200
+
+
+def test_an_empty_agenda_says_nothing_is_scheduled(log: ContactLog, redis_server: Any, redis_client: Any) -> None:
+    log.add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    env = {"DUNNING_SECRET_KEY": "s" * 40, "DUNNING_REDIS_URL": redis_server.url}
+    with serving(log, env, lambda: WEDNESDAY_10) as url:
+        person = Browser(url)
+        assert person.sign_in("sched.op").status_code == 303
+        page = person.get("/console/schedule")
+        assert page.status_code == 200 and "Nothing is scheduled in the next 14 days" in text_of(page.text)
+        assert "<svg" not in page.text and "largest day" not in page.text

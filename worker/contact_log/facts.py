@@ -8,8 +8,8 @@ or a medium off limits. Reads only; `Known.mark` lets a claim notice anything ne
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from schedules.facts import Attempt, Facts, Payment
+from schedules.facts import NOTHING_KNOWN, Attempt, Facts, Payment
 from worker.contact_log.kinds import (
     FACT_KINDS,
     AccountStatus,
@@ -54,6 +54,24 @@ _HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, event
 # The newest event's id, and the account's data key read in the same statement (the
 # claim seals with it: read now, not under the log's lock).
 _MARK = select(func.coalesce(func.max(events.c.id), 0), *KEY_OF_ACCOUNT)
+# The same reads for many debtors at once (the forecast: three statements per batch of
+# accounts, not three per step).
+_ATTEMPTS_OF = (select(deliveries.c.account_id, deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel,
+                       deliveries.c.stage, deliveries.c.recipient, deliveries.c.claimed_at, events.c.status,
+                       _CLAIMS.label("claims"))
+                .join(events, events.c.id == _LATEST_EVENT)
+                .where(deliveries.c.account_id.in_(bindparam("accounts", expanding=True)),
+                       deliveries.c.claimed_at >= bindparam("since")))
+_HAPPENINGS_OF = (select(events.c.id, events.c.kind, events.c.status, events.c.invoice_id, events.c.account_id,
+                         events.c.detail, events.c.occurred_at, events.c.error_code, events.c.address,
+                         events.c.address_index, events.c.job_id)
+                  .where(events.c.kind.in_(FACT_KINDS),
+                         events.c.account_id.in_(bindparam("accounts", expanding=True))
+                         | events.c.invoice_id.in_(bindparam("invoices", expanding=True))
+                         | events.c.address_index.in_(bindparam("addresses", expanding=True)))
+                  .order_by(events.c.id))
+_LAST_ID = select(func.coalesce(func.max(events.c.id), 0))
+_BATCH = 300  # accounts per statement
 _NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
                 .limit(1))
 
@@ -79,6 +97,16 @@ def changed_since(conn: Connection, known: Known) -> bool:
                         ).first() is not None
 
 
+@dataclass(frozen=True)
+class Ask:
+    """Whose facts, for which job: `known`'s arguments, for `known_many`."""
+
+    account_id: str
+    invoice_id: str
+    job_id: str
+    addresses: tuple[str, ...] = ()
+
+
 class FactReads:
     """The log's reads for `decide` (mixed into `ContactLog`)."""
 
@@ -96,6 +124,55 @@ class FactReads:
               addresses: Iterable[str] = ()) -> Known:
         """`facts_for`, with the mark that `claim` checks against."""
         wanted = tuple(self.vault.indexes(addresses))  # Zhang@X and zhang@x are one person's mailbox
+        with self.engine.connect() as conn:
+            mark_row = conn.execute(_MARK, {"key_account": account_id}).one()
+            self.vault.remember(("account", account_id), mark_row[1], mark_row[2], conn)
+            attempts = conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}).all()
+            happenings = conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
+                                                    "addresses": list(wanted)}).all()
+            return self._interpret(conn, Ask(account_id, invoice_id, job_id, wanted), int(mark_row[0]), attempts,
+                                   happenings)
+
+    def known_many(self, asks: Sequence[Ask], now: datetime) -> list[Known]:
+        """`known` for many jobs at once, in order — the same facts, read in three
+        statements per few hundred accounts instead of three per job (the forecast)."""
+        marked = [replace(ask, addresses=tuple(self.vault.indexes(ask.addresses))) for ask in asks]
+        found: list[Known] = []
+        with self.engine.connect() as conn:
+            mark = int(conn.execute(_LAST_ID).scalar_one())
+            start = 0
+            while start < len(marked):
+                accounts: set[str] = set()
+                end = start
+                while end < len(marked) and (marked[end].account_id in accounts or len(accounts) < _BATCH):
+                    accounts.add(marked[end].account_id)
+                    end += 1
+                chunk = marked[start:end]
+                self.vault.prepare(conn, [("account", account) for account in accounts], make=False)
+                tried: dict[str, list[Any]] = {}
+                for tried_row in conn.execute(_ATTEMPTS_OF, {"accounts": sorted(accounts),
+                                                             "since": now - FACTS_LOOKBACK}):
+                    tried.setdefault(tried_row.account_id, []).append(tried_row)
+                by: dict[tuple[str, str], list[Any]] = {}
+                for row in conn.execute(_HAPPENINGS_OF, {
+                        "accounts": sorted(accounts), "invoices": sorted({a.invoice_id for a in chunk}),
+                        "addresses": sorted({m for a in chunk for m in a.addresses})}):
+                    for key in (("account", row.account_id), ("invoice", row.invoice_id),
+                                ("address", row.address_index)):
+                        by.setdefault(key, []).append(row)
+                for ask in chunk:
+                    rows = {row.id: row for key in (("account", ask.account_id), ("invoice", ask.invoice_id),
+                                                    *(("address", m) for m in ask.addresses))
+                            for row in by.get(key, ())}
+                    found.append(self._interpret(conn, ask, mark, tried.get(ask.account_id, []),
+                                                 [rows[i] for i in sorted(rows)]))
+                start = end
+        return found
+
+    def _interpret(self, conn: Connection, ask: Ask, mark: int, attempt_rows: Iterable[Any],
+                   happenings: Iterable[Any]) -> Known:
+        """The rows' meaning for `decide`: the one place the log's words become facts."""
+        account_id, invoice_id, job_id, wanted = ask.account_id, ask.invoice_id, ask.job_id, ask.addresses
         attempts: list[Attempt] = []
         failed_here: set[Any] = set()
         state: dict[str, Any] = {"paid": False, "written_off": False, "disputed": False, "promised_until": None,
@@ -106,46 +183,44 @@ class FactReads:
         media: set[Any] = set()
         payments: list[Payment] = []
         cancelled = erased = False
-        with self.engine.connect() as conn:
-            mark_row = conn.execute(_MARK, {"key_account": account_id}).one()
-            mark = int(mark_row[0])
-            self.vault.remember(("account", account_id), mark_row[1], mark_row[2], conn)
-            for row in conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}):
-                if row.job_id == job_id and row.status == DeliveryStatus.FAILED:
-                    failed_here.add(row.channel)
-                if row.job_id == job_id and _unfinished(row.status, row.channel):
-                    continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
-                outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
-                attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage, at=row.claimed_at,
-                                  outcome=outcome,  # type: ignore[arg-type]
-                                  address=self.vault.open("recipient", row.recipient, conn))
-                attempts.extend([attempt] * max(1, int(row.claims or 1)))  # a resend is a contact too
-            for event_row in conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
-                                                        "addresses": list(wanted)}):  # in order: the last word wins
-                if event_row.kind == Kind.SUPPRESSION:
-                    event_row = _Opened(self.vault.open_row(event_row._mapping, conn))  # type: ignore[assignment]
-                detail = event_row.detail or {}
-                if event_row.kind == Kind.INVOICE and event_row.invoice_id == invoice_id:
-                    if event_row.status == InvoiceStatus.PAYMENT:
-                        payments.append(Payment(at=event_row.occurred_at, amount=Decimal(str(detail["amount"]))))
-                    _apply_invoice_event(state, event_row.status, detail)
-                    if event_row.status in (InvoiceStatus.PAUSED, InvoiceStatus.RESUMED):
-                        paused["invoice"] = event_row.status == InvoiceStatus.PAUSED
-                elif event_row.kind == Kind.ACCOUNT:
-                    if event_row.status in (AccountStatus.PAUSED, AccountStatus.RESUMED):
-                        paused["account"] = event_row.status == AccountStatus.PAUSED
-                    else:
-                        state["ceased"] = event_row.status == AccountStatus.CEASED
-                elif event_row.kind == Kind.SUPPRESSION:
-                    apply_suppression(event_row, detail, opted_out, invalid, media)
-                elif event_row.kind == Kind.JOB and event_row.job_id == job_id:
-                    cancelled = cancelled or event_row.status == JobStatus.CANCELLED
-                elif event_row.kind == Kind.ERASURE:
-                    erased = erased or event_row.status == ErasureStatus.ERASED
+        for row in attempt_rows:
+            if row.job_id == job_id and row.status == DeliveryStatus.FAILED:
+                failed_here.add(row.channel)
+            if row.job_id == job_id and _unfinished(row.status, row.channel):
+                continue  # this job's own unfinished delivery, about to be (re)sent: not a past contact
+            outcome = _OUTCOMES.get(row.status) or (_VOICE_PENDING if row.channel == "voice" else "delivered")
+            attempt = Attempt(invoice_id=row.invoice_id, channel=row.channel, stage=row.stage, at=row.claimed_at,
+                              outcome=outcome,  # type: ignore[arg-type]
+                              address=self.vault.open("recipient", row.recipient, conn))
+            attempts.extend([attempt] * max(1, int(row.claims or 1)))  # a resend is a contact too
+        for event_row in happenings:  # in order: the last word wins
+            if event_row.kind == Kind.SUPPRESSION:
+                event_row = _Opened(self.vault.open_row(event_row._mapping, conn))
+            detail = event_row.detail or {}
+            if event_row.kind == Kind.INVOICE and event_row.invoice_id == invoice_id:
+                if event_row.status == InvoiceStatus.PAYMENT:
+                    payments.append(Payment(at=event_row.occurred_at, amount=Decimal(str(detail["amount"]))))
+                _apply_invoice_event(state, event_row.status, detail)
+                if event_row.status in (InvoiceStatus.PAUSED, InvoiceStatus.RESUMED):
+                    paused["invoice"] = event_row.status == InvoiceStatus.PAUSED
+            elif event_row.kind == Kind.ACCOUNT:
+                if event_row.status in (AccountStatus.PAUSED, AccountStatus.RESUMED):
+                    paused["account"] = event_row.status == AccountStatus.PAUSED
+                else:
+                    state["ceased"] = event_row.status == AccountStatus.CEASED
+            elif event_row.kind == Kind.SUPPRESSION:
+                apply_suppression(event_row, detail, opted_out, invalid, media)
+            elif event_row.kind == Kind.JOB and event_row.job_id == job_id:
+                cancelled = cancelled or event_row.status == JobStatus.CANCELLED
+            elif event_row.kind == Kind.ERASURE:
+                erased = erased or event_row.status == ErasureStatus.ERASED
         state["paused"] = paused["invoice"] or paused["account"]
-        facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
-                      suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
-                      attempts=tuple(attempts), payments=tuple(payments))
+        if not (any(state.values()) or attempts or payments or opted_out or invalid or media or failed_here):
+            facts = NOTHING_KNOWN  # most debtors in a forecast: one shared value, not ~40 µs of pydantic each
+        else:
+            facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
+                          suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
+                          attempts=tuple(attempts), payments=tuple(payments))
         return Known(facts, mark, invoice_id, account_id, wanted, cancelled, erased)
 
     def suppressed(self, address: str) -> bool:

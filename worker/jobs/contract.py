@@ -87,6 +87,16 @@ def _currency(value: object) -> object:
 def _phone(value: object) -> object:
     if not isinstance(value, str):
         return value
+    problem = _phone_problem(value)
+    if problem is not None:
+        raise _invalid("phone", problem)
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _phone_problem(value: str) -> str | None:
+    """What is wrong with a phone number, or None. The answer for a string never changes,
+    and one debtor's number comes in every step of their cadence: parsed once (~50 µs)."""
     shown = _quoted("phone", value)
     hint = ""
     try:
@@ -96,19 +106,28 @@ def _phone(value: object) -> object:
     except phonenumbers.NumberParseException:
         valid, e164 = False, ""
     if valid and value == e164:
-        return value
+        return None
     if valid:
         hint = "; write it without spaces or punctuation"
-    raise _invalid("phone", f"{shown} is not a valid phone number (E.164 expected, e.g. +8613800138000){hint}")
+    return f"{shown} is not a valid phone number (E.164 expected, e.g. +8613800138000){hint}"
 
 
 def _email(value: object) -> object:
     if not isinstance(value, str):
         return value
+    normalized, problem = _email_checked(value)
+    if problem is not None:
+        raise _invalid("email", problem)
+    return normalized
+
+
+@lru_cache(maxsize=4096)
+def _email_checked(value: str) -> tuple[str, str | None]:
+    """(normalised address, None) or (value, what is wrong): once per address (~40 µs)."""
     try:
-        return email_validator.validate_email(value, check_deliverability=False).normalized
+        return email_validator.validate_email(value, check_deliverability=False).normalized, None
     except email_validator.EmailNotValidError as error:
-        raise _invalid("email", f"{_quoted('email', value)} is not a valid email address ({error})") from None
+        return value, f"{_quoted('email', value)} is not a valid email address ({error})"
 
 
 def _timezone(value: object) -> object:
@@ -216,7 +235,7 @@ class Invoice(_Part):
 
     @model_validator(mode="after")
     def _minor_digits(self) -> Invoice:
-        digits = get_currency_precision(self.currency)
+        digits = _precision(self.currency)
         exponent = self.amount_due.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > digits:
             raise _invalid("money", f"'{self.amount_due}' has more decimals than {self.currency} "
@@ -224,6 +243,12 @@ class Invoice(_Part):
         if self.issued_date and self.issued_date > self.due_date:
             raise _invalid("dates", f"{self.issued_date} is after due_date {self.due_date}", "issued_date")
         return self
+
+
+@lru_cache(maxsize=256)
+def _precision(currency: str) -> int:
+    """Babel reads its data on each call; a currency's minor digits never change."""
+    return int(get_currency_precision(currency))
 
 
 class Debtor(_Part):

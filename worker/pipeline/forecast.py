@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from channels.base import Channel, ChannelError, Message
 from schedules.zones import candidate_zones
-from worker.contact_log import ContactLog
+from worker.contact_log import ContactLog, Known
+from worker.contact_log.facts import FACTS_LOOKBACK, Ask
 from worker.jobs.contract import Job
 from worker.jobs.parse import parse_job
+from worker.pipeline.standing import as_decided, dropped, owed
 from worker.policy import decide, profiles
 from worker.queue.agenda import Agenda
 
 HORIZON_DAYS = 14
-LIMIT = 5000  # steps read per forecast: a page's worth of work, said when reached
+LIMIT = 20_000  # steps read per forecast (10,000 take ~0.8 s once parsed: bench/schedule.py); said when reached
 
 
 @dataclass(frozen=True)
@@ -77,21 +80,37 @@ def _zone(job: Job) -> str:
     return found[0].key if found else "UTC"
 
 
-def predict(log: ContactLog, job: Job, entry_id: str, due: datetime | None, now: datetime,
-            horizon: datetime) -> Step:
-    """The step decided at its due time (or now, if overdue), a deferral followed within the horizon."""
+def _predicted(log: ContactLog, pending: Sequence[tuple[str, datetime | None, Job]], now: datetime,
+               horizon: datetime) -> list[Step]:
+    """Each step decided as the worker would decide it when it comes due, with what the log
+    knows now — read for all of them at once (`known_many`): facts change only by events,
+    and there are none after now; only the caps' look-back moves with the moment."""
+    asks = [Ask(job.debtor.account_id, job.invoice.id, job.job_id,
+                tuple(a for a in (job.debtor.email, job.debtor.phone) if a)) for _, _, job in pending]
+    return [_step(log, job, entry_id, due, known, now, horizon)
+            for (entry_id, due, job), known in zip(pending, log.known_many(asks, now), strict=True)]
+
+
+def _step(log: ContactLog, job: Job, entry_id: str, due: datetime | None, known: Known, now: datetime,
+          horizon: datetime) -> Step:
     base = Step(entry_id, job.job_id, job.invoice.id, job.debtor.account_id, job.profile, _zone(job), due,
                 action="paused", reasons=())
-    addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
+    facts = known.facts
     if due is None:  # parked: say by what
-        facts = log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses).facts
         why = [said for held, said in ((facts.paused, "paused by an operator until resumed"),
                                        (facts.disputed, "paused until the dispute is resolved")) if held]
         return replace(base, reasons=tuple(why) or ("paused",))
+    gone = dropped(known)
+    if gone:
+        return replace(base, action="skip", reasons=(gone,))
+    facts = as_decided(facts, owed(job.invoice.amount_due, facts,
+                                   log.accepted_at(job.job_id) if facts.payments else None))
     moment = max(due, now)
     for _ in range(6):
-        known = log.known(job.debtor.account_id, job.invoice.id, job.job_id, moment, addresses)
-        decision = decide(job, moment, known.facts)
+        cutoff = moment - FACTS_LOOKBACK  # as the worker will read them then
+        seen = facts if all(a.at >= cutoff for a in facts.attempts) else facts.model_copy(
+            update={"attempts": tuple(a for a in facts.attempts if a.at >= cutoff)})
+        decision = decide(job, moment, seen)
         if decision.action == "defer" and decision.until is not None and decision.until <= horizon:
             moment = decision.until
             continue
@@ -107,40 +126,48 @@ def plan(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAY
     start = now.astimezone(UTC).date()
     horizon = datetime.combine(start + timedelta(days=days), datetime.min.time(), UTC)
     entries = agenda.upcoming(horizon, limit + 1)
-    steps = [step for step in _steps(log, entries[:limit], now, horizon)]
+    pending = [(entry_id, due, job) for entry_id, due, payload in entries[:limit]
+               if (job := _job_of(log, payload)) is not None]
+    steps = _predicted(log, pending, now, horizon)
     counts: Counter[tuple[date, str, str]] = Counter(
         (step.at.date(), step.channel, step.profile) for step in steps
         if step.action == "send" and step.channel and step.at and step.at < horizon)
     return Plan(start, days, steps, len(entries) <= limit, counts)
 
 
-def _steps(log: ContactLog, entries: Iterable[tuple[str, datetime, dict[str, object]]], now: datetime,
-           horizon: datetime) -> Iterable[Step]:
-    for entry_id, due, payload in entries:
-        job = _job_of(payload)
-        if job is not None:
-            yield predict(log, job, entry_id, due, now, horizon)
-
-
-def _job_of(payload: Mapping[str, object] | None) -> Job | None:
-    """The reminder an agenda entry carries (None: a supervisor's notice, or unreadable)."""
+def _job_of(log: ContactLog, payload: Mapping[str, object] | None) -> Job | None:
+    """The reminder an agenda entry carries (None: a supervisor's notice, or unreadable).
+    Jobs are parsed once per log and process (`_PARSED`, by job id: a job id is one
+    reminder, its JSON never changes once queued): the page reads the same entries again."""
     job_json = (payload or {}).get("job")
     if not isinstance(job_json, dict) or "notify" in (payload or {}):
         return None
-    return parse_job(job_json, profiles(), "agenda").job
+    parsed = _PARSED.setdefault(log, {})
+    key = str(job_json.get("job_id"))
+    if key not in parsed:
+        if len(parsed) >= _PARSED_MAX:
+            parsed.pop(next(iter(parsed)))
+        parsed[key] = parse_job(job_json, profiles(), "agenda").job
+    return parsed[key]
+
+
+# A log → its jobs by id, parsed (validation costs ~85 µs a job; a look-up ~1 µs).
+_PARSED: WeakKeyDictionary[ContactLog, dict[str, Job | None]] = WeakKeyDictionary()
+_PARSED_MAX = 4 * LIMIT
 
 
 def pending_of(agenda: Agenda, log: ContactLog, invoices: Iterable[str], now: datetime,
                days: int = HORIZON_DAYS) -> list[Step]:
     """An invoice's (or an account's invoices') pending steps, paused ones included."""
     horizon = datetime.combine(now.astimezone(UTC).date() + timedelta(days=days), datetime.min.time(), UTC)
-    found = []
+    pending = []
     for invoice in dict.fromkeys(invoices):
         for entry_id, due in agenda.of_invoice(invoice):
-            job = _job_of(agenda.payload_of(entry_id) if due is not None else agenda.parked_payload(invoice, entry_id))
+            job = _job_of(log, agenda.payload_of(entry_id) if due is not None
+                          else agenda.parked_payload(invoice, entry_id))
             if job is not None:
-                found.append(predict(log, job, entry_id, due, now, horizon))
-    return found
+                pending.append((entry_id, due, job))
+    return _predicted(log, pending, now, horizon)
 
 
 def forewarning(found: Plan, day: date) -> tuple[str, str]:

@@ -43,6 +43,7 @@ from worker.messages.context import compose
 from worker.messages.render import Rendered, TemplateError
 from worker.pipeline import escalation
 from worker.pipeline.services import Services
+from worker.pipeline.standing import as_decided, owed
 from worker.queue.envelope import Envelope, Notice, envelope_for
 from worker.settings import ConfigError
 
@@ -98,8 +99,7 @@ class Pipeline:
                 logger.info("dropped %s: its account was erased after it was accepted", job.job_id)
                 return Handled("skipped", job.job_id)
             balance = self.balance(job, known.facts)
-            facts = known.facts if balance > 0 else known.facts.model_copy(update={"paid": True})
-            decision = decide(job, now, facts, s.profiles[job.profile])
+            decision = decide(job, now, as_decided(known.facts, balance), s.profiles[job.profile])
             if decision.action == "send":
                 step = await self.deliver(job, decision, envelope, now, known, balance, slot)
                 if step not in ("next-channel", "changed"):
@@ -173,10 +173,9 @@ class Pipeline:
         return "escalated"
 
     def balance(self, job: Job, facts: Facts) -> Decimal:
-        """What is still owed: the job's amount less payments reported since intake accepted it."""
-        if not facts.payments:
-            return job.invoice.amount_due
-        return job.invoice.amount_due - facts.paid_since(self.s.log.accepted_at(job.job_id))
+        """What is still owed (`standing.owed`); when was the job accepted is asked only
+        when there are payments."""
+        return owed(job.invoice.amount_due, facts, self.s.log.accepted_at(job.job_id) if facts.payments else None)
 
     async def deliver(self, job: Job, decision: Decision, payload: Envelope, now: datetime, known: Known,
                       balance: Decimal, slot: str | None = None) -> Step:

@@ -40,11 +40,13 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
         return ("account", [j["invoice_id"] for j in jobs]) if jobs else None
 
     def schedule_page(session: Session, target: str = "", status: int = 200, **said: Any) -> Response:
+        """The plan of the next days; or, for a `target`, its pending steps alone (an
+        account's or invoice's few steps, not the whole agenda: fast to look up and to pause)."""
         moment = now()
-        found = forecast.plan(agenda(), log, moment)
-        profiles_seen = sorted({profile for (_, _, profile) in found.counts})
+        found = None if target else forecast.plan(agenda(), log, moment)
+        profiles_seen = sorted({profile for (_, _, profile) in found.counts}) if found else []
         rows = [{"day": day, "counts": {(c, p): found.counts.get((day, c, p), 0) for c in CHANNELS
-                                        for p in profiles_seen}} for day in found.day_list()]
+                                        for p in profiles_seen}} for day in found.day_list()] if found else []
         pending, kind = None, None
         if target:
             resolved = target_of(target)
@@ -55,7 +57,8 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                 kind, invoices = resolved
                 pending = forecast.pending_of(agenda(), log, invoices, moment)
         return page("schedule.html", status, user=session.user, csrf=session.csrf, plan=found, rows=rows,
-                    profiles=profiles_seen, channels=CHANNELS, chart=sends_per_day(found.by_day_and_channel()),
+                    profiles=profiles_seen, channels=CHANNELS,
+                    chart=sends_per_day(found.by_day_and_channel()) if found and found.counts else None,
                     target=target, kind=kind,
                     pending=pending, problem=said.get("problem"), done=said.get("done"),
                     tomorrow=(moment + timedelta(days=1)).date())
