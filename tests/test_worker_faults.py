@@ -32,8 +32,9 @@ from worker.jobs.parse import parse_job
 from worker.local.redis_server import RedisServer
 from worker.local.stack import Stack
 from worker.policy import profiles
-from worker.queue.broker import enqueue_many, make_broker, message, recover_stranded, worth_retrying
+from worker.queue.broker import REDIS_TIMEOUTS, enqueue_many, make_broker, message, worth_retrying
 from worker.queue.envelope import envelope_for
+from worker.queue.stranded import recover_stranded
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 
@@ -258,3 +259,72 @@ def test_a_message_stranded_in_a_live_workers_ack_set_goes_back(redis_server: An
     assert redis_client.scard("dramatiq:__acks__.live-worker.reminders") == 0 and not seen
     broker.close()
     assert message({"x": 1}).queue_name == "reminders"
+
+
+def test_a_frozen_redis_strands_no_message_for_long(stack: tuple[Stack, ContactLog, Scripted]) -> None:
+    """Redis frozen (SIGSTOP) past the clients' socket timeout (15 s) under a running
+    worker: calls time out mid-fetch and mid-ack. Once it answers again, every message
+    nobody is working on is back on the queue within a minute or so — not after
+    DUNNING_STRANDED_AFTER_S (30 minutes) — and each reminder is sent exactly once."""
+    the_stack, log, mail = stack
+    the_stack.start_worker(processes=2, threads=8, extra_env={"DUNNING_EMAIL_PER_SECOND": "10"})
+    batch = jobs(100, "z")
+    submit([parse_job(job, profiles(), "test") for job in batch], log, the_stack.broker, WEDNESDAY_10)
+    time.sleep(2.0)
+    assert the_stack.redis.process is not None
+    os.kill(the_stack.redis.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(REDIS_TIMEOUTS["socket_timeout"] + 4)
+    finally:
+        os.kill(the_stack.redis.process.pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    the_stack.wait_idle(timeout=150, settle=3.0)
+    assert time.monotonic() - resumed < 100, "back within a minute or so, not half an hour"
+    sent = [m["To"] for m in mail.messages()]
+    assert sorted(sent) == sorted(job["debtor"]["email"] for job in batch), "each exactly once"
+
+
+def test_a_live_worker_reports_what_it_holds_and_what_it_does_not_goes_back_at_once(
+        redis_server: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real dramatiq worker with a message in hand and, in its ack set, one it never
+    received (what a lost fetch reply leaves): the one it holds stays, the other goes
+    back within the grace period — not after DUNNING_STRANDED_AFTER_S — and runs."""
+    import uuid
+
+    from worker.queue import stranded
+    monkeypatch.setattr(stranded, "REPORT_EVERY", 0.2)
+    broker = make_broker(redis_server.url, heartbeat_ms=60_000)
+    ran: list[int] = []
+    started, release, both = threading.Event(), threading.Event(), threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name="held-test")
+    def slow(n: int) -> None:
+        ran.append(n)
+        started.set()
+        if n == 1:
+            release.wait(30)
+        if len(ran) == 2:
+            both.set()
+
+    slow.send(1)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        assert started.wait(10)
+        lost = slow.message(2).copy(options={"redis_message_id": str(uuid.uuid4())})
+        lost_id = lost.options["redis_message_id"]
+        acks = f"dramatiq:__acks__.{broker.broker_id}.held-test"
+        redis_client.hset("dramatiq:held-test.msgs", lost_id, lost.encode())
+        redis_client.sadd(acks, lost_id)
+        seen: dict[tuple[str, str], float] = {}
+        assert recover_stranded(broker, seen, after=1800, grace=1.0) == 0, "just seen"
+        time.sleep(1.5)
+        assert recover_stranded(broker, seen, after=1800, grace=1.0) == 1, "nobody holds it: back"
+        assert redis_client.smembers(acks) - {lost_id.encode()}, "the message in hand stays in the ack set"
+        release.set()
+        assert both.wait(15), "the lost message ran once back on its queue"
+    finally:
+        release.set()
+        worker.stop()
+        broker.close()
+    assert sorted(ran) == [1, 2]

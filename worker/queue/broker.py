@@ -21,6 +21,8 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 from dramatiq.threading import Interrupt
 
+from worker.queue.stranded import HeldMessages
+
 QUEUE = "reminders"
 ACTOR = "remind"
 MAX_BACKOFF_MS = 10 * 60 * 1000
@@ -50,7 +52,8 @@ def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = (), heart
     come before the one that decides it.
     """
     middleware: list[dramatiq.Middleware] = [
-        AgeLimit(), TimeLimit(time_limit=5 * 60 * 1000), ShutdownNotifications(), Callbacks(), Pipelines(), *extra,
+        AgeLimit(), TimeLimit(time_limit=5 * 60 * 1000), ShutdownNotifications(), Callbacks(), Pipelines(),
+        HeldMessages(), *extra,
         retries or Retries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS), AsyncIO()]
     broker = RedisBroker(url=redis_url, middleware=middleware,  # type: ignore[no-untyped-call]
                          heartbeat_timeout=heartbeat_ms, maintenance_chance=maintenance_chance,
@@ -109,52 +112,6 @@ def _flush(broker: dramatiq.Broker, batch: list[dramatiq.Message[Any]]) -> int:
     for item in batch:
         broker.emit_after("enqueue", item, None)
     return len(batch)
-
-
-_REQUEUE = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-
-def recover_stranded(broker: RedisBroker, seen: dict[tuple[str, str], float], now: float, after: float) -> int:
-    """Put back on its queue every message that has sat in a worker's acknowledgement set
-    for `after` seconds, the worker alive or not; returns how many.
-
-    dramatiq moves a message to the fetching worker's ack set in Redis and expects the
-    worker to ack it. If the reply to the fetch is lost (Redis restarting mid-reply),
-    the worker never had the message, yet it stays in the set: dramatiq's maintenance
-    requeues an ack set only once its worker is dead. `seen` (kept by the caller between
-    calls) remembers since when each member has been there; `after` must exceed the
-    longest a message is legitimately held (the time limit, plus a retry's delay in the
-    delay queue). A message put back while still being worked on would run twice; the
-    contact log's claim makes that a no-op.
-    """
-    client = broker.client
-    prefix = f"{broker.namespace}:__acks__."
-    present: set[tuple[str, str]] = set()
-    moved = 0
-    requeue = client.register_script(_REQUEUE)
-    for raw_key in client.scan_iter(match=f"{prefix}*", count=500):
-        key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-        _worker, _, queue_name = key[len(prefix):].partition(".")
-        if not queue_name:
-            continue
-        for raw_id in client.smembers(key):
-            member = (key, raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id))
-            present.add(member)
-            first = seen.setdefault(member, now)
-            if now - first >= after:
-                queue_key = f"{broker.namespace}:{queue_name}"
-                moved += int(requeue(keys=[key, queue_key, f"{queue_key}.msgs"], args=[member[1]]))
-                seen.pop(member, None)
-                present.discard(member)
-    for member in set(seen) - present:
-        del seen[member]
-    return moved
 
 
 def backlog(broker: RedisBroker) -> int:

@@ -20,13 +20,14 @@ from dramatiq.brokers.redis import RedisBroker
 from worker.clock import Clock
 from worker.contact_log import ContactLog
 from worker.queue.agenda import Agenda
-from worker.queue.broker import enqueue_many, recover_stranded
+from worker.queue.broker import enqueue_many
+from worker.queue.stranded import recover_stranded
 
 BATCH = 1000
 IDLE = 0.2  # seconds between looks at an agenda with nothing due
 SWEEP_EVERY = 5.0
 RECONCILE_EVERY = 30.0
-STRANDED_EVERY = 60.0
+STRANDED_EVERY = 10.0  # with `stranded.GRACE`: a message nobody holds is back within a minute
 
 
 def dispatch_once(agenda: Agenda, broker: dramatiq.Broker, clock: Clock, batch: int = BATCH) -> int:
@@ -66,6 +67,6 @@ def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
     seen: dict[tuple[str, str], float] = {}
 
     def step() -> float:
-        recover_stranded(broker, seen, time.monotonic(), after.total_seconds())
+        recover_stranded(broker, seen, after.total_seconds())
         return STRANDED_EVERY
     return step
