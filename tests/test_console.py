@@ -436,6 +436,7 @@ def test_wrong_pages_and_methods_answer_people_with_pages(console: str) -> None:
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
     assert "There is no such page." in missing.text and "frame-ancestors 'none'" in missing.headers[
         "content-security-policy"]
+    assert '<a href="/console/search">Search</a>' in missing.text, "the person's navigation stays"
     wrong = reader.http.delete(console + "/console/search", timeout=10)
     assert wrong.status_code == 405 and "cannot be used that way" in wrong.text
     api = requests.get(console + "/v1/nowhere", timeout=10)  # the billing API still answers problems

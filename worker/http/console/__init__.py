@@ -428,5 +428,11 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     schedule.add(routes, guard, log, settings, now)
     escalations.add(routes, guard, log, settings, now)
     simulation.add(routes, guard, log, settings, now)
+
+    @routes.get("/{rest:path}")  # last: a page that does not exist, with the person's navigation
+    async def missing(request: Request) -> Response:
+        session = current(request)
+        return page("error.html", 404, user=session.user if session else None, csrf=session.csrf if session else "",
+                    title="Not Found", message="There is no such page.")
     return routes
 
