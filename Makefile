@@ -40,11 +40,11 @@ $(AXE): tests/browser/package.json tests/browser/package-lock.json
 
 # Two pytest workers, a test file each at a time (its module's servers stay in one
 # worker): most tests wait on real servers and subprocesses, so two halve the time.
-test: system $(STAMP) $(AXE)
+test: system $(STAMP) $(AXE) lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Style, types (mypy --strict, as pyproject.toml configures) and DESIGN.md's import
-# directions (import-linter contracts in pyproject.toml). CI runs it before the tests.
+# directions (import-linter contracts in pyproject.toml). `make test` runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check worker channels schedules tests bench
 	$(BIN)/mypy worker channels schedules
