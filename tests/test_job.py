@@ -122,3 +122,13 @@ def test_subdivisions_known_to_the_holiday_calendar_are_accepted() -> None:
     job = make_job(debtor__country="US", debtor__subdivision="CA", debtor__timezone="America/Los_Angeles",
                    debtor__phone="+14155550100")
     assert job.debtor.subdivision == "CA"
+
+
+def test_only_the_services_own_copies_skip_the_address_checks() -> None:
+    """The forecast reads the agenda's copy of a job intake validated (`trusted`): its
+    addresses are not checked again. Anything that comes in is checked in full."""
+    bad = job_data(debtor__email="not-an-address", debtor__phone="12345")
+    refused = parse_job(bad, profiles(), "intake")
+    assert refused.job is None and {e.split(":")[0] for e in refused.errors} == {"debtor.email", "debtor.phone"}
+    good = job_data()
+    assert parse_job(good, profiles(), "agenda", trusted=True).job == parse_job(good, profiles(), "intake").job

@@ -84,8 +84,8 @@ def _currency(value: object) -> object:
     raise _invalid("currency", f"{_shown(value)} is not an ISO 4217 currency code (e.g. CNY, USD, EUR)")
 
 
-def _phone(value: object) -> object:
-    if not isinstance(value, str):
+def _phone(value: object, info: ValidationInfo) -> object:
+    if not isinstance(value, str) or _trusted(info):
         return value
     problem = _phone_problem(value)
     if problem is not None:
@@ -112,8 +112,8 @@ def _phone_problem(value: str) -> str | None:
     return f"{shown} is not a valid phone number (E.164 expected, e.g. +8613800138000){hint}"
 
 
-def _email(value: object) -> object:
-    if not isinstance(value, str):
+def _email(value: object, info: ValidationInfo) -> object:
+    if not isinstance(value, str) or _trusted(info):
         return value
     normalized, problem = _email_checked(value)
     if problem is not None:
@@ -128,6 +128,13 @@ def _email_checked(value: str) -> tuple[str, str | None]:
         return email_validator.validate_email(value, check_deliverability=False).normalized, None
     except email_validator.EmailNotValidError as error:
         return value, f"{_quoted('email', value)} is not a valid email address ({error})"
+
+
+def _trusted(info: ValidationInfo) -> bool:
+    """A job this service wrote itself after validating it (the agenda's copy, read by the
+    forecast): its addresses are already normalised and valid, and checking them again
+    costs more than the rest of the job (~55 µs an address). Never for what comes in."""
+    return bool(isinstance(info.context, dict) and info.context.get("trusted"))
 
 
 def _timezone(value: object) -> object:
