@@ -29,8 +29,8 @@ from worker.contact_log.vault import ERASED, Vault
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 
 
-class Kind(StrEnum):
-    """What a mark stands for."""
+class Named(StrEnum):
+    """What a mark stands for (a name of its own: `kinds.Kind` is the log's words)."""
 
     ACCOUNT = "account"
     EMAIL = "email"
@@ -63,16 +63,16 @@ def folded(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
-def named_in(account_id: str, payload: str) -> set[tuple[Kind, str]]:
+def named_in(account_id: str, payload: str) -> set[tuple[Named, str]]:
     """What a job's JSON names about its debtor, normalised."""
     try:
         debtor = json.loads(payload).get("debtor") or {}
     except (ValueError, AttributeError):
         debtor = {}
-    found = {(Kind.ACCOUNT, folded(account_id))}
+    found = {(Named.ACCOUNT, folded(account_id))}
     # The job contract takes phone numbers in E.164 only: already as searches normalise them.
-    for kind, key, norm in ((Kind.EMAIL, "email", normalised), (Kind.PHONE, "phone", str.strip),
-                            (Kind.NAME, "name", folded), (Kind.COMPANY, "company", folded)):
+    for kind, key, norm in ((Named.EMAIL, "email", normalised), (Named.PHONE, "phone", str.strip),
+                            (Named.NAME, "name", folded), (Named.COMPANY, "company", folded)):
         value = debtor.get(key) if isinstance(debtor, dict) else None
         if isinstance(value, str) and value.strip():
             found.add((kind, norm(value)))
@@ -93,14 +93,14 @@ def marks_for(text: str, vault: Vault, conn: Connection) -> list[str]:
 
 
 def accounts_named(conn: Connection, vault: Vault, text: str,
-                   kinds: Iterable[Kind] = tuple(Kind)) -> dict[str, set[Kind]]:
+                   kinds: Iterable[Named] = tuple(Named)) -> dict[str, set[Named]]:
     """The accounts whose jobs name `text` (as an address, a name, a company or the account
     id without case): {account id: what matched}."""
-    found: dict[str, set[Kind]] = {}
+    found: dict[str, set[Named]] = {}
     for row in conn.execute(select(party_marks.c.account_id, party_marks.c.kind).where(
             party_marks.c.mark.in_(marks_for(text, vault, conn)),
             party_marks.c.kind.in_([k.value for k in kinds]))):
-        found.setdefault(row.account_id, set()).add(Kind(row.kind))
+        found.setdefault(row.account_id, set()).add(Named(row.kind))
     return found
 
 
@@ -111,12 +111,12 @@ def mark_pending(engine: Engine, vault: Vault, batch: int = 200) -> int:
     while True:
         with engine.begin() as conn:
             accounts = list(conn.execute(select(party_marks.c.account_id).where(
-                party_marks.c.kind == Kind.PENDING).limit(batch)).scalars())
+                party_marks.c.kind == Named.PENDING).limit(batch)).scalars())
             for account in accounts:
                 payloads = conn.execute(select(jobs.c.payload).where(jobs.c.account_id == account,
                                                                      jobs.c.payload != ERASED)).scalars()
                 mark(conn, vault, [(account, vault.open("payload", p, conn)) for p in payloads])
-            conn.execute(delete(party_marks).where(party_marks.c.kind == Kind.PENDING,
+            conn.execute(delete(party_marks).where(party_marks.c.kind == Named.PENDING,
                                                    party_marks.c.account_id.in_(accounts)))
         done += len(accounts)
         if len(accounts) < batch:

@@ -181,7 +181,8 @@ class RecordBook(Store):
         account (an opt-out, a text), opened."""
         mark = self.vault.index(address)
         with self.engine.connect() as conn:
-            accounts = set(parties.accounts_named(conn, self.vault, address, (parties.Kind.EMAIL, parties.Kind.PHONE)))
+            accounts = set(parties.accounts_named(conn, self.vault, address,
+                                                  (parties.Named.EMAIL, parties.Named.PHONE)))
             accounts |= set(conn.execute(select(deliveries.c.account_id).distinct()
                                         .where(deliveries.c.recipient_index == mark)).scalars())
             accounts |= set(conn.execute(select(events.c.account_id).distinct().where(

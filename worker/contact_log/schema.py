@@ -142,7 +142,7 @@ dead_letters = Table(
 party_marks = Table(  # who a job names, as blind indexes: how a person is found (`parties.py`)
     "party_marks", metadata,
     Column("mark", String(32), nullable=False),  # HMAC of the normalised value (`Vault.index`); "" while pending
-    Column("kind", String(10), nullable=False),  # `parties.Kind`: account, email, phone, name, company
+    Column("kind", String(10), nullable=False),  # `parties.Named`: account, email, phone, name, company
     Column("account_id", String(200), nullable=False),
     PrimaryKeyConstraint("mark", "kind", "account_id"),
     Index("ix_party_marks_account", "account_id"),
