@@ -117,3 +117,22 @@ def test_an_empty_agenda_says_nothing_is_scheduled(log: ContactLog, redis_server
         page = person.get("/console/schedule")
         assert page.status_code == 200 and "Nothing is scheduled in the next 14 days" in text_of(page.text)
         assert "<svg" not in page.text and "largest day" not in page.text
+
+
+def test_jobs_read_ahead_at_start_make_the_first_page_parse_nothing(harness: Harness, monkeypatch: Any) -> None:
+    """`serve` reads the agenda's jobs ahead (`forecast.warm`): the first Schedule page an
+    operator opens then parses no job, and says what a cold one says."""
+    from worker.pipeline import forecast
+
+    harness.run(harness.job("2026-12-10"), harness.job("2026-12-11"))
+    agenda, now = harness.stack.agenda, harness.stack.clock.now()
+    cold = forecast.plan(agenda, harness.log, now)
+    assert len(cold.steps) >= 2  # the stack's agenda may hold earlier tests' steps too
+    forecast._PARSED.clear()
+    assert forecast.warm(agenda, harness.log, now) == len(cold.steps)
+
+    def no_parsing(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a job parsed again")
+
+    monkeypatch.setattr(forecast, "parse_job", no_parsing)
+    assert forecast.plan(agenda, harness.log, now) == cold

@@ -33,7 +33,10 @@ Unmasked = Annotated[bool, typer.Option("--unmasked", help="Show phone numbers a
 
 def long_running() -> Settings:
     """Settings for `serve` and `worker`, which refuse to start on a missing or weak
-    signing key (exit 2, saying what to set), and warn of a public URL that is not https."""
+    signing key (exit 2, saying what to set), and warn of a public URL that is not https.
+    Their own log lines (`dunning.*`, INFO and up) go to stderr."""
+    import logging
+
     from worker.settings import ConfigError, Settings, require_secrets
 
     settings = Settings.from_env()
@@ -44,6 +47,8 @@ def long_running() -> Settings:
         raise typer.Exit(2) from None
     for warning in warnings:
         err.print(f"warning: {warning}", markup=False)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(threadName)s] "
+                                                   "[%(name)s] [%(levelname)s] %(message)s")
     return settings
 
 

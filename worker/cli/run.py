@@ -12,6 +12,9 @@ from worker.cli.common import err, long_running, out
 from worker.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
     from worker.contact_log import ContactLog
 
 
@@ -25,7 +28,6 @@ def worker(
     """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher,
     the intake reconciler, the stranded-message recovery and (with DUNNING_WEBHOOK_URL)
     the webhooks' dispatcher, each kept alive."""
-    import logging
     import signal
     import subprocess
     import threading
@@ -47,8 +49,6 @@ def worker(
             out.print("healthy", markup=False)
         raise typer.Exit(1 if problems else 0)
     settings = long_running()
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [PID %(process)d] [%(threadName)s] "
-                                                   "[%(name)s] [%(levelname)s] %(message)s")
     log = _opened(settings)  # migrated once, before the workers start
     child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
                               "--threads", str(threads), "--queues", QUEUE], preexec_fn=_die_with_parent)
@@ -120,6 +120,8 @@ def serve(
     """Serve the billing API (/v1, keys from `dunning keys`), Twilio status callbacks
     (/twilio/status), SMS replies (/twilio/inbound) and one-click unsubscribes (/u/TOKEN).
     Twilio signs for DUNNING_PUBLIC_URL: set it to the URL the outside world uses."""
+    import threading
+
     import uvicorn
 
     from worker import wiring
@@ -129,9 +131,37 @@ def serve(
     if not settings.twilio_auth_token:
         err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
     log = _opened(settings)
-    app_ = create_app(log, settings, wiring.clock(settings).now)
+    clock = wiring.clock(settings)
+    app_ = create_app(log, settings, clock.now)
+    threading.Thread(target=_read_ahead, args=(settings, log, clock.now), name="read-ahead", daemon=True).start()
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
 
+
+
+def _read_ahead(settings: Settings, log: ContactLog, now: Callable[[], datetime], every: float = 60.0) -> None:
+    """The Schedule page's jobs parsed before anyone asks (`forecast.warm`), as `serve`
+    starts and then every minute, so a morning's new batch is parsed before the operator
+    looks. With Redis away nothing is lost: the page says so, or parses them itself."""
+    import logging
+    import time
+
+    from worker import wiring
+    from worker.pipeline import forecast
+    from worker.queue.agenda import Agenda
+
+    logger, agenda = logging.getLogger("dunning.serve"), Agenda(wiring.redis_for(settings))
+    last = ""  # said once, and again only when it changes: not a line a minute
+    while True:
+        started = time.monotonic()
+        try:
+            kept = forecast.warm(agenda, log, now())
+            outcome, said = "read", f"the Schedule page's {kept} jobs read ahead in {time.monotonic() - started:.1f} s"
+        except Exception as error:  # Redis away, or the log: the page will say so when asked
+            outcome = said = f"the Schedule page's jobs were not read ahead ({type(error).__name__})"
+        if outcome != last:
+            logger.info("%s", said)
+            last = outcome
+        time.sleep(every)
 
 
 @app.command()
