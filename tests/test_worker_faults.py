@@ -21,6 +21,7 @@ import pytest
 import redis
 from conftest import job_data
 from dramatiq.middleware import Retries
+from fakes.hang import Hang
 from fakes.smtp import Scripted
 from test_cli import dunning
 
@@ -282,6 +283,44 @@ def test_a_frozen_redis_strands_no_message_for_long(stack: tuple[Stack, ContactL
     assert time.monotonic() - resumed < 100, "back within a minute or so, not half an hour"
     sent = [m["To"] for m in mail.messages()]
     assert sorted(sent) == sorted(job["debtor"]["email"] for job in batch), "each exactly once"
+
+
+def test_a_fetch_whose_reply_is_lost_in_a_hang_strands_nothing_for_long(
+        stack: tuple[Stack, ContactLog, Scripted]) -> None:
+    """Redis hangs, as its clients see it, at the moment a worker fetches (a relay holds
+    the fetch and everything after it; `fakes.hang`): the fetch times out, the worker
+    gives it up and reconnects; when Redis answers again it carries out the held fetch
+    — messages moved into the worker's ack set, the reply to nobody — and the acks the
+    workers could not make then. Every reminder is still sent exactly once, and within a
+    minute or so of Redis answering: the stranded ones go back (`worker.queue.stranded`),
+    and acks that timed out are retried, not given up (`broker._Broker`)."""
+    the_stack, log, mail = stack
+    with Hang(the_stack.redis.port) as relay:
+        worker = the_stack.start_worker(processes=2, threads=8,
+                                        extra_env={"DUNNING_REDIS_URL": f"redis://127.0.0.1:{relay.port}/0"})
+        batch = jobs(400, "h")
+        submit([parse_job(job, profiles(), "test") for job in batch], log, the_stack.broker, WEDNESDAY_10)
+        deadline = time.monotonic() + 60
+        while len(mail.messages()) < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert relay.hang_at(b"$5\r\nfetch\r\n").wait(30), "a worker fetched"
+        time.sleep(REDIS_TIMEOUTS["socket_timeout"] + 4)
+        relay.resume()
+        resumed = time.monotonic()
+        direct = redis.Redis.from_url(the_stack.redis.url)
+        while time.monotonic() - resumed < 150 and (
+                len(mail.messages()) < len(batch) or any(direct.scard(k) for k in direct.keys("dramatiq:__acks__.*"))):
+            time.sleep(0.2)
+        took = time.monotonic() - resumed  # until every reminder is sent and nothing is left to ack
+        assert relay.lost_replies, "replies were lost: the fault happened"
+        sent = [m["To"] for m in mail.messages()]
+        assert sorted(sent) == sorted(job["debtor"]["email"] for job in batch), "each exactly once"
+        assert took < 100, f"back within a minute or so, not half an hour ({took:.0f} s)"
+        said = (the_stack.directory / "worker.log").read_text()
+        assert "back on its queue" in said and "held by nobody" in said, "the lost fetch's messages went back"
+        assert "Unhandled error during post_process_message" not in said
+        the_stack.stop_workers()
+        assert worker.returncode == 0
 
 
 def test_a_live_worker_reports_what_it_holds_and_what_it_does_not_goes_back_at_once(

@@ -38,6 +38,25 @@ BATCH = 1000
 REDIS_TIMEOUTS: dict[str, Any] = {"socket_timeout": 15.0, "socket_connect_timeout": 5.0, "health_check_interval": 30}
 
 
+class _Broker(RedisBroker):
+    """dramatiq's Redis broker, where a call Redis did not answer in time counts as a lost
+    connection — as it does for the rest of dunning. dramatiq retries an ack or a nack
+    that met `redis.ConnectionError` until it goes through, and restarts a consumer
+    whose fetch met one; but `redis.TimeoutError` is not a ConnectionError, and an ack
+    that timed out (Redis hung) was given up ("Unhandled error during
+    post_process_message"), its message left in the ack set for half an hour."""
+
+    def _dispatch(self, command: str) -> Any:
+        call = super()._dispatch(command)  # type: ignore[no-untyped-call]
+
+        def answered_in_time(queue_name: str, *args: Any) -> Any:
+            try:
+                return call(queue_name, *args)
+            except redis.exceptions.TimeoutError as error:
+                raise redis.exceptions.ConnectionError(f"Redis did not answer in time ({error})") from error
+        return answered_in_time
+
+
 def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = (), heartbeat_ms: int = 60_000,
                 maintenance_chance: int = 1_000, retries: Retries | None = None) -> RedisBroker:
     """dramatiq's Redis broker with the middleware dunning relies on.
@@ -55,7 +74,7 @@ def make_broker(redis_url: str, extra: Sequence[dramatiq.Middleware] = (), heart
         AgeLimit(), TimeLimit(time_limit=5 * 60 * 1000), ShutdownNotifications(), Callbacks(), Pipelines(),
         HeldMessages(), *extra,
         retries or Retries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS), AsyncIO()]
-    broker = RedisBroker(url=redis_url, middleware=middleware,  # type: ignore[no-untyped-call]
+    broker = _Broker(url=redis_url, middleware=middleware,  # type: ignore[no-untyped-call]
                          heartbeat_timeout=heartbeat_ms, maintenance_chance=maintenance_chance,
                          **REDIS_TIMEOUTS)
     broker.declare_queue(QUEUE)
