@@ -28,7 +28,7 @@ from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
 from worker.local.ports import free_port
 from worker.local.stack import Stack
-from worker.messages.render import SHIPPED_DIR
+from worker.messages.sender import SHIPPED_DIR
 from worker.policy import profiles
 from worker.settings import Settings
 
