@@ -50,8 +50,8 @@ def schedule(url: str, count: int) -> float:
 
 def dispatch(url: str, count: int) -> None:
     """Child process: release everything that is due, report rate and peak memory."""
+    from worker import loops
     from worker.clock import FixedClock
-    from worker.queue import dispatcher
     from worker.queue.broker import make_broker
 
     client = redis.Redis.from_url(url)
@@ -60,7 +60,7 @@ def dispatch(url: str, count: int) -> None:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     released, began = 0, time.perf_counter()
     while released < count:
-        moved = dispatcher.dispatch_once(agenda, broker, clock)
+        moved = loops.dispatch_once(agenda, broker, clock)
         if moved == 0:
             break
         released += moved

@@ -28,9 +28,8 @@ from worker.clock import SystemClock  # noqa: E402
 from worker.contact_log import ContactLog  # noqa: E402
 from worker.jobs.samples import sample_jobs  # noqa: E402
 from worker.messages.context import compose  # noqa: E402
-from worker.messages.render import SHIPPED_DIR, Renderer  # noqa: E402
-from worker.messages.sender import Sender  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from worker.messages.render import Renderer  # noqa: E402
+from worker.settings import SHIPPED_DIR, Sender, Settings  # noqa: E402
 
 
 def per_message(renderer: Renderer, renders: int) -> float:

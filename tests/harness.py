@@ -28,9 +28,8 @@ from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
 from worker.local.ports import free_port
 from worker.local.stack import Stack
-from worker.messages.sender import SHIPPED_DIR
 from worker.policy import profiles
-from worker.settings import Settings
+from worker.settings import SHIPPED_DIR, Settings
 
 WEDNESDAY_10 = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 FAST_RECOVERY = {"DUNNING_BROKER_HEARTBEAT_MS": "1500", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000",

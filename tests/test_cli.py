@@ -227,7 +227,7 @@ def test_only_migrating_writes_the_schema(tmp_path: Path, redis_server: object) 
     import sqlalchemy
 
     import worker
-    from worker.contact_log import SchemaError
+    from worker.errors import SchemaError
     from worker.settings import Settings
 
     url = f"sqlite:///{tmp_path}/dunning.db"

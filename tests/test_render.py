@@ -12,8 +12,8 @@ import pytest
 from conftest import make_job
 
 from worker.messages.context import message_context, opt_out_line
-from worker.messages.render import SHIPPED_DIR, Renderer, TemplateError
-from worker.messages.sender import Sender
+from worker.messages.render import Renderer, TemplateError
+from worker.settings import SHIPPED_DIR, Sender
 
 STAGES = ("pre_due_7", "pre_due_3", "due_day", "overdue_early", "overdue_late")
 DUE = date(2026, 12, 1)

@@ -20,7 +20,8 @@ from worker.contact_log.sealing import (
     unwrap,
     wrap,
 )
-from worker.settings import ConfigError, Settings, parse_master_key
+from worker.errors import ConfigError
+from worker.settings import Settings, parse_master_key
 
 MASTER = os.urandom(32)
 

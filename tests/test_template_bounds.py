@@ -14,7 +14,8 @@ from conftest import SAMPLE
 from test_cli import dunning
 from test_render import context
 
-from worker.messages.render import RENDER_SECONDS, SHIPPED_DIR, Renderer, TemplateError
+from worker.messages.render import RENDER_SECONDS, Renderer, TemplateError
+from worker.settings import SHIPPED_DIR
 
 HOSTILE = {
     "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",

@@ -12,8 +12,8 @@ import pytest
 
 from worker.jobs.samples import sample_jobs
 from worker.messages.checks import check_templates
-from worker.messages.render import SHIPPED_DIR, Renderer
-from worker.messages.sender import Sender
+from worker.messages.render import Renderer
+from worker.settings import SHIPPED_DIR, Sender
 
 STAGES = ["pre_due_7", "pre_due_3", "due_day", "overdue_early", "overdue_late"]
 

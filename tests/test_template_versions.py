@@ -14,8 +14,8 @@ from test_cli import dunning
 from worker import wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.templates import State, TemplateProblem
-from worker.messages.render import SHIPPED_DIR, Renderer
-from worker.settings import Settings
+from worker.messages.render import Renderer
+from worker.settings import SHIPPED_DIR, Settings
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 SMS = "en-US/due_day.sms.j2"

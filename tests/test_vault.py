@@ -18,7 +18,8 @@ from test_cli import dunning
 from worker.contact_log import Claim, ContactLog, JobRow
 from worker.contact_log.kinds import Event, Kind
 from worker.contact_log.schema import deliveries, events
-from worker.contact_log.vault import ERASED, SEALED, VaultLocked, WrongMasterKey
+from worker.contact_log.vault import ERASED, SEALED
+from worker.errors import VaultLocked, WrongMasterKey
 from worker.events import Events
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)

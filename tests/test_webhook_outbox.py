@@ -27,8 +27,8 @@ from worker.contact_log import webhooks as outbox_module
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
 from worker.contact_log.schema import webhooks
 from worker.http import openapi
+from worker.settings import parse_webhook_secret as parse_secret
 from worker.webhooks.dispatcher import Dispatcher, Endpoint
-from worker.webhooks.signing import parse_secret
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)

@@ -12,8 +12,10 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from worker.settings import ConfigError, Settings
-from worker.webhooks.signing import parse_secret, signed_headers
+from worker.errors import ConfigError
+from worker.settings import Settings
+from worker.settings import parse_webhook_secret as parse_secret
+from worker.webhooks.signing import signed_headers
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 

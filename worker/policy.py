@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from typing import Protocol
 
 from schedules import Decision, Facts, Profiles
 from schedules import decide as decide_with
 from schedules.facts import NOTHING_KNOWN
-from worker.jobs.contract import Job
+from schedules.subject import Reminder
 from worker.settings import Settings
+
+
+class Profiled(Reminder, Protocol):
+    """A reminder that names its profile (`worker.jobs.contract.Job` is one): all the
+    policy's door needs, so the policy sits below the jobs."""
+
+    @property
+    def profile(self) -> str: ...
 
 
 @lru_cache(maxsize=1)
@@ -23,6 +32,6 @@ def profiles() -> Profiles:
     return Profiles.load(Settings.from_env().profile_dir)
 
 
-def decide(job: Job, now: datetime, facts: Facts = NOTHING_KNOWN) -> Decision:
+def decide(job: Profiled, now: datetime, facts: Facts = NOTHING_KNOWN) -> Decision:
     """Whether, when and how to contact the debtor of `job` at `now`, and why."""
     return decide_with(job, now, facts, profiles()[job.profile])

@@ -15,8 +15,31 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from worker.messages.sender import SHIPPED_DIR, Sender
-from worker.webhooks.signing import parse_secret
+from worker.errors import ConfigError
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "templates"  # the templates dunning ships
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who the messages come from; the demo's defaults, or settings from the environment."""
+
+    name: str = "Example Trading Co., Ltd."
+    phone: str = "+14155550123"
+    email: str = "billing@example.com"
+    payment_instructions: str = ("Pay online with the link in this message, or by bank transfer quoting the "
+                                 "invoice number.")
+    localized: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: {
+        "zh": {"name": "示例贸易有限公司", "phone": "021-6123 4567",
+               "payment_instructions": "可通过邮件中的链接在线付款，或银行转账并在备注中填写发票号。"}})
+
+    def for_locale(self, locale: str) -> dict[str, str]:
+        """Sender fields in a locale, falling back to the defaults above."""
+        base = {"name": self.name, "phone": self.phone, "email": self.email,
+                "payment_instructions": self.payment_instructions}
+        language = locale.split("-")[0]
+        return {**base, **self.localized.get(language, {}), **self.localized.get(locale, {})}
 
 
 @dataclass(frozen=True)
@@ -111,10 +134,6 @@ class Settings:
         )
 
 
-class ConfigError(ValueError):
-    """The settings cannot run this command: which variable, and what it needs to be."""
-
-
 MIN_SECRET_CHARS = 32
 
 
@@ -143,6 +162,20 @@ def require_secrets(settings: Settings) -> list[str]:
                         "should be https; emails go without List-Unsubscribe-Post, as RFC 8058 allows one-click "
                         "unsubscribe only over https (the link and the mailto: address still work)")
     return warnings
+
+
+def parse_webhook_secret(text: str) -> bytes:
+    """`whsec_<base64>` (Standard Webhooks) → the key; ValueError saying what is expected."""
+    if not text.startswith(WEBHOOK_SECRET_PREFIX):
+        example = WEBHOOK_SECRET_PREFIX + base64.b64encode(b"\0" * 24).decode()
+        raise ValueError(f"expected {WEBHOOK_SECRET_PREFIX}<base64>, e.g. {example}")
+    try:
+        key = base64.b64decode(text[len(WEBHOOK_SECRET_PREFIX):] + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the part after {WEBHOOK_SECRET_PREFIX} is not base64") from None
+    if len(key) < 16:
+        raise ValueError(f"the key is {len(key)} bytes; at least 16 random bytes are expected")
+    return key
 
 
 def parse_master_key(text: str) -> bytes:
@@ -214,7 +247,7 @@ def _webhook_secret(value: str | None, url: str | None) -> bytes | None:
     if value is None:
         return None
     try:
-        key = parse_secret(value)
+        key = parse_webhook_secret(value)
     except ValueError as problem:
         raise ConfigError(f"DUNNING_WEBHOOK_SECRET: {problem}") from None
     if url is None:

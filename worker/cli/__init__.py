@@ -24,8 +24,7 @@ def main() -> None:
         app()
     except Exception as error:
         # Imported here: a command that raised them has loaded them; `--help` need not.
-        from worker.contact_log.store import SchemaError
-        from worker.settings import ConfigError
+        from worker.errors import ConfigError, SchemaError
 
         if isinstance(error, ConfigError):  # a bad setting: name it, no traceback
             err.print(f"configuration: {error}", markup=False)

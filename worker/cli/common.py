@@ -37,7 +37,8 @@ def long_running() -> Settings:
     Their own log lines (`dunning.*`, INFO and up) go to stderr."""
     import logging
 
-    from worker.settings import ConfigError, Settings, require_secrets
+    from worker.errors import ConfigError
+    from worker.settings import Settings, require_secrets
 
     settings = Settings.from_env()
     try:

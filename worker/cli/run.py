@@ -35,10 +35,10 @@ def worker(
     from datetime import timedelta
 
     from worker import wiring
-    from worker.queue import dispatcher
+    from worker.loops import parent_loops
     from worker.queue.agenda import Agenda
     from worker.queue.broker import QUEUE
-    from worker.supervisor import Loop, Supervisor
+    from worker.supervisor import Supervisor
     from worker.supervisor import check as check_health
 
     if check:
@@ -59,13 +59,8 @@ def worker(
     clock = wiring.clock(settings, client)
     broker = wiring.broker(settings)
     agenda = Agenda(client)
-    loops = [
-        Loop("dispatcher", dispatcher.dispatcher(agenda, broker, clock)),
-        Loop("reconciler", dispatcher.reconciler(log, broker, agenda, clock)),
-        Loop("stranded", dispatcher.stranded(broker, timedelta(seconds=settings.stranded_after_s))),
-    ]
-    if (webhooks := wiring.webhooks(settings, log, clock, time.time)) is not None:
-        loops.append(Loop("webhooks", webhooks.step))
+    webhooks = wiring.webhooks(settings, log, clock, time.time)
+    loops = parent_loops(log, broker, agenda, clock, timedelta(seconds=settings.stranded_after_s), webhooks)
     supervisor = Supervisor(loops, stop, time.time, settings.health_file)
     supervisor.start()
     code = supervisor.watch(lambda: child.poll() is None)
@@ -85,7 +80,7 @@ def _opened(settings: Settings) -> ContactLog:
     database is away (systemd or Kubernetes start us again)."""
     from worker import wiring
     from worker.contact_log import parties
-    from worker.settings import ConfigError
+    from worker.errors import ConfigError
 
     try:
         log = wiring.log(settings, migrate=True)

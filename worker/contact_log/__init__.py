@@ -22,7 +22,7 @@ from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.records import RecordBook
 from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.search import Search
-from worker.contact_log.store import Claim, SchemaError, storable
+from worker.contact_log.store import Claim, storable
 from worker.contact_log.templates import TemplateBook
 from worker.contact_log.timeline import Timelines
 from worker.contact_log.webhooks import WebhookBook
@@ -39,5 +39,5 @@ class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, TemplateBook, Job
 
 
 __all__ = ["ApiKey", "Claim", "ContactLog", "Delivery", "EXPORT_FIELDS", "Event", "JobRow", "KeyProblem", "Known",
-           "Person", "PersonProblem", "ProviderDelivery", "Remembered", "SchemaError", "UTCDateTime",
+           "Person", "PersonProblem", "ProviderDelivery", "Remembered", "UTCDateTime",
            "for_export", "jobs", "storable", "to_json_line"]

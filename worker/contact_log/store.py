@@ -34,6 +34,7 @@ from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind,
 from worker.contact_log.queries import Delivery, find_delivery
 from worker.contact_log.schema import dead_letters, deliveries, events, jobs, open_engine, template_versions
 from worker.contact_log.vault import Vault
+from worker.errors import SchemaError
 
 # Built once: statements built per call cost more in SQLAlchemy than the insert itself.
 _INSERT_EVENT = insert(events)
@@ -56,10 +57,6 @@ class TemplateVersion(Protocol):
     def version(self) -> str: ...
     @property
     def source(self) -> str: ...
-
-
-class SchemaError(RuntimeError):
-    """The database's schema is not this version's: `dunning migrate` brings it up to date."""
 
 
 @dataclass(frozen=True)

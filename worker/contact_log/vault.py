@@ -50,7 +50,7 @@ from worker.contact_log.sealing import (
     unwrap,
     wrap,
 )
-from worker.settings import ConfigError
+from worker.errors import VaultLocked, WrongMasterKey
 
 ERASED = "[erased]"
 _INDEXED = 65_536  # addresses whose blind index is kept: the forecast asks for every pending step's (~8 MB)
@@ -71,19 +71,6 @@ KEY_OF_ACCOUNT = tuple(select(column).where(data_keys.c.account_id == bindparam(
                        for column in (data_keys.c.key_id, data_keys.c.wrapped))
 
 Owner = tuple[str, str]  # ("account", account id) or ("address", the address's blind index)
-
-
-class VaultLocked(ConfigError):
-    """Personal data was to be written without the master key: a setting is missing, so
-    every door (CLI, Python API, server) says so as it says of any other setting."""
-
-
-class WrongMasterKey(ConfigError):
-    """`DUNNING_MASTER_KEY` does not open this log's keys: another key, or rotated away."""
-
-    def __init__(self) -> None:
-        super().__init__("DUNNING_MASTER_KEY does not open this log's keys: it is another key than the one they are "
-                         "wrapped under (after `dunning records rotate-key`, every process needs the new one)")
 
 
 class Vault:

@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 
 from worker import wiring
 from worker.contact_log import ContactLog
+from worker.errors import ConfigError
 from worker.http import billing, billing_reads, console, openapi, problems, twilio, unsubscribe
-from worker.settings import ConfigError, Settings
+from worker.settings import Settings
 
 
 def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> FastAPI:

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from channels.segments import count_segments
 from worker.messages.context import compose
 from worker.messages.render import CHANNELS, Renderer, TemplateError
-from worker.messages.sender import Sender
 from worker.messages.sources import Fixed, TemplateSource
+from worker.settings import Sender
 
 FORBIDDEN = {  # by language, for the reader; every list applies to every template
     "zh": ("公安", "法院", "拘留", "黑名单", "坐牢", "判刑", "通缉", "派出所"),

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from worker.messages.render import Rendered, Renderer
-from worker.messages.sender import Sender
+from worker.settings import Sender
 
 OPT_OUT = {
     "zh": {"sms": "回复TD退订", "email": "如不希望再收到此类邮件，请点击退订：{url}"},

@@ -47,8 +47,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from worker.masking import mask
-from worker.messages.sender import SHIPPED_DIR
 from worker.messages.sources import Fixed, Folder, Sources, TemplateSource, UnsafeName
+from worker.settings import SHIPPED_DIR
 
 RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
 MAX_OUTPUT = 200_000  # characters a template may produce (and the longest text it may build)

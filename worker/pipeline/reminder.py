@@ -35,6 +35,7 @@ from schedules.zones import local_day
 from worker.backoff import OUTAGE, REMINDER
 from worker.contact_log import Claim, Known
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind, NoticeStatus
+from worker.errors import ConfigError
 from worker.jobs.contract import Job
 from worker.jobs.parse import parse_job
 from worker.masking import mask
@@ -45,7 +46,6 @@ from worker.pipeline import escalation
 from worker.pipeline.services import Services
 from worker.pipeline.standing import as_decided, owed
 from worker.queue.envelope import Envelope, Notice, envelope_for
-from worker.settings import ConfigError
 
 logger = logging.getLogger(__name__)
 # What became of one message from the queue (`Pipeline.handle`): the actor logs it.

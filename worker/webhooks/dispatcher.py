@@ -47,7 +47,7 @@ TIMEOUT = urllib3.Timeout(connect=5.0, read=15.0)
 @dataclass(frozen=True)
 class Endpoint:
     url: str
-    key: bytes  # from `signing.parse_secret`
+    key: bytes  # from `settings.parse_webhook_secret`
 
 
 class Dispatcher:

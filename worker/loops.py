@@ -1,6 +1,7 @@
-"""The `dunning worker` process's background duties, each one step of a supervised loop
-(`worker.supervisor`): the agenda's dispatcher, the intake reconciler, the recovery
-of messages stranded in a live worker's acknowledgement set.
+"""What the `dunning worker` parent process does beside its dramatiq children, each one
+step of a supervised loop (`worker.supervisor`): the agenda's dispatcher, the intake
+reconciler, the recovery of messages stranded in a live worker's acknowledgement set,
+and (with a webhook URL) the webhooks' dispatcher. `parent_loops` is the list.
 
 The dispatcher moves due entries onto the queue, in batches, crash-safely. It runs in
 the `dunning worker` process (one per deployment is enough; several are safe: claims
@@ -19,11 +20,13 @@ from dramatiq.brokers.redis import RedisBroker
 
 from worker.clock import Clock
 from worker.contact_log import ContactLog
+from worker.jobs.intake import reconcile
 from worker.queue.agenda import Agenda
-from worker.queue.broker import enqueue_many
+from worker.queue.broker import BATCH, enqueue_many
 from worker.queue.stranded import recover_stranded
+from worker.supervisor import Loop
+from worker.webhooks.dispatcher import Dispatcher
 
-BATCH = 1000
 IDLE = 0.2  # seconds between looks at an agenda with nothing due
 SWEEP_EVERY = 5.0
 RECONCILE_EVERY = 30.0
@@ -52,8 +55,6 @@ def dispatcher(agenda: Agenda, broker: dramatiq.Broker, clock: Clock) -> Callabl
 
 def reconciler(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, clock: Clock) -> Callable[[], float]:
     """Jobs intake recorded and never queued (`worker.jobs.intake.reconcile`)."""
-    from worker.jobs.intake import reconcile
-
     def step() -> float:
         while reconcile(log, broker, agenda, clock.now()) > 0:
             pass
@@ -70,3 +71,14 @@ def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
         recover_stranded(broker, seen, after.total_seconds())
         return STRANDED_EVERY
     return step
+
+
+def parent_loops(log: ContactLog, broker: RedisBroker, agenda: Agenda, clock: Clock, stranded_after: timedelta,
+                 webhooks: Dispatcher | None) -> list[Loop]:
+    """Every duty of the worker's parent, named for its health file and its log lines."""
+    loops = [Loop("dispatcher", dispatcher(agenda, broker, clock)),
+             Loop("reconciler", reconciler(log, broker, agenda, clock)),
+             Loop("stranded", stranded(broker, stranded_after))]
+    if webhooks is not None:
+        loops.append(Loop("webhooks", webhooks.step))
+    return loops
