@@ -153,7 +153,7 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     from sqlalchemy import text
 
     from worker.contact_log import ContactLog
-    from worker.contact_log.schema import metadata
+    from worker.db.schema import metadata
 
     if request.param == "sqlite":
         opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db", MASTER_KEY).migrate()

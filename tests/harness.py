@@ -96,7 +96,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         log = ContactLog.open(url, stack.master_key).migrate()
         from sqlalchemy import text
 
-        from worker.contact_log.schema import metadata
+        from worker.db.schema import metadata
 
         with log.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))

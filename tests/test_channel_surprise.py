@@ -15,7 +15,7 @@ from harness import WEDNESDAY_10
 from channels.base import Message, SendResult
 from worker.clock import FixedClock
 from worker.contact_log import ContactLog
-from worker.contact_log.writer import LogWriter
+from worker.db.writer import LogWriter
 from worker.jobs.parse import parse_job
 from worker.messages.render import Renderer
 from worker.pipeline import Pipeline, Services

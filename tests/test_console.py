@@ -473,7 +473,7 @@ def test_a_search_exports_the_record_of_everything_it_found(console: str, log: C
 
 def test_an_unexpected_error_is_a_page_without_internals_and_the_server_keeps_serving(console: str,
                                                                                       log: ContactLog) -> None:
-    from worker.contact_log.schema import sign_in_failures
+    from worker.db.schema import sign_in_failures
 
     reader = Browser(console)
     sign_in_failures.drop(log.engine)  # the database loses a table under the running server

@@ -11,8 +11,9 @@ import pytest
 from sealed import MASTER_KEY
 from sqlalchemy import inspect, text
 
-from worker.contact_log import Claim, ContactLog, migrations
+from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
+from worker.db import migrations
 from worker.messages.sources import TemplateSource
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
-from worker.contact_log.migrations import upgrade
+from worker.db.migrations import upgrade
 from worker.events import Events
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
-from worker.contact_log.writer import LogWriter
+from worker.db.writer import LogWriter
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from test_cli import dunning
 
 from worker.contact_log import ContactLog, PersonProblem
 from worker.contact_log.people import IDLE
-from worker.contact_log.schema import sessions, users
+from worker.db.schema import sessions, users
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"

@@ -21,8 +21,8 @@ from test_pipeline import world  # noqa: F401 (the pipeline in process: messages
 
 from worker.contact_log import Claim, ContactLog, JobRow
 from worker.contact_log.kinds import Event, Kind
-from worker.contact_log.schema import idempotency
-from worker.contact_log.vault import ERASED
+from worker.db.schema import idempotency
+from worker.db.vault import ERASED
 from worker.events import Events
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
@@ -304,7 +304,7 @@ def test_jobs_taken_before_marks_were_kept_are_marked_when_the_worker_starts(log
     from sqlalchemy import delete
 
     from worker.contact_log import parties
-    from worker.contact_log.schema import party_marks
+    from worker.db.schema import party_marks
     mine = job("ACME-003", "INV-3", "Wang Fang", "wang.fang@example.com", "+8613700137000", "default")
     log.take_jobs([JobRow(mine["job_id"], "INV-3", "ACME-003", json.dumps(mine))], NOW)
     with log.engine.begin() as conn:  # as the log was before 0012, and as the migration leaves it

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.contact_log.sealing import (
+from worker.db.sealing import (
     SealError,
     key_id_of,
     new_data_key,

@@ -1,5 +1,5 @@
 """Personal data at rest (issue 14, part 1): sealed under a key per account as it is
-written, opened by the one door (`worker.contact_log.vault`) as it is read, found by
+written, opened by the one door (`worker.db.vault`) as it is read, found by
 blind index, covered by the chain as ciphertext — and unreadable for good, with the
 chain still verifying, once an account's key is destroyed. On both databases."""
 
@@ -17,8 +17,8 @@ from test_cli import dunning
 
 from worker.contact_log import Claim, ContactLog, JobRow
 from worker.contact_log.kinds import Event, Kind
-from worker.contact_log.schema import deliveries, events
-from worker.contact_log.vault import ERASED, SEALED
+from worker.db.schema import deliveries, events
+from worker.db.vault import ERASED, SEALED
 from worker.errors import VaultLocked, WrongMasterKey
 from worker.events import Events
 

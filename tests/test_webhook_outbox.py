@@ -25,7 +25,7 @@ from sqlalchemy import select
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log import webhooks as outbox_module
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
-from worker.contact_log.schema import webhooks
+from worker.db.schema import webhooks
 from worker.http import openapi
 from worker.settings import parse_webhook_secret as parse_secret
 from worker.webhooks.dispatcher import Dispatcher, Endpoint

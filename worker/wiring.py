@@ -24,7 +24,7 @@ from channels.twilio_api import TwilioAccount
 from channels.voice import VoiceChannel
 from worker.clock import Clock, RedisClock, SystemClock
 from worker.contact_log import ContactLog
-from worker.contact_log.writer import LogWriter
+from worker.db.writer import LogWriter
 from worker.messages.render import Renderer
 from worker.messages.sources import Folder, Published
 from worker.pipeline.services import Services

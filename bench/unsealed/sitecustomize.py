@@ -15,7 +15,7 @@ from typing import Any
 def patch() -> Callable[[], None]:
     """Make `Vault` store values as given (blind indexes: the address, case-folded); returns
     what undoes it."""
-    from worker.contact_log.vault import Vault
+    from worker.db.vault import Vault
 
     def index(self: Any, address: str, conn: Any = None) -> str:
         return address.strip().casefold()

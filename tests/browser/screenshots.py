@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from worker.contact_log import ContactLog  # noqa: E402
-from worker.contact_log.schema import events  # noqa: E402
+from worker.db.schema import events  # noqa: E402
 from worker.http.app import create_app  # noqa: E402
 from worker.local.ports import free_port  # noqa: E402
 from worker.settings import Settings  # noqa: E402

@@ -164,7 +164,7 @@ def migrate() -> None:
     """Bring the contact log's schema up to date (Alembic); `worker` and `serve` also do
     this as they start. Safe to run again, and while workers run."""
     from worker import wiring
-    from worker.contact_log import migrations
+    from worker.db import migrations
 
     settings = Settings.from_env()
     try:

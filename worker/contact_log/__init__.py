@@ -20,12 +20,12 @@ from worker.contact_log.kinds import Event
 from worker.contact_log.people import PeopleBook, Person, PersonProblem
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.records import RecordBook
-from worker.contact_log.schema import UTCDateTime, jobs
 from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, storable
 from worker.contact_log.templates import TemplateBook
 from worker.contact_log.timeline import Timelines
 from worker.contact_log.webhooks import WebhookBook
+from worker.db.schema import UTCDateTime, jobs
 
 
 class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,

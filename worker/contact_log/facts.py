@@ -28,8 +28,8 @@ from worker.contact_log.kinds import (
     Kind,
     SuppressionStatus,
 )
-from worker.contact_log.schema import deliveries, events
-from worker.contact_log.vault import KEY_OF_ACCOUNT, Vault
+from worker.db.schema import deliveries, events
+from worker.db.vault import KEY_OF_ACCOUNT, Vault
 
 FACTS_LOOKBACK = timedelta(days=40)  # longer than any cap's period
 # What a delivery's latest status says about the attempt, for caps and escalation.

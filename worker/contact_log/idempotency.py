@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from worker.contact_log.schema import idempotency
+from worker.db.schema import idempotency
 
 KEPT_FOR = timedelta(hours=24)
 

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from worker.contact_log import parties
-from worker.contact_log.schema import jobs
-from worker.contact_log.vault import Vault
+from worker.db.schema import jobs
+from worker.db.vault import Vault
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.contact_log.kinds import Event, KeyStatus, Kind
-from worker.contact_log.schema import api_keys
 from worker.contact_log.store import Store
+from worker.db.schema import api_keys
 
 PREFIX = "dk_"
 SCOPES = ("jobs:write", "events:write", "read")

@@ -23,8 +23,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from worker.contact_log.schema import jobs, party_marks
-from worker.contact_log.vault import ERASED, Vault
+from worker.db.schema import jobs, party_marks
+from worker.db.vault import ERASED, Vault
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from worker.contact_log.kinds import AccessStatus, Event, Kind, UserStatus
-from worker.contact_log.schema import sessions, sign_in_failures, users
 from worker.contact_log.store import Store
+from worker.db.schema import sessions, sign_in_failures, users
 
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte of password is an attack, not a password

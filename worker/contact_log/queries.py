@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 
 from worker.contact_log import chain
 from worker.contact_log.kinds import CLOSING, CaseStatus, DeliveryStatus, InvoiceStatus, Kind
-from worker.contact_log.schema import dead_letters, deliveries, events, jobs, template_versions
-from worker.contact_log.vault import Vault
+from worker.db.schema import dead_letters, deliveries, events, jobs, template_versions
+from worker.db.vault import Vault
 
 _DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindparam("delivery_id"))
                     .order_by(events.c.id.desc()).limit(1))

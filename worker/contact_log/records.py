@@ -19,9 +19,9 @@ from sqlalchemy import delete, func, or_, select
 
 from worker.contact_log import parties
 from worker.contact_log.kinds import AccountStatus, ErasureStatus, Event, HoldStatus, Kind
-from worker.contact_log.schema import dead_letters, deliveries, events, idempotency, jobs
 from worker.contact_log.store import Store
-from worker.contact_log.vault import ERASED
+from worker.db.schema import dead_letters, deliveries, events, idempotency, jobs
+from worker.db.vault import ERASED
 
 # Collection activity: what restarts a debt's retention clock. Not a hold, an erasure
 # request, a look at the record, an opt-out or a cease: those are about the record or

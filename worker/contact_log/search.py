@@ -16,8 +16,8 @@ from worker.contact_log import parties
 from worker.contact_log.kinds import Kind
 from worker.contact_log.parties import normalised
 from worker.contact_log.queries import invoice_state
-from worker.contact_log.schema import deliveries, events, jobs
-from worker.contact_log.vault import Vault
+from worker.db.schema import deliveries, events, jobs
+from worker.db.vault import Vault
 
 __all__ = ["Found", "Search", "normalised"]
 

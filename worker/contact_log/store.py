@@ -28,12 +28,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from worker.contact_log import chain, migrations
+from worker.contact_log import chain
 from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
-from worker.contact_log.schema import dead_letters, deliveries, events, jobs, open_engine, template_versions
-from worker.contact_log.vault import Vault
+from worker.db import migrations
+from worker.db.schema import dead_letters, deliveries, events, jobs, open_engine, template_versions
+from worker.db.vault import Vault
 from worker.errors import SchemaError
 
 # Built once: statements built per call cost more in SQLAlchemy than the insert itself.

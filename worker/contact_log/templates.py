@@ -22,8 +22,8 @@ from enum import StrEnum
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from worker.contact_log.kinds import Event, Kind, TemplateStatus
-from worker.contact_log.schema import templates
 from worker.contact_log.store import Store
+from worker.db.schema import templates
 
 # locale/stage.channel.j2, locale/email.html.j2, or the shared email.html.j2
 NAME = re.compile(r"^(?:[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*/)?[a-z0-9_]{1,60}(?:\.[a-z]{2,10}){1,2}\.j2$")

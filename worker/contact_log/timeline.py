@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Engine, or_, select
 
 from worker.contact_log.kinds import Kind
-from worker.contact_log.schema import deliveries, events, jobs, template_versions
-from worker.contact_log.vault import Vault
+from worker.db.schema import deliveries, events, jobs, template_versions
+from worker.db.vault import Vault
 
 PAGE = 200
 

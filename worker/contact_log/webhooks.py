@@ -32,8 +32,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, WebhookStatus
-from worker.contact_log.schema import UTCDateTime, deliveries, events, webhook_endpoints, webhooks
 from worker.contact_log.store import Store
+from worker.db.schema import UTCDateTime, deliveries, events, webhook_endpoints, webhooks
 
 _DELIVERED = frozenset({"delivered", "completed"})  # a provider's callback: the message arrived, the call was answered
 _UNDELIVERED = frozenset({"undelivered", "failed", "canceled", "busy", "no-answer"})

@@ -9,7 +9,7 @@ from channels.base import Channel
 from schedules import Profiles
 from worker.clock import Clock
 from worker.contact_log import ContactLog
-from worker.contact_log.writer import LogWriter
+from worker.db.writer import LogWriter
 from worker.messages.render import Renderer
 from worker.queue.agenda import Agenda
 from worker.queue.throttle import Throttle

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from channels.segments import count_segments
 from worker.contact_log.timeline import DeliveryRecord
-from worker.contact_log.vault import ERASED, SEALED
+from worker.db.vault import ERASED, SEALED
 from worker.jobs.parse import parse_job
 from worker.messages import unsubscribe
 from worker.messages.context import compose

@@ -36,8 +36,8 @@ from sqlalchemy import Engine, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from worker.contact_log.schema import data_keys, dead_letters, deliveries, events, jobs, party_marks
-from worker.contact_log.sealing import (
+from worker.db.schema import data_keys, dead_letters, deliveries, events, jobs, party_marks
+from worker.db.sealing import (
     PREFIX,
     Key,
     SealError,

@@ -1,4 +1,4 @@
-"""Alembic environment: migrate the connection handed over by `worker.contact_log.migrations.upgrade`."""
+"""Alembic environment: migrate the connection handed over by `worker.db.migrations.upgrade`."""
 
 from alembic import context
 from sqlalchemy import Connection, create_engine

@@ -21,7 +21,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("digest", sa.String(64)))
     # The tables as they are at this revision, typed as the application reads them, so
     # JSON and times come back exactly as `verify` will see them.
-    from worker.contact_log import UTCDateTime
+    from worker.db.schema import UTCDateTime
 
     meta = sa.MetaData()
     events = sa.Table("events", meta, sa.Column("id", sa.Integer, primary_key=True), sa.Column("digest", sa.String),
