@@ -140,3 +140,45 @@ def test_a_job_the_billing_system_cancelled_is_not_sent(world: World) -> None:
                            account_id=job.debtor.account_id, detail={"by": "api:test"}), WEDNESDAY_10)
     assert world.handle(dict(envelope_for(job))) == "skipped"
     assert world.mail.messages() == []
+
+
+def test_a_read_waiting_on_the_database_does_not_stop_the_event_loop(world: World) -> None:
+    """The pipeline's reads of the log run in a thread, like its writes (`worker.db.writer`):
+    while the database makes one reminder wait (a table locked by another session, for a
+    second), the process's event loop — every other reminder of the process — goes on."""
+    import threading
+
+    from sqlalchemy import text
+
+    if world.log.engine.dialect.name != "postgresql":
+        pytest.skip("a lock that makes a read wait: PostgreSQL's LOCK TABLE")
+    job = parse_job(email_job(), profiles()).job
+    assert job is not None
+    locker = world.log.engine.connect()
+    transaction = locker.begin()
+    locker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+    threading.Timer(1.0, transaction.rollback).start()
+
+    async def both() -> tuple[str, float]:
+        gaps: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        async def heartbeat() -> None:
+            last = loop.time()
+            while True:
+                await asyncio.sleep(0.01)
+                gaps.append(loop.time() - last)
+                last = loop.time()
+        beating = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0.05)
+        outcome = await world.pipeline.handle(dict(envelope_for(job)))
+        await asyncio.sleep(0.05)  # a beat after: a loop that stood still shows as one long gap
+        beating.cancel()
+        return outcome, max(gaps)
+
+    try:
+        outcome, longest = asyncio.run(both())
+    finally:
+        locker.close()
+    assert outcome == "sent"
+    assert longest < 0.5, f"the event loop stood still for {longest:.2f} s while a read waited"

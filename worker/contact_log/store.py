@@ -278,6 +278,10 @@ class Store:
                               account_id=account_id, detail={"reasons": list(reasons)}), now, c)
         return True
 
+    def unkept(self, sources: Iterable[TemplateVersion]) -> bool:
+        """Whether any of these versions is not yet known kept (by this process)."""
+        return any(source.version not in self._kept for source in sources)
+
     def keep_templates(self, sources: Iterable[TemplateVersion], now: datetime) -> None:
         """Keep each template version's source once, so any message can be reproduced."""
         for source in sources:

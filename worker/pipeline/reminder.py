@@ -92,13 +92,12 @@ class Pipeline:
             return Handled(await self.notify(job, envelope, now), job.job_id, "email")
         addresses = tuple(a for a in (job.debtor.email, job.debtor.phone) if a)
         for _ in range(6):  # a permanent failure hands over to the next channel; news since `known`: decide again
-            known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
+            known, erased, balance = await asyncio.to_thread(self.standing, job, now, addresses)
             if known.cancelled:  # the billing system took it back (DELETE /v1/jobs/...): logged there
                 return Handled("skipped", job.job_id)
-            if known.erased and s.log.erased_jobs([job.job_id]):  # its person was erased since it was queued
+            if erased:  # its person was erased since it was queued
                 logger.info("dropped %s: its account was erased after it was accepted", job.job_id)
                 return Handled("skipped", job.job_id)
-            balance = self.balance(job, known.facts)
             decision = decide(job, now, as_decided(known.facts, balance), s.profiles[job.profile])
             if decision.action == "send":
                 step = await self.deliver(job, decision, envelope, now, known, balance, slot)
@@ -141,11 +140,10 @@ class Pipeline:
             missing = "DUNNING_ESCALATION_EMAIL is not set" if to is None else "no email channel is configured"
             await self.note(job, Kind.ESCALATION, NoticeStatus.NOT_NOTIFIED, now, error_text=missing)
             return "escalated"
-        facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
+        history, balance = await asyncio.to_thread(self.case, job, now)
         message = Message(key=f"{job.invoice.id}/escalation", channel="email", to=to,
                           subject=escalation.subject(job, escalated_at),
-                          text=escalation.body(job, notice["reasons"], s.log.history(invoice=job.invoice.id),
-                                               escalated_at, self.balance(job, facts)),
+                          text=escalation.body(job, notice["reasons"], history, escalated_at, balance),
                           locale=s.settings.default_locale, created_at=escalated_at)
         try:
             result = await sender.send(message)
@@ -171,6 +169,22 @@ class Pipeline:
         await self.note(job, Kind.ESCALATION, NoticeStatus.NOTIFIED, now, provider=result.provider,
                         provider_message_id=result.provider_message_id, detail={"to": mask("email", to)})
         return "escalated"
+
+    def standing(self, job: Job, now: datetime, addresses: tuple[str, ...]) -> tuple[Known, bool, Decimal]:
+        """What the log knows of the job now, whether its person was erased since it was
+        queued, and what is still owed. Reads: run in a thread (`run`), never on the
+        event loop, where a read waiting on the database would stop every reminder of
+        the process — the rule the writer (`worker.db.writer`) keeps for writes."""
+        s = self.s
+        known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
+        erased = bool(known.erased and s.log.erased_jobs([job.job_id]))
+        return known, erased, self.balance(job, known.facts)
+
+    def case(self, job: Job, now: datetime) -> tuple[list[dict[str, Any]], Decimal]:
+        """The invoice's history and balance for the supervisor's email (read in a thread)."""
+        s = self.s
+        facts = s.log.facts_for(job.debtor.account_id, job.invoice.id, job.job_id, now)
+        return list(s.log.history(invoice=job.invoice.id)), self.balance(job, facts)
 
     def balance(self, job: Job, facts: Facts) -> Decimal:
         """What is still owed (`standing.owed`); when was the job accepted is asked only
@@ -242,7 +256,8 @@ class Pipeline:
                                                                              "again with the same Message-ID", conn=c))
             elif delivery.status != DeliveryStatus.RETRY:
                 return "duplicate"
-        s.log.keep_templates(rendered.templates, now)
+        if s.log.unkept(rendered.templates):  # a version's first use in this process: keep its source
+            await asyncio.to_thread(s.log.keep_templates, rendered.templates, now)
         if sender is None:
             await self.outcome(job, DeliveryStatus.FAILED, now, delivery.id, error_code="not-configured",
                                error_text=f"no {channel} channel is configured")
