@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from harness import WEDNESDAY_10, Harness, serving
@@ -136,3 +138,30 @@ def test_jobs_read_ahead_at_start_make_the_first_page_parse_nothing(harness: Har
 
     monkeypatch.setattr(forecast, "parse_job", no_parsing)
     assert forecast.plan(agenda, harness.log, now) == cold
+
+
+def test_an_invoice_covered_by_partial_payments_is_forecast_as_the_worker_decides(harness: Harness) -> None:
+    """The forecast holds what the worker holds before `decide` (`pipeline/standing.py`):
+    partial payments since the job was accepted that cover the invoice make it paid — no
+    send is forecast, and the worker, when the step comes due, sends none."""
+    from worker.events import Events
+    from worker.pipeline import forecast
+
+    job = harness.job("2026-12-10")  # pre_due_7: deferred to Thursday 09:00 Shanghai
+    harness.run(job)
+    invoice, now = job["invoice"]["id"], harness.stack.clock.now()
+    [before] = forecast.pending_of(harness.stack.agenda, harness.log, [invoice], now)
+    assert before.action == "send"
+    events = Events(harness.log, harness.stack.agenda)
+    half = (Decimal(job["invoice"]["amount_due"]) / 2).quantize(Decimal("0.01"))
+    events.paid(invoice, now, by="test", amount=str(half))
+    [partly] = forecast.pending_of(harness.stack.agenda, harness.log, [invoice], now)
+    assert partly.action == "send", "half is still owed"
+    events.paid(invoice, now, by="test", amount=str(Decimal(job["invoice"]["amount_due"]) - half))
+    [covered] = forecast.pending_of(harness.stack.agenda, harness.log, [invoice], now)
+    assert covered.action == "skip" and covered.channel is None, covered
+    harness.stack.set_clock(datetime.fromisoformat("2026-12-03T09:05:00+08:00"))  # the step comes due
+    harness.stack.wait_idle(timeout=60)
+    assert harness.reminders_for(job) == 0
+    decisions = [r["status"] for r in harness.log.history(job=job["job_id"]) if r["kind"] == "decision"]
+    assert decisions[-1] == "skip", decisions
