@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from worker.contact_log import Claim, ContactLog  # noqa: E402
 from worker.contact_log.kinds import Event, Kind  # noqa: E402
 from worker.local.ports import free_port  # noqa: E402
+from worker.users.people import People  # noqa: E402
 
 MASTER_KEY = os.urandom(32)  # this run's own
 
@@ -82,7 +83,7 @@ def main() -> None:
     began = time.perf_counter()
     fill(log, args.events)
     print(f"recorded {args.events:,} events for one invoice in {time.perf_counter() - began:.1f} s")
-    log.add_user("bench", "compliance", PASSWORD, NOW, by="bench")
+    People(log).add_user("bench", "compliance", PASSWORD, NOW, by="bench")
     server = subprocess.Popen([DUNNING, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:

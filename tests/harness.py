@@ -22,6 +22,7 @@ from conftest import job_data
 from fakes.smtp import Scripted
 from fakes.twilio import ScriptedSandbox
 
+from worker import wiring
 from worker.contact_log import ContactLog
 from worker.http.app import create_app
 from worker.jobs.intake import submit
@@ -119,8 +120,8 @@ def serving(log: ContactLog, env: Mapping[str, str], clock: Callable[[], datetim
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
-    server = uvicorn.Server(uvicorn.Config(create_app(log, settings, clock), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    app = create_app(log, wiring.books(log), settings, clock)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -16,7 +16,7 @@ import pytest
 from harness import serving
 
 from worker.contact_log import ContactLog
-from worker.contact_log.keys import parse_scopes
+from worker.users.keys import Keys, parse_scopes
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -25,7 +25,7 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 def test_no_5xx_and_every_answer_conforms(log: ContactLog, redis_server: Any, redis_client: Any) -> None:
     if log.engine.dialect.name != "sqlite":
         pytest.skip("one database is enough for the fuzzer; the contract tests run on both")
-    key = log.create_key("fuzz", parse_scopes("jobs:write,events:write,read"), NOW, "test")
+    key = Keys(log).create_key("fuzz", parse_scopes("jobs:write,events:write,read"), NOW, "test")
     env = {"DUNNING_REDIS_URL": redis_server.url, "DUNNING_SECRET_KEY": "k" * 32}
     with serving(log, env, lambda: NOW) as url:
         run = subprocess.run([str(Path(sys.executable).parent / "st"), "run", f"{url}/v1/openapi.json",

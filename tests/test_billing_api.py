@@ -21,12 +21,12 @@ from harness import serving
 from test_cli import DUNNING, dunning
 
 from worker.contact_log import ContactLog
-from worker.contact_log.keys import parse_scopes
 from worker.jobs.parse import read_jobs
 from worker.local.ports import free_port
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import backlog, make_broker
+from worker.users.keys import Keys, parse_scopes
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 ENV = {"DUNNING_SECRET_KEY": "k" * 32}
@@ -74,9 +74,9 @@ def an_invoice() -> dict[str, Any]:
 
 @pytest.fixture
 def api(log: ContactLog, redis_server: Any, redis_client: Any) -> Iterator[Api]:
-    keys = {"writer": log.create_key("writer", parse_scopes("jobs:write,read"), NOW, "test"),
-            "reader": log.create_key("reader", parse_scopes("read"), NOW, "test"),
-            "events": log.create_key("events", parse_scopes("events:write"), NOW, "test")}
+    keys = {"writer": Keys(log).create_key("writer", parse_scopes("jobs:write,read"), NOW, "test"),
+            "reader": Keys(log).create_key("reader", parse_scopes("read"), NOW, "test"),
+            "events": Keys(log).create_key("events", parse_scopes("events:write"), NOW, "test")}
     clock = [NOW]
     with serving(log, ENV | {"DUNNING_REDIS_URL": redis_server.url}, lambda: clock[0]) as url:
         yield Api(url, log, keys, clock)
@@ -89,7 +89,7 @@ def test_a_key_is_required_valid_live_and_scoped(api: Api) -> None:
     assert headers["www-authenticate"].startswith("Bearer")
     assert api.post("/v1/jobs", job, key="dk_not-a-key")[0] == 401
     assert api.post("/v1/jobs", job, key="reader")[0] == 403, "read only: no jobs:write"
-    api.log.revoke_key("writer", NOW, "test")
+    Keys(api.log).revoke_key("writer", NOW, "test")
     status, _, body = api.post("/v1/jobs", job)
     assert status == 401 and "revoked" in body["detail"]
 
@@ -154,7 +154,7 @@ def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(ap
 
 
 def test_idempotency_keys_belong_to_their_api_key_and_expire_after_a_day(api: Api) -> None:
-    api.keys["other"] = api.log.create_key("other", parse_scopes("jobs:write"), NOW, "test")
+    api.keys["other"] = Keys(api.log).create_key("other", parse_scopes("jobs:write"), NOW, "test")
     job = job_data()
     assert api.post("/v1/jobs", job, headers={"Idempotency-Key": "k1"})[2]["accepted"] == [job["job_id"]]
     status, headers, body = api.post("/v1/jobs", job, key="other", headers={"Idempotency-Key": "k1"})

@@ -18,6 +18,8 @@ from test_pipeline import world  # noqa: F401 (the pipeline in process, for a me
 
 from worker.contact_log import Claim, ContactLog, JobRow
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind
+from worker.users.keys import Keys
+from worker.users.people import People
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -50,7 +52,7 @@ class Browser:
 @pytest.fixture()
 def console(log: ContactLog) -> Iterator[str]:
     for name, role in (("li.na", "compliance"), ("wang.fang", "operator"), ("admin", "admin")):
-        log.add_user(name, role, PASSWORD, NOW, by="test")
+        People(log).add_user(name, role, PASSWORD, NOW, by="test")
     moment = [NOW]
     with serving(log, ENV, lambda: moment[0]) as url:
         yield url
@@ -111,7 +113,7 @@ def test_forms_without_this_sessions_csrf_token_are_refused(console: str, log: C
     admin.sign_in("admin")
     forged = admin.post("/console/people", {"name": "mallory", "role": "admin", "password": PASSWORD,
                                             "csrf": "forged-token"})
-    assert forged.status_code == 403 and "mallory" not in [p.name for p in log.people()]
+    assert forged.status_code == 403 and "mallory" not in [p.name for p in People(log).people()]
     other = Browser(console)
     other.sign_in("li.na")
     stolen = other.csrf("/console/search")  # another session's token
@@ -136,10 +138,10 @@ def test_an_admin_manages_people_and_keys(console: str, log: ContactLog) -> None
                       csrf_from="/console/keys")
     key = re.search(r'aria-label="New key">(dk_[A-Za-z0-9_-]+)<', made.text)
     assert made.status_code == 200 and key is not None
-    assert log.authenticate(key.group(1), NOW) is not None
+    assert Keys(log).authenticate(key.group(1), NOW) is not None
     assert key.group(1) not in admin.get("/console/keys").text  # shown once
     assert admin.post("/console/keys/revoke", {"name": "erp-prod"}, csrf_from="/console/keys").status_code == 200
-    assert log.authenticate(key.group(1), NOW) is None
+    assert Keys(log).authenticate(key.group(1), NOW) is None
 
 
 def test_search_finds_a_person_by_any_key_and_each_look_is_recorded(console: str, log: ContactLog) -> None:
@@ -204,7 +206,7 @@ def cells_of(html: str) -> list[list[str]]:
 
 
 def test_a_session_ends_after_idle_time(log: ContactLog) -> None:
-    log.add_user("li.na", "compliance", PASSWORD, NOW, by="test")
+    People(log).add_user("li.na", "compliance", PASSWORD, NOW, by="test")
     moment = [NOW]
     with serving(log, ENV, lambda: moment[0]) as url:
         reader = Browser(url)
@@ -303,7 +305,7 @@ def test_a_message_is_shown_as_sent_reproduced_and_proven_identical(world: Any) 
     world.log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
     assert world.handle(dict(envelope_for(job))) == "sent"
     [sent_mail] = world.mail.messages()
-    world.log.add_user("li.na", "compliance", PASSWORD, NOW, by="test")
+    People(world.log).add_user("li.na", "compliance", PASSWORD, NOW, by="test")
     with serving(world.log, {"DUNNING_SECRET_KEY": "k" * 32}, lambda: NOW) as url:  # the worker's key
         reader = Browser(url)
         reader.sign_in("li.na")

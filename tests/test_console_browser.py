@@ -21,6 +21,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from worker.contact_log import JobRow
 from worker.events import Events
+from worker.users.keys import Keys
+from worker.users.people import People
 
 PASSWORD = "correct horse battery"
 AXE = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
@@ -65,7 +67,7 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
     Events(harness.log, harness.stack.agenda).paid(paid["invoice"]["id"], WEDNESDAY_10 - timedelta(hours=1),
                                                    by="billing:<b>erp</b>")
     harness.run(sent, paid)
-    harness.log.add_user("li.na", "compliance", PASSWORD, WEDNESDAY_10, by="test")
+    People(harness.log).add_user("li.na", "compliance", PASSWORD, WEDNESDAY_10, by="test")
     env = {**harness.stack.env(), **harness.worker_env}
     with serving(harness.log, env, harness.stack.clock.now) as url:
         context = chromium.new_context(accept_downloads=True)
@@ -154,7 +156,7 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
 
 
 def test_an_admin_manages_people_and_keys_in_the_browser(harness: Harness, chromium: Browser) -> None:
-    harness.log.add_user("root.admin", "admin", PASSWORD, WEDNESDAY_10, by="test")
+    People(harness.log).add_user("root.admin", "admin", PASSWORD, WEDNESDAY_10, by="test")
     harness.stack.set_clock(WEDNESDAY_10)  # the shared clock: this test may run first
     env = {**harness.stack.env(), **harness.worker_env}
     with serving(harness.log, env, harness.stack.clock.now) as url:
@@ -174,7 +176,7 @@ def test_an_admin_manages_people_and_keys_in_the_browser(harness: Harness, chrom
         page.get_by_label("Name").fill("erp-test")
         page.get_by_role("button", name="Make key").click()
         key = page.get_by_label("New key").inner_text()
-        assert key.startswith("dk_") and harness.log.authenticate(key, WEDNESDAY_10) is not None
+        assert key.startswith("dk_") and Keys(harness.log).authenticate(key, WEDNESDAY_10) is not None
         page.get_by_role("button", name="Revoke erp-test").click()
         expect(page.get_by_role("status")).to_contain_text("erp-test revoked")
         page.get_by_role("button", name="Sign out").click()
@@ -189,7 +191,7 @@ def test_operators_edit_check_publish_and_approve_a_template_the_worker_then_sen
     import time
 
     for name in ("sun.li", "zhou.mei"):
-        harness.log.add_user(name, "operator", PASSWORD, WEDNESDAY_10, by="test")
+        People(harness.log).add_user(name, "operator", PASSWORD, WEDNESDAY_10, by="test")
     harness.stack.set_clock(WEDNESDAY_10)
     name = "zh-CN/due_day.sms.j2"
     wording = "【{{ sender.name }}】新措辞：发票{{ invoice.number }}今日到期。{% if opt_out %}{{ opt_out }}{% endif %}"
@@ -257,8 +259,8 @@ def test_operators_edit_check_publish_and_approve_a_template_the_worker_then_sen
 
 def test_operators_see_the_schedule_close_a_case_and_simulate_in_the_browser(
         harness: Harness, chromium: Browser) -> None:
-    harness.log.add_user("ops.he", "operator", PASSWORD, WEDNESDAY_10, by="test")
-    harness.log.add_user("reader.qin", "compliance", PASSWORD, WEDNESDAY_10, by="test")
+    People(harness.log).add_user("ops.he", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    People(harness.log).add_user("reader.qin", "compliance", PASSWORD, WEDNESDAY_10, by="test")
     import json
 
     from worker.jobs.samples import sample_bytes

@@ -11,13 +11,15 @@ import re
 from harness import WEDNESDAY_10, Harness, serving
 from test_console import PASSWORD, Browser
 
+from worker.users.people import People
+
 
 def text_of(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 def test_operators_take_and_close_escalated_cases(harness: Harness) -> None:
-    harness.log.add_user("case.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    People(harness.log).add_user("case.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
     first = harness.job("2026-11-10", debtor__phone="+8613700137001")  # 22 days past due: escalated
     second = harness.job("2026-11-12", debtor__phone="+8613700137002")
     harness.run(first)

@@ -17,6 +17,7 @@ from test_console import PASSWORD, Browser
 
 from worker.contact_log import ContactLog
 from worker.local.ports import free_port
+from worker.users.people import People
 
 THURSDAY_9_SHANGHAI = "2026-12-03 09:00 Thu"
 
@@ -26,7 +27,7 @@ def text_of(page: str) -> str:
 
 
 def test_the_schedule_counts_shows_pauses_and_forewarns(harness: Harness) -> None:
-    harness.log.add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    People(harness.log).add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
     early = harness.job("2026-12-10")  # pre_due_7 opens on Thursday 3 December: deferred to 09:00 Shanghai
     other = harness.job("2026-12-11", debtor__account_id=early["debtor"]["account_id"])  # same account, Friday
     harness.run(early, other)
@@ -98,7 +99,7 @@ def test_an_operators_pause_stops_a_send_until_resumed(harness: Harness) -> None
 def test_with_redis_down_the_schedule_says_so_and_the_rest_of_the_console_works(log: ContactLog) -> None:
     """No traceback, no 500: the page that needs the queue is a 503 page saying it is
     unavailable, with the navigation; pages that read only the log keep working."""
-    log.add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    People(log).add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
     nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     with serving(log, {"DUNNING_SECRET_KEY": "s" * 40, "DUNNING_REDIS_URL": nowhere}, lambda: WEDNESDAY_10) as url:
         person = Browser(url)
@@ -111,7 +112,7 @@ def test_with_redis_down_the_schedule_says_so_and_the_rest_of_the_console_works(
 
 
 def test_an_empty_agenda_says_nothing_is_scheduled(log: ContactLog, redis_server: Any, redis_client: Any) -> None:
-    log.add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
+    People(log).add_user("sched.op", "operator", PASSWORD, WEDNESDAY_10, by="test")
     env = {"DUNNING_SECRET_KEY": "s" * 40, "DUNNING_REDIS_URL": redis_server.url}
     with serving(log, env, lambda: WEDNESDAY_10) as url:
         person = Browser(url)

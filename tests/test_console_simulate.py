@@ -20,6 +20,7 @@ from test_console import ENV, PASSWORD, Browser
 
 from worker.contact_log import ContactLog
 from worker.jobs.samples import FOLDER
+from worker.users.people import People
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 
@@ -27,7 +28,7 @@ NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 @pytest.fixture()
 def console(log: ContactLog) -> Iterator[str]:
     for name in ("wang.fang", "zhao.lei"):
-        log.add_user(name, "operator", PASSWORD, NOW, by="test")
+        People(log).add_user(name, "operator", PASSWORD, NOW, by="test")
     with serving(log, ENV, lambda: NOW) as url:
         yield url
 

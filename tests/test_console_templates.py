@@ -16,6 +16,7 @@ from test_console import ENV, PASSWORD, Browser
 
 from worker.contact_log import ContactLog
 from worker.contact_log.templates import State
+from worker.users.people import People
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
 SMS = "en-US/due_day.sms.j2"
@@ -26,7 +27,7 @@ EDIT = f"/console/templates/edit/{SMS}"
 def console(log: ContactLog) -> Iterator[str]:
     for name, role in (("li.na", "compliance"), ("wang.fang", "operator"), ("zhao.lei", "operator"),
                        ("admin", "admin")):
-        log.add_user(name, role, PASSWORD, NOW, by="test")
+        People(log).add_user(name, role, PASSWORD, NOW, by="test")
     with serving(log, ENV, lambda: NOW) as url:
         yield url
 

@@ -15,6 +15,7 @@ from channels.segments import count_segments
 from worker.contact_log import Claim
 from worker.contact_log.kinds import Event, Kind
 from worker.events import Events
+from worker.users.keys import Keys
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -200,9 +201,9 @@ def test_over_http_an_invoice_registered_then_paid_gets_nothing_after_the_paymen
     import json
     import urllib.request
 
-    from worker.contact_log.keys import parse_scopes
+    from worker.users.keys import parse_scopes
 
-    key = harness.log.create_key(f"erp-{harness.database}", parse_scopes("jobs:write,events:write"),
+    key = Keys(harness.log).create_key(f"erp-{harness.database}", parse_scopes("jobs:write,events:write"),
                                  local(date(2026, 11, 30)), "test")
     job = harness.job("2026-12-08", debtor__phone="+8613811116666")
     job["job_id"] = job["invoice"]["id"]

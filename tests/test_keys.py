@@ -10,8 +10,8 @@ import pytest
 from sealed import MASTER_KEY
 from test_cli import dunning
 
-from worker.contact_log import ContactLog, KeyProblem
-from worker.contact_log.keys import parse_scopes
+from worker.contact_log import ContactLog
+from worker.users.keys import KeyProblem, Keys, parse_scopes
 
 NOW = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
 
@@ -48,13 +48,14 @@ def test_a_bad_scope_is_named(tmp_path: Path) -> None:
 
 
 def test_only_a_live_key_authenticates_and_carries_its_scopes(log: ContactLog) -> None:
-    key = log.create_key("billing", parse_scopes("events:write"), NOW, "test")
-    found = log.authenticate(key, NOW + timedelta(seconds=5))
+    keys = Keys(log)
+    key = keys.create_key("billing", parse_scopes("events:write"), NOW, "test")
+    found = keys.authenticate(key, NOW + timedelta(seconds=5))
     assert found is not None and found.name == "billing" and found.scopes == {"events:write"}
-    assert log.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B"), NOW) is None, "one character off"
-    assert log.authenticate("Bearer " + key, NOW) is None and log.authenticate("", NOW) is None
-    assert [k.last_used_at for k in log.api_keys()] == [NOW + timedelta(seconds=5)]
-    assert log.revoke_key("billing", NOW, "test")
-    assert log.authenticate(key, NOW + timedelta(seconds=6)) is None, "revoked: refused at once"
+    assert keys.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B"), NOW) is None, "one character off"
+    assert keys.authenticate("Bearer " + key, NOW) is None and keys.authenticate("", NOW) is None
+    assert [k.last_used_at for k in keys.api_keys()] == [NOW + timedelta(seconds=5)]
+    assert keys.revoke_key("billing", NOW, "test")
+    assert keys.authenticate(key, NOW + timedelta(seconds=6)) is None, "revoked: refused at once"
     with pytest.raises(KeyProblem, match="NAME"):
-        log.create_key("no spaces please", parse_scopes("read"), NOW, "test")
+        keys.create_key("no spaces please", parse_scopes("read"), NOW, "test")

@@ -10,6 +10,7 @@ the channel clients (aiosmtplib, twilio's aiohttp) belong to the loop that made 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import dramatiq
@@ -33,7 +34,22 @@ from worker.queue.agenda import Agenda
 from worker.queue.broker import make_broker, redis_client
 from worker.queue.throttle import Throttle
 from worker.settings import Settings
+from worker.users.keys import Keys
+from worker.users.people import People
 from worker.webhooks.dispatcher import Dispatcher, Endpoint
+
+
+@dataclass(frozen=True)
+class Books:
+    """Each domain's book over the one log, built here once and handed to the entry points
+    that use them (`create_app`, the CLI): a signature then says what a module touches."""
+
+    people: People
+    keys: Keys
+
+
+def books(log: ContactLog) -> Books:
+    return Books(People(log), Keys(log))
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:

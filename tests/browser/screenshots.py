@@ -28,11 +28,13 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from worker import wiring  # noqa: E402
 from worker.contact_log import ContactLog  # noqa: E402
 from worker.db.schema import events  # noqa: E402
 from worker.http.app import create_app  # noqa: E402
 from worker.local.ports import free_port  # noqa: E402
 from worker.settings import Settings  # noqa: E402
+from worker.users.people import People  # noqa: E402
 
 PASSWORD = "a reader of the demo's log"
 
@@ -43,15 +45,15 @@ def main() -> None:
                    stdout=subprocess.DEVNULL)
     log = ContactLog.open(f"sqlite:///{scratch / 'var/demo/dunning.db'}",
                            base64.b64decode((scratch / "var/demo/master.key").read_text())).migrate()
-    log.add_user("demo.reader", "compliance", PASSWORD, datetime.now(UTC), by="screenshots")
+    People(log).add_user("demo.reader", "compliance", PASSWORD, datetime.now(UTC), by="screenshots")
     with log.engine.connect() as conn:
         invoice = conn.execute(select(events.c.invoice_id).where(events.c.invoice_id.is_not(None))
                                .group_by(events.c.invoice_id).order_by(func.count().desc()).limit(1)).scalar_one()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({"DUNNING_SECRET_KEY": "screenshots-" + "k" * 32, "DUNNING_PUBLIC_URL": url})
-    server = uvicorn.Server(uvicorn.Config(create_app(log, settings, lambda: datetime.now(UTC)), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="off"))
+    app = create_app(log, wiring.books(log), settings, lambda: datetime.now(UTC))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -102,12 +104,12 @@ def operators(scratch: Path, docs: Path) -> None:
         stack.start_worker(processes=1, threads=8)
         stack.wait_idle(timeout=120)
         for name in ("ops.wang", "ops.zhao"):
-            log.add_user(name, "operator", PASSWORD, start, by="screenshots")
+            People(log).add_user(name, "operator", PASSWORD, start, by="screenshots")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         served = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
-        server = uvicorn.Server(uvicorn.Config(create_app(log, served, stack.clock.now), host="127.0.0.1",
-                                               port=port, log_level="warning", lifespan="off"))
+        app = create_app(log, wiring.books(log), served, stack.clock.now)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)

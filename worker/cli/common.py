@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from worker.contact_log import ContactLog
     from worker.jobs.parse import Parsed
     from worker.settings import Settings
+    from worker.wiring import Books
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -59,6 +60,13 @@ def open_log() -> ContactLog:
     from worker.settings import Settings
 
     return wiring.log(Settings.from_env())
+
+
+def open_books() -> Books:
+    """The domains' books over the contact log to read (`open_log`), as `wiring` builds them."""
+    from worker import wiring
+
+    return wiring.books(open_log())
 
 
 def profiles_or_exit() -> Profiles:

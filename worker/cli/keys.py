@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import keys_app
-from worker.cli.common import By, err, open_log, out
+from worker.cli.common import By, err, open_books, out
 
 
 @keys_app.command("create")
@@ -20,12 +20,11 @@ def keys_create(
     by: By = None,
 ) -> None:
     """Make a key and print it, once: store it in the billing system's secrets now."""
-    from worker.contact_log import KeyProblem
-    from worker.contact_log.keys import parse_scopes
+    from worker.users.keys import KeyProblem, parse_scopes
 
     try:
         wanted = parse_scopes(scopes)
-        key = open_log().create_key(name, wanted, datetime.now(UTC), by or f"cli:{getpass.getuser()}")
+        key = open_books().keys.create_key(name, wanted, datetime.now(UTC), by or f"cli:{getpass.getuser()}")
     except KeyProblem as problem:
         err.print(str(problem), markup=False)
         raise typer.Exit(1) from None
@@ -39,7 +38,7 @@ def keys_list() -> None:
     from rich.table import Table
 
     table = Table("name", "key starts", "scopes", "created (UTC)", "last used (UTC)", "revoked (UTC)")
-    for key in open_log().api_keys():
+    for key in open_books().keys.api_keys():
         table.add_row(key.name, key.prefix + "…", ", ".join(sorted(key.scopes)), _when(key.created_at),
                       _when(key.last_used_at), _when(key.revoked_at))
     out.print(table)
@@ -51,7 +50,7 @@ def keys_revoke(
     by: By = None,
 ) -> None:
     """Revoke a key: every request with it is refused (401) from now on."""
-    if not open_log().revoke_key(name, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):
+    if not open_books().keys.revoke_key(name, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):
         err.print(f"{name}: no live key has this name (`dunning keys list`)", markup=False)
         raise typer.Exit(1)
     out.print(f"{name}: revoked", markup=False)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import users_app
-from worker.cli.common import By, err, open_log, out
+from worker.cli.common import By, err, open_books, out
 
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
                                              help="Read the password from standard input (its first line).")]
@@ -36,10 +36,10 @@ def users_add(
     by: By = None,
 ) -> None:
     """Add a person who can sign in to the console with ROLE."""
-    from worker.contact_log import PersonProblem
+    from worker.users.people import PersonProblem
 
     try:
-        person = open_log().add_user(name, role, _password(password_stdin), datetime.now(UTC),
+        person = open_books().people.add_user(name, role, _password(password_stdin), datetime.now(UTC),
                                      by or f"cli:{getpass.getuser()}")
     except PersonProblem as problem:
         err.print(str(problem), markup=False)
@@ -53,7 +53,7 @@ def users_list() -> None:
     from rich.table import Table
 
     table = Table("name", "role", "added (UTC)", "disabled (UTC)")
-    for person in open_log().people():
+    for person in open_books().people.people():
         table.add_row(person.name, person.role, person.created_at.isoformat()[:16],
                       person.disabled_at.isoformat()[:16] if person.disabled_at else "-")
     out.print(table)
@@ -62,7 +62,7 @@ def users_list() -> None:
 @users_app.command("disable")
 def users_disable(name: Annotated[str, typer.Argument(help="The sign-in name.")], by: By = None) -> None:
     """Disable a person at once: their sessions end, and they cannot sign in."""
-    if not open_log().disable_user(name, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):
+    if not open_books().people.disable_user(name, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):
         err.print(f"{name}: no enabled person has this name (`dunning users list`)", markup=False)
         raise typer.Exit(1)
     out.print(f"{name}: disabled", markup=False)
@@ -75,10 +75,10 @@ def users_passwd(
     by: By = None,
 ) -> None:
     """Give a person a new password; their sessions end."""
-    from worker.contact_log import PersonProblem
+    from worker.users.people import PersonProblem
 
     try:
-        done = open_log().set_password(name, _password(password_stdin), datetime.now(UTC),
+        done = open_books().people.set_password(name, _password(password_stdin), datetime.now(UTC),
                                        by or f"cli:{getpass.getuser()}")
     except PersonProblem as problem:
         err.print(str(problem), markup=False)

@@ -1,23 +1,20 @@
 """The contact log: every decision, delivery and event, append-only and hash-chained,
 on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and why.
 
-`ContactLog` is the door. Behind it, one module per part of the record: `schema`
-(tables), `kinds` (the log's words), `store` (the only writer: lock, chain, claim),
-`vault` (personal data sealed as written and opened as read, over `sealing`),
-`records` (holds, retention clocks, erasure), `jobs` (intake's book), `keys` (API keys), `idempotency`, `webhooks`
-(what the billing system is to be told, and each attempt), `people` (the console's
-people and sessions), `templates` (the operator's templates, every version), `facts` (rows → what `decide` needs),
-`queries` (what the CLI and the server read), `export`, `chain` (the hash chain's
-canonical form), `writer` (group commit), `migrations/` (Alembic).
+`ContactLog` is the door. Behind it, one module per part of the record: `kinds` (the
+log's words), `store` (the only writer: lock, chain, claim), `chain` (the hash chain's
+canonical form), `facts` (rows → what `decide` needs), `queries` (what the CLI and the
+server read), `search`, `timeline`, `export`; and books still mixed in, on their way
+to their own rooms (issue 23): `records` (holds, retention clocks, erasure), `jobs`
+(intake's book), `idempotency`, `webhooks` (the outbox), `templates` (every version),
+`parties`. The database below it is `worker/db/`; who may use dunning, `worker/users/`.
 """
 
 from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line
 from worker.contact_log.facts import FactReads, Known
 from worker.contact_log.idempotency import IdempotencyBook, Remembered
 from worker.contact_log.jobs import JobBook, JobRow
-from worker.contact_log.keys import ApiKey, KeyBook, KeyProblem
 from worker.contact_log.kinds import Event
-from worker.contact_log.people import PeopleBook, Person, PersonProblem
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.records import RecordBook
 from worker.contact_log.search import Search
@@ -28,16 +25,16 @@ from worker.contact_log.webhooks import WebhookBook
 from worker.db.schema import UTCDateTime, jobs
 
 
-class ContactLog(KeyBook, WebhookBook, PeopleBook, RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,
+class ContactLog(WebhookBook, RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,
                  Timelines, FactReads):
     """The log on one database: its writes (`store.Store`, personal data through its
-    `vault`; with holds and erasure: `RecordBook`, the API keys: `KeyBook`,
-    the webhook outbox: `WebhookBook`, the console's people: `PeopleBook`, the templates: `TemplateBook`),
+    `vault`; with holds and erasure: `RecordBook`, the webhook outbox: `WebhookBook`,
+    the templates: `TemplateBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""
 
 
-__all__ = ["ApiKey", "Claim", "ContactLog", "Delivery", "EXPORT_FIELDS", "Event", "JobRow", "KeyProblem", "Known",
-           "Person", "PersonProblem", "ProviderDelivery", "Remembered", "UTCDateTime",
+__all__ = ["Claim", "ContactLog", "Delivery", "EXPORT_FIELDS", "Event", "JobRow", "Known",
+           "ProviderDelivery", "Remembered", "UTCDateTime",
            "for_export", "jobs", "storable", "to_json_line"]

@@ -18,9 +18,10 @@ from worker.contact_log import ContactLog
 from worker.errors import ConfigError
 from worker.http import billing, billing_reads, console, openapi, problems, twilio, unsubscribe
 from worker.settings import Settings
+from worker.wiring import Books
 
 
-def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> FastAPI:
+def create_app(log: ContactLog, books: Books, settings: Settings, now: Callable[[], datetime]) -> FastAPI:
     secret = settings.secret_key
     if not secret:
         raise ConfigError("DUNNING_SECRET_KEY is not set: unsubscribe links cannot be checked")
@@ -33,9 +34,9 @@ def create_app(log: ContactLog, settings: Settings, now: Callable[[], datetime])
     problems.install(app, settings.public_url)
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
-    app.include_router(billing.router(log, broker, now))
-    app.include_router(billing_reads.router(log, broker, now))
-    app.include_router(console.router(log, settings, now))
+    app.include_router(billing.router(log, books.keys, broker, now))
+    app.include_router(billing_reads.router(log, books.keys, broker, now))
+    app.include_router(console.router(log, books.people, books.keys, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,
                                    billing.DisputeBody, billing.PromiseBody, billing.OptOutBody,
                                    billing_reads.JobView, billing_reads.InvoiceView, billing_reads.CancelAnswer])

@@ -1,6 +1,6 @@
 """`Authorization: Bearer KEY` for the billing API: a missing, unknown or revoked key is
 401, a key without the route's scope 403. The key is looked up by its SHA-256 and
-compared in constant time (`worker.contact_log.keys`); it is never logged."""
+compared in constant time (`worker.users.keys`); it is never logged."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from datetime import datetime
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from worker.contact_log import ApiKey, ContactLog
 from worker.http.problems import Problem
+from worker.users.keys import ApiKey, Keys
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dunning"'}
 
 
-def requirer(log: ContactLog, now: Callable[[], datetime]) -> Callable[[str], Callable[[Request], Awaitable[ApiKey]]]:
+def requirer(keys: Keys, now: Callable[[], datetime]) -> Callable[[str], Callable[[Request], Awaitable[ApiKey]]]:
     """`require(scope)`: a FastAPI dependency answering with the caller's key."""
 
     def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
@@ -24,7 +24,7 @@ def requirer(log: ContactLog, now: Callable[[], datetime]) -> Callable[[str], Ca
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Problem(401, "an API key is required: Authorization: Bearer KEY", headers=_CHALLENGE)
-            key = await run_in_threadpool(log.authenticate, token.strip(), now())
+            key = await run_in_threadpool(keys.authenticate, token.strip(), now())
             if key is None:
                 raise Problem(401, "this API key is not valid (unknown or revoked)", headers=_CHALLENGE)
             if scope not in key.scopes:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from worker.contact_log import ApiKey, ContactLog
+from worker.contact_log import ContactLog
 from worker.events import Applied, EventError, Events, UnknownInvoice
 from worker.http.auth import requirer
 from worker.http.idempotency import once
@@ -25,6 +25,7 @@ from worker.jobs.intake import as_registration, submit
 from worker.jobs.parse import Parsed, loads, parse_job
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
+from worker.users.keys import ApiKey, Keys
 
 WRITE_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500, 503)
 EVENT_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500)
@@ -77,9 +78,9 @@ def _is_batch(data: Any) -> bool:
     return isinstance(data, dict) and set(data) == {"jobs"}
 
 
-def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
+def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
-    require = requirer(log, now)
+    require = requirer(keys, now)
     JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
 
     async def take(body: bytes, register: bool) -> JSONResponse:

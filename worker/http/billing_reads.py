@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from worker.contact_log import ApiKey, ContactLog
+from worker.contact_log import ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, JobStatus, Kind
 from worker.contact_log.queries import invoice_state
 from worker.http.auth import requirer
@@ -21,6 +21,7 @@ from worker.http.openapi import problems
 from worker.http.problems import Problem
 from worker.masking import mask
 from worker.queue.agenda import Agenda
+from worker.users.keys import ApiKey, Keys
 
 _DELIVERED = {"delivered", "read", "completed"}
 _FAILED = {DeliveryStatus.FAILED, "undelivered", "canceled", "busy", "no-answer"}
@@ -126,9 +127,9 @@ class CancelAnswer(BaseModel):
     state: str
 
 
-def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
+def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
-    Read = Annotated[ApiKey, Depends(requirer(log, now)("read"))]  # noqa: N806
+    Read = Annotated[ApiKey, Depends(requirer(keys, now)("read"))]  # noqa: N806
 
     @routes.get("/jobs/{job_id:path}", responses={200: {"model": JobView, "description": "The job as the log tells it"},
                                                   **problems(401, 403, 404, 500)})
@@ -149,7 +150,7 @@ def router(log: ContactLog, broker: Callable[[], RedisBroker], now: Callable[[],
             raise Problem(404, f"no job for invoice {invoice_id!r} was accepted here")
         return JSONResponse(found)
 
-    JobsWrite = Annotated[ApiKey, Depends(requirer(log, now)("jobs:write"))]  # noqa: N806
+    JobsWrite = Annotated[ApiKey, Depends(requirer(keys, now)("jobs:write"))]  # noqa: N806
 
     @routes.delete("/jobs/{job_id:path}", responses={
         200: {"model": CancelAnswer, "description": "Whether the job was still to come, and is cancelled now"},

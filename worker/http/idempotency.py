@@ -14,8 +14,9 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from worker.contact_log import ApiKey, ContactLog
+from worker.contact_log import ContactLog
 from worker.http.problems import MEDIA_TYPE, Problem
+from worker.users.keys import ApiKey
 
 HEADER = "idempotency-key"
 MAX_KEY = 255

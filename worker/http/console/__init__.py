@@ -1,7 +1,7 @@
 """The console under /console: server-rendered pages for people — compliance reads the
 record, operators work escalations, admins manage people and API keys. Sessions and
 CSRF in `session.py`, rendering and security headers in `pages.py`; the people, their
-sessions and sign-in throttling are the log's (`worker/contact_log/people.py`).
+sessions and sign-in throttling are `worker/users/`'s books, handed in by `wiring`.
 
 Every page checks its role and answers 403 to another; no session → the sign-in page.
 Signing in and out, failures, and every view of a person's record are `access` events
@@ -33,10 +33,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from worker import wiring
-from worker.contact_log import EXPORT_FIELDS, ContactLog, KeyProblem, PersonProblem, for_export, to_json_line
-from worker.contact_log.keys import SCOPES, parse_scopes
+from worker.contact_log import EXPORT_FIELDS, ContactLog, for_export, to_json_line
 from worker.contact_log.kinds import AccessStatus
-from worker.contact_log.people import Session
 from worker.contact_log.queries import last_verification
 from worker.http.console import editor, escalations, schedule, simulation
 from worker.http.console.frames import FRAMES
@@ -52,6 +50,8 @@ from worker.records import access
 from worker.records.erasure import Records, RecordsError
 from worker.records.reproduce import reproduce
 from worker.settings import Settings
+from worker.users.keys import SCOPES, KeyProblem, Keys, parse_scopes
+from worker.users.people import People, PersonProblem, Session
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"console.css": "text/css", "editor.js": "text/javascript"}
@@ -102,12 +102,13 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:80] or "export"
 
 
-def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> APIRouter:
+def router(log: ContactLog, people: People, keys: Keys, settings: Settings,
+           now: Callable[[], datetime]) -> APIRouter:
     assert settings.secret_key  # `create_app` refuses to start without it
     cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
     routes = APIRouter(prefix="/console", include_in_schema=False, route_class=_Answered)
 
-    guard = Guard(log, cookies, now)
+    guard = Guard(log, people, cookies, now)
     current, note_access = guard.current, guard.note_access
 
     @routes.get("/static/{name:str}")
@@ -146,12 +147,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             return page("error.html", 403, title="Form expired",
                         message="The sign-in form has expired: open it again.")
         address = address_of(request)
-        wait = log.sign_in_wait(name, address, now())
+        wait = people.sign_in_wait(name, address, now())
         if wait > 0:
             return page("sign_in.html", 429, {"retry-after": str(math.ceil(wait))}, username=name,
                         csrf=expected or "",
                         problem=f"Too many failed sign-ins: try again in {math.ceil(wait)} seconds.")
-        session = log.sign_in(name, password, address, now())
+        session = people.sign_in(name, password, address, now())
         if session is None:
             return page("sign_in.html", 401, username=name, csrf=expected or "",
                         problem="The username or the password is not right.")
@@ -164,7 +165,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         session = current(request)
         form = await request.form()
         if session is not None and same(session.csrf, form.get("csrf")):
-            log.sign_out(session.token, now(), address_of(request))
+            people.sign_out(session.token, now(), address_of(request))
         response = RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
         cookies.end_session(response)
         return response
@@ -366,12 +367,12 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             **HEADERS, "Content-Disposition": f'attachment; filename="records-{_safe(subject)}.{name.rsplit(".")[1]}"'})
 
     def people_page(session: Session, status: int = 200, **said: Any) -> Response:
-        return page("people.html", status, user=session.user, csrf=session.csrf, people=log.people(),
+        return page("people.html", status, user=session.user, csrf=session.csrf, people=people.people(),
                     problem=said.get("problem"), done=said.get("done"))
 
     @routes.get("/people")
     @guard("admin")
-    async def people(request: Request, session: Session) -> Response:
+    async def people_view(request: Request, session: Session) -> Response:
         return people_page(session)
 
     @routes.post("/people")
@@ -379,7 +380,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     async def add_person(request: Request, session: Session) -> Response:
         form = await request.form()
         try:
-            added = log.add_user(str(form.get("name") or ""), str(form.get("role") or ""),
+            added = people.add_user(str(form.get("name") or ""), str(form.get("role") or ""),
                                  str(form.get("password") or ""), now(), by=f"console:{session.user.name}")
         except PersonProblem as problem:
             return people_page(session, 422, problem=str(problem))
@@ -391,17 +392,17 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         name = str((await request.form()).get("name") or "")
         if name == session.user.name:
             return people_page(session, 422, problem="You cannot disable yourself.")
-        if not log.disable_user(name, now(), by=f"console:{session.user.name}"):
+        if not people.disable_user(name, now(), by=f"console:{session.user.name}"):
             return people_page(session, 404, problem=f"No enabled person is named {name}.")
         return people_page(session, done=f"{name} disabled; their sessions have ended.")
 
     def keys_page(session: Session, status: int = 200, **said: Any) -> Response:
-        return page("keys.html", status, user=session.user, csrf=session.csrf, keys=log.api_keys(), scopes=SCOPES,
+        return page("keys.html", status, user=session.user, csrf=session.csrf, keys=keys.api_keys(), scopes=SCOPES,
                     problem=said.get("problem"), done=said.get("done"), made=said.get("made"))
 
     @routes.get("/keys")
     @guard("admin")
-    async def keys(request: Request, session: Session) -> Response:
+    async def keys_view(request: Request, session: Session) -> Response:
         return keys_page(session)
 
     @routes.post("/keys")
@@ -410,7 +411,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
         form = await request.form()
         name = str(form.get("name") or "")
         try:
-            key = log.create_key(name, parse_scopes([str(s) for s in form.getlist("scopes")]), now(),
+            key = keys.create_key(name, parse_scopes([str(s) for s in form.getlist("scopes")]), now(),
                                  by=f"console:{session.user.name}")
         except KeyProblem as problem:
             return keys_page(session, 422, problem=str(problem))
@@ -420,7 +421,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
     @guard("admin")
     async def revoke_key(request: Request, session: Session) -> Response:
         name = str((await request.form()).get("name") or "")
-        if not log.revoke_key(name, now(), by=f"console:{session.user.name}"):
+        if not keys.revoke_key(name, now(), by=f"console:{session.user.name}"):
             return keys_page(session, 404, problem=f"No live key is named {name}.")
         return keys_page(session, done=f"{name} revoked: requests with it are refused from now on.")
 

@@ -23,7 +23,6 @@ from starlette.responses import RedirectResponse, Response
 from channels.segments import count_segments
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.contact_log.people import Session
 from worker.contact_log.templates import State, TemplateProblem, Version, check_name
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, fragment, page
@@ -36,6 +35,7 @@ from worker.messages.render import CHANNELS, Rendered, Renderer, TemplateError
 from worker.messages.sources import Fixed, TemplateSource
 from worker.policy import profiles
 from worker.settings import Settings
+from worker.users.people import Session
 
 KINDS = ("person", "business")
 

@@ -24,7 +24,6 @@ from schedules.reach import reach
 from worker import wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Kind, Outcome
-from worker.contact_log.people import Session
 from worker.events import EventError, Events
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
@@ -33,6 +32,7 @@ from worker.masking import mask
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.settings import Settings
+from worker.users.people import Session
 
 OUTCOMES = {Outcome.PROMISED: "Reached, promised to pay", Outcome.PAID: "Paid", Outcome.DISPUTED: "Disputed",
             Outcome.WRITTEN_OFF: "Written off", Outcome.OTHER: "Other"}

@@ -16,9 +16,9 @@ from starlette.responses import RedirectResponse, Response
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.parties import normalised
-from worker.contact_log.people import Session
 from worker.http.console.pages import HEADERS, page
 from worker.http.console.session import Cookies, same
+from worker.users.people import People, Session
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
@@ -29,12 +29,12 @@ Page = Callable[[Request], Awaitable[Response]]
 
 
 class Guard:
-    def __init__(self, log: ContactLog, cookies: Cookies, now: Callable[[], datetime]) -> None:
-        self.log, self.cookies, self.now = log, cookies, now
+    def __init__(self, log: ContactLog, people: People, cookies: Cookies, now: Callable[[], datetime]) -> None:
+        self.log, self.people, self.cookies, self.now = log, people, cookies, now
 
     def current(self, request: Request) -> Session | None:
         token = self.cookies.token(request)
-        return self.log.session(token, self.now()) if token else None
+        return self.people.session(token, self.now()) if token else None
 
     def __call__(self, role: str) -> Callable[[Handler], Page]:
         """A page for one role."""

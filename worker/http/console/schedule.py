@@ -17,7 +17,6 @@ from starlette.responses import Response
 
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.contact_log.people import Session
 from worker.events import EventError, Events, normalize_address
 from worker.http.console.charts import CHANNELS, sends_per_day
 from worker.http.console.guard import Guard
@@ -25,6 +24,7 @@ from worker.http.console.pages import page
 from worker.pipeline import forecast
 from worker.queue.agenda import Agenda
 from worker.settings import Settings
+from worker.users.people import Session
 
 
 def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:

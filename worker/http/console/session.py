@@ -2,7 +2,7 @@
 
 The cookie holds a random token and its HMAC under `DUNNING_SECRET_KEY` (signed: a
 cookie not made here is refused before the database is asked); the log keeps only the
-token's SHA-256 (`worker/contact_log/people.py`). HttpOnly, SameSite=Strict, Path
+token's SHA-256 (`worker/users/people.py`). HttpOnly, SameSite=Strict, Path
 /console, Secure when the public URL is https. Every form carries the session's CSRF
 token; the sign-in form, before any session, a token bound to a cookie of its own
 (double submit). Both are compared in constant time.

@@ -34,13 +34,13 @@ from starlette.responses import RedirectResponse, Response
 
 from worker import wiring
 from worker.contact_log import ContactLog
-from worker.contact_log.people import Session
 from worker.contact_log.templates import State
 from worker.http.console.charts import CHANNELS, sends_per_day
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, page
 from worker.jobs.samples import FOLDER as SAMPLES
 from worker.settings import Settings
+from worker.users.people import Session
 
 MAX_UPLOAD = 5_000_000  # bytes of JSON Lines: some ten thousand jobs
 MAX_DAYS = 120

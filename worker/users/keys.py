@@ -57,8 +57,12 @@ def parse_scopes(text: str | Iterable[str]) -> frozenset[str]:
     return frozenset(wanted)
 
 
-class KeyBook(Store):
-    """The keys' reads and writes (mixed into `ContactLog`)."""
+class Keys:
+    """The API keys' reads and writes; making and revoking one go into the chain through `log`."""
+
+    def __init__(self, log: Store) -> None:
+        self.log = log
+        self.engine = log.engine
 
     def create_key(self, name: str, scopes: frozenset[str], now: datetime, by: str) -> str:
         """Make a key; returns it (the only time it exists outside the caller's hands)."""
@@ -66,10 +70,10 @@ class KeyBook(Store):
             raise KeyProblem(f"NAME: {name!r}; letters, digits, '.', '_' or '-' (at most 100) expected")
         key = PREFIX + secrets.token_urlsafe(32)
         try:
-            with self.locked() as conn:
+            with self.log.locked() as conn:
                 conn.execute(insert(api_keys).values(name=name, prefix=key[:10], digest=digest(key),
                                                      scopes=",".join(sorted(scopes)), created_at=now))
-                self.record(Event(Kind.KEY, KeyStatus.CREATED, detail={"name": name, "scopes": sorted(scopes),
+                self.log.record(Event(Kind.KEY, KeyStatus.CREATED, detail={"name": name, "scopes": sorted(scopes),
                                                                        "prefix": key[:10], "by": by}), now, conn)
         except IntegrityError:
             raise KeyProblem(f"NAME: a key named {name!r} exists already (revoke it, or choose another name)") from None
@@ -77,11 +81,11 @@ class KeyBook(Store):
 
     def revoke_key(self, name: str, now: datetime, by: str) -> bool:
         """Revoke a key at once; False if no live key has this name."""
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             done = conn.execute(update(api_keys).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
                                 .values(revoked_at=now)).rowcount
             if done:
-                self.record(Event(Kind.KEY, KeyStatus.REVOKED, detail={"name": name, "by": by}), now, conn)
+                self.log.record(Event(Kind.KEY, KeyStatus.REVOKED, detail={"name": name, "by": by}), now, conn)
         return bool(done)
 
     def api_keys(self) -> list[ApiKey]:

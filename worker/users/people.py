@@ -77,8 +77,12 @@ def _digest(token: str) -> str:
 _DECOY = _HASHER.hash(secrets.token_urlsafe(16))  # checked for unknown names: the same time, the same answer
 
 
-class PeopleBook(Store):
-    """The people's reads and writes (mixed into `ContactLog`)."""
+class People:
+    """The people's reads and writes; their events go into the chain through `log`."""
+
+    def __init__(self, log: Store) -> None:
+        self.log = log
+        self.engine = log.engine
 
     def add_user(self, name: str, role: str, password: str, now: datetime, by: str) -> Person:
         if not _NAME.match(name):
@@ -89,10 +93,10 @@ class PeopleBook(Store):
             raise PersonProblem(f"--role: {role!r}; one of {', '.join(Role)} expected") from None
         hashed = _HASHER.hash(check_password(password))
         try:
-            with self.locked() as conn:
+            with self.log.locked() as conn:
                 conn.execute(insert(users).values(name=name, role=chosen, password_hash=hashed, created_at=now,
                                                   password_changed_at=now))
-                self.record(Event(Kind.USER, UserStatus.ADDED, detail={"user": name, "role": chosen, "by": by}),
+                self.log.record(Event(Kind.USER, UserStatus.ADDED, detail={"user": name, "role": chosen, "by": by}),
                             now, conn)
         except IntegrityError:
             raise PersonProblem(f"NAME: {name!r} exists already") from None
@@ -105,25 +109,25 @@ class PeopleBook(Store):
 
     def disable_user(self, name: str, now: datetime, by: str) -> bool:
         """Disable a person at once: their sessions end; False if no enabled person has this name."""
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             done = conn.execute(update(users).where(users.c.name == name, users.c.disabled_at.is_(None))
                                 .values(disabled_at=now)).rowcount
             if done:
                 conn.execute(update(sessions).where(sessions.c.user_name == name, sessions.c.ended_at.is_(None))
                              .values(ended_at=now))
-                self.record(Event(Kind.USER, UserStatus.DISABLED, detail={"user": name, "by": by}), now, conn)
+                self.log.record(Event(Kind.USER, UserStatus.DISABLED, detail={"user": name, "by": by}), now, conn)
         return bool(done)
 
     def set_password(self, name: str, password: str, now: datetime, by: str) -> bool:
         """A new password; the person's other sessions end. False if no such person."""
         hashed = _HASHER.hash(check_password(password))
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             done = conn.execute(update(users).where(users.c.name == name)
                                 .values(password_hash=hashed, password_changed_at=now)).rowcount
             if done:
                 conn.execute(update(sessions).where(sessions.c.user_name == name, sessions.c.ended_at.is_(None))
                              .values(ended_at=now))
-                self.record(Event(Kind.USER, UserStatus.PASSWORD, detail={"user": name, "by": by}), now, conn)
+                self.log.record(Event(Kind.USER, UserStatus.PASSWORD, detail={"user": name, "by": by}), now, conn)
         return bool(done)
 
     def sign_in_wait(self, name: str, address: str, now: datetime) -> float:
@@ -155,23 +159,23 @@ class PeopleBook(Store):
         except (VerificationError, InvalidHashError):
             good = False
         if row is None or not good or row.disabled_at is not None:
-            with self.locked() as conn:
+            with self.log.locked() as conn:
                 conn.execute(insert(sign_in_failures).values(user_name=name.casefold()[:100], address=address[:64],
                                                              at=now))
                 conn.execute(delete(sign_in_failures).where(sign_in_failures.c.at < now - FAILURE_WINDOW))
-                self.record(Event(Kind.ACCESS, AccessStatus.FAILED,
+                self.log.record(Event(Kind.ACCESS, AccessStatus.FAILED,
                                   detail={"user": name[:100], "address": address[:64],
                                           "why": "unknown" if row is None else "refused"}), now, conn)
             return None
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             if _HASHER.check_needs_rehash(row.password_hash):
                 conn.execute(update(users).where(users.c.id == row.id).values(password_hash=_HASHER.hash(password)))
             conn.execute(insert(sessions).values(digest=_digest(token), user_name=row.name, csrf=csrf,
                                                  address=address[:64], created_at=now, last_seen_at=now))
             self._forget_sessions(conn, now)
-            self.record(Event(Kind.ACCESS, AccessStatus.SIGNED_IN, detail={"user": row.name, "address": address[:64]}),
-                        now, conn)
+            self.log.record(Event(Kind.ACCESS, AccessStatus.SIGNED_IN,
+                                  detail={"user": row.name, "address": address[:64]}), now, conn)
         return Session(token, Person(row.name, Role(row.role), row.created_at, None), csrf)
 
     def session(self, token: str, now: datetime) -> Session | None:
@@ -195,13 +199,13 @@ class PeopleBook(Store):
 
     def sign_out(self, token: str, now: datetime, address: str) -> bool:
         wanted = _digest(token)
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             row = conn.execute(select(sessions.c.user_name).where(sessions.c.digest == wanted,
                                                                    sessions.c.ended_at.is_(None))).first()
             if row is None:
                 return False
             conn.execute(update(sessions).where(sessions.c.digest == wanted).values(ended_at=now))
-            self.record(Event(Kind.ACCESS, AccessStatus.SIGNED_OUT, detail={"user": row.user_name,
+            self.log.record(Event(Kind.ACCESS, AccessStatus.SIGNED_OUT, detail={"user": row.user_name,
                                                                             "address": address[:64]}), now, conn)
         return True
 
