@@ -121,10 +121,14 @@ def _step(log: ContactLog, job: Job, entry_id: str, due: datetime | None, known:
     return replace(base, action="defer", at=moment.astimezone(UTC), reasons=("deferred again and again",))
 
 
+def _horizon(now: datetime, days: int) -> datetime:
+    """The end of the forecast: midnight UTC, `days` days after today's (UTC)."""
+    return datetime.combine(now.astimezone(UTC).date() + timedelta(days=days), datetime.min.time(), UTC)
+
+
 def plan(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAYS, limit: int = LIMIT) -> Plan:
     """The next `days` days (UTC), from today: every step in the agenda due by then."""
-    start = now.astimezone(UTC).date()
-    horizon = datetime.combine(start + timedelta(days=days), datetime.min.time(), UTC)
+    start, horizon = now.astimezone(UTC).date(), _horizon(now, days)
     entries = agenda.upcoming(horizon, limit + 1)
     pending = [(entry_id, due, job) for entry_id, due, payload in entries[:limit]
                if (job := _job_of(log, payload)) is not None]
@@ -161,14 +165,14 @@ def warm(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAY
     as it starts, in the background, so the first Schedule page an operator opens is as
     fast as the next (10,000 steps: ~2 s cold, under 1 s warm; bench/schedule.py).
     Returns how many jobs are kept."""
-    horizon = datetime.combine(now.astimezone(UTC).date() + timedelta(days=days), datetime.min.time(), UTC)
+    horizon = _horizon(now, days)
     return sum(_job_of(log, payload) is not None for _, _, payload in agenda.upcoming(horizon, limit))
 
 
 def pending_of(agenda: Agenda, log: ContactLog, invoices: Iterable[str], now: datetime,
                days: int = HORIZON_DAYS) -> list[Step]:
     """An invoice's (or an account's invoices') pending steps, paused ones included."""
-    horizon = datetime.combine(now.astimezone(UTC).date() + timedelta(days=days), datetime.min.time(), UTC)
+    horizon = _horizon(now, days)
     pending = []
     for invoice in dict.fromkeys(invoices):
         for entry_id, due in agenda.of_invoice(invoice):
