@@ -23,12 +23,13 @@ from sealed import MASTER_KEY
 from sqlalchemy import select
 
 from worker.contact_log import Claim, ContactLog
-from worker.contact_log import webhooks as outbox_module
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
 from worker.db.schema import webhooks
 from worker.http import openapi
 from worker.settings import parse_webhook_secret as parse_secret
+from worker.webhooks import outbox as outbox_module
 from worker.webhooks.dispatcher import Dispatcher, Endpoint
+from worker.webhooks.outbox import Outbox
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
@@ -76,7 +77,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture()
 def reporting(log: ContactLog, receiver: Receiver) -> ContactLog:
     """A log whose endpoint has looked once: it is told what is recorded from now on."""
-    assert log.collect(receiver.url, NOW) == 0
+    assert Outbox(log).collect(receiver.url, NOW) == 0
     return log
 
 
@@ -89,7 +90,7 @@ def conforms(payload: dict[str, Any]) -> bool:
 
 
 def dispatcher(log: ContactLog, receiver: Receiver, clock: Clock) -> Dispatcher:
-    return Dispatcher(log, Endpoint(receiver.url, parse_secret(SECRET)), clock, time.time, rng=random.Random(7))
+    return Dispatcher(Outbox(log), Endpoint(receiver.url, parse_secret(SECRET)), clock, time.time, rng=random.Random(7))
 
 
 def test_each_reported_event_gets_one_outbox_row_and_others_none(reporting: ContactLog, receiver: Receiver) -> None:
@@ -107,8 +108,8 @@ def test_each_reported_event_gets_one_outbox_row_and_others_none(reporting: Cont
                      detail={"action": "defer", "reasons": ["weekend"], "rules": ["W-WEEKEND"], "zones": []}), NOW)
     log.record(Event(Kind.INVOICE, InvoiceStatus.PAID, invoice_id="INV-3", account_id="ACME-001"), NOW)
     assert log.escalate("INV-4/final", "INV-4", "ACME-001", ["third attempt failed"], NOW)
-    assert log.collect(receiver.url, NOW) == 6
-    assert log.collect(receiver.url, NOW) == 0  # each once
+    assert Outbox(log).collect(receiver.url, NOW) == 6
+    assert Outbox(log).collect(receiver.url, NOW) == 0  # each once
     assert outbox(log) == [("reminder.sent", "pending", "INV-1"), ("reminder.delivered", "pending", "INV-1"),
                            ("reminder.sent", "pending", "INV-2"), ("reminder.failed", "pending", "INV-2"),
                            ("reminder.suppressed", "pending", "INV-3"), ("invoice.escalated", "pending", "INV-4")]
@@ -131,9 +132,9 @@ def test_what_is_recorded_while_no_dispatcher_runs_is_told_later_and_a_rollback_
 
 def test_a_new_endpoint_is_told_what_happens_from_when_it_first_looks(log: ContactLog, receiver: Receiver) -> None:
     sent(log, "INV-OLD")
-    assert log.collect(receiver.url, NOW) == 0
+    assert Outbox(log).collect(receiver.url, NOW) == 0
     sent(log, "INV-NEW")
-    assert log.collect(receiver.url, NOW) == 1 and [i for _t, _s, i in outbox(log)] == ["INV-NEW"]
+    assert Outbox(log).collect(receiver.url, NOW) == 1 and [i for _t, _s, i in outbox(log)] == ["INV-NEW"]
 
 
 def test_two_dispatchers_collect_each_event_once(reporting: ContactLog, receiver: Receiver) -> None:
@@ -141,7 +142,7 @@ def test_two_dispatchers_collect_each_event_once(reporting: ContactLog, receiver
         sent(reporting, f"INV-{n}")
     other = ContactLog(reporting.engine)
     with ThreadPoolExecutor(2) as pool:
-        made = list(pool.map(lambda log: log.collect(receiver.url, NOW), [reporting, other]))
+        made = list(pool.map(lambda log: Outbox(log).collect(receiver.url, NOW), [reporting, other]))
     assert sum(made) == 40 and len(outbox(reporting)) == 40
 
 
@@ -214,11 +215,11 @@ def test_a_410_stops_the_endpoint_until_it_is_resumed(reporting: ContactLog, rec
     hooks.step()
     hooks.step()
     assert len(receiver.received) == 1
-    assert reporting.endpoint_stopped(receiver.url) is not None
+    assert Outbox(reporting).endpoint_stopped(receiver.url) is not None
     assert outbox(reporting) == [("reminder.sent", "stopped", "INV-1"), ("reminder.delivered", "stopped", "INV-1")]
     # and nothing is kept for INV-2, recorded while the endpoint was stopped
     assert attempts(reporting) == [("stopped", "http-410", 1)]
-    assert reporting.resume_endpoint(receiver.url, clock.moment, by="ops")
+    assert Outbox(reporting).resume_endpoint(receiver.url, clock.moment, by="ops")
     sent(reporting, "INV-3")
     hooks.step()
     assert [p["data"]["invoice_id"] for p in receiver.payloads()] == ["INV-3"]
@@ -248,7 +249,7 @@ def test_the_cli_says_where_webhooks_stand_and_resumes_a_stopped_endpoint(tmp_pa
     url = f"sqlite:///{tmp_path}/dunning.db"
     env = {"DUNNING_DATABASE_URL": url, "DUNNING_WEBHOOK_URL": receiver.url, "DUNNING_WEBHOOK_SECRET": SECRET}
     log = ContactLog.open(url, MASTER_KEY).migrate()
-    log.collect(receiver.url, NOW)
+    Outbox(log).collect(receiver.url, NOW)
     sent(log, "INV-1")
     sent(log, "INV-2")
     receiver.for_invoice = {"INV-1": [410]}

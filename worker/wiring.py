@@ -37,6 +37,7 @@ from worker.settings import Settings
 from worker.users.keys import Keys
 from worker.users.people import People
 from worker.webhooks.dispatcher import Dispatcher, Endpoint
+from worker.webhooks.outbox import Outbox
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,11 @@ class Books:
 
     people: People
     keys: Keys
+    outbox: Outbox
 
 
 def books(log: ContactLog) -> Books:
-    return Books(People(log), Keys(log))
+    return Books(People(log), Keys(log), Outbox(log))
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:
@@ -142,8 +144,8 @@ def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis
                     clock=at, profiles=profiles(), settings=settings)
 
 
-def webhooks(settings: Settings, contact_log: ContactLog, at: Clock, wall: Callable[[], float]) -> Dispatcher | None:
+def webhooks(settings: Settings, outbox: Outbox, at: Clock, wall: Callable[[], float]) -> Dispatcher | None:
     """The outbox's dispatcher for the worker's supervisor, when an endpoint is configured."""
     if settings.webhook_url is None or settings.webhook_secret is None:
         return None
-    return Dispatcher(contact_log, Endpoint(settings.webhook_url, settings.webhook_secret), at, wall)
+    return Dispatcher(outbox, Endpoint(settings.webhook_url, settings.webhook_secret), at, wall)

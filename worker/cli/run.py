@@ -59,7 +59,7 @@ def worker(
     clock = wiring.clock(settings, client)
     broker = wiring.broker(settings)
     agenda = Agenda(client)
-    webhooks = wiring.webhooks(settings, log, clock, time.time)
+    webhooks = wiring.webhooks(settings, wiring.books(log).outbox, clock, time.time)
     loops = parent_loops(log, broker, agenda, clock, timedelta(seconds=settings.stranded_after_s), webhooks)
     supervisor = Supervisor(loops, stop, time.time, settings.health_file)
     supervisor.start()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import typer
 
 from worker.cli.app import webhooks_app
-from worker.cli.common import By, err, open_log, out
+from worker.cli.common import By, err, open_books, out
 from worker.settings import Settings
 
 
@@ -25,24 +25,24 @@ def _endpoint() -> str:
 def webhooks_status() -> None:
     """The endpoint's host and whether it is stopped (410 Gone), and how many webhooks
     are pending, delivered, failed (given up after 3 days) or stopped."""
-    from worker.contact_log.webhooks import endpoint_host
+    from worker.webhooks.outbox import endpoint_host
 
-    url, log = _endpoint(), open_log()
-    stopped = log.endpoint_stopped(url)
+    url, outbox = _endpoint(), open_books().outbox
+    stopped = outbox.endpoint_stopped(url)
     out.print(f"endpoint: {endpoint_host(url)}: " + (f"stopped since {stopped.isoformat()[:19]} UTC (410 Gone); "
                                                     "`dunning webhooks resume` sends to it again"
                                                     if stopped else "sending"), markup=False)
-    for state, count in log.webhook_counts().items():
+    for state, count in outbox.webhook_counts().items():
         out.print(f"{state}: {count}", markup=False)
 
 
 @webhooks_app.command("resume")
 def webhooks_resume(by: By = None) -> None:
     """Send to the endpoint again after it answered 410 Gone (what was dropped meanwhile stays dropped)."""
-    from worker.contact_log.webhooks import endpoint_host
+    from worker.webhooks.outbox import endpoint_host
 
     url = _endpoint()
-    if not open_log().resume_endpoint(url, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):
+    if not open_books().outbox.resume_endpoint(url, datetime.now(UTC), by or f"cli:{getpass.getuser()}"):
         err.print(f"{endpoint_host(url)}: not stopped", markup=False)
         raise typer.Exit(1)
     out.print(f"{endpoint_host(url)}: sending again", markup=False)

@@ -6,7 +6,7 @@ log's words), `store` (the only writer: lock, chain, claim), `chain` (the hash c
 canonical form), `facts` (rows → what `decide` needs), `queries` (what the CLI and the
 server read), `search`, `timeline`, `export`; and books still mixed in, on their way
 to their own rooms (issue 23): `records` (holds, retention clocks, erasure), `jobs`
-(intake's book), `idempotency`, `webhooks` (the outbox), `templates` (every version),
+(intake's book), `idempotency`, `templates` (every version),
 `parties`. The database below it is `worker/db/`; who may use dunning, `worker/users/`.
 """
 
@@ -21,15 +21,13 @@ from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, storable
 from worker.contact_log.templates import TemplateBook
 from worker.contact_log.timeline import Timelines
-from worker.contact_log.webhooks import WebhookBook
 from worker.db.schema import UTCDateTime, jobs
 
 
-class ContactLog(WebhookBook, RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,
+class ContactLog(RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,
                  Timelines, FactReads):
     """The log on one database: its writes (`store.Store`, personal data through its
-    `vault`; with holds and erasure: `RecordBook`, the webhook outbox: `WebhookBook`,
-    the templates: `TemplateBook`),
+    `vault`; with holds and erasure: `RecordBook`, the templates: `TemplateBook`),
     intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""

@@ -142,7 +142,7 @@ class Store:
                 yield own
 
     @contextmanager
-    def _in(self, conn: Connection | None) -> Iterator[Connection]:
+    def within(self, conn: Connection | None) -> Iterator[Connection]:
         """The caller's transaction when given (group commit, a lock held), else one of its own."""
         if conn is not None:
             yield conn
@@ -166,7 +166,7 @@ class Store:
         """Insert one event, linked into the chain. The first append of a transaction takes
         the lock and reads the head; while the lock is held nobody else appends, so the
         next ones link to what this transaction wrote last — and event ids grow in commit
-        order, which the webhooks' cursor relies on (`webhooks.WebhookBook.collect`)."""
+        order, which the webhooks' cursor relies on (`worker.webhooks.outbox.Outbox.collect`)."""
         transaction = conn.get_transaction()
         held = conn.info.get("chain")
         if held is not None and held[0] is transaction:
@@ -184,7 +184,7 @@ class Store:
 
         An event about a delivery is filed under the delivery's job, invoice and account.
         """
-        with self._in(conn) as c:
+        with self.within(conn) as c:
             if event.delivery_id is not None and event.account_id is None:
                 owner = c.execute(_DELIVERY_OWNER, {"delivery_id": event.delivery_id}).one()
                 event = replace(event, job_id=owner.job_id, invoice_id=owner.invoice_id, account_id=owner.account_id)
@@ -303,7 +303,7 @@ class Store:
         bytes (a NUL or a lone surrogate, which no database stores, is kept escaped). Kept
         plain — it may name no account to seal under — and removed when its account is erased."""
         account_id = account_id or account_named(payload)
-        with self._in(conn) as c:
+        with self.within(conn) as c:
             c.execute(insert(dead_letters).values(job_id=storable(job_id)[:200] if job_id else None,
                                                   account_id=storable(account_id)[:200] if account_id else None,
                                                   origin=storable(origin)[:100], reason=storable(reason),

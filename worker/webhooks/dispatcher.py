@@ -2,8 +2,8 @@
 (`worker.supervisor`), beside the agenda's dispatcher — never in the actors that send
 reminders, so a slow or dead endpoint delays webhooks and nothing else.
 
-Each round collects what the log recorded since the last (`WebhookBook.collect`),
-takes what is due (`WebhookBook.webhooks_due`: oldest first, one per invoice, leased),
+Each round collects what the log recorded since the last (`Outbox.collect`),
+takes what is due (`Outbox.webhooks_due`: oldest first, one per invoice, leased),
 posts the webhooks in parallel, signed (`signing.py`), and records
 every attempt. A 2xx is delivered; a 410 Gone stops the endpoint (nothing more is sent
 to it until `dunning webhooks resume`); anything else — another status, a timeout, a
@@ -26,10 +26,9 @@ import urllib3
 
 from worker.backoff import WEBHOOK, WEBHOOK_FOR, Backoff
 from worker.clock import Clock
-from worker.contact_log import ContactLog
 from worker.contact_log.kinds import WebhookStatus
-from worker.contact_log.webhooks import Attempt, Pending, endpoint_host
 from worker.supervisor import brief
+from worker.webhooks.outbox import Attempt, Outbox, Pending, endpoint_host
 from worker.webhooks.payload import body
 from worker.webhooks.signing import signed_headers
 
@@ -54,10 +53,10 @@ class Dispatcher:
     """`clock` says what is due; `wall` (seconds since the epoch, from the entry point)
     stamps the signature, which receivers check against their own clock."""
 
-    def __init__(self, log: ContactLog, endpoint: Endpoint, clock: Clock, wall: Callable[[], float],
+    def __init__(self, outbox: Outbox, endpoint: Endpoint, clock: Clock, wall: Callable[[], float],
                  client: urllib3.PoolManager | None = None, rng: random.Random | None = None,
                  backoff: Backoff = WEBHOOK, give_up_after: timedelta = WEBHOOK_FOR, batch: int = BATCH) -> None:
-        self.log, self.endpoint, self.clock, self.wall = log, endpoint, clock, wall
+        self.outbox, self.endpoint, self.clock, self.wall = outbox, endpoint, clock, wall
         # urllib3 rather than httpx: half the CPU per request, and this shares the cores with the senders.
         self.client = client or urllib3.PoolManager(maxsize=PARALLEL, block=True, timeout=TIMEOUT, retries=False,
                                                     headers={"user-agent": "dunning-webhooks/1"})
@@ -70,20 +69,20 @@ class Dispatcher:
     def step(self) -> float:
         """One round; returns how long to wait before the next (0: more is due now)."""
         now = self.clock.now()
-        self.log.collect(self.endpoint.url, now)
-        if self.log.endpoint_stopped(self.endpoint.url) is not None:
-            if dropped := self.log.drop_pending():
+        self.outbox.collect(self.endpoint.url, now)
+        if self.outbox.endpoint_stopped(self.endpoint.url) is not None:
+            if dropped := self.outbox.drop_pending():
                 logger.warning("webhooks: %d dropped: %s answered 410 Gone (`dunning webhooks resume` sends "
                                "to it again)", dropped, self.host)
             return STOPPED_IDLE
         self._purge(now)
-        due = self.log.webhooks_due(now, self.batch, LEASE)
+        due = self.outbox.webhooks_due(now, self.batch, LEASE)
         if not due:
             return IDLE
         answers = list(self.pool.map(self.post, due))
         judged = [self.judge(hook, code, error, self.clock.now()) for hook, (code, error) in zip(due, answers,
                                                                                                  strict=True)]
-        self.log.record_attempts(judged, self.clock.now(), self.endpoint.url)
+        self.outbox.record_attempts(judged, self.clock.now(), self.endpoint.url)
         for attempt in judged:
             if attempt.result != WebhookStatus.DELIVERED:
                 logger.warning("webhook %s (%s) to %s: %s, %s", attempt.webhook.message_id, attempt.webhook.type,
@@ -115,7 +114,7 @@ class Dispatcher:
 
     def _purge(self, now: datetime) -> None:
         if self._purged is None or now - self._purged > timedelta(hours=1):
-            self.log.purge_webhooks(now - KEEP_FINISHED)
+            self.outbox.purge_webhooks(now - KEEP_FINISHED)
             self._purged = now
 
     def close(self) -> None:

@@ -15,8 +15,8 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, Field
 
-from worker.contact_log.webhooks import Pending
 from worker.masking import mask
+from worker.webhooks.outbox import Pending
 
 Type = Literal["reminder.sent", "reminder.delivered", "reminder.failed", "reminder.suppressed", "invoice.escalated"]
 SUMMARIES: dict[str, str] = {

@@ -156,8 +156,13 @@ _FINAL = {WebhookStatus.DELIVERED: State.DELIVERED, WebhookStatus.FAILED: State.
           WebhookStatus.STOPPED: State.STOPPED}
 
 
-class WebhookBook(Store):
-    """The outbox's reads and writes (mixed into `ContactLog`)."""
+class Outbox:
+    """The outbox's reads and writes over the log's store; its attempts go into the chain through `log`."""
+
+    def __init__(self, log: Store) -> None:
+        self.log = log
+        self.engine = log.engine
+        self.vault = log.vault
 
     def collect(self, url: str, now: datetime) -> int:
         """Move the endpoint's cursor over the events appended since it last looked,
@@ -179,7 +184,7 @@ class WebhookBook(Store):
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "sqlite":
-                    self.lock(conn)  # the write lock before reading: in WAL a stale read cannot become a write
+                    self.log.lock(conn)  # the write lock before reading: in WAL a stale read cannot become a write
                 head = conn.execute(_HEAD).scalar() or 0
                 endpoint = conn.execute(_ENDPOINT, {"endpoint": key}).first()
                 if endpoint is None:
@@ -220,7 +225,7 @@ class WebhookBook(Store):
         endpoint (`url`), and what was still pending for it is dropped."""
         if not attempts:
             return
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             conn.execute(_ATTEMPTED, [
                 {"hook": a.webhook.event_id, "new_state": _FINAL.get(a.result, State.PENDING),
                  "tries": a.webhook.attempts + 1, "code": a.status_code, "why": a.error[:200] if a.error else None,
@@ -231,7 +236,7 @@ class WebhookBook(Store):
                           "status_code": attempt.status_code, "endpoint": endpoint_host(url)}
                 if attempt.next_attempt_at is not None:
                     detail["next_attempt_at"] = attempt.next_attempt_at.isoformat()
-                self.record(Event(Kind.WEBHOOK, attempt.result, job_id=hook.job_id, invoice_id=hook.invoice_id,
+                self.log.record(Event(Kind.WEBHOOK, attempt.result, job_id=hook.job_id, invoice_id=hook.invoice_id,
                                   account_id=hook.account_id, error_code=_code(attempt), error_text=attempt.error,
                                   detail=detail), now, conn)
             gone = next((a for a in attempts if a.result == WebhookStatus.STOPPED), None)
@@ -242,7 +247,7 @@ class WebhookBook(Store):
 
     def drop_pending(self, conn: Connection | None = None) -> int:
         """Every pending webhook, stopped: the endpoint is gone. How many."""
-        with self._in(conn) as c:
+        with self.log.within(conn) as c:
             return int(c.execute(update(webhooks).where(webhooks.c.state == State.PENDING)
                                  .values(state=State.STOPPED, last_error="endpoint stopped (410 Gone)")).rowcount)
 
@@ -255,13 +260,13 @@ class WebhookBook(Store):
     def resume_endpoint(self, url: str, now: datetime, by: str) -> bool:
         """Send to `url` again after a 410 (the billing system says it is back): what
         happens from now on; False if it was not stopped."""
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             done = conn.execute(update(webhook_endpoints).where(
                 webhook_endpoints.c.url_hash == endpoint_hash(url), webhook_endpoints.c.stopped_at.is_not(None))
                 .values(stopped_at=None, stopped_by=None,
                         cursor=func.coalesce(select(func.max(events.c.id)).scalar_subquery(), 0))).rowcount
             if done:
-                self.record(Event(Kind.WEBHOOK, WebhookStatus.RESUMED,
+                self.log.record(Event(Kind.WEBHOOK, WebhookStatus.RESUMED,
                                   detail={"endpoint": endpoint_host(url), "by": by}), now, conn)
         return bool(done)
 
