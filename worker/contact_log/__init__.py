@@ -6,13 +6,12 @@ log's words), `store` (the only writer: lock, chain, claim), `chain` (the hash c
 canonical form), `facts` (rows → what `decide` needs), `queries` (what the CLI and the
 server read), `search`, `timeline`, `export`; and books still mixed in, on their way
 to their own rooms (issue 23): `records` (holds, retention clocks, erasure), `jobs`
-(intake's book), `idempotency`, `templates` (every version),
+(intake's book), `templates` (every version),
 `parties`. The database below it is `worker/db/`; who may use dunning, `worker/users/`.
 """
 
 from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line
 from worker.contact_log.facts import FactReads, Known
-from worker.contact_log.idempotency import IdempotencyBook, Remembered
 from worker.contact_log.jobs import JobBook, JobRow
 from worker.contact_log.kinds import Event
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
@@ -24,15 +23,15 @@ from worker.contact_log.timeline import Timelines
 from worker.db.schema import UTCDateTime, jobs
 
 
-class ContactLog(RecordBook, TemplateBook, JobBook, IdempotencyBook, Queries, Search,
+class ContactLog(RecordBook, TemplateBook, JobBook, Queries, Search,
                  Timelines, FactReads):
     """The log on one database: its writes (`store.Store`, personal data through its
     `vault`; with holds and erasure: `RecordBook`, the templates: `TemplateBook`),
-    intake's book of jobs (`JobBook`), the API's idempotency keys (`IdempotencyBook`), its
+    intake's book of jobs (`JobBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""
 
 
 __all__ = ["Claim", "ContactLog", "Delivery", "EXPORT_FIELDS", "Event", "JobRow", "Known",
-           "ProviderDelivery", "Remembered", "UTCDateTime",
+           "ProviderDelivery", "UTCDateTime",
            "for_export", "jobs", "storable", "to_json_line"]

@@ -17,6 +17,7 @@ from worker import wiring
 from worker.contact_log import ContactLog
 from worker.errors import ConfigError
 from worker.http import billing, billing_reads, console, openapi, problems, twilio, unsubscribe
+from worker.http.idempotency import Answers
 from worker.settings import Settings
 from worker.wiring import Books
 
@@ -34,7 +35,7 @@ def create_app(log: ContactLog, books: Books, settings: Settings, now: Callable[
     problems.install(app, settings.public_url)
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
-    app.include_router(billing.router(log, books.keys, broker, now))
+    app.include_router(billing.router(log, books.keys, Answers(log.engine), broker, now))
     app.include_router(billing_reads.router(log, books.keys, broker, now))
     app.include_router(console.router(log, books.people, books.keys, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,

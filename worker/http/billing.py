@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from worker.contact_log import ContactLog
 from worker.events import Applied, EventError, Events, UnknownInvoice
 from worker.http.auth import requirer
-from worker.http.idempotency import once
+from worker.http.idempotency import Answers, once
 from worker.http.openapi import JOBS_BODY, body, model_ref, problems
 from worker.http.problems import Problem, split_error
 from worker.jobs.intake import as_registration, submit
@@ -78,7 +78,8 @@ def _is_batch(data: Any) -> bool:
     return isinstance(data, dict) and set(data) == {"jobs"}
 
 
-def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
+def router(log: ContactLog, keys: Keys, answers: Answers, broker: Callable[[], RedisBroker],
+           now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     require = requirer(keys, now)
     JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
@@ -111,7 +112,7 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
     async def post_jobs(request: Request, key: JobsWrite) -> Response:
         """Queue reminder jobs: one job, or {"jobs": [...]} (at most 1,000)."""
         body = await read_body(request)
-        return await once(request, key, body, log, now, lambda: take(body, register=False))
+        return await once(request, key, body, answers, now, lambda: take(body, register=False))
 
     @routes.post("/invoices", status_code=202, openapi_extra=JOBS_BODY, responses={
         202: {"model": IntakeAnswer, "description": "Registered: every step of the ladder planned"},
@@ -119,7 +120,7 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
     async def post_invoices(request: Request, key: JobsWrite) -> Response:
         """Register invoices: every step of the profile's ladder is planned (as `dunning register`)."""
         body = await read_body(request)
-        return await once(request, key, body, log, now, lambda: take(body, register=True))
+        return await once(request, key, body, answers, now, lambda: take(body, register=True))
 
     EventsWrite = Annotated[ApiKey, Depends(require("events:write"))]  # noqa: N806
 
@@ -138,7 +139,7 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
                 raise Problem(422, str(error), [split_error(str(error))]) from None
             return JSONResponse({"summary": applied.summary, "changed": applied.changed, **applied.changes})
 
-        return await once(request, key, body, log, now, handle)
+        return await once(request, key, body, answers, now, handle)
 
     @routes.post("/invoices/{invoice_id}/payment", openapi_extra=body(model_ref(PaymentBody)),
                  responses={200: {"model": EventAnswer, "description": "What it changed"}, **INVOICE_EVENT_PROBLEMS})
