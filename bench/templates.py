@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker import wiring  # noqa: E402
 from worker.clock import SystemClock  # noqa: E402
 from worker.contact_log import ContactLog  # noqa: E402
 from worker.jobs.samples import sample_jobs  # noqa: E402
 from worker.messages.context import compose  # noqa: E402
+from worker.messages.library import Library  # noqa: E402
 from worker.messages.render import Renderer  # noqa: E402
 from worker.settings import SHIPPED_DIR, Sender, Settings  # noqa: E402
 
@@ -47,8 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dunning-bench-templates-") as scratch:
         log = ContactLog.open(f"sqlite:///{scratch}/dunning.db").migrate()
-        wiring.seed_templates(Settings(), log, SystemClock().now())
-        published, folder = Renderer(wiring.published(log)), Renderer(Path(SHIPPED_DIR))
+        Library(log).import_folder(Settings().template_dir, SystemClock().now())
+        published, folder = Renderer(Library(log).published()), Renderer(Path(SHIPPED_DIR))
         for renderer in (published, folder):
             per_message(renderer, 200)  # compiled and cached
         rounds: dict[str, list[float]] = {"log": [], "folder": []}

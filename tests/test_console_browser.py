@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from worker.contact_log import JobRow
 from worker.events import Events
+from worker.messages.library import Library
 from worker.users.keys import Keys
 from worker.users.people import People
 
@@ -248,12 +249,12 @@ def test_operators_edit_check_publish_and_approve_a_template_the_worker_then_sen
         assert claimed["template_version"] == hashlib.sha256(wording.encode()).hexdigest()
 
         page.goto(f"{url}/console/templates/edit/{name}")
-        versions = harness.log.template_versions(name)
+        versions = Library(harness.log).template_versions(name)
         assert [v.state for v in versions] == ["live", "draft", "retired"], "the draft saved is the one published"
         retired = versions[2]
         page.get_by_role("button", name=f"Roll back to #{retired.id}").click()
         expect(page.get_by_role("status")).to_contain_text("waits for another operator's approval")
-        assert harness.log.template_versions(name)[0].note == f"rolled back to #{retired.id}"
+        assert Library(harness.log).template_versions(name)[0].note == f"rolled back to #{retired.id}"
         page.close()
 
 

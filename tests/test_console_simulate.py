@@ -20,6 +20,7 @@ from test_console import ENV, PASSWORD, Browser
 
 from worker.contact_log import ContactLog
 from worker.jobs.samples import FOLDER
+from worker.messages.library import Library
 from worker.users.people import People
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
@@ -57,8 +58,8 @@ def test_a_simulation_runs_in_the_background_with_a_draft_and_exports_its_csv(co
     person.sign_in("wang.fang")
     assert person.get("/console/templates/edit/zh-CN/pre_due_7.email.j2").status_code == 200  # imports templates
     name = "zh-CN/pre_due_7.email.j2"
-    source = log.live_templates()[name].replace("{% block subject %}", "{% block subject %}【草稿】")
-    draft = log.save_template(name, source, "wang.fang", NOW)
+    source = Library(log).live_templates()[name].replace("{% block subject %}", "{% block subject %}【草稿】")
+    draft = Library(log).save_template(name, source, "wang.fang", NOW)
     form = person.get("/console/simulate").text
     assert f"{name} #{draft.id}" in form
     began = start(person, draft=str(draft.id))

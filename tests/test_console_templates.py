@@ -15,7 +15,7 @@ from harness import serving
 from test_console import ENV, PASSWORD, Browser
 
 from worker.contact_log import ContactLog
-from worker.contact_log.templates import State
+from worker.messages.library import Library, VersionState
 from worker.users.people import People
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
@@ -76,14 +76,14 @@ def test_the_editor_previews_the_draft_for_the_sample_debtor(console: str) -> No
 def test_a_draft_that_fails_its_checks_is_kept_but_not_published(console: str, log: ContactLog) -> None:
     person = operator(console)
     assert person.get(EDIT).status_code == 200  # the console imports the folder, as a worker would
-    before = log.live_templates()[SMS]
+    before = Library(log).live_templates()[SMS]
     threat = "Pay {{ invoice.number }} now or we call the police. {{ opt_out }}"
     checked = person.post(EDIT, {"action": "check", "source": threat}, csrf_from=EDIT)
     assert "forbidden phrase 'police'" in text_of(checked.text)
     refused = person.post(EDIT, {"action": "publish", "source": threat}, csrf_from=EDIT)
     assert refused.status_code == 422 and "not published: it fails its checks" in text_of(refused.text)
-    assert log.live_templates()[SMS] == before
-    assert log.template_versions(SMS)[0].state == State.DRAFT
+    assert Library(log).live_templates()[SMS] == before
+    assert Library(log).template_versions(SMS)[0].state == VersionState.DRAFT
     no_opt_out = person.post(EDIT, {"action": "check", "source": "Pay {{ invoice.number }}."}, csrf_from=EDIT)
     assert "opt-out line is missing" in text_of(no_opt_out.text)
 
@@ -91,31 +91,31 @@ def test_a_draft_that_fails_its_checks_is_kept_but_not_published(console: str, l
 def test_four_eyes_then_rollback_through_the_same_approval(console: str, log: ContactLog) -> None:
     author, reviewer = operator(console), operator(console, "zhao.lei")
     assert author.get(EDIT).status_code == 200
-    first = log.live_templates()[SMS]
+    first = Library(log).live_templates()[SMS]
     new = "Invoice {{ invoice.number }} is due today. {% if opt_out %}{{ opt_out }}{% endif %}"
     published = author.post(EDIT, {"action": "publish", "source": new}, csrf_from=EDIT)
     assert published.status_code == 200, text_of(published.text)
     assert "waits for another operator's approval" in text_of(published.text)
-    assert log.live_templates()[SMS] == first, "not live before approval"
-    waiting = log.template_versions(SMS)[0]
+    assert Library(log).live_templates()[SMS] == first, "not live before approval"
+    waiting = Library(log).template_versions(SMS)[0]
     assert ">Approve</button>" not in author.get(EDIT).text and "another operator approves it" in author.get(EDIT).text
     assert ">Approve</button>" in reviewer.get(EDIT).text
     own = author.post(EDIT, {"action": "approve", "version": waiting.id}, csrf_from=EDIT)
     assert own.status_code == 409 and "another person must approve it" in text_of(own.text)
     approved = reviewer.post(EDIT, {"action": "approve", "version": waiting.id}, csrf_from=EDIT)
     assert approved.status_code == 200 and f"Version #{waiting.id} is live." in text_of(approved.text)
-    assert log.live_templates()[SMS] == new
+    assert Library(log).live_templates()[SMS] == new
     history = reviewer.get(EDIT).text
     assert 'class="added">+Invoice {{ invoice.number }} is due today.' in html.unescape(history)
     assert "wang.fang" in history and "zhao.lei" in history
-    [retired] = [v for v in log.template_versions(SMS) if v.state == State.RETIRED]
+    [retired] = [v for v in Library(log).template_versions(SMS) if v.state == VersionState.RETIRED]
     rolled = author.post(EDIT, {"action": "rollback", "version": retired.id}, csrf_from=EDIT)
     assert "waits for another operator's approval" in text_of(rolled.text)
-    back = log.template_versions(SMS)[0]
-    assert back.note == f"rolled back to #{retired.id}" and back.state == State.PENDING
-    assert log.live_templates()[SMS] == new
+    back = Library(log).template_versions(SMS)[0]
+    assert back.note == f"rolled back to #{retired.id}" and back.state == VersionState.PENDING
+    assert Library(log).live_templates()[SMS] == new
     reviewer.post(EDIT, {"action": "approve", "version": back.id}, csrf_from=EDIT)
-    assert log.live_templates()[SMS] == first
+    assert Library(log).live_templates()[SMS] == first
     kinds = [(r["status"], r["detail"]["by"]) for r in log.history() if r["kind"] == "template"][1:]
     assert kinds == [("published", "wang.fang"), ("approved", "zhao.lei"), ("published", "wang.fang"),
                      ("approved", "zhao.lei")]
@@ -169,4 +169,4 @@ def test_a_new_template_is_written_from_its_name(console: str, log: ContactLog) 
     published = person.post(new, {"action": "publish", "source": "Facture {{ invoice.number }}. {{ opt_out }}"},
                             csrf_from=new)
     assert "waits for another operator's approval" in text_of(published.text), text_of(published.text)[-500:]
-    assert "fr-FR/due_day.sms.j2" not in log.live_templates()
+    assert "fr-FR/due_day.sms.j2" not in Library(log).live_templates()

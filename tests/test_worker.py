@@ -15,6 +15,7 @@ from test_cli import dunning
 from worker.contact_log.kinds import Event, Kind
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
+from worker.messages.library import Library
 from worker.policy import profiles
 from worker.queue.broker import enqueue_many
 from worker.queue.envelope import envelope_for
@@ -105,8 +106,8 @@ def test_the_same_job_twice_is_one_message(harness: Harness) -> None:
 
 def test_a_template_error_fails_that_job_only_and_sends_nothing(harness: Harness) -> None:
     # A French template published in the log, while the worker runs: it notices within a second.
-    harness.log.seed_templates({"fr-FR/due_day.sms.j2": "Bonjour {{ debtor.name }}, {{ invoice.montant }} est dû."},
-                               WEDNESDAY_10, by="test")
+    Library(harness.log).seed_templates(
+        {"fr-FR/due_day.sms.j2": "Bonjour {{ debtor.name }}, {{ invoice.montant }} est dû."}, WEDNESDAY_10, by="test")
     time.sleep(1.2)
     bad = harness.job("2026-12-02", debtor__locale="fr-FR", debtor__phone="+8613100131000")
     good = harness.job("2026-12-02", debtor__phone="+8613200132000")

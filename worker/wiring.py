@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import dramatiq
 import redis
@@ -26,8 +25,8 @@ from channels.voice import VoiceChannel
 from worker.clock import Clock, RedisClock, SystemClock
 from worker.contact_log import ContactLog
 from worker.db.writer import LogWriter
+from worker.messages.library import Library
 from worker.messages.render import Renderer
-from worker.messages.sources import Folder, Published
 from worker.pipeline.services import Services
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
@@ -48,10 +47,11 @@ class Books:
     people: People
     keys: Keys
     outbox: Outbox
+    library: Library
 
 
 def books(log: ContactLog) -> Books:
-    return Books(People(log), Keys(log), Outbox(log))
+    return Books(People(log), Keys(log), Outbox(log), Library(log))
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:
@@ -105,40 +105,16 @@ def channels(settings: Settings) -> dict[str, Channel]:
     return found
 
 
-def seed_templates(settings: Settings, contact_log: ContactLog, now: datetime) -> list[str]:
-    """Templates with no version in the log yet are imported from the folder
-    (`DUNNING_TEMPLATE_DIR`, else the shipped one) as their first, live versions: done as
-    a worker process builds its pipeline and as the console first shows templates. The
-    log, not the folder, is the truth after."""
-    folder = Folder(settings.template_dir)
-    found = {name: source.source for name in folder.names() if (source := folder.get(name)) is not None}
-    return contact_log.seed_templates(found, now, by=f"folder:{settings.template_dir}")
-
-
-def published_templates(settings: Settings, contact_log: ContactLog, now: datetime) -> dict[str, str]:
-    """name → source of the live templates, for a reader that may come before any worker
-    (the console): with none live yet, the folder is imported first, as a worker would."""
-    live = contact_log.live_templates()
-    if not live:
-        seed_templates(settings, contact_log, now)
-        live = contact_log.live_templates()
-    return live
-
-
-def published(contact_log: ContactLog) -> Published:
-    """The templates every worker renders: the log's published versions, a new one noticed within a second."""
-    return Published(contact_log.template_generation, contact_log.live_templates)
-
-
 def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis | None = None,
              at: Clock | None = None, throttle: Throttle | None = None) -> Services:
     """Everything the pipeline works with. `at` and `throttle` replace the configured
     clock and Redis throttle (the simulation's own clock, no rate limits)."""
     client = client if client is not None else redis_for(settings)
     at = at if at is not None else clock(settings, client)
-    seed_templates(settings, contact_log, at.now())
+    library = Library(contact_log)
+    library.import_folder(settings.template_dir, at.now())
     return Services(log=contact_log, write=LogWriter(contact_log.engine),
-                    renderer=Renderer(published(contact_log), settings.default_locale),
+                    renderer=Renderer(library.published(), settings.default_locale),
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),
                     clock=at, profiles=profiles(), settings=settings)

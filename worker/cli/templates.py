@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import templates_app
-from worker.cli.common import By, err, open_log, out, parse_now, print_result, profiles_or_exit, read_input
+from worker.cli.common import By, err, open_books, out, parse_now, print_result, profiles_or_exit, read_input
 from worker.messages.sources import Fixed, Folder, Sources, TemplateSource
 from worker.settings import Settings
 
@@ -37,7 +37,7 @@ def _sources(settings: Settings, directory: Path | None) -> Sources:
 
         try:
             log = wiring.log(settings)
-            published = log.live_templates()
+            published = wiring.books(log).library.live_templates()
             log.engine.dispose()
         except Exception:  # noqa: BLE001 — not migrated, or away: the folder is what a worker would start from
             published = {}
@@ -128,8 +128,7 @@ def templates_export(
 ) -> None:
     """Write the published version of every template to a folder (one subfolder per locale),
     to keep in git; files of the same names are replaced."""
-    log = open_log()
-    published = log.live_templates()
+    published = open_books().library.live_templates()
     for name, source in sorted(published.items()):
         target = directory / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,22 +147,20 @@ def templates_import(
     fails its checks is kept as a draft; exit 1."""
     import getpass
 
-    from worker.contact_log.templates import TemplateProblem
     from worker.jobs.samples import sample_jobs
     from worker.messages.checks import check_draft
+    from worker.messages.library import TemplateProblem
 
     if not directory.is_dir():
         err.print(f"DIRECTORY: {directory} is not a folder", markup=False)
         raise typer.Exit(2)
-    from worker import wiring
-
     settings = Settings.from_env()
-    log = open_log()
+    library = open_books().library
     now = parse_now(None)
     who = by or f"cli:{getpass.getuser()}"
-    wiring.seed_templates(settings, log, now)  # what a worker would start from: only real changes go forward
+    library.import_folder(settings.template_dir, now)  # what a worker would start from: only real changes go forward
     folder = Folder(directory)
-    published = log.live_templates()
+    published = library.live_templates()
     changed = [name for name in folder.names() if (found := folder.get(name)) and published.get(name) != found.source]
     failed = 0
     for name in changed:
@@ -173,7 +170,7 @@ def templates_import(
                                settings.default_locale)
         errors = [f for f in findings if f.level == "error"]
         try:
-            draft = log.save_template(name, source.source, who, now, note=f"imported from {directory}")
+            draft = library.save_template(name, source.source, who, now, note=f"imported from {directory}")
         except TemplateProblem as problem:
             err.print(f"{name}: {problem}", markup=False)
             failed += 1
@@ -184,7 +181,7 @@ def templates_import(
                 err.print(str(finding), markup=False)
             err.print(f"{name}: kept as draft #{draft.id}, not published: it fails its checks", markup=False)
             continue
-        done = log.publish_template(draft.id, who, now, settings.template_approvals)
+        done = library.publish_template(draft.id, who, now, settings.template_approvals)
         out.print(f"{name}: version #{done.id} " + ("live" if done.state == "live" else
                                                        "published, waiting for another person's approval"),
                   markup=False)

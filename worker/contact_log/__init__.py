@@ -6,7 +6,7 @@ log's words), `store` (the only writer: lock, chain, claim), `chain` (the hash c
 canonical form), `facts` (rows → what `decide` needs), `queries` (what the CLI and the
 server read), `search`, `timeline`, `export`; and books still mixed in, on their way
 to their own rooms (issue 23): `records` (holds, retention clocks, erasure), `jobs`
-(intake's book), `templates` (every version),
+(intake's book),
 `parties`. The database below it is `worker/db/`; who may use dunning, `worker/users/`.
 """
 
@@ -18,15 +18,14 @@ from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
 from worker.contact_log.records import RecordBook
 from worker.contact_log.search import Search
 from worker.contact_log.store import Claim, storable
-from worker.contact_log.templates import TemplateBook
 from worker.contact_log.timeline import Timelines
 from worker.db.schema import UTCDateTime, jobs
 
 
-class ContactLog(RecordBook, TemplateBook, JobBook, Queries, Search,
+class ContactLog(RecordBook, JobBook, Queries, Search,
                  Timelines, FactReads):
     """The log on one database: its writes (`store.Store`, personal data through its
-    `vault`; with holds and erasure: `RecordBook`, the templates: `TemplateBook`),
+    `vault`; with holds and erasure: `RecordBook`),
     intake's book of jobs (`JobBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""

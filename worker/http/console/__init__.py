@@ -44,6 +44,7 @@ from worker.http.console.session import FORM_COOKIE, Cookies, same
 from worker.http.console.verifier import Verifier
 from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
 from worker.masking import mask
+from worker.messages.library import Library
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.records import access
@@ -102,7 +103,7 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:80] or "export"
 
 
-def router(log: ContactLog, people: People, keys: Keys, settings: Settings,
+def router(log: ContactLog, people: People, keys: Keys, library: Library, settings: Settings,
            now: Callable[[], datetime]) -> APIRouter:
     assert settings.secret_key  # `create_app` refuses to start without it
     cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
@@ -425,10 +426,10 @@ def router(log: ContactLog, people: People, keys: Keys, settings: Settings,
             return keys_page(session, 404, problem=f"No live key is named {name}.")
         return keys_page(session, done=f"{name} revoked: requests with it are refused from now on.")
 
-    editor.add(routes, guard, log, settings, now)
+    editor.add(routes, guard, library, settings, now)
     schedule.add(routes, guard, log, settings, now)
     escalations.add(routes, guard, log, settings, now)
-    simulation.add(routes, guard, log, settings, now)
+    simulation.add(routes, guard, library, settings, now)
 
     @routes.get("/{rest:path}")  # last: a page that does not exist, with the person's navigation
     async def missing(request: Request) -> Response:

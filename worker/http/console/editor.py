@@ -3,7 +3,7 @@ status, what waits for approval) and the editor — a text area with a live prev
 a sample debtor, "Check" (what `dunning templates check` runs), "Save draft",
 "Publish" and "Approve" (four eyes, `DUNNING_TEMPLATE_APPROVALS`), history with diffs
 and rollback through the same approval. The versions are the log's
-(`worker/contact_log/templates.py`); the rules are `worker/messages/checks.py`'s.
+(`worker/messages/library.py`); the rules are `worker/messages/checks.py`'s.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from channels.segments import count_segments
-from worker import wiring
-from worker.contact_log import ContactLog
-from worker.contact_log.templates import State, TemplateProblem, Version, check_name
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, fragment, page
 from worker.jobs.contract import Job
@@ -31,6 +28,7 @@ from worker.jobs.samples import sample_jobs
 from worker.messages import unsubscribe
 from worker.messages.checks import Finding, check_draft, check_templates
 from worker.messages.context import compose
+from worker.messages.library import Library, TemplateProblem, Version, VersionState, check_name
 from worker.messages.render import CHANNELS, Rendered, Renderer, TemplateError
 from worker.messages.sources import Fixed, TemplateSource
 from worker.policy import profiles
@@ -142,15 +140,15 @@ def _stages() -> list[str]:
     return [s.name for s in profiles()["default"].ladder.stages if s.action == "send"]
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
+def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, now: Callable[[], datetime]) -> None:
     checked: dict[int, dict[str, list[Finding]]] = {}
 
     def published() -> dict[str, str]:
-        return wiring.published_templates(settings, log, now())
+        return library.live_or_imported(settings.template_dir, now())
 
     def findings_by_template() -> dict[str, list[Finding]]:
         """The published templates' check, once per publication (it renders every sample)."""
-        generation = log.template_generation()
+        generation = library.template_generation()
         if generation not in checked:
             renderer = Renderer(Fixed([TemplateSource.of(n, s) for n, s in published().items()]),
                                 settings.default_locale)
@@ -164,12 +162,12 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
     def listing(session: Session, status: int = 200, problem: str | None = None) -> Response:
         live = published()
         found = findings_by_template()
-        versions = log.template_versions()
+        versions = library.template_versions()
         rows = []
         for name in sorted({v.name for v in versions}):
             own = [v for v in versions if v.name == name]
-            current = next((v for v in own if v.state == State.LIVE), None)
-            waiting = next((v for v in own if v.state == State.PENDING), None)
+            current = next((v for v in own if v.state == VersionState.LIVE), None)
+            waiting = next((v for v in own if v.state == VersionState.PENDING), None)
             parts = name.rsplit("/", 1)
             locale = parts[0] if len(parts) == 2 else "all"
             stage, _, channel = parts[-1].removesuffix(".j2").partition(".")
@@ -183,10 +181,11 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                form: FormData | None = None, shown: Preview | None = None, findings: list[Finding] | None = None,
                done: str | None = None, problem: str | None = None, version: int | None = None) -> Response:
         live = published()
-        versions = log.template_versions(name)
+        versions = library.template_versions(name)
         editing = next((v for v in versions if v.id == version), None) if version else None
         if editing is None:
-            editing = next((v for v in versions if v.state in (State.DRAFT, State.PENDING, State.LIVE)), None)
+            editing = next((v for v in versions
+                            if v.state in (VersionState.DRAFT, VersionState.PENDING, VersionState.LIVE)), None)
         text = source if source is not None else (editing.source if editing else "")
         sample, problems = Sample.read(form, name)
         if shown is None and text:
@@ -195,8 +194,8 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                    for i, v in enumerate(versions)]
         return page("template_editor.html", status, user=session.user, csrf=session.csrf, name=name, source=text,
                     editing=editing, sample=sample, problems=problems, shown=shown, findings=findings, done=done,
-                    problem=problem, history=history, waiting=next((v for v in versions if v.state == State.PENDING),
-                                                                   None),
+                    problem=problem, history=history,
+                    waiting=next((v for v in versions if v.state == VersionState.PENDING), None),
                     profiles=sorted(profiles()), locales=sorted({n.split("/")[0] for n in live if "/" in n}),
                     kinds=KINDS, approvals=settings.template_approvals)
 
@@ -267,12 +266,12 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                               done="The checks pass." if not any(f.level == "error" for f in found) else None)
             try:
                 if action == "save":
-                    draft = log.save_template(name, source, by, now())
+                    draft = library.save_template(name, source, by, now())
                     return editor(session, name, source=source, form=form, version=draft.id,
                                   done=f"Saved as draft #{draft.id}.")
                 if action in ("publish", "rollback"):
                     if action == "rollback":
-                        older = log.template_version(int(str(form.get("version") or "0")))
+                        older = library.template_version(int(str(form.get("version") or "0")))
                         if older is None or older.name != name:
                             raise TemplateProblem("no such version of this template to roll back to")
                         source_ = older.source
@@ -280,27 +279,27 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                     else:
                         source_, note = source, None
                     found = check(name, source_)
-                    newest = next(iter(log.template_versions(name)), None)
-                    draft = (newest if newest is not None and note is None and newest.state == State.DRAFT
+                    newest = next(iter(library.template_versions(name)), None)
+                    draft = (newest if newest is not None and note is None and newest.state == VersionState.DRAFT
                              and newest.author == by and newest.source == source_  # the draft just saved
-                             else log.save_template(name, source_, by, now(), note=note))
+                             else library.save_template(name, source_, by, now(), note=note))
                     if any(f.level == "error" for f in found):
                         return editor(session, name, 422, source=source_, form=form, findings=found,
                                       version=draft.id, problem=f"Saved as draft #{draft.id}, not published: it "
                                                                 "fails its checks.")
-                    done = log.publish_template(draft.id, by, now(), settings.template_approvals)
-                    said = (f"Version #{done.id} is live." if done.state == State.LIVE else
+                    done = library.publish_template(draft.id, by, now(), settings.template_approvals)
+                    said = (f"Version #{done.id} is live." if done.state == VersionState.LIVE else
                             f"Version #{done.id} is published and waits for another operator's approval.")
                     return editor(session, name, source=source_, form=form, version=done.id, findings=found, done=said)
                 if action == "approve":
                     wanted = int(str(form.get("version") or "0"))
-                    pending = log.template_version(wanted)
-                    if pending is not None and pending.state == State.PENDING:
+                    pending = library.template_version(wanted)
+                    if pending is not None and pending.state == VersionState.PENDING:
                         found = check(name, pending.source)  # the published set may have moved since
                         if any(f.level == "error" for f in found):
                             return editor(session, name, 422, findings=found, version=wanted,
                                           problem=f"Version #{wanted} fails its checks now: not approved.")
-                    approved = log.approve_template(wanted, by, now())
+                    approved = library.approve_template(wanted, by, now())
                     return editor(session, name, version=approved.id, done=f"Version #{approved.id} is live.")
             except (TemplateProblem, ValueError) as problem:
                 return editor(session, name, 409 if isinstance(problem, TemplateProblem) else 422, source=source,

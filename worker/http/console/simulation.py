@@ -32,13 +32,11 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from worker import wiring
-from worker.contact_log import ContactLog
-from worker.contact_log.templates import State
 from worker.http.console.charts import CHANNELS, sends_per_day
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, page
 from worker.jobs.samples import FOLDER as SAMPLES
+from worker.messages.library import Library, VersionState
 from worker.settings import Settings
 from worker.users.people import Session
 
@@ -96,15 +94,15 @@ def summarise(rows: list[dict[str, str]], start: date, days: int) -> tuple[list[
     return table, sends_per_day({d: sends.get(d, Counter()) for d in span})
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
+def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, now: Callable[[], datetime]) -> None:
     runs: dict[str, Run] = {}
     lock = threading.Lock()
 
     def drafts() -> list[Any]:
         """The newest draft or waiting version of each template (what an operator may try)."""
         newest: dict[str, Any] = {}
-        for version in log.template_versions():
-            if version.state in (State.DRAFT, State.PENDING) and version.name not in newest:
+        for version in library.template_versions():
+            if version.state in (VersionState.DRAFT, VersionState.PENDING) and version.name not in newest:
                 newest[version.name] = version
         return sorted(newest.values(), key=lambda v: v.name)
 
@@ -159,7 +157,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                   start, int(days_text), Path(tempfile.mkdtemp(prefix="dunning-console-simulate-")))
         (run.folder / "portfolio.jsonl").write_bytes(portfolio)
         templates = run.folder / "templates"
-        live = wiring.published_templates(settings, log, now())
+        live = library.live_or_imported(settings.template_dir, now())
         for name, source in {**live, **{v.name: v.source for v in trying}}.items():
             (templates / name).parent.mkdir(parents=True, exist_ok=True)
             (templates / name).write_text(source, encoding="utf-8")
