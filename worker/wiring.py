@@ -32,6 +32,7 @@ from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import make_broker, redis_client
 from worker.queue.throttle import Throttle
+from worker.records.book import RecordBook
 from worker.settings import Settings
 from worker.users.keys import Keys
 from worker.users.people import People
@@ -48,10 +49,11 @@ class Books:
     keys: Keys
     outbox: Outbox
     library: Library
+    records: RecordBook
 
 
 def books(log: ContactLog) -> Books:
-    return Books(People(log), Keys(log), Outbox(log), Library(log))
+    return Books(People(log), Keys(log), Outbox(log), Library(log), RecordBook(log))
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:

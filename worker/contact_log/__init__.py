@@ -5,7 +5,7 @@ on SQLite or PostgreSQL. What compliance reads to prove what was sent, when and 
 log's words), `store` (the only writer: lock, chain, claim), `chain` (the hash chain's
 canonical form), `facts` (rows → what `decide` needs), `queries` (what the CLI and the
 server read), `search`, `timeline`, `export`; and books still mixed in, on their way
-to their own rooms (issue 23): `records` (holds, retention clocks, erasure), `jobs`
+to their own rooms (issue 23): `jobs`
 (intake's book),
 `parties`. The database below it is `worker/db/`; who may use dunning, `worker/users/`.
 """
@@ -15,17 +15,15 @@ from worker.contact_log.facts import FactReads, Known
 from worker.contact_log.jobs import JobBook, JobRow
 from worker.contact_log.kinds import Event
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
-from worker.contact_log.records import RecordBook
 from worker.contact_log.search import Search
-from worker.contact_log.store import Claim, storable
+from worker.contact_log.store import Claim, Store, storable
 from worker.contact_log.timeline import Timelines
 from worker.db.schema import UTCDateTime, jobs
 
 
-class ContactLog(RecordBook, JobBook, Queries, Search,
-                 Timelines, FactReads):
+class ContactLog(Store, JobBook, Queries, Search, Timelines, FactReads):
     """The log on one database: its writes (`store.Store`, personal data through its
-    `vault`; with holds and erasure: `RecordBook`),
+    `vault`; ),
     intake's book of jobs (`JobBook`), its
     reads (`Queries`) and the facts for `decide` (`FactReads`); safe to share between
     threads of a process."""

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from worker.contact_log import parties
 from worker.db.schema import jobs
-from worker.db.vault import Vault
+from worker.db.vault import ERASED, Vault
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,13 @@ class JobBook:
                 select(jobs.c.job_id, jobs.c.account_id, jobs.c.parent_id, jobs.c.received_at)
                 .where(jobs.c.invoice_id == invoice_id).order_by(jobs.c.received_at, jobs.c.job_id))]
 
+    def erased_jobs(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """Of these job ids, those whose account was erased since: {job id: account id}."""
+        ids = list(job_ids)
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                found.update((row.job_id, row.account_id) for row in conn.execute(
+                    select(jobs.c.job_id, jobs.c.account_id)
+                    .where(jobs.c.job_id.in_(ids[start:start + 500]), jobs.c.payload == ERASED)))
+        return found

@@ -37,7 +37,7 @@ def create_app(log: ContactLog, books: Books, settings: Settings, now: Callable[
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, books.keys, Answers(log.engine), broker, now))
     app.include_router(billing_reads.router(log, books.keys, broker, now))
-    app.include_router(console.router(log, books.people, books.keys, books.library, settings, now))
+    app.include_router(console.router(log, books, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,
                                    billing.DisputeBody, billing.PromiseBody, billing.OptOutBody,
                                    billing_reads.JobView, billing_reads.InvoiceView, billing_reads.CancelAnswer])

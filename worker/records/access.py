@@ -22,6 +22,7 @@ from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.parties import normalised
 from worker.masking import mask
+from worker.records.book import RecordBook
 from worker.records.reproduce import reproduce
 from worker.settings import Settings
 
@@ -46,17 +47,17 @@ class Export:
 def export(log: ContactLog, subject: str, directory: Path, now: datetime, settings: Settings, *, by: str) -> Export:
     """Write `records.json` and `report.html` about `subject` (an account id, an email or a
     phone number) into `directory`, and record that it was done."""
-    subject = subject.strip()
+    subject, book = subject.strip(), RecordBook(log)
     by_address = "@" in subject or subject.startswith("+") or subject.startswith("00")
     if by_address:
         address = normalised(subject)
-        accounts, loose = log.about_address(address)
+        accounts, loose = book.about_address(address)
         theirs = {address.casefold()}
     else:
-        if not log.has_account(subject):
+        if not book.has_account(subject):
             raise NothingHeld(f"{subject}: no account with this id, and not an email or a +E.164 phone number")
         accounts, loose = [subject], []
-        theirs = {a.casefold() for a in log.addresses_of(subject)}
+        theirs = {a.casefold() for a in book.addresses_of(subject)}
     if not accounts and not loose:
         raise NothingHeld(f"{mask('address', subject)}: the contact log holds nothing about this address")
     held = _gather(log, accounts, loose, theirs, settings)

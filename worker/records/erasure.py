@@ -19,9 +19,9 @@ from dramatiq.brokers.redis import RedisBroker
 
 from schedules.profile import Profile
 from worker.contact_log import ContactLog
-from worker.contact_log.records import Debt, Hold
 from worker.queue.agenda import Agenda
 from worker.queue.broker import forget_dead_messages
+from worker.records.book import Debt, Hold, RecordBook
 from worker.records.retention import Kept, kept_until
 
 
@@ -61,11 +61,11 @@ class Answer:
 
 
 class Records:
-    """Records requests on one log and agenda."""
+    """Records requests on one log and agenda; the rows are the records' book's."""
 
     def __init__(self, log: ContactLog, agenda: Agenda | None, broker: RedisBroker | None,
                  profiles: Mapping[str, Profile], house_years: int) -> None:
-        self.log, self.agenda, self.broker = log, agenda, broker
+        self.log, self.book, self.agenda, self.broker = log, RecordBook(log), agenda, broker
         self.profiles, self.house_years = profiles, house_years
 
     def target(self, identifier: str) -> tuple[str, str]:
@@ -73,40 +73,40 @@ class Records:
         identifier = identifier.strip()
         if not identifier:
             raise RecordsError("an account id or an invoice id is needed")
-        if self.log.has_account(identifier):
+        if self.book.has_account(identifier):
             return "account", identifier
         if self.log.account_of(identifier) is not None or self.log.invoice_jobs(identifier):
             return "invoice", identifier
         raise RecordsError(f"{identifier}: no account or invoice with this id in the contact log")
 
     def standing(self, account_id: str, now: datetime, debts: list[Debt] | None = None) -> Standing:
-        debts = self.log.debts(account_id) if debts is None else debts
-        return Standing(account_id, self.log.erased_at(account_id), self.log.holds(account_id),
+        debts = self.book.debts(account_id) if debts is None else debts
+        return Standing(account_id, self.book.erased_at(account_id), self.book.holds(account_id),
                         kept_until(debts, self.profiles, self.house_years), debts)
 
     def hold(self, identifier: str, reason: str, now: datetime, *, by: str) -> Answer:
         target, target_id = self.target(identifier)
         _required_reason(reason)
-        if not self.log.place_hold(target, target_id, reason, now, by=by):
+        if not self.book.place_hold(target, target_id, reason, now, by=by):
             return Answer(True, f"{target} {target_id} is already on legal hold")
         return Answer(True, f"{target} {target_id} is on legal hold: nothing of it is erased or purged until released")
 
     def release(self, identifier: str, reason: str, now: datetime, *, by: str) -> Answer:
         target, target_id = self.target(identifier)
-        if not self.log.release_hold(target, target_id, reason or "released", now, by=by):
+        if not self.book.release_hold(target, target_id, reason or "released", now, by=by):
             return Answer(False, f"{target} {target_id} is not on legal hold")
         return Answer(True, f"{target} {target_id}: legal hold released")
 
     def erase(self, account_id: str, reason: str, now: datetime, *, by: str) -> Answer:
         """An erasure request (GDPR Art. 17): done, or refused with when and why."""
         _required_reason(reason)
-        if not self.log.has_account(account_id):
+        if not self.book.has_account(account_id):
             raise RecordsError(f"{account_id}: no account with this id in the contact log")
         standing = self.standing(account_id, now)
         if not standing.erasable(now):
             why = standing.why_kept(now)
             until = standing.kept.until.date().isoformat() if standing.kept.until and not standing.holds else None
-            self.log.refuse_erasure(account_id, reason, why, until, standing.kept.rule, now, by=by)
+            self.book.refuse_erasure(account_id, reason, why, until, standing.kept.rule, now, by=by)
             return Answer(False, f"{account_id}: not erased — {why}. The request is recorded, and contact with "
                                  "this person has ceased.", {"until": until, "rule": standing.kept.rule,
                                                              "held": bool(standing.holds)})
@@ -114,7 +114,7 @@ class Records:
 
     def _erase(self, account_id: str, reason: str, now: datetime, by: str, standing: Standing) -> Answer:
         invoices = {debt.invoice_id for debt in standing.debts if debt.invoice_id}
-        removed = self.log.erase(account_id, reason, now, by=by, rule=standing.kept.rule)
+        removed = self.book.erase(account_id, reason, now, by=by, rule=standing.kept.rule)
         if self.agenda is not None:
             removed["agenda"] = self.agenda.erase_account(account_id, sorted(invoices))
         if self.broker is not None:
@@ -129,7 +129,7 @@ class Records:
         """Erase every account whose retention ran out by `as_of` and that nothing holds,
         not erased already since its last activity; with `dry_run`, only list them."""
         due: list[tuple[Standing, Answer | None]] = []
-        for account_id in self.log.accounts():
+        for account_id in self.book.accounts():
             standing = self.standing(account_id, as_of)
             last = max((debt.last_activity for debt in standing.debts), default=None)
             if standing.erased_at is not None and (last is None or last <= standing.erased_at):

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from schedules.profile import Profile
 from schedules.spec import Retention
-from worker.contact_log.records import Debt
+from worker.records.book import Debt
 
 HOUSE_RULE = "R-HOUSE"
 

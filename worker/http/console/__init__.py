@@ -44,15 +44,15 @@ from worker.http.console.session import FORM_COOKIE, Cookies, same
 from worker.http.console.verifier import Verifier
 from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
 from worker.masking import mask
-from worker.messages.library import Library
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.records import access
 from worker.records.erasure import Records, RecordsError
 from worker.records.reproduce import reproduce
 from worker.settings import Settings
-from worker.users.keys import SCOPES, KeyProblem, Keys, parse_scopes
-from worker.users.people import People, PersonProblem, Session
+from worker.users.keys import SCOPES, KeyProblem, parse_scopes
+from worker.users.people import PersonProblem, Session
+from worker.wiring import Books
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"console.css": "text/css", "editor.js": "text/javascript"}
@@ -103,12 +103,12 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:80] or "export"
 
 
-def router(log: ContactLog, people: People, keys: Keys, library: Library, settings: Settings,
-           now: Callable[[], datetime]) -> APIRouter:
+def router(log: ContactLog, books: Books, settings: Settings, now: Callable[[], datetime]) -> APIRouter:
     assert settings.secret_key  # `create_app` refuses to start without it
     cookies = Cookies(settings.secret_key, settings.public_url.startswith("https://"))
     routes = APIRouter(prefix="/console", include_in_schema=False, route_class=_Answered)
 
+    people, keys = books.people, books.keys
     guard = Guard(log, people, cookies, now)
     current, note_access = guard.current, guard.note_access
 
@@ -324,8 +324,8 @@ def router(log: ContactLog, people: People, keys: Keys, library: Library, settin
                 said["problem"], status = f"As of: {as_of!r} is not a date (YYYY-MM-DD)", 422
             else:
                 preview = [standing for standing, _ in records().purge(moment, now(), dry_run=True, by="console")]
-        return page("records.html", status, user=session.user, csrf=session.csrf, holds=log.holds(),
-                    erasures=log.erasure_requests(), as_of=as_of, preview=preview,
+        return page("records.html", status, user=session.user, csrf=session.csrf, holds=books.records.holds(),
+                    erasures=books.records.erasure_requests(), as_of=as_of, preview=preview,
                     problem=said.get("problem"), done=said.get("done"))
 
     @routes.get("/records")
@@ -426,10 +426,10 @@ def router(log: ContactLog, people: People, keys: Keys, library: Library, settin
             return keys_page(session, 404, problem=f"No live key is named {name}.")
         return keys_page(session, done=f"{name} revoked: requests with it are refused from now on.")
 
-    editor.add(routes, guard, library, settings, now)
+    editor.add(routes, guard, books.library, settings, now)
     schedule.add(routes, guard, log, settings, now)
     escalations.add(routes, guard, log, settings, now)
-    simulation.add(routes, guard, library, settings, now)
+    simulation.add(routes, guard, books.library, settings, now)
 
     @routes.get("/{rest:path}")  # last: a page that does not exist, with the person's navigation
     async def missing(request: Request) -> Response:

@@ -3,14 +3,13 @@ runs a debt's retention clock, the addresses an account's data names, erasures �
 the erasure itself, which destroys keys and clears traces in one transaction with the
 chained `erasure` event that says so.
 
-How long is long enough (the profiles' rules, the house default) is decided above,
-in `worker.records`; this module answers from the rows.
+How long is long enough (the profiles' rules, the house default) is decided beside it,
+in `retention.py` and `erasure.py`; this book answers from the rows.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,6 @@ from worker.contact_log import parties
 from worker.contact_log.kinds import AccountStatus, ErasureStatus, Event, HoldStatus, Kind
 from worker.contact_log.store import Store
 from worker.db.schema import dead_letters, deliveries, events, idempotency, jobs
-from worker.db.vault import ERASED
 
 # Collection activity: what restarts a debt's retention clock. Not a hold, an erasure
 # request, a look at the record, an opt-out or a cease: those are about the record or
@@ -49,8 +47,13 @@ class Debt:
     profiles: frozenset[str]
 
 
-class RecordBook(Store):
-    """Holds, retention clocks and erasure (mixed into `ContactLog`)."""
+class RecordBook:
+    """Holds, retention clocks and erasure over the log's store; holds and erasures go into the chain through `log`."""
+
+    def __init__(self, log: Store) -> None:
+        self.log = log
+        self.engine = log.engine
+        self.vault = log.vault
 
     # -- holds -----------------------------------------------------------------------
 
@@ -65,13 +68,13 @@ class RecordBook(Store):
     def _hold(self, target: str, target_id: str, status: HoldStatus, reason: str, now: datetime, by: str) -> bool:
         if target not in ("account", "invoice"):
             raise ValueError(f"a hold is on an account or an invoice, not {target!r}")
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             held = {(h.target, h.id) for h in self.holds(conn=conn)}
             if ((target, target_id) in held) == (status == HoldStatus.PLACED):
                 return False
             account = target_id if target == "account" else conn.execute(
                 select(jobs.c.account_id).where(jobs.c.invoice_id == target_id).limit(1)).scalar()
-            self.record(Event(Kind.HOLD, status, account_id=account,
+            self.log.record(Event(Kind.HOLD, status, account_id=account,
                               invoice_id=target_id if target == "invoice" else None,
                               detail={"target": target, "reason": reason, "by": by}), now, conn)
         return True
@@ -150,17 +153,6 @@ class RecordBook(Store):
         with self.engine.connect() as own:
             return own.execute(query).scalar()
 
-    def erased_jobs(self, job_ids: Iterable[str]) -> dict[str, str]:
-        """Of these job ids, those whose account was erased since: {job id: account id}."""
-        ids = list(job_ids)
-        found: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                found.update((row.job_id, row.account_id) for row in conn.execute(
-                    select(jobs.c.job_id, jobs.c.account_id)
-                    .where(jobs.c.job_id.in_(ids[start:start + 500]), jobs.c.payload == ERASED)))
-        return found
-
     def addresses_of(self, account_id: str) -> set[str]:
         """Every address the account's records name (opened): what its erasure must reach."""
         found: set[str] = set()
@@ -195,10 +187,10 @@ class RecordBook(Store):
     def refuse_erasure(self, account_id: str, reason: str, why: str, until: str | None, rule: str | None,
                        now: datetime, *, by: str) -> None:
         """Record a refused erasure request — and the stop it also asks for (a cease)."""
-        with self.locked() as conn:
-            self.record(Event(Kind.ERASURE, ErasureStatus.REFUSED, account_id=account_id,
+        with self.log.locked() as conn:
+            self.log.record(Event(Kind.ERASURE, ErasureStatus.REFUSED, account_id=account_id,
                               detail={"reason": reason, "by": by, "why": why, "until": until, "rule": rule}), now, conn)
-            self.record(Event(Kind.ACCOUNT, AccountStatus.CEASED, account_id=account_id,
+            self.log.record(Event(Kind.ACCOUNT, AccountStatus.CEASED, account_id=account_id,
                               detail={"by": by, "why": "asked to be erased: a request to erase is a request to stop"}),
                         now, conn)
 
@@ -207,7 +199,7 @@ class RecordBook(Store):
         its dead letters and the API's remembered answers that name it, blank its jobs'
         JSON, and append the `erasure` event saying so — one transaction. What it removed."""
         addresses = self.addresses_of(account_id)
-        with self.locked() as conn:
+        with self.log.locked() as conn:
             job_ids = list(conn.execute(select(jobs.c.job_id).where(jobs.c.account_id == account_id)).scalars())
             letters = int(conn.execute(select(func.count()).select_from(dead_letters)
                                        .where(dead_letters.c.account_id == account_id)).scalar_one())
@@ -219,7 +211,7 @@ class RecordBook(Store):
                     idempotency.c.response.contains(json.dumps(needle)[1:-1], autoescape=True)))).rowcount
             removed = {"keys": len(keys), "addresses": len(addresses), "jobs": len(job_ids), "dead_letters": letters,
                        "idempotency": remembered}
-            self.record(Event(Kind.ERASURE, ErasureStatus.ERASED, account_id=account_id,
+            self.log.record(Event(Kind.ERASURE, ErasureStatus.ERASED, account_id=account_id,
                               detail={"reason": reason, "by": by, "rule": rule, **removed}), now, conn)
         return removed
 
