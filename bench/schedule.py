@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker import wiring  # noqa: E402
-from worker.contact_log import JobRow  # noqa: E402
 from worker.events import Events  # noqa: E402
+from worker.jobs.book import JobBook, JobRow  # noqa: E402
 from worker.jobs.parse import parse_job  # noqa: E402
 from worker.jobs.samples import FOLDER, many  # noqa: E402
 from worker.local.stack import Stack  # noqa: E402
@@ -53,7 +53,8 @@ def main() -> None:
             template = json.loads(FOLDER.joinpath("portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
             parsed = [parse_job(data, profiles(), "bench").job for data in many(template, args.steps, "S")]
             jobs = [job for job in parsed if job is not None]
-            log.take_jobs([JobRow(j.job_id, j.invoice.id, j.debtor.account_id, j.model_dump_json()) for j in jobs], NOW)
+            rows = [JobRow(j.job_id, j.invoice.id, j.debtor.account_id, j.model_dump_json()) for j in jobs]
+            JobBook(log).take_jobs(rows, NOW)
             stack.agenda.schedule_many([(job.job_id, envelope_for(job), NOW + timedelta(days=1 + i % 10))
                                         for i, job in enumerate(jobs)])
             horizon = NOW + timedelta(days=forecast.HORIZON_DAYS)

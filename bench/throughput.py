@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.contact_log import ContactLog  # noqa: E402
+from worker.jobs.book import JobBook  # noqa: E402
 from worker.jobs.intake import submit  # noqa: E402
 from worker.jobs.parse import parse_job  # noqa: E402
 from worker.jobs.samples import many  # noqa: E402
@@ -122,7 +123,7 @@ def ours(args: argparse.Namespace, extra: dict[str, str], sink: Sink | None = No
         worker = stack.start_worker(args.processes, args.threads, extra_env=extra)
         time.sleep(3)  # let the worker boot before the clock starts
         began = time.perf_counter()
-        submit(parsed, log, stack.broker, NOW)
+        submit(parsed, JobBook(log), stack.broker, NOW)
         enqueued = time.perf_counter() - began
         seconds = wait_drained(stack.broker, lambda: backlog(stack.broker),
                                lambda: stack.mail.accepted >= args.jobs, began)

@@ -25,6 +25,7 @@ from fakes.twilio import ScriptedSandbox
 from worker import wiring
 from worker.contact_log import ContactLog
 from worker.http.app import create_app
+from worker.jobs.book import JobBook
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
 from worker.local.ports import free_port
@@ -62,7 +63,7 @@ class Harness:
     def run(self, *jobs: dict[str, Any], at: datetime = WEDNESDAY_10) -> None:
         self.stack.set_clock(at)
         parsed = [parse_job(job, profiles(), "test") for job in jobs]
-        submit(parsed, self.log, self.stack.broker, at)
+        submit(parsed, JobBook(self.log), self.stack.broker, at)
         self.stack.wait_idle(timeout=60)
 
     def events(self, job: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:

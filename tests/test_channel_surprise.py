@@ -16,6 +16,7 @@ from channels.base import Message, SendResult
 from worker.clock import FixedClock
 from worker.contact_log import ContactLog
 from worker.db.writer import LogWriter
+from worker.jobs.book import JobBook
 from worker.jobs.parse import parse_job
 from worker.messages.render import Renderer
 from worker.pipeline import Pipeline, Services
@@ -49,7 +50,8 @@ class Surprising:
 def test_an_unexpected_channel_error_is_unknown_and_dead_lettered(log: ContactLog, redis_client: Any) -> None:
     channel = Surprising()
     settings = Settings.from_env({"DUNNING_SECRET_KEY": "s" * 32})
-    services = Services(log=log, write=LogWriter(log.engine), renderer=Renderer(), channels={"email": channel},
+    services = Services(log=log, jobs=JobBook(log), write=LogWriter(log.engine), renderer=Renderer(),
+                        channels={"email": channel},
                         agenda=Agenda(redis_client), throttle=Throttle(redis_client), clock=FixedClock(WEDNESDAY_10),
                         profiles=profiles(), settings=settings)
     job = parse_job(job_data(debtor__consent={"email": True, "sms": False, "voice": False}), profiles()).job

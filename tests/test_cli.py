@@ -191,13 +191,14 @@ def test_every_command_has_help() -> None:
 
 def test_events_from_the_command_line_are_recorded_and_bad_ones_explained(tmp_path: Path, redis_server: object) -> None:
     from worker.contact_log import ContactLog
+    from worker.jobs.book import JobBook
 
     env = {"DUNNING_DATABASE_URL": f"sqlite:///{tmp_path}/dunning.db",
            "DUNNING_REDIS_URL": redis_server.url}  # type: ignore[attr-defined]
     assert dunning("migrate", env=env).returncode == 0
     known = ContactLog.open(env["DUNNING_DATABASE_URL"], MASTER_KEY)
     for invoice in ("INV-7", "INV-8"):
-        known.accept_job(f"{invoice}/due_day", invoice, "ACME", "{}", datetime(2026, 12, 1, tzinfo=UTC))
+        JobBook(known).accept_job(f"{invoice}/due_day", invoice, "ACME", "{}", datetime(2026, 12, 1, tzinfo=UTC))
     known.engine.dispose()
     typo = dunning("paid", "NOPE-9", env=env)
     assert typo.returncode == 1 and "invoice NOPE-9: the contact log has no job for this invoice" in typo.stderr

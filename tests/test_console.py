@@ -16,8 +16,9 @@ import requests
 from harness import serving
 from test_pipeline import world  # noqa: F401 (the pipeline in process, for a message really sent)
 
-from worker.contact_log import Claim, ContactLog, JobRow
+from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind
+from worker.jobs.book import JobBook, JobRow
 from worker.users.keys import Keys
 from worker.users.people import People
 
@@ -178,7 +179,7 @@ def test_search_finds_what_the_jobs_name_and_opt_outs_not_only_who_was_contacted
     job = job_data(job_id="INV-5/due_day", invoice__id="INV-5", debtor__account_id="ACME-5",
                    debtor__name="Li Na", debtor__company="Ｎorth Wind Trading", debtor__email="Li.Na@Example.com",
                    debtor__phone="+8613900139000")
-    taken, _ = log.take_jobs([JobRow("INV-5/due_day", "INV-5", "ACME-5", json.dumps(job))], NOW)
+    taken, _ = JobBook(log).take_jobs([JobRow("INV-5/due_day", "INV-5", "ACME-5", json.dumps(job))], NOW)
     assert taken == ["INV-5/due_day"]
     Events(log, None).optout("+14155550188", NOW, by="api:erp")  # a number no job names
     reader = Browser(console)
@@ -241,7 +242,7 @@ def cells(html: str) -> list[list[str]]:
 
 def test_the_timeline_shows_sends_and_what_was_not_sent_with_the_reasons(console: str, log: ContactLog) -> None:
     record_an_invoice(log)
-    log.accept_job("INV-8/due_day", "INV-8", "ACME-8", "{}", NOW - timedelta(hours=2))
+    JobBook(log).accept_job("INV-8/due_day", "INV-8", "ACME-8", "{}", NOW - timedelta(hours=2))
     reader = Browser(console)
     reader.sign_in("li.na")
     found = reader.get("/console/search", params={"q": "INV-8"})
@@ -302,7 +303,7 @@ def test_a_message_is_shown_as_sent_reproduced_and_proven_identical(world: Any) 
     data = email_job()
     job = parse_job(data, profiles()).job
     assert job is not None
-    world.log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
+    JobBook(world.log).accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
     assert world.handle(dict(envelope_for(job))) == "sent"
     [sent_mail] = world.mail.messages()
     People(world.log).add_user("li.na", "compliance", PASSWORD, NOW, by="test")
@@ -414,7 +415,7 @@ def test_a_text_message_shows_its_encoding_and_segments(console: str, log: Conta
     assert job is not None
     today = NOW.date()
     rendered = compose(Renderer(), job, "due_day", "sms", today, Settings.from_env(ENV).sender, None)
-    log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
+    JobBook(log).accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
     message = {"sha256": rendered.digest, "locale": rendered.locale, "today": today.isoformat(), "balance": None,
                "templates": [t.version for t in rendered.templates]}
     delivery = log.claim(Claim(f"{job.job_id}#sms", job.job_id, job.invoice.id, job.debtor.account_id, "sms",
@@ -492,7 +493,7 @@ def test_an_unexpected_error_is_a_page_without_internals_and_the_server_keeps_se
 
 def test_the_records_page_is_compliances_behind_csrf_and_refuses_what_is_within_retention(
         console: str, log: ContactLog) -> None:
-    log.take_jobs([JobRow("INV-7/due_day", "INV-7", "ACME-007", '{"debtor": {"email": "x@example.com"}, '
+    JobBook(log).take_jobs([JobRow("INV-7/due_day", "INV-7", "ACME-007", '{"debtor": {"email": "x@example.com"}, '
                                                                   '"profile": "cn-fi-consumer"}')], NOW)
     operator = Browser(console)
     operator.sign_in("wang.fang")

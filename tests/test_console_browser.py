@@ -19,8 +19,8 @@ import pytest
 from harness import WEDNESDAY_10, Harness, serving
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from worker.contact_log import JobRow
 from worker.events import Events
+from worker.jobs.book import JobBook, JobRow
 from worker.messages.library import Library
 from worker.users.keys import Keys
 from worker.users.people import People
@@ -63,7 +63,7 @@ def test_compliance_reads_a_debtors_record_in_the_browser(harness: Harness, chro
     paid = harness.job("2026-12-08")
     harness.stack.set_clock(WEDNESDAY_10)
     # Billing sent the invoice's job (recorded, not yet queued), then its payment came in.
-    harness.log.take_jobs([JobRow(paid["job_id"], paid["invoice"]["id"], paid["debtor"]["account_id"],
+    JobBook(harness.log).take_jobs([JobRow(paid["job_id"], paid["invoice"]["id"], paid["debtor"]["account_id"],
                                   json.dumps(paid))], WEDNESDAY_10 - timedelta(hours=2))
     Events(harness.log, harness.stack.agenda).paid(paid["invoice"]["id"], WEDNESDAY_10 - timedelta(hours=1),
                                                    by="billing:<b>erp</b>")

@@ -14,6 +14,7 @@ from sqlalchemy import inspect, text
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
 from worker.db import migrations
+from worker.jobs.book import JobBook
 from worker.messages.sources import TemplateSource
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -172,8 +173,8 @@ def test_facts_come_from_the_log_for_the_whole_debtor(log: ContactLog) -> None:
 
 
 def test_a_job_id_is_accepted_once(log: ContactLog) -> None:
-    assert log.accept_job("J-1", "INV-1", "A", "{}", NOW)
-    assert not log.accept_job("J-1", "INV-1", "A", "{}", NOW + timedelta(seconds=1))
+    assert JobBook(log).accept_job("J-1", "INV-1", "A", "{}", NOW)
+    assert not JobBook(log).accept_job("J-1", "INV-1", "A", "{}", NOW + timedelta(seconds=1))
 
 
 def test_log_show_in_an_80_column_terminal_keeps_every_id_whole(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from sealed import MASTER_KEY
 
 from worker.contact_log import Claim, ContactLog
 from worker.events import EventError, Events
+from worker.jobs.book import JobBook
 from worker.queue.agenda import Agenda
 
 NOW = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
@@ -36,7 +37,7 @@ def schedule(agenda: Agenda, invoice: str, *steps: str, at: datetime = LATER) ->
 def test_paid_cancels_the_invoices_pending_reminders_and_only_those(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "pre_due_3", "due_day")
     schedule(agenda, "INV-2", "due_day")
-    log.accept_job("INV-1/pre_due_3", "INV-1", "ACME", "{}", NOW)
+    JobBook(log).accept_job("INV-1/pre_due_3", "INV-1", "ACME", "{}", NOW)
     applied = Events(log, agenda).paid("INV-1", NOW, by="cli:alice")
     assert applied.agenda == "2 pending reminder(s) cancelled"
     assert agenda.due_at("INV-1/due_day") is None and agenda.due_at("INV-2/due_day") == LATER
@@ -48,7 +49,7 @@ def test_paid_cancels_the_invoices_pending_reminders_and_only_those(log: Contact
 
 def test_writing_off_ends_the_cadence_and_closes_the_escalation(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "overdue_late/2", "overdue_late/3")
-    log.accept_job("INV-1/overdue_late/1", "INV-1", "ACME", "{}", NOW)
+    JobBook(log).accept_job("INV-1/overdue_late/1", "INV-1", "ACME", "{}", NOW)
     assert log.escalate("INV-1/overdue_late/1", "INV-1", "ACME", ["3 unanswered calls"], NOW)
     assert [row["invoice_id"] for row in log.escalations()] == ["INV-1"]
     applied = Events(log, agenda).write_off("INV-1", LATER, by="cli:carol", note="debtor insolvent")
@@ -62,7 +63,7 @@ def test_writing_off_ends_the_cadence_and_closes_the_escalation(log: ContactLog,
 
 def test_a_partial_payment_is_a_payment_not_paid(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day")
-    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
+    JobBook(log).accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     Events(log, agenda).paid("INV-1", NOW, by="api", amount="1200.50")
     facts = log.facts_for("ACME", "INV-1", "INV-1/due_day", NOW)
     assert not facts.paid and facts.paid_since(NOW - timedelta(days=1)) == Decimal("1200.50")
@@ -85,7 +86,7 @@ def test_an_event_for_an_invoice_the_log_has_never_seen_is_refused(log: ContactL
 
 def test_a_dispute_pauses_reminders_and_resolving_it_resumes_them(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day", "overdue_early")
-    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
+    JobBook(log).accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     events = Events(log, agenda)
     assert events.dispute("INV-1", NOW, by="api", note="wrong quantity").agenda == "2 pending reminder(s) paused"
     assert agenda.due_at("INV-1/due_day") is None and agenda.parked("INV-1") == 2
@@ -99,7 +100,7 @@ def test_a_dispute_pauses_reminders_and_resolving_it_resumes_them(log: ContactLo
 def test_a_promise_holds_reminders_until_the_day_after_it(log: ContactLog, agenda: Agenda) -> None:
     schedule(agenda, "INV-1", "due_day", at=NOW + timedelta(hours=1))
     schedule(agenda, "INV-1", "overdue_late", at=datetime(2026, 12, 20, 1, 0, tzinfo=UTC))
-    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
+    JobBook(log).accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     Events(log, agenda).promise("INV-1", date(2026, 12, 10), NOW, by="api")
     # the day after the promise begins first at UTC+14: 2026-12-11 00:00+14:00
     assert agenda.due_at("INV-1/due_day") == datetime(2026, 12, 10, 10, 0, tzinfo=UTC)
@@ -169,7 +170,7 @@ def test_bad_events_are_refused_with_the_field_and_nothing_is_recorded(
 def test_a_claim_made_on_facts_older_than_a_payment_is_refused(log: ContactLog, agenda: Agenda) -> None:
     known = log.known("ACME", "INV-1", "INV-1/due_day", NOW, ("d@example.com",))
     fresh = log.known("OTHER", "INV-2", "INV-2/due_day", NOW, ("e@example.com",))
-    log.accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
+    JobBook(log).accept_job("INV-1/due_day", "INV-1", "ACME", "{}", NOW)
     Events(log, agenda).paid("INV-1", NOW, by="billing")  # arrives while the reminder is being rendered
     claim = Claim("INV-1/due_day#email", "INV-1/due_day", "INV-1", "ACME", "email", "d@example.com", "due_day",
                   "t", "v", ("r",), ("W",), ("UTC",))

@@ -19,7 +19,9 @@ from sealed import MASTER_KEY, MASTER_KEY_TEXT
 from test_cli import dunning
 
 import worker
-from worker.contact_log import ContactLog, JobRow, jobs
+from worker.contact_log import ContactLog
+from worker.db.schema import jobs
+from worker.jobs.book import JobBook, JobRow
 from worker.jobs.intake import Unavailable, reconcile, submit
 from worker.jobs.parse import parse_job, read_jobs
 from worker.local.redis_server import RedisServer
@@ -58,16 +60,16 @@ def test_redis_away_nothing_is_accepted_and_the_retry_queues_everything(log: Con
                                                                        redis_down: RedisServer) -> None:
     jobs_ = batch(30)
     broker = make_broker(redis_down.url)
-    first = submit(parsed(jobs_), log, broker, NOW)
+    first = submit(parsed(jobs_), JobBook(log), broker, NOW)
     assert first.accepted == 0 and len(first.unavailable) == 30 and not first.duplicates
     assert first.reason and first.reason.startswith("the queue (Redis) is unavailable")
     assert job_rows(log) == {}, "nothing recorded as accepted"
     redis_down.start()
-    again = submit(parsed(jobs_), log, broker, NOW)
+    again = submit(parsed(jobs_), JobBook(log), broker, NOW)
     assert (again.accepted, again.duplicates, again.unavailable) == (30, [], [])
     assert backlog(broker) == 30
     assert all(queued is not None for queued in job_rows(log).values())
-    third = submit(parsed(jobs_), log, broker, NOW)
+    third = submit(parsed(jobs_), JobBook(log), broker, NOW)
     assert third.accepted == 0 and len(third.duplicates) == 30, "once queued, a job is a duplicate"
     broker.close()
 
@@ -111,7 +113,7 @@ def test_one_unstorable_record_is_rejected_alone(log: ContactLog, redis_client: 
     results = list(read_jobs(text, profiles()))
     assert [r.where for r in results if not r.ok] == ["line 201", "line 301"], "validate says so"
     broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
-    result = submit(results, log, broker, NOW)
+    result = submit(results, JobBook(log), broker, NOW)
     assert result.accepted == 398 and len(result.rejected) == 2 and not result.unavailable
     assert backlog(broker) == 398
     kept = log.dead_letters()
@@ -132,7 +134,7 @@ def test_the_log_refusing_one_row_rejects_that_row_alone(log: ContactLog, redis_
     jobs_[2].job = jobs_[2].job.model_copy(update={"invoice": jobs_[2].job.invoice.model_copy(  # type: ignore
         update={"id": long_invoice})})
     broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
-    result = intake.submit(jobs_, log, broker, NOW)
+    result = intake.submit(jobs_, JobBook(log), broker, NOW)
     assert result.accepted == 4 and len(result.rejected) == 1
     assert "cannot store this job" in log.dead_letters()[0]["reason"]
     broker.close()
@@ -144,16 +146,17 @@ def test_a_job_recorded_but_never_queued_is_queued_by_the_reconciler(log: Contac
     takes it, or the worker's reconciler queues it once it is old enough."""
     jobs_ = [job for job in (p.job for p in parsed(batch(3))) if job is not None]  # type: ignore[attr-defined]
     rows = [JobRow(j.job_id, j.invoice.id, j.debtor.account_id, json.dumps(j.to_json())) for j in jobs_]
-    assert log.take_jobs(rows, NOW)[0] == [j.job_id for j in jobs_]
+    assert JobBook(log).take_jobs(rows, NOW)[0] == [j.job_id for j in jobs_]
     broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
     agenda = Agenda(redis_client)  # type: ignore[arg-type]
-    assert reconcile(log, broker, agenda, NOW + timedelta(seconds=30)) == 0, "an intake in progress is left alone"
-    retried = submit(parsed([jobs_[0].to_json()]), log, broker, NOW)
+    book = JobBook(log)
+    assert reconcile(book, broker, agenda, NOW + timedelta(seconds=30)) == 0, "an intake in progress is left alone"
+    retried = submit(parsed([jobs_[0].to_json()]), JobBook(log), broker, NOW)
     assert retried.accepted == 1 and not retried.duplicates, "the caller's retry takes it"
-    assert reconcile(log, broker, agenda, NOW + timedelta(minutes=5)) == 2
+    assert reconcile(JobBook(log), broker, agenda, NOW + timedelta(minutes=5)) == 2
     assert backlog(broker) == 3
     assert all(queued is not None for queued in job_rows(log).values())
-    assert reconcile(log, broker, agenda, NOW + timedelta(minutes=10)) == 0
+    assert reconcile(JobBook(log), broker, agenda, NOW + timedelta(minutes=10)) == 0
     broker.close()
 
 
@@ -161,11 +164,11 @@ def test_a_registration_the_agenda_refused_is_taken_back(log: ContactLog, redis_
     job = job_data(job_id="REG-1", invoice__id="INV-REG-1", cadence="default", stage=None)
     job.pop("stage", None)
     broker = make_broker(redis_down.url)
-    result = submit(parsed([job]), log, broker, NOW)
+    result = submit(parsed([job]), JobBook(log), broker, NOW)
     assert result.unavailable == ["REG-1"] and result.registered == 0
     assert job_rows(log) == {}
     redis_down.start()
-    again = submit(parsed([job]), log, broker, NOW)
+    again = submit(parsed([job]), JobBook(log), broker, NOW)
     assert again.registered > 0 and not again.unavailable
     assert Agenda(broker.client).pending() == again.registered
     broker.close()

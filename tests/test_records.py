@@ -19,11 +19,12 @@ from sqlalchemy import insert, text
 from test_cli import dunning
 from test_pipeline import world  # noqa: F401 (the pipeline in process: messages really sent)
 
-from worker.contact_log import Claim, ContactLog, JobRow
+from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
 from worker.db.schema import idempotency
 from worker.db.vault import ERASED
 from worker.events import Events
+from worker.jobs.book import JobBook, JobRow
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import make_broker
@@ -60,9 +61,9 @@ def fill(log: ContactLog, redis_client: Any, profile: str = "us-consumer-3p", at
     dead letter, a remembered API answer, a dramatiq dead message — and Li Na's."""
     mine = job("ACME-001", "INV-1", NAME, EMAIL, PHONE, profile)
     theirs = job("OTHER-9", "INV-9", OTHER_NAME, OTHER_EMAIL, None, profile)
-    log.take_jobs([JobRow(mine["job_id"], "INV-1", "ACME-001", json.dumps(mine, ensure_ascii=False)),
+    JobBook(log).take_jobs([JobRow(mine["job_id"], "INV-1", "ACME-001", json.dumps(mine, ensure_ascii=False)),
                    JobRow(theirs["job_id"], "INV-9", "OTHER-9", json.dumps(theirs))], at)
-    log.mark_queued([mine["job_id"], theirs["job_id"]], at)
+    JobBook(log).mark_queued([mine["job_id"], theirs["job_id"]], at)
     log.claim(claim("ACME-001", "INV-1", EMAIL, "email"), at)
     sms = log.claim(claim("ACME-001", "INV-1", PHONE, "sms"), at)
     assert sms is not None
@@ -128,8 +129,8 @@ def test_the_retention_clock_restarts_with_new_activity_and_business_debts_keep_
     standing = records.standing("ACME-001", just_after_three_years)
     assert standing.kept.until is not None and standing.kept.until.date().isoformat() == "2031-12-01"
     business = Records(log, None, None, profiles(), 6)
-    log.take_jobs([JobRow("B-1/due_day", "B-1", "BIZ-1", json.dumps(job("BIZ-1", "B-1", "Acme Ltd", "ap@acme.example",
-                                                                        None, "us-b2b")))], NOW)
+    payload = json.dumps(job("BIZ-1", "B-1", "Acme Ltd", "ap@acme.example", None, "us-b2b"))
+    JobBook(log).take_jobs([JobRow("B-1/due_day", "B-1", "BIZ-1", payload)], NOW)
     kept = business.standing("BIZ-1", NOW).kept
     assert (kept.rule, kept.until.date().isoformat() if kept.until else None) == ("R-HOUSE", "2032-12-01")
     assert Records(log, None, None, profiles(), 10).standing("BIZ-1", NOW).kept.years == 10  # DUNNING_RETENTION_YEARS
@@ -152,7 +153,7 @@ def test_after_erasure_nothing_of_the_person_is_readable_anywhere_and_the_chain_
     assert (mine[-1]["kind"], mine[-1]["status"], mine[-1]["detail"]["reason"]) == ("erasure", "erased",
                                                                                      "GDPR request #79")
     theirs = [r["recipient"] for r in log.history(account="OTHER-9") if r["kind"] == "delivery"]
-    assert theirs == [OTHER_EMAIL] and log.job_row("INV-9/due_day")["payload"].count(OTHER_NAME) == 1
+    assert theirs == [OTHER_EMAIL] and JobBook(log).job_row("INV-9/due_day")["payload"].count(OTHER_NAME) == 1
     assert redis_client.hexists("dunning:agenda:payload", "INV-9/later")
     assert log.search(OTHER_EMAIL, later.date()) and not log.search(EMAIL, later.date())
     assert not log.search(NAME, later.date()) and log.search(OTHER_NAME, later.date()), "its marks went with it"
@@ -190,12 +191,13 @@ def test_a_replayed_job_of_an_erased_account_is_refused_and_a_new_one_starts_a_n
     broker = make_broker(redis_server.url)
     replay = {**SAMPLE, "job_id": "INV-1/due_day", "debtor": {**SAMPLE["debtor"], "account_id": "ACME-001"}}
     fresh = {**replay, "job_id": "INV-2026-7/due_day", "invoice": {**SAMPLE["invoice"], "id": "INV-2026-7"}}
-    result = submit([parse_job(replay, profiles()), parse_job(fresh, profiles())], log, broker, later)
+    result = submit([parse_job(replay, profiles()), parse_job(fresh, profiles())], JobBook(log), broker, later)
     broker.close()
     assert [r.job_id for r in result.rejected] == ["INV-1/due_day"]
     assert "was accepted before account ACME-001 was erased" in result.rejected[0].errors[0]
     assert result.accepted_ids == ["INV-2026-7/due_day"]
-    assert json.loads(log.job_row("INV-2026-7/due_day")["payload"])["debtor"]["email"] == SAMPLE["debtor"]["email"]
+    kept = JobBook(log).job_row("INV-2026-7/due_day")
+    assert json.loads(kept["payload"])["debtor"]["email"] == SAMPLE["debtor"]["email"]  # type: ignore[index]
     [letter] = [d for d in log.dead_letters() if d["job_id"] == "INV-1/due_day"]
     assert SAMPLE["debtor"]["email"] not in letter["payload"]
 
@@ -209,7 +211,7 @@ def test_the_cli_says_why_an_erasure_is_refused_and_rotates_the_master_key(tmp_p
     assert dunning("migrate", env=env).returncode == 0
     payload = json.dumps(job("ACME-001", "INV-1", NAME, EMAIL, PHONE, "cn-fi-consumer"), ensure_ascii=False)
     log = ContactLog.open(url, base64.b64decode(MASTER_KEY_TEXT))
-    log.take_jobs([JobRow("INV-1/due_day", "INV-1", "ACME-001", payload)], datetime.now(UTC))
+    JobBook(log).take_jobs([JobRow("INV-1/due_day", "INV-1", "ACME-001", payload)], datetime.now(UTC))
     refused = dunning("records", "erase", "ACME-001", "--reason", "ticket 9", env=env)
     assert refused.returncode == 1 and "by rule R-NIFA-5Y" in refused.stderr, refused.stderr
     shown = dunning("records", "show", "ACME-001", env=env)
@@ -222,7 +224,7 @@ def test_the_cli_says_why_an_erasure_is_refused_and_rotates_the_master_key(tmp_p
     assert rotated.returncode == 0 and "2 key(s) re-wrapped" in rotated.stdout, rotated.stderr
     assert new not in rotated.stdout + rotated.stderr
     after = ContactLog.open(url, base64.b64decode(new))
-    assert json.loads(after.job_row("INV-1/due_day")["payload"])["debtor"]["name"] == NAME
+    assert json.loads(JobBook(after).job_row("INV-1/due_day")["payload"])["debtor"]["name"] == NAME
     stale = dunning("records", "show", "ACME-001", env=env)  # a process still on the old key
     assert stale.returncode == 2 and "DUNNING_MASTER_KEY does not open this log's keys" in stale.stderr, stale.stderr
     assert "Traceback" not in stale.stderr
@@ -248,7 +250,7 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
                            debtor__email=OTHER_EMAIL, debtor__name=OTHER_NAME)):
         parsed = parse_job(data, profiles()).job
         assert parsed is not None
-        log.accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
+        JobBook(log).accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
                        json.dumps(data, ensure_ascii=False), NOW)
         sent.append(parsed)
 
@@ -285,7 +287,7 @@ def test_an_address_or_number_only_a_job_names_is_held_and_exported(log: Contact
     from worker.settings import Settings
 
     mine = job("ACME-002", "INV-2", "Li Na", "li.na@example.com", "+8613900139000", "default")
-    log.take_jobs([JobRow(mine["job_id"], "INV-2", "ACME-002", json.dumps(mine))], NOW)
+    JobBook(log).take_jobs([JobRow(mine["job_id"], "INV-2", "ACME-002", json.dumps(mine))], NOW)
     Events(log, None).optout("+14155550188", NOW, by="api:erp")
     settings = Settings.from_env({"DUNNING_SECRET_KEY": "k" * 32})
     for subject in ("Li.Na@Example.com", "+86 139 0013 9000", "0086 13900139000"):
@@ -306,7 +308,7 @@ def test_jobs_taken_before_marks_were_kept_are_marked_when_the_worker_starts(log
     from worker.contact_log import parties
     from worker.db.schema import party_marks
     mine = job("ACME-003", "INV-3", "Wang Fang", "wang.fang@example.com", "+8613700137000", "default")
-    log.take_jobs([JobRow(mine["job_id"], "INV-3", "ACME-003", json.dumps(mine))], NOW)
+    JobBook(log).take_jobs([JobRow(mine["job_id"], "INV-3", "ACME-003", json.dumps(mine))], NOW)
     with log.engine.begin() as conn:  # as the log was before 0012, and as the migration leaves it
         conn.execute(delete(party_marks))
         conn.execute(insert(party_marks).values(mark="", kind="pending", account_id="ACME-003"))
@@ -325,7 +327,7 @@ def test_a_queued_job_whose_account_was_erased_meanwhile_is_dropped_unsent(world
     data = email_job()
     parsed = parse_job(data, profiles()).job
     assert parsed is not None
-    world.log.accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
+    JobBook(world.log).accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
                          json.dumps(data, ensure_ascii=False), NOW)  # accepted and queued...
     later = NOW + timedelta(days=7 * 365)
     erased = Records(world.log, None, None, profiles(), 6).erase(parsed.debtor.account_id, "request 81", later,

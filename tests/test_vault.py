@@ -15,12 +15,13 @@ from sealed import MASTER_KEY
 from sqlalchemy import MetaData, select, text, update
 from test_cli import dunning
 
-from worker.contact_log import Claim, ContactLog, JobRow
+from worker.contact_log import Claim, ContactLog
 from worker.contact_log.kinds import Event, Kind
 from worker.db.schema import deliveries, events
 from worker.db.vault import ERASED, SEALED
 from worker.errors import VaultLocked, WrongMasterKey
 from worker.events import Events
+from worker.jobs.book import JobBook, JobRow
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 EMAIL, PHONE, NAME, NOTE = "Zhang.Wei@Example.com", "+8613800138000", "张伟", "called his lawyer Li Na"
@@ -37,7 +38,7 @@ def fill(log: ContactLog) -> None:
     """One person's record with every kind of personal value, and another account's."""
     payload = json.dumps({"job_id": "INV-1/due_day", "debtor": {"account_id": "ACME-001", "name": NAME,
                                                                  "email": EMAIL, "phone": PHONE}}, ensure_ascii=False)
-    taken, _ = log.take_jobs([JobRow("INV-1/due_day", "INV-1", "ACME-001", payload),
+    taken, _ = JobBook(log).take_jobs([JobRow("INV-1/due_day", "INV-1", "ACME-001", payload),
                               JobRow("INV-9/due_day", "INV-9", "OTHER-9", json.dumps({"email": OTHER_EMAIL}))], NOW)
     assert len(taken) == 2
     delivery = log.claim(claim("ACME-001", "INV-1", EMAIL), NOW)
@@ -72,7 +73,7 @@ def test_personal_values_are_stored_sealed_and_read_back_plain(log: ContactLog) 
     assert [r["recipient"] for r in history if r["kind"] == "delivery"] == [EMAIL, EMAIL]
     assert history[1]["error_text"].startswith(f"The 'To' number {PHONE}")
     assert next(r for r in history if r["kind"] == "account")["detail"]["note"] == NOTE
-    assert json.loads(log.job_row("INV-1/due_day")["payload"])["debtor"]["name"] == NAME
+    assert json.loads(JobBook(log).job_row("INV-1/due_day")["payload"])["debtor"]["name"] == NAME
     inbound = next(r for r in log.history() if r["kind"] == "inbound")
     assert inbound["address"] == PHONE and inbound["detail"]["body"] == f"this is {NAME}, stop it"
     assert log.verify().intact
@@ -123,7 +124,7 @@ def test_destroying_an_accounts_keys_erases_its_personal_data_and_the_chain_stil
     assert next(r for r in history if r["kind"] == "account")["detail"]["note"] == ERASED
     inbound = next(r for r in log.history() if r["kind"] == "inbound")
     assert inbound["address"] == ERASED and inbound["detail"]["body"] == ERASED
-    assert log.job_row("INV-1/due_day")["payload"] == ERASED
+    assert JobBook(log).job_row("INV-1/due_day")["payload"] == ERASED
     assert log.search(EMAIL, NOW.date()) == [] and log.search(PHONE, NOW.date()) == []
     with log.engine.connect() as conn:
         assert conn.execute(select(events.c.id).where(events.c.address_index.is_not(None),
@@ -132,8 +133,9 @@ def test_destroying_an_accounts_keys_erases_its_personal_data_and_the_chain_stil
     assert other == [OTHER_EMAIL]  # nobody else's record changes
     assert log.verify().intact
     # New data for the account starts a new key, which opens what it seals.
-    log.take_jobs([JobRow("INV-1/again", "INV-1", "ACME-001", '{"email": "new@example.com"}')], NOW + timedelta(days=1))
-    assert log.job_row("INV-1/again")["payload"] == '{"email": "new@example.com"}'
+    again = JobRow("INV-1/again", "INV-1", "ACME-001", '{"email": "new@example.com"}')
+    JobBook(log).take_jobs([again], NOW + timedelta(days=1))
+    assert JobBook(log).job_row("INV-1/again")["payload"] == '{"email": "new@example.com"}'
 
 
 def test_rows_written_before_sealing_are_read_as_they_are_and_indexed_for_matching(log: ContactLog) -> None:
@@ -170,4 +172,4 @@ def test_enqueueing_without_the_master_key_says_what_to_set_and_records_nothing(
                                                    "DUNNING_REDIS_URL": redis_server.url})  # type: ignore[attr-defined]
     assert result.returncode == 2 and "DUNNING_MASTER_KEY is not set" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert ContactLog.open(url, MASTER_KEY).job_row(SAMPLE["job_id"]) is None
+    assert JobBook(ContactLog.open(url, MASTER_KEY)).job_row(SAMPLE["job_id"]) is None

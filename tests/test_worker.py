@@ -13,6 +13,7 @@ from harness import WEDNESDAY_10, Harness
 from test_cli import dunning
 
 from worker.contact_log.kinds import Event, Kind
+from worker.jobs.book import JobBook
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
 from worker.messages.library import Library
@@ -141,7 +142,7 @@ def test_invalid_jobs_are_dead_lettered_with_their_reasons(harness: Harness) -> 
     from worker.jobs.parse import read_jobs
 
     bad = harness.job(debtor__phone="+86 138")
-    result = submit(read_jobs(json.dumps(bad).encode() + b"\n{oops\n", profiles()), harness.log,
+    result = submit(read_jobs(json.dumps(bad).encode() + b"\n{oops\n", profiles()), JobBook(harness.log),
                     harness.stack.broker, WEDNESDAY_10)
     assert result.accepted == 0 and len(result.rejected) == 2
     letters = {d["origin"]: d for d in harness.log.dead_letters() if d["origin"].startswith("intake line")}
@@ -153,7 +154,8 @@ def test_a_worker_killed_mid_batch_delivers_every_job_exactly_once(harness: Harn
     jobs = [harness.job("2026-12-08") for _ in range(24)]
     harness.stack.set_clock(WEDNESDAY_10)
     harness.mail.gate.clear()  # every SMTP transaction now waits at RCPT: the worker is mid-send
-    submit([parse_job(job, profiles(), "test") for job in jobs], harness.log, harness.stack.broker, WEDNESDAY_10)
+    submit([parse_job(job, profiles(), "test") for job in jobs], JobBook(harness.log), harness.stack.broker,
+           WEDNESDAY_10)
     deadline = time.monotonic() + 30
     while harness.mail.waiting < 4 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -28,6 +28,7 @@ from test_cli import dunning
 from worker.actors import DeadLetters, DurableRetries
 from worker.backoff import Backoff
 from worker.contact_log import ContactLog
+from worker.jobs.book import JobBook
 from worker.jobs.intake import submit
 from worker.jobs.parse import parse_job
 from worker.local.redis_server import RedisServer
@@ -98,7 +99,7 @@ def test_redis_restarts_lose_nothing_and_send_nothing_twice(stack: tuple[Stack, 
     the_stack.start_worker(processes=1, threads=4, extra_env={
         "DUNNING_EMAIL_PER_SECOND": "20", "DUNNING_HEALTH_FILE": str(health)})
     batch = jobs(60, "r")
-    submit([parse_job(job, profiles(), "test") for job in batch], log, the_stack.broker, WEDNESDAY_10)
+    submit([parse_job(job, profiles(), "test") for job in batch], JobBook(log), the_stack.broker, WEDNESDAY_10)
     time.sleep(1.0)
     restart_redis(the_stack, 2.0)
     time.sleep(1.0)
@@ -270,7 +271,7 @@ def test_a_frozen_redis_strands_no_message_for_long(stack: tuple[Stack, ContactL
     the_stack, log, mail = stack
     the_stack.start_worker(processes=2, threads=8, extra_env={"DUNNING_EMAIL_PER_SECOND": "10"})
     batch = jobs(100, "z")
-    submit([parse_job(job, profiles(), "test") for job in batch], log, the_stack.broker, WEDNESDAY_10)
+    submit([parse_job(job, profiles(), "test") for job in batch], JobBook(log), the_stack.broker, WEDNESDAY_10)
     time.sleep(2.0)
     assert the_stack.redis.process is not None
     os.kill(the_stack.redis.process.pid, signal.SIGSTOP)
@@ -299,7 +300,7 @@ def test_a_fetch_whose_reply_is_lost_in_a_hang_strands_nothing_for_long(
         worker = the_stack.start_worker(processes=2, threads=8,
                                         extra_env={"DUNNING_REDIS_URL": f"redis://127.0.0.1:{relay.port}/0"})
         batch = jobs(400, "h")
-        submit([parse_job(job, profiles(), "test") for job in batch], log, the_stack.broker, WEDNESDAY_10)
+        submit([parse_job(job, profiles(), "test") for job in batch], JobBook(log), the_stack.broker, WEDNESDAY_10)
         deadline = time.monotonic() + 60
         while len(mail.messages()) < 30 and time.monotonic() < deadline:
             time.sleep(0.01)

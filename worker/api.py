@@ -37,7 +37,7 @@ def enqueue(jobs: Iterable[Job | dict[str, Any]], settings: Settings | None = No
         raise Unavailable(Intake(unavailable=[p.job_id or p.where for p in parsed],
                                  reason=f"the contact log is unavailable ({type(error).__name__})")) from None
     try:
-        result = submit(parsed, log, broker, datetime.now(UTC))
+        result = submit(parsed, wiring.books(log).jobs, broker, datetime.now(UTC))
     finally:
         broker.close()
         log.engine.dispose()

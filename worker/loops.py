@@ -20,6 +20,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from worker.clock import Clock
 from worker.contact_log import ContactLog
+from worker.jobs.book import JobBook
 from worker.jobs.intake import reconcile
 from worker.queue.agenda import Agenda
 from worker.queue.broker import BATCH, enqueue_many
@@ -53,10 +54,10 @@ def dispatcher(agenda: Agenda, broker: dramatiq.Broker, clock: Clock) -> Callabl
     return step
 
 
-def reconciler(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, clock: Clock) -> Callable[[], float]:
+def reconciler(jobs: JobBook, broker: dramatiq.Broker, agenda: Agenda, clock: Clock) -> Callable[[], float]:
     """Jobs intake recorded and never queued (`worker.jobs.intake.reconcile`)."""
     def step() -> float:
-        while reconcile(log, broker, agenda, clock.now()) > 0:
+        while reconcile(jobs, broker, agenda, clock.now()) > 0:
             pass
         return RECONCILE_EVERY
     return step
@@ -73,11 +74,11 @@ def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
     return step
 
 
-def parent_loops(log: ContactLog, broker: RedisBroker, agenda: Agenda, clock: Clock, stranded_after: timedelta,
-                 webhooks: Dispatcher | None) -> list[Loop]:
+def parent_loops(log: ContactLog, jobs: JobBook, broker: RedisBroker, agenda: Agenda, clock: Clock,
+                 stranded_after: timedelta, webhooks: Dispatcher | None) -> list[Loop]:
     """Every duty of the worker's parent, named for its health file and its log lines."""
     loops = [Loop("dispatcher", dispatcher(agenda, broker, clock)),
-             Loop("reconciler", reconciler(log, broker, agenda, clock)),
+             Loop("reconciler", reconciler(jobs, broker, agenda, clock)),
              Loop("stranded", stranded(broker, stranded_after))]
     if webhooks is not None:
         loops.append(Loop("webhooks", webhooks.step))

@@ -25,6 +25,7 @@ from channels.voice import VoiceChannel
 from worker.clock import Clock, RedisClock, SystemClock
 from worker.contact_log import ContactLog
 from worker.db.writer import LogWriter
+from worker.jobs.book import JobBook
 from worker.messages.library import Library
 from worker.messages.render import Renderer
 from worker.pipeline.services import Services
@@ -50,10 +51,11 @@ class Books:
     outbox: Outbox
     library: Library
     records: RecordBook
+    jobs: JobBook
 
 
 def books(log: ContactLog) -> Books:
-    return Books(People(log), Keys(log), Outbox(log), Library(log), RecordBook(log))
+    return Books(People(log), Keys(log), Outbox(log), Library(log), RecordBook(log), JobBook(log))
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:
@@ -115,7 +117,7 @@ def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis
     at = at if at is not None else clock(settings, client)
     library = Library(contact_log)
     library.import_folder(settings.template_dir, at.now())
-    return Services(log=contact_log, write=LogWriter(contact_log.engine),
+    return Services(log=contact_log, jobs=JobBook(contact_log), write=LogWriter(contact_log.engine),
                     renderer=Renderer(library.published(), settings.default_locale),
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),

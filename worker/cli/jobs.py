@@ -92,7 +92,7 @@ def _submit(source: str, register: bool) -> None:
         parsed = [as_registration(item, known) for item in parsed]
     broker = wiring.broker(settings)
     try:
-        result = submit(parsed, wiring.log(settings), broker, datetime.now(UTC))
+        result = submit(parsed, wiring.books(wiring.log(settings)).jobs, broker, datetime.now(UTC))
     except OUTAGES as error:  # the log could not even be opened
         result = Intake(unavailable=[p.job_id or p.where for p in parsed],
                         reason=f"the contact log is unavailable ({type(error).__name__})")

@@ -33,7 +33,7 @@ from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
 from worker.db import migrations
-from worker.db.schema import dead_letters, deliveries, events, jobs, open_engine, template_versions
+from worker.db.schema import dead_letters, deliveries, events, open_engine, template_versions
 from worker.db.vault import Vault
 from worker.errors import SchemaError
 
@@ -82,7 +82,7 @@ class Claim:
 
 
 
-def _insert_or_nothing(dialect: str, table: Any, key: str) -> Any:
+def insert_or_nothing(dialect: str, table: Any, key: str) -> Any:
     """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key: never raises, so it can share
     a transaction with other writes (an error would abort a PostgreSQL transaction)."""
     module = postgresql if dialect == "postgresql" else sqlite
@@ -107,8 +107,7 @@ class Store:
     def __init__(self, engine: Engine, master_key: bytes | None = None) -> None:
         self.engine = engine
         self.vault = Vault(engine, master_key)  # personal values sealed as written, opened as read
-        self._claim = _insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
-        self._take = _insert_or_nothing(engine.dialect.name, jobs, "job_id")
+        self._claim = insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
         self._kept: set[str] = set()  # template versions known to be stored already
 
     @classmethod

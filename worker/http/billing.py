@@ -21,6 +21,7 @@ from worker.http.auth import requirer
 from worker.http.idempotency import Answers, once
 from worker.http.openapi import JOBS_BODY, body, model_ref, problems
 from worker.http.problems import Problem, split_error
+from worker.jobs.book import JobBook
 from worker.jobs.intake import as_registration, submit
 from worker.jobs.parse import Parsed, loads, parse_job
 from worker.policy import profiles
@@ -78,7 +79,7 @@ def _is_batch(data: Any) -> bool:
     return isinstance(data, dict) and set(data) == {"jobs"}
 
 
-def router(log: ContactLog, keys: Keys, answers: Answers, broker: Callable[[], RedisBroker],
+def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, broker: Callable[[], RedisBroker],
            now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     require = requirer(keys, now)
@@ -92,7 +93,7 @@ def router(log: ContactLog, keys: Keys, answers: Answers, broker: Callable[[], R
         if register:
             parsed = [as_registration(item, known) for item in parsed]
         index = {id(item): n for n, item in enumerate(parsed)}
-        result = await run_in_threadpool(submit, parsed, log, broker(), now())
+        result = await run_in_threadpool(submit, parsed, jobs, broker(), now())
         if result.unavailable:
             raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
                                "request again (what was accepted comes back as duplicates)",

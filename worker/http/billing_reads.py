@@ -19,6 +19,7 @@ from worker.contact_log.queries import invoice_state
 from worker.http.auth import requirer
 from worker.http.openapi import problems
 from worker.http.problems import Problem
+from worker.jobs.book import JobBook
 from worker.masking import mask
 from worker.queue.agenda import Agenda
 from worker.users.keys import ApiKey, Keys
@@ -46,8 +47,8 @@ def job_state(decisions: list[dict[str, Any]], deliveries: Iterable[Mapping[str,
     return "dead-lettered" if dead else "accepted"
 
 
-def job_view(log: ContactLog, job_id: str) -> dict[str, Any] | None:
-    row = log.job_row(job_id)
+def job_view(log: ContactLog, jobs: JobBook, job_id: str) -> dict[str, Any] | None:
+    row = jobs.job_row(job_id)
     dead = log.dead_letters(job_id)
     if row is None and not dead:
         return None
@@ -77,8 +78,9 @@ def job_view(log: ContactLog, job_id: str) -> dict[str, Any] | None:
             "rejected": [{"at": d["received_at"].isoformat(), "reason": d["reason"]} for d in dead]}
 
 
-def invoice_view(log: ContactLog, agenda: Agenda, invoice_id: str, now: datetime) -> dict[str, Any] | None:
-    accepted = log.invoice_jobs(invoice_id)
+def invoice_view(log: ContactLog, jobs: JobBook, agenda: Agenda, invoice_id: str,
+                 now: datetime) -> dict[str, Any] | None:
+    accepted = jobs.invoice_jobs(invoice_id)
     if not accepted:
         return None
     history, contacts = list(log.history(invoice=invoice_id)), []
@@ -127,7 +129,8 @@ class CancelAnswer(BaseModel):
     state: str
 
 
-def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: Callable[[], datetime]) -> APIRouter:
+def router(log: ContactLog, keys: Keys, jobs: JobBook, broker: Callable[[], RedisBroker],
+           now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     Read = Annotated[ApiKey, Depends(requirer(keys, now)("read"))]  # noqa: N806
 
@@ -135,7 +138,7 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
                                                   **problems(401, 403, 404, 500)})
     async def get_job(job_id: str, key: Read) -> JSONResponse:
         """A job: its state, the decisions with reasons and rule IDs, the deliveries with statuses."""
-        found = await run_in_threadpool(job_view, log, job_id)
+        found = await run_in_threadpool(job_view, log, jobs, job_id)
         if found is None:
             raise Problem(404, f"no job {job_id!r} was accepted or rejected here")
         return JSONResponse(found)
@@ -145,7 +148,7 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
         **problems(401, 403, 404, 500)})
     async def get_invoice(invoice_id: str, key: Read) -> JSONResponse:
         """An invoice: its state, pending steps with due times, contacts so far (masked)."""
-        found = await run_in_threadpool(invoice_view, log, Agenda(broker().client), invoice_id, now())
+        found = await run_in_threadpool(invoice_view, log, jobs, Agenda(broker().client), invoice_id, now())
         if found is None:
             raise Problem(404, f"no job for invoice {invoice_id!r} was accepted here")
         return JSONResponse(found)
@@ -157,7 +160,8 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
         **problems(401, 403, 404, 500)})
     async def delete_job(job_id: str, key: JobsWrite) -> JSONResponse:
         """Cancel a pending job (its agenda entry, or its message on the queue); says whether it did."""
-        found = await run_in_threadpool(cancel_job, log, Agenda(broker().client), job_id, now(), f"api:{key.name}")
+        found = await run_in_threadpool(cancel_job, log, jobs, Agenda(broker().client), job_id, now(),
+                                        f"api:{key.name}")
         if found is None:
             raise Problem(404, f"no job {job_id!r} was accepted here")
         return JSONResponse(found)
@@ -165,11 +169,12 @@ def router(log: ContactLog, keys: Keys, broker: Callable[[], RedisBroker], now: 
     return routes
 
 
-def cancel_job(log: ContactLog, agenda: Agenda, job_id: str, now: datetime, by: str) -> dict[str, Any] | None:
+def cancel_job(log: ContactLog, jobs: JobBook, agenda: Agenda, job_id: str, now: datetime,
+               by: str) -> dict[str, Any] | None:
     """A job still to come is cancelled: its agenda entry goes, and a `job cancelled` event
     tells the worker not to send it if its message is on the queue or in hand (the claim
     is refused when such an event is newer than what it decided on)."""
-    view = job_view(log, job_id)
+    view = job_view(log, jobs, job_id)
     if view is None or view["invoice_id"] is None:
         return None
     removed = agenda.cancel([job_id])

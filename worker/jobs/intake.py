@@ -24,8 +24,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from schedules import Profile
 from schedules.cadence import plan
-from worker.contact_log import ContactLog, JobRow
 from worker.contact_log.kinds import Event, Kind
+from worker.jobs.book import JobBook, JobRow
 from worker.jobs.contract import Job
 from worker.jobs.parse import Parsed, parse_job
 from worker.policy import profiles
@@ -64,7 +64,7 @@ class Unavailable(Exception):
         self.intake = intake
 
 
-def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, now: datetime,
+def submit(parsed: Iterable[Parsed], book: JobBook, broker: dramatiq.Broker, now: datetime,
            agenda: Agenda | None = None) -> Intake:
     """Queue the valid jobs, register the cadences; `agenda` defaults to the broker's Redis.
 
@@ -81,11 +81,11 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
     for item in parsed:
         (valid.append(item.job) if item.job is not None else rejected.append(item))
     try:
-        valid = _not_erased(log, valid, now, result)
+        valid = _not_erased(book, valid, now, result)
         for item in rejected:
-            log.dead_letter(f"intake {item.where}".strip(), "; ".join(item.errors), item.raw, now, item.job_id)
+            book.log.dead_letter(f"intake {item.where}".strip(), "; ".join(item.errors), item.raw, now, item.job_id)
             result.rejected.append(item)
-        taken, result.duplicates = _take(log, valid, now, result)
+        taken, result.duplicates = _take(book, valid, now, result)
     except OUTAGES as error:
         return _unavailable(result, [job.job_id for job in valid], "the contact log is unavailable", error)
     plain = [job for job in valid if job.job_id in taken and job.cadence is None]
@@ -100,45 +100,45 @@ def submit(parsed: Iterable[Parsed], log: ContactLog, broker: dramatiq.Broker, n
                 if agenda is None:
                     assert isinstance(broker, RedisBroker), "registering a cadence needs the agenda (Redis)"
                     agenda = Agenda(broker.client)
-                result.registered += register(job, log, agenda, now)
+                result.registered += register(job, book, agenda, now)
                 queued.append(job.job_id)
     except OUTAGES as error:
         done = set(queued)
         missed = [job_id for job_id in taken if job_id not in done]
         with suppress(*OUTAGES):
-            log.release(missed)  # else the reconciler queues them later: never lost either way
+            book.release(missed)  # else the reconciler queues them later: never lost either way
         accepted = [job.job_id for job in plain if job.job_id in done]
-        _mark(log, accepted, now)
+        _mark(book, accepted, now)
         result.accepted = len(accepted)
         result.accepted_ids = [job.job_id for job in valid if job.job_id in done]
         return _unavailable(result, missed, _what(error), error)
-    _mark(log, [job.job_id for job in plain], now)
+    _mark(book, [job.job_id for job in plain], now)
     result.accepted = len(plain)
     result.accepted_ids = [job.job_id for job in valid if job.job_id in taken]
     return result
 
 
-def _not_erased(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> list[Job]:
+def _not_erased(book: JobBook, jobs: list[Job], now: datetime, result: Intake) -> list[Job]:
     """Refuse a job accepted before its account was erased (a replay would bring the
     person back): rejected with the reason, kept as a dead letter without its content.
     A new job for the account is new data, and starts a new key."""
-    erased = log.erased_jobs(job.job_id for job in jobs) if jobs else {}
+    erased = book.erased_jobs(job.job_id for job in jobs) if jobs else {}
     for job in jobs:
         if job.job_id in erased:
             reason = (f"job_id: {job.job_id} was accepted before account {erased[job.job_id]} was erased; a replayed "
                       "job is refused so as not to bring back erased data (send new jobs with new job ids)")
-            log.dead_letter("intake", reason, "[withheld: the account was erased]", now, job.job_id)
+            book.log.dead_letter("intake", reason, "[withheld: the account was erased]", now, job.job_id)
             result.rejected.append(Parsed("intake", None, "", job_id=job.job_id, errors=[reason]))
     return [job for job in jobs if job.job_id not in erased]
 
 
-def _take(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> tuple[set[str], list[str]]:
+def _take(book: JobBook, jobs: list[Job], now: datetime, result: Intake) -> tuple[set[str], list[str]]:
     """Record the jobs (one transaction); a job the database refuses for its content is
     rejected alone, the others go on."""
     rows = [JobRow(job.job_id, job.invoice.id, job.debtor.account_id,
                    json.dumps(envelope_for(job)["job"], ensure_ascii=False)) for job in jobs]
     try:
-        taken, duplicates = log.take_jobs(rows, now)
+        taken, duplicates = book.take_jobs(rows, now)
         return set(taken), duplicates
     except sqlalchemy.exc.StatementError as error:
         if isinstance(error, OUTAGES):
@@ -147,12 +147,12 @@ def _take(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> tu
     duplicates_all: list[str] = []
     for job, row in zip(jobs, rows, strict=True):
         try:
-            taken, duplicates = log.take_jobs([row], now)
+            taken, duplicates = book.take_jobs([row], now)
         except sqlalchemy.exc.StatementError as error:
             if isinstance(error, OUTAGES):
                 raise
             reason = f"the contact log cannot store this job: {type(error.orig or error).__name__}"
-            log.dead_letter("intake", reason, row.payload, now, job.job_id)
+            book.log.dead_letter("intake", reason, row.payload, now, job.job_id)
             result.rejected.append(Parsed("intake", None, row.payload, job_id=job.job_id, errors=[f"(job): {reason}"]))
             continue
         taken_all.update(taken)
@@ -160,11 +160,11 @@ def _take(log: ContactLog, jobs: list[Job], now: datetime, result: Intake) -> tu
     return taken_all, duplicates_all
 
 
-def _mark(log: ContactLog, job_ids: list[str], now: datetime) -> None:
+def _mark(book: JobBook, job_ids: list[str], now: datetime) -> None:
     """Queued: say so. If the log is away now, the jobs are queued all the same (accepted);
     the reconciler may queue them once more later, which the delivery key makes harmless."""
     try:
-        log.mark_queued(job_ids, now)
+        book.mark_queued(job_ids, now)
     except OUTAGES:
         logger.warning("%d queued job(s) could not be marked queued (the contact log is away)", len(job_ids))
 
@@ -182,7 +182,7 @@ def _unavailable(result: Intake, job_ids: list[str], what: str, error: BaseExcep
     return result
 
 
-def register(job: Job, log: ContactLog, agenda: Agenda, now: datetime) -> int:
+def register(job: Job, book: JobBook, agenda: Agenda, now: datetime) -> int:
     """Plan the invoice's cadence and put its steps in the agenda; returns how many steps.
 
     The steps are recorded (unqueued, under the registration) before the agenda has
@@ -204,26 +204,26 @@ def register(job: Job, log: ContactLog, agenda: Agenda, now: datetime) -> int:
         planned[step_job.job_id] = {"job_id": step_job.job_id, "stage": step.stage, "day": step.day.isoformat(),
                                     "at": step.at.isoformat(),
                                     **({"not_before": step.not_before.isoformat()} if step.not_before else {})}
-    taken, _duplicates = log.take_jobs(rows, now)
+    taken, _duplicates = book.take_jobs(rows, now)
     try:
         agenda.schedule_many([entries[job_id] for job_id in taken])
     except OUTAGES:
         with suppress(*OUTAGES):
-            log.release(taken)
+            book.release(taken)
         raise
-    log.record(Event(Kind.CADENCE, "registered", job_id=job.job_id, invoice_id=job.invoice.id,
+    book.log.record(Event(Kind.CADENCE, "registered", job_id=job.job_id, invoice_id=job.invoice.id,
                      account_id=job.debtor.account_id,
                      detail={"profile": job.cadence, "steps": [planned[job_id] for job_id in taken]}), now)
-    log.mark_queued([*taken, job.job_id], now)
+    book.mark_queued([*taken, job.job_id], now)
     return len(taken)
 
 
-def reconcile(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, now: datetime,
+def reconcile(book: JobBook, broker: dramatiq.Broker, agenda: Agenda, now: datetime,
               older_than: timedelta = RECONCILE_AFTER) -> int:
     """Queue the jobs recorded but never queued (an intake that died between the two, or
     whose take-back failed too), and re-plan such registrations; returns how many. Run
     by the worker's dispatcher; a job queued twice this way is sent once (delivery key)."""
-    rows = log.unqueued(now - older_than)
+    rows = book.unqueued(now - older_than)
     if not rows:
         return 0
     known = profiles()
@@ -231,14 +231,14 @@ def reconcile(log: ContactLog, broker: dramatiq.Broker, agenda: Agenda, now: dat
     for row in rows:
         parsed = parse_job(json.loads(row["payload"]), known, "reconcile")
         if parsed.job is None:  # the profiles changed since: keep it with the reason, as intake would
-            log.dead_letter("reconcile", "; ".join(parsed.errors), row["payload"], now, row["job_id"])
-            log.mark_queued([row["job_id"]], now)
+            book.log.dead_letter("reconcile", "; ".join(parsed.errors), row["payload"], now, row["job_id"])
+            book.mark_queued([row["job_id"]], now)
         elif parsed.job.cadence is not None:
-            register(parsed.job, log, agenda, now)
+            register(parsed.job, book, agenda, now)
         else:
             plain.append(parsed.job)
     enqueue_many(broker, [envelope_for(job) for job in plain])
-    log.mark_queued([job.job_id for job in plain], now)
+    book.mark_queued([job.job_id for job in plain], now)
     logger.warning("reconciler: queued %d job(s) that intake had recorded but not queued", len(rows))
     return len(rows)
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from worker import policy, wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
+from worker.jobs.book import JobBook
 from worker.jobs.intake import submit
 from worker.jobs.parse import read_jobs
 from worker.jobs.samples import sample_bytes, sample_facts, sample_jobs
@@ -38,7 +39,7 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
         log = wiring.log(Settings.from_env(stack.env()), migrate=True)
         stack.set_clock(start)
         _billing_events(log, start)
-        intake = submit(read_jobs(sample_bytes(), policy.profiles()), log, stack.broker, start)
+        intake = submit(read_jobs(sample_bytes(), policy.profiles()), JobBook(log), stack.broker, start)
         console.print(f"queued {intake.accepted} reminders at {start.isoformat()} "
                       f"(clock: Redis key dunning:clock; worker log: {directory / 'worker.log'})")
         stack.start_worker(processes=1, threads=8)

@@ -106,6 +106,7 @@ class _Run:
         self.pay_rate, self.random, self.unmasked = pay_rate, random.Random(seed), unmasked
         self.clock = FixedClock(start)
         self.log = wiring.log(self.settings, migrate=True)  # a fresh database of its own
+        self.book = wiring.books(self.log).jobs
         self.agenda = Agenda(stack.client)
         self.jobs: dict[str, Job] = {}
         self.days, self.progress, self.told = days, progress, 0
@@ -151,10 +152,10 @@ class _Run:
     def _accept(self, job: Job) -> None:
         now = self.clock.now()
         self.jobs[job.invoice.id] = job
-        if not self.log.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, "{}", now):
+        if not self.book.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, "{}", now):
             return
         if job.cadence is not None:
-            register(job, self.log, self.agenda, now)
+            register(job, self.book, self.agenda, now)
         else:
             self.agenda.schedule(job.job_id, envelope_for(job), now)
 

@@ -177,7 +177,7 @@ class Pipeline:
         the process — the rule the writer (`worker.db.writer`) keeps for writes."""
         s = self.s
         known = s.log.known(job.debtor.account_id, job.invoice.id, job.job_id, now, addresses)
-        erased = bool(known.erased and s.log.erased_jobs([job.job_id]))
+        erased = bool(known.erased and s.jobs.erased_jobs([job.job_id]))
         return known, erased, self.balance(job, known.facts)
 
     def case(self, job: Job, now: datetime) -> tuple[list[dict[str, Any]], Decimal]:

@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Event, Kind
 from worker.contact_log.parties import normalised
+from worker.jobs.book import JobBook
 from worker.masking import mask
 from worker.records.book import RecordBook
 from worker.records.reproduce import reproduce
@@ -87,9 +88,10 @@ def _gather(log: ContactLog, accounts: list[str], loose: list[dict[str, Any]], t
     decisions: list[dict[str, Any]] = []
     happenings: list[dict[str, Any]] = []
     opt_outs: list[dict[str, Any]] = []
+    book = JobBook(log)
     for account in accounts:
         for row in log.jobs_of(account=account):
-            kept = log.job_row(row["job_id"]) or {}
+            kept = book.job_row(row["job_id"]) or {}
             jobs.append({"job_id": row["job_id"], "invoice_id": row["invoice_id"], "account_id": account,
                          "received_at": row["received_at"], "data": _own(_json(kept.get("payload")), theirs, shown)})
         for row in log.history(account=account):

@@ -19,6 +19,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from schedules.profile import Profile
 from worker.contact_log import ContactLog
+from worker.jobs.book import JobBook
 from worker.queue.agenda import Agenda
 from worker.queue.broker import forget_dead_messages
 from worker.records.book import Debt, Hold, RecordBook
@@ -65,7 +66,7 @@ class Records:
 
     def __init__(self, log: ContactLog, agenda: Agenda | None, broker: RedisBroker | None,
                  profiles: Mapping[str, Profile], house_years: int) -> None:
-        self.log, self.book, self.agenda, self.broker = log, RecordBook(log), agenda, broker
+        self.log, self.book, self.jobs, self.agenda, self.broker = log, RecordBook(log), JobBook(log), agenda, broker
         self.profiles, self.house_years = profiles, house_years
 
     def target(self, identifier: str) -> tuple[str, str]:
@@ -75,7 +76,7 @@ class Records:
             raise RecordsError("an account id or an invoice id is needed")
         if self.book.has_account(identifier):
             return "account", identifier
-        if self.log.account_of(identifier) is not None or self.log.invoice_jobs(identifier):
+        if self.log.account_of(identifier) is not None or self.jobs.invoice_jobs(identifier):
             return "invoice", identifier
         raise RecordsError(f"{identifier}: no account or invoice with this id in the contact log")
 

@@ -428,7 +428,7 @@ def router(log: ContactLog, books: Books, settings: Settings, now: Callable[[], 
 
     editor.add(routes, guard, books.library, settings, now)
     schedule.add(routes, guard, log, settings, now)
-    escalations.add(routes, guard, log, settings, now)
+    escalations.add(routes, guard, log, books.jobs, settings, now)
     simulation.add(routes, guard, books.library, settings, now)
 
     @routes.get("/{rest:path}")  # last: a page that does not exist, with the person's navigation

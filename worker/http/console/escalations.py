@@ -27,6 +27,7 @@ from worker.contact_log.kinds import AccessStatus, Kind, Outcome
 from worker.events import EventError, Events
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
+from worker.jobs.book import JobBook
 from worker.jobs.parse import parse_job
 from worker.masking import mask
 from worker.policy import profiles
@@ -40,12 +41,13 @@ PAGE = 50  # cases per page view, oldest first: each is shown whole, with its hi
 _SHOWN = (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT, Kind.INBOUND, Kind.ESCALATION)
 
 
-def summary(log: ContactLog, case: dict[str, Any], now: datetime, unmasked: bool = False) -> dict[str, Any]:
+def summary(log: ContactLog, jobs: JobBook, case: dict[str, Any], now: datetime,
+            unmasked: bool = False) -> dict[str, Any]:
     """The case in a few words, from the invoice's last job as intake kept it, and whether
     the debtor may be reached now."""
     today = now.date()
-    jobs = log.invoice_jobs(case["invoice_id"])
-    row = log.job_row(jobs[-1]["job_id"]) if jobs else None
+    accepted = jobs.invoice_jobs(case["invoice_id"])
+    row = jobs.job_row(accepted[-1]["job_id"]) if accepted else None
     try:
         job = json.loads(row["payload"]) if row and row.get("payload") else None
     except (TypeError, ValueError):  # sealed without the key, or erased
@@ -91,7 +93,8 @@ def history(log: ContactLog, invoice_id: str) -> list[dict[str, Any]]:
             for row in log.history(invoice=invoice_id) if row["kind"] in _SHOWN]
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
+def add(routes: APIRouter, guard: Guard, log: ContactLog, jobs: JobBook, settings: Settings,
+        now: Callable[[], datetime]) -> None:
     @cache
     def events() -> Events:
         return Events(log, Agenda(wiring.redis_for(settings)))
@@ -100,7 +103,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
         moment = now()
         found = log.escalations()
         reveal = request.query_params.get("reveal", "") if request.method == "GET" else ""
-        cases = [{**case, "summary": summary(log, case, moment, unmasked=case["invoice_id"] == reveal),
+        cases = [{**case, "summary": summary(log, jobs, case, moment, unmasked=case["invoice_id"] == reveal),
                   "history": history(log, case["invoice_id"]), "revealed": case["invoice_id"] == reveal}
                  for case in found[:PAGE]]
         if cases:

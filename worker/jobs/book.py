@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from worker.contact_log import parties
+from worker.contact_log.store import Store, insert_or_nothing
 from worker.db.schema import jobs
-from worker.db.vault import ERASED, Vault
+from worker.db.vault import ERASED
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,14 @@ class JobRow:
 
 
 class JobBook:
-    """Intake's reads and writes of the jobs table (mixed into `ContactLog`)."""
+    """Intake's reads and writes of the jobs table; `log` is the store whose dead letters
+    and events intake also writes."""
 
-    engine: Engine
-    vault: Vault
-    _take: Any  # INSERT ... ON CONFLICT (job_id) DO NOTHING RETURNING job_id (`store.Store`)
+    def __init__(self, log: Store) -> None:
+        self.log = log
+        self.engine = log.engine
+        self.vault = log.vault
+        self._take = insert_or_nothing(log.engine.dialect.name, jobs, "job_id")
 
     def accept_job(self, job_id: str, invoice_id: str, account_id: str, payload: str, now: datetime) -> bool:
         """Record a job as accepted and queued at once (the simulator's intake, which has no
