@@ -45,7 +45,7 @@ DEBTORS = [
 
 
 def portfolio(size: int, rng: random.Random, start: datetime) -> list[tuple[Job, Facts]]:
-    loaded = profiles()
+    loaded = profiles(None)
     jobs = []
     for n in range(size):
         profile, zone, phone, country, locale, currency = rng.choice(DEBTORS)
@@ -84,7 +84,7 @@ def main() -> None:
     rng = random.Random(20261201)
     start = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # Tuesday morning in Asia, Monday evening in America
     jobs = portfolio(args.jobs, rng, start)
-    loaded = profiles()
+    loaded = profiles(None)
     moments = [start + timedelta(hours=h) for h in range(0, 120, 7)]
     pairs = [(job, facts, loaded[job.profile], moments[i % len(moments)]) for i, (job, facts) in enumerate(jobs)]
 

@@ -51,21 +51,21 @@ def main() -> None:
         try:
             log = wiring.log(Settings.from_env(stack.env()), migrate=True)
             template = json.loads(FOLDER.joinpath("portfolio.jsonl").read_text(encoding="utf-8").splitlines()[0])
-            parsed = [parse_job(data, profiles(), "bench").job for data in many(template, args.steps, "S")]
+            parsed = [parse_job(data, profiles(None), "bench").job for data in many(template, args.steps, "S")]
             jobs = [job for job in parsed if job is not None]
             rows = [JobRow(j.job_id, j.invoice.id, j.debtor.account_id, j.model_dump_json()) for j in jobs]
             JobBook(log).take_jobs(rows, NOW)
             stack.agenda.schedule_many([(job.job_id, envelope_for(job), NOW + timedelta(days=1 + i % 10))
                                         for i, job in enumerate(jobs)])
             horizon = NOW + timedelta(days=forecast.HORIZON_DAYS)
-            floor_s, floor = timed(lambda: [parse_job(payload["job"], profiles(), "bench")
+            floor_s, floor = timed(lambda: [parse_job(payload["job"], profiles(None), "bench")
                                             for _, _, payload in stack.agenda.upcoming(horizon, args.steps)])
-            cold_s, plan = timed(lambda: forecast.plan(stack.agenda, log, NOW, limit=args.steps))
+            cold_s, plan = timed(lambda: forecast.plan(stack.agenda, log, profiles(None), NOW, limit=args.steps))
             forecast._PARSED.clear()
-            ahead_s, _ = timed(lambda: forecast.warm(stack.agenda, log, NOW, limit=args.steps))
-            warm_s, _ = timed(lambda: forecast.plan(stack.agenda, log, NOW, limit=args.steps))
+            ahead_s, _ = timed(lambda: forecast.warm(stack.agenda, log, profiles(None), NOW, limit=args.steps))
+            warm_s, _ = timed(lambda: forecast.plan(stack.agenda, log, profiles(None), NOW, limit=args.steps))
             one = jobs[len(jobs) // 2].invoice.id
-            invoice_s, steps = timed(lambda: forecast.pending_of(stack.agenda, log, [one], NOW))
+            invoice_s, steps = timed(lambda: forecast.pending_of(stack.agenda, log, profiles(None), [one], NOW))
             events = Events(log, stack.agenda)
             pause_s, _ = timed(lambda: events.pause(one, NOW, by="bench", reason="bench"))
             log.engine.dispose()

@@ -119,11 +119,11 @@ def ours(args: argparse.Namespace, extra: dict[str, str], sink: Sink | None = No
         os.environ.update(env)
         log = ContactLog.open(env["DUNNING_DATABASE_URL"], stack.master_key).migrate()
         stack.set_clock(NOW)
-        parsed = [parse_job(job, profiles(), "bench") for job in many(TEMPLATE, args.jobs, "BENCH", "pre_due_7")]
+        parsed = [parse_job(job, profiles(None), "bench") for job in many(TEMPLATE, args.jobs, "BENCH", "pre_due_7")]
         worker = stack.start_worker(args.processes, args.threads, extra_env=extra)
         time.sleep(3)  # let the worker boot before the clock starts
         began = time.perf_counter()
-        submit(parsed, JobBook(log), stack.broker, NOW)
+        submit(parsed, JobBook(log), profiles(None), stack.broker, NOW)
         enqueued = time.perf_counter() - began
         seconds = wait_drained(stack.broker, lambda: backlog(stack.broker),
                                lambda: stack.mail.accepted >= args.jobs, began)

@@ -60,7 +60,7 @@ def job_data(**changes: Any) -> dict[str, Any]:
 
 
 def make_job(**changes: Any) -> Job:
-    return Job.model_validate(job_data(**changes), context={"profiles": loaded_profiles()})
+    return Job.model_validate(job_data(**changes), context={"profiles": loaded_profiles(None)})
 
 
 def at(text: str, zone: str | None = None) -> datetime:
@@ -77,7 +77,7 @@ def facts(**values: Any) -> Facts:
 
 @pytest.fixture(scope="session")
 def profiles() -> Profiles:
-    return loaded_profiles()
+    return loaded_profiles(None)
 
 
 @pytest.fixture(scope="session")

@@ -62,8 +62,8 @@ class Harness:
 
     def run(self, *jobs: dict[str, Any], at: datetime = WEDNESDAY_10) -> None:
         self.stack.set_clock(at)
-        parsed = [parse_job(job, profiles(), "test") for job in jobs]
-        submit(parsed, JobBook(self.log), self.stack.broker, at)
+        parsed = [parse_job(job, profiles(None), "test") for job in jobs]
+        submit(parsed, JobBook(self.log), profiles(None), self.stack.broker, at)
         self.stack.wait_idle(timeout=60)
 
     def events(self, job: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:

@@ -125,7 +125,7 @@ def test_jobs_in_like_the_cli_accepted_duplicates_and_rejected_with_its_wording(
     assert body["accepted"] == [good["job_id"]] and body["duplicates"] == []
     [rejected] = body["rejected"]
     assert rejected["index"] == 1 and rejected["job_id"] == "INV-9/due_day"
-    [expected] = [p for p in read_jobs(json.dumps(bad).encode(), profiles())]  # what `dunning validate` says
+    [expected] = [p for p in read_jobs(json.dumps(bad).encode(), profiles(None))]  # what `dunning validate` says
     assert [f"{e['path']}: {e['message']}" for e in rejected["errors"]] == expected.errors
     [kept] = api.log.dead_letters()
     assert kept["job_id"] == "INV-9/due_day" and kept["reason"] == "; ".join(expected.errors)
@@ -360,3 +360,20 @@ def test_every_problem_type_is_a_page_that_says_what_to_do(api: Api) -> None:
         assert page.status == 200 and "<h1>" in text and "problem details" in text
     with urllib.request.urlopen(api.url + "/v1/problems/not-found", timeout=10) as page:
         assert "POST /v1/invoices" in page.read().decode(), "says how an invoice becomes known"
+
+
+def test_the_servers_profile_folder_is_the_one_its_settings_name(log: ContactLog, redis_server: Any,
+                                                                 tmp_path: Any, monkeypatch: Any) -> None:
+    """A server told its profile folder (`Settings.profile_dir`) decides with it, whatever
+    the process's environment says: the setting is handed in, not read again below."""
+    (tmp_path / "acme.toml").write_text('description = "acme"\nextends = ["default"]\n')
+    monkeypatch.delenv("DUNNING_PROFILE_DIR", raising=False)
+    key = Keys(log).create_key("writer", parse_scopes("jobs:write"), NOW, "test")
+    env = ENV | {"DUNNING_REDIS_URL": redis_server.url}
+    job = job_data(job_id="INV-ACME/due_day", profile="acme")
+    with serving(log, env | {"DUNNING_PROFILE_DIR": str(tmp_path)}, lambda: NOW) as url:
+        status, _headers, body = Api(url, log, {"writer": key}, [NOW]).post("/v1/jobs", job)
+    assert status == 202 and body["accepted"] == ["INV-ACME/due_day"], body
+    with serving(log, env, lambda: NOW) as url:  # without the folder, the profile is unknown
+        status, _headers, body = Api(url, log, {"writer": key}, [NOW]).post("/v1/jobs", {**job, "job_id": "X/1"})
+    assert status == 422 and "acme" in json.dumps(body), body

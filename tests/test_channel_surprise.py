@@ -53,8 +53,8 @@ def test_an_unexpected_channel_error_is_unknown_and_dead_lettered(log: ContactLo
     services = Services(log=log, jobs=JobBook(log), write=LogWriter(log.engine), renderer=Renderer(),
                         channels={"email": channel},
                         agenda=Agenda(redis_client), throttle=Throttle(redis_client), clock=FixedClock(WEDNESDAY_10),
-                        profiles=profiles(), settings=settings)
-    job = parse_job(job_data(debtor__consent={"email": True, "sms": False, "voice": False}), profiles()).job
+                        profiles=profiles(None), settings=settings)
+    job = parse_job(job_data(debtor__consent={"email": True, "sms": False, "voice": False}), profiles(None)).job
     assert job is not None
     pipeline = Pipeline(services)
 

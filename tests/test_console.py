@@ -301,7 +301,7 @@ def test_a_message_is_shown_as_sent_reproduced_and_proven_identical(world: Any) 
     from worker.queue.envelope import envelope_for
 
     data = email_job()
-    job = parse_job(data, profiles()).job
+    job = parse_job(data, profiles(None)).job
     assert job is not None
     JobBook(world.log).accept_job(job.job_id, job.invoice.id, job.debtor.account_id, _json.dumps(data), NOW)
     assert world.handle(dict(envelope_for(job))) == "sent"
@@ -411,7 +411,7 @@ def test_a_text_message_shows_its_encoding_and_segments(console: str, log: Conta
     from worker.settings import Settings
 
     data = job_data(debtor__phone="+8613900139000")
-    job = parse_job(data, profiles()).job
+    job = parse_job(data, profiles(None)).job
     assert job is not None
     today = NOW.date()
     rendered = compose(Renderer(), job, "due_day", "sms", today, Settings.from_env(ENV).sender, None)

@@ -17,6 +17,7 @@ from test_console import PASSWORD, Browser
 
 from worker.contact_log import ContactLog
 from worker.local.ports import free_port
+from worker.policy import profiles
 from worker.users.people import People
 
 THURSDAY_9_SHANGHAI = "2026-12-03 09:00 Thu"
@@ -129,16 +130,16 @@ def test_jobs_read_ahead_at_start_make_the_first_page_parse_nothing(harness: Har
 
     harness.run(harness.job("2026-12-10"), harness.job("2026-12-11"))
     agenda, now = harness.stack.agenda, harness.stack.clock.now()
-    cold = forecast.plan(agenda, harness.log, now)
+    cold = forecast.plan(agenda, harness.log, profiles(None), now)
     assert len(cold.steps) >= 2  # the stack's agenda may hold earlier tests' steps too
     forecast._PARSED.clear()
-    assert forecast.warm(agenda, harness.log, now) == len(cold.steps)
+    assert forecast.warm(agenda, harness.log, profiles(None), now) == len(cold.steps)
 
     def no_parsing(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a job parsed again")
 
     monkeypatch.setattr(forecast, "parse_job", no_parsing)
-    assert forecast.plan(agenda, harness.log, now) == cold
+    assert forecast.plan(agenda, harness.log, profiles(None), now) == cold
 
 
 def test_an_invoice_covered_by_partial_payments_is_forecast_as_the_worker_decides(harness: Harness) -> None:
@@ -151,15 +152,15 @@ def test_an_invoice_covered_by_partial_payments_is_forecast_as_the_worker_decide
     job = harness.job("2026-12-10")  # pre_due_7: deferred to Thursday 09:00 Shanghai
     harness.run(job)
     invoice, now = job["invoice"]["id"], harness.stack.clock.now()
-    [before] = forecast.pending_of(harness.stack.agenda, harness.log, [invoice], now)
+    [before] = forecast.pending_of(harness.stack.agenda, harness.log, profiles(None), [invoice], now)
     assert before.action == "send"
     events = Events(harness.log, harness.stack.agenda)
     half = (Decimal(job["invoice"]["amount_due"]) / 2).quantize(Decimal("0.01"))
     events.paid(invoice, now, by="test", amount=str(half))
-    [partly] = forecast.pending_of(harness.stack.agenda, harness.log, [invoice], now)
+    [partly] = forecast.pending_of(harness.stack.agenda, harness.log, profiles(None), [invoice], now)
     assert partly.action == "send", "half is still owed"
     events.paid(invoice, now, by="test", amount=str(Decimal(job["invoice"]["amount_due"]) - half))
-    [covered] = forecast.pending_of(harness.stack.agenda, harness.log, [invoice], now)
+    [covered] = forecast.pending_of(harness.stack.agenda, harness.log, profiles(None), [invoice], now)
     assert covered.action == "skip" and covered.channel is None, covered
     harness.stack.set_clock(datetime.fromisoformat("2026-12-03T09:05:00+08:00"))  # the step comes due
     harness.stack.wait_idle(timeout=60)

@@ -11,7 +11,7 @@ from worker.policy import profiles
 
 
 def read(data: bytes) -> list[tuple[str, str | None, list[str]]]:
-    return [(p.where, p.job_id, p.errors) for p in read_jobs(data, profiles())]
+    return [(p.where, p.job_id, p.errors) for p in read_jobs(data, profiles(None))]
 
 
 def test_a_single_json_document() -> None:

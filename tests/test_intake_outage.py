@@ -48,7 +48,7 @@ def batch(n: int, tag: str = "") -> list[dict[str, object]]:
 
 
 def parsed(jobs_: list[dict[str, object]]) -> list[object]:
-    return [parse_job(job, profiles(), f"item {i}") for i, job in enumerate(jobs_, start=1)]
+    return [parse_job(job, profiles(None), f"item {i}") for i, job in enumerate(jobs_, start=1)]
 
 
 def job_rows(log: ContactLog) -> dict[str, object]:
@@ -60,16 +60,16 @@ def test_redis_away_nothing_is_accepted_and_the_retry_queues_everything(log: Con
                                                                        redis_down: RedisServer) -> None:
     jobs_ = batch(30)
     broker = make_broker(redis_down.url)
-    first = submit(parsed(jobs_), JobBook(log), broker, NOW)
+    first = submit(parsed(jobs_), JobBook(log), profiles(None), broker, NOW)
     assert first.accepted == 0 and len(first.unavailable) == 30 and not first.duplicates
     assert first.reason and first.reason.startswith("the queue (Redis) is unavailable")
     assert job_rows(log) == {}, "nothing recorded as accepted"
     redis_down.start()
-    again = submit(parsed(jobs_), JobBook(log), broker, NOW)
+    again = submit(parsed(jobs_), JobBook(log), profiles(None), broker, NOW)
     assert (again.accepted, again.duplicates, again.unavailable) == (30, [], [])
     assert backlog(broker) == 30
     assert all(queued is not None for queued in job_rows(log).values())
-    third = submit(parsed(jobs_), JobBook(log), broker, NOW)
+    third = submit(parsed(jobs_), JobBook(log), profiles(None), broker, NOW)
     assert third.accepted == 0 and len(third.duplicates) == 30, "once queued, a job is a duplicate"
     broker.close()
 
@@ -110,10 +110,10 @@ def test_one_unstorable_record_is_rejected_alone(log: ContactLog, redis_client: 
     jobs_[200]["job_id"] = f"J-bad{bad}/due_day"
     jobs_[300]["debtor"]["name"] = f"Zhang{bad}Wei"  # type: ignore[index]
     text = "\n".join(json.dumps(job) for job in jobs_).encode()  # \u escapes: valid JSON
-    results = list(read_jobs(text, profiles()))
+    results = list(read_jobs(text, profiles(None)))
     assert [r.where for r in results if not r.ok] == ["line 201", "line 301"], "validate says so"
     broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
-    result = submit(results, JobBook(log), broker, NOW)
+    result = submit(results, JobBook(log), profiles(None), broker, NOW)
     assert result.accepted == 398 and len(result.rejected) == 2 and not result.unavailable
     assert backlog(broker) == 398
     kept = log.dead_letters()
@@ -134,7 +134,7 @@ def test_the_log_refusing_one_row_rejects_that_row_alone(log: ContactLog, redis_
     jobs_[2].job = jobs_[2].job.model_copy(update={"invoice": jobs_[2].job.invoice.model_copy(  # type: ignore
         update={"id": long_invoice})})
     broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
-    result = intake.submit(jobs_, JobBook(log), broker, NOW)
+    result = intake.submit(jobs_, JobBook(log), profiles(None), broker, NOW)
     assert result.accepted == 4 and len(result.rejected) == 1
     assert "cannot store this job" in log.dead_letters()[0]["reason"]
     broker.close()
@@ -150,13 +150,14 @@ def test_a_job_recorded_but_never_queued_is_queued_by_the_reconciler(log: Contac
     broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
     agenda = Agenda(redis_client)  # type: ignore[arg-type]
     book = JobBook(log)
-    assert reconcile(book, broker, agenda, NOW + timedelta(seconds=30)) == 0, "an intake in progress is left alone"
-    retried = submit(parsed([jobs_[0].to_json()]), JobBook(log), broker, NOW)
+    in_progress = reconcile(book, profiles(None), broker, agenda, NOW + timedelta(seconds=30))
+    assert in_progress == 0, "an intake in progress is left alone"
+    retried = submit(parsed([jobs_[0].to_json()]), JobBook(log), profiles(None), broker, NOW)
     assert retried.accepted == 1 and not retried.duplicates, "the caller's retry takes it"
-    assert reconcile(JobBook(log), broker, agenda, NOW + timedelta(minutes=5)) == 2
+    assert reconcile(JobBook(log), profiles(None), broker, agenda, NOW + timedelta(minutes=5)) == 2
     assert backlog(broker) == 3
     assert all(queued is not None for queued in job_rows(log).values())
-    assert reconcile(JobBook(log), broker, agenda, NOW + timedelta(minutes=10)) == 0
+    assert reconcile(JobBook(log), profiles(None), broker, agenda, NOW + timedelta(minutes=10)) == 0
     broker.close()
 
 
@@ -164,11 +165,11 @@ def test_a_registration_the_agenda_refused_is_taken_back(log: ContactLog, redis_
     job = job_data(job_id="REG-1", invoice__id="INV-REG-1", cadence="default", stage=None)
     job.pop("stage", None)
     broker = make_broker(redis_down.url)
-    result = submit(parsed([job]), JobBook(log), broker, NOW)
+    result = submit(parsed([job]), JobBook(log), profiles(None), broker, NOW)
     assert result.unavailable == ["REG-1"] and result.registered == 0
     assert job_rows(log) == {}
     redis_down.start()
-    again = submit(parsed([job]), JobBook(log), broker, NOW)
+    again = submit(parsed([job]), JobBook(log), profiles(None), broker, NOW)
     assert again.registered > 0 and not again.unavailable
     assert Agenda(broker.client).pending() == again.registered
     broker.close()

@@ -60,7 +60,7 @@ def email_job(**changes: Any) -> dict[str, Any]:
 
 
 def test_a_reminder_is_decided_rendered_claimed_sent_and_recorded_once(world: World) -> None:
-    job = parse_job(email_job(), profiles()).job
+    job = parse_job(email_job(), profiles(None)).job
     assert job is not None
     assert world.handle(dict(envelope_for(job))) == "sent"
     again = world.handle(dict(envelope_for(job)))  # the queue delivers it again
@@ -75,7 +75,7 @@ def test_a_reminder_is_decided_rendered_claimed_sent_and_recorded_once(world: Wo
 
 def test_a_reminder_on_a_weekend_waits_in_the_agenda_for_the_window(world: World) -> None:
     world.clock.moment = SATURDAY_10
-    job = parse_job(email_job(), profiles()).job
+    job = parse_job(email_job(), profiles(None)).job
     assert job is not None
     assert world.handle(dict(envelope_for(job))) == "deferred"
     due = world.services.agenda.due_at(job.job_id)
@@ -100,7 +100,7 @@ class ClosingWindow:
 
 def test_a_message_too_late_for_its_window_is_decided_again_when_the_window_has_closed(world: World) -> None:
     world.services.channels = {"email": ClosingWindow()}
-    job = parse_job(email_job(), profiles()).job
+    job = parse_job(email_job(), profiles(None)).job
     assert job is not None
     assert world.handle(dict(envelope_for(job))) == "retry"
     [retry] = [r for r in world.log.history() if r["status"] == "retry"]
@@ -123,7 +123,7 @@ def test_the_supervisors_notice_counts_days_late_on_the_debtors_day() -> None:
 def test_the_queue_message_keeps_its_shape_and_older_messages_still_run(world: World) -> None:
     """The envelope's JSON is a contract between versions: the keys a fresh job carries,
     in order; and a message with only the job (as the first versions queued) runs."""
-    job = parse_job(email_job(), profiles()).job
+    job = parse_job(email_job(), profiles(None)).job
     assert job is not None
     assert list(envelope_for(job)) == ["job", "attempt", "first_tried"]
     assert (envelope_for(job)["attempt"], envelope_for(job)["first_tried"]) == (0, None)
@@ -134,7 +134,7 @@ def test_a_job_the_billing_system_cancelled_is_not_sent(world: World) -> None:
     from worker.contact_log import Event
     from worker.contact_log.kinds import JobStatus, Kind
 
-    job = parse_job(email_job(), profiles()).job
+    job = parse_job(email_job(), profiles(None)).job
     assert job is not None
     world.log.record(Event(Kind.JOB, JobStatus.CANCELLED, job_id=job.job_id, invoice_id=job.invoice.id,
                            account_id=job.debtor.account_id, detail={"by": "api:test"}), WEDNESDAY_10)
@@ -152,7 +152,7 @@ def test_a_read_waiting_on_the_database_does_not_stop_the_event_loop(world: Worl
 
     if world.log.engine.dialect.name != "postgresql":
         pytest.skip("a lock that makes a read wait: PostgreSQL's LOCK TABLE")
-    job = parse_job(email_job(), profiles()).job
+    job = parse_job(email_job(), profiles(None)).job
     assert job is not None
     locker = world.log.engine.connect()
     transaction = locker.begin()

@@ -86,13 +86,13 @@ def cases(draw: st.DrawFn) -> tuple[Job, datetime, Facts, Profile]:
     data["debtor"].pop("subdivision", None)
     if subdivision:
         data["debtor"]["subdivision"] = subdivision
-    job = Job.model_validate(data, context={"profiles": profiles()})
+    job = Job.model_validate(data, context={"profiles": profiles(None)})
     addresses = [a for a in ("zhang.wei@example.com", phone) if a]
     some_address = st.lists(st.sampled_from(addresses), max_size=1) if addresses else st.just([])
     some_channel = st.lists(st.sampled_from(["email", "sms", "voice"]), max_size=1)
     known = Facts(suppressed_addresses=frozenset(draw(some_address)), invalid_addresses=frozenset(draw(some_address)),
                   suppressed_channels=frozenset(draw(some_channel)), failed_channels=frozenset(draw(some_channel)))
-    return job, now, known, profiles()[job.profile]
+    return job, now, known, profiles(None)[job.profile]
 
 
 def check(job: Job, now: datetime, known: Facts, profile: Profile) -> Decision:
@@ -163,8 +163,8 @@ def test_around_clock_changes_the_legal_window_holds(zone: str, minutes: int, da
     now = datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(zone)) + timedelta(minutes=minutes)
     data = job_data(invoice__due_date=str(now.date()), debtor__timezone=zone, debtor__phone=phone,
                     debtor__country=country, debtor__consent={"email": True}, profile="uk-conc")
-    job = Job.model_validate(data, context={"profiles": profiles()})
-    decision = check(job, now.astimezone(UTC), Facts(), profiles()["uk-conc"])
+    job = Job.model_validate(data, context={"profiles": profiles(None)})
+    decision = check(job, now.astimezone(UTC), Facts(), profiles(None)["uk-conc"])
     if decision.action == "send":
         local = now.astimezone(ZoneInfo(zone))
         assert 8 <= local.hour < 21

@@ -51,7 +51,7 @@ def claim(account: str, invoice: str, recipient: str, channel: str, key: str = "
 @pytest.fixture()
 def records(log: ContactLog, redis_client: Any, redis_server: Any) -> Iterator[Records]:
     broker = make_broker(redis_server.url)
-    yield Records(log, Agenda(redis_client), broker, profiles(), 6)
+    yield Records(log, Agenda(redis_client), broker, profiles(None), 6)
     broker.close()
 
 
@@ -128,12 +128,12 @@ def test_the_retention_clock_restarts_with_new_activity_and_business_debts_keep_
     assert due == {"OTHER-9"}  # Zhang Wei's debt saw activity a year later: its clock restarted
     standing = records.standing("ACME-001", just_after_three_years)
     assert standing.kept.until is not None and standing.kept.until.date().isoformat() == "2031-12-01"
-    business = Records(log, None, None, profiles(), 6)
+    business = Records(log, None, None, profiles(None), 6)
     payload = json.dumps(job("BIZ-1", "B-1", "Acme Ltd", "ap@acme.example", None, "us-b2b"))
     JobBook(log).take_jobs([JobRow("B-1/due_day", "B-1", "BIZ-1", payload)], NOW)
     kept = business.standing("BIZ-1", NOW).kept
     assert (kept.rule, kept.until.date().isoformat() if kept.until else None) == ("R-HOUSE", "2032-12-01")
-    assert Records(log, None, None, profiles(), 10).standing("BIZ-1", NOW).kept.years == 10  # DUNNING_RETENTION_YEARS
+    assert Records(log, None, None, profiles(None), 10).standing("BIZ-1", NOW).kept.years == 10  # RETENTION_YEARS
 
 
 def test_after_erasure_nothing_of_the_person_is_readable_anywhere_and_the_chain_verifies(
@@ -191,7 +191,8 @@ def test_a_replayed_job_of_an_erased_account_is_refused_and_a_new_one_starts_a_n
     broker = make_broker(redis_server.url)
     replay = {**SAMPLE, "job_id": "INV-1/due_day", "debtor": {**SAMPLE["debtor"], "account_id": "ACME-001"}}
     fresh = {**replay, "job_id": "INV-2026-7/due_day", "invoice": {**SAMPLE["invoice"], "id": "INV-2026-7"}}
-    result = submit([parse_job(replay, profiles()), parse_job(fresh, profiles())], JobBook(log), broker, later)
+    known = profiles(None)
+    result = submit([parse_job(replay, known), parse_job(fresh, known)], JobBook(log), known, broker, later)
     broker.close()
     assert [r.job_id for r in result.rejected] == ["INV-1/due_day"]
     assert "was accepted before account ACME-001 was erased" in result.rejected[0].errors[0]
@@ -248,7 +249,7 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
                                         debtor__email="cfo@example.com"),
                  email_job(job_id="INV-2026-0099/due_day", invoice__id="INV-2026-0099", debtor__account_id="OTHER-9",
                            debtor__email=OTHER_EMAIL, debtor__name=OTHER_NAME)):
-        parsed = parse_job(data, profiles()).job
+        parsed = parse_job(data, profiles(None)).job
         assert parsed is not None
         JobBook(log).accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
                        json.dumps(data, ensure_ascii=False), NOW)
@@ -325,12 +326,12 @@ def test_a_queued_job_whose_account_was_erased_meanwhile_is_dropped_unsent(world
     from worker.queue.envelope import envelope_for
 
     data = email_job()
-    parsed = parse_job(data, profiles()).job
+    parsed = parse_job(data, profiles(None)).job
     assert parsed is not None
     JobBook(world.log).accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
                          json.dumps(data, ensure_ascii=False), NOW)  # accepted and queued...
     later = NOW + timedelta(days=7 * 365)
-    erased = Records(world.log, None, None, profiles(), 6).erase(parsed.debtor.account_id, "request 81", later,
+    erased = Records(world.log, None, None, profiles(None), 6).erase(parsed.debtor.account_id, "request 81", later,
                                                                   by="li.na")
     assert erased.done, erased.message  # ...and erased before a worker took it
     assert world.handle(dict(envelope_for(parsed))) == "skipped"

@@ -97,7 +97,7 @@ def test_21211_is_permanent_and_email_takes_over(harness: Harness) -> None:
 def test_the_same_job_twice_is_one_message(harness: Harness) -> None:
     job = harness.job("2026-12-08")
     harness.run(job, job)
-    parsed = parse_job(job, profiles(), "test").job
+    parsed = parse_job(job, profiles(None), "test").job
     assert parsed is not None
     enqueue_many(harness.stack.broker, [envelope_for(parsed)] * 3)  # and redelivered behind intake's back
     harness.stack.wait_idle()
@@ -142,8 +142,8 @@ def test_invalid_jobs_are_dead_lettered_with_their_reasons(harness: Harness) -> 
     from worker.jobs.parse import read_jobs
 
     bad = harness.job(debtor__phone="+86 138")
-    result = submit(read_jobs(json.dumps(bad).encode() + b"\n{oops\n", profiles()), JobBook(harness.log),
-                    harness.stack.broker, WEDNESDAY_10)
+    result = submit(read_jobs(json.dumps(bad).encode() + b"\n{oops\n", profiles(None)), JobBook(harness.log),
+                    profiles(None), harness.stack.broker, WEDNESDAY_10)
     assert result.accepted == 0 and len(result.rejected) == 2
     letters = {d["origin"]: d for d in harness.log.dead_letters() if d["origin"].startswith("intake line")}
     assert "debtor.phone: '+86 138' is not a valid phone number" in letters["intake line 1"]["reason"]
@@ -154,8 +154,8 @@ def test_a_worker_killed_mid_batch_delivers_every_job_exactly_once(harness: Harn
     jobs = [harness.job("2026-12-08") for _ in range(24)]
     harness.stack.set_clock(WEDNESDAY_10)
     harness.mail.gate.clear()  # every SMTP transaction now waits at RCPT: the worker is mid-send
-    submit([parse_job(job, profiles(), "test") for job in jobs], JobBook(harness.log), harness.stack.broker,
-           WEDNESDAY_10)
+    submit([parse_job(job, profiles(None), "test") for job in jobs], JobBook(harness.log), profiles(None),
+           harness.stack.broker, WEDNESDAY_10)
     deadline = time.monotonic() + 30
     while harness.mail.waiting < 4 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -99,7 +99,8 @@ def test_redis_restarts_lose_nothing_and_send_nothing_twice(stack: tuple[Stack, 
     the_stack.start_worker(processes=1, threads=4, extra_env={
         "DUNNING_EMAIL_PER_SECOND": "20", "DUNNING_HEALTH_FILE": str(health)})
     batch = jobs(60, "r")
-    submit([parse_job(job, profiles(), "test") for job in batch], JobBook(log), the_stack.broker, WEDNESDAY_10)
+    submit([parse_job(job, profiles(None), "test") for job in batch], JobBook(log), profiles(None),
+           the_stack.broker, WEDNESDAY_10)
     time.sleep(1.0)
     restart_redis(the_stack, 2.0)
     time.sleep(1.0)
@@ -111,7 +112,7 @@ def test_redis_restarts_lose_nothing_and_send_nothing_twice(stack: tuple[Stack, 
     assert set(statuses.values()) == {"sent"} and len(statuses) == 60
     # The dispatcher came back by itself: a deferral made now still comes due.
     late = jobs(1, "late")[0]
-    the_stack.agenda.schedule(late["job_id"], envelope_for(parse_job(late, profiles()).job),  # type: ignore[arg-type]
+    the_stack.agenda.schedule(late["job_id"], envelope_for(parse_job(late, profiles(None)).job),  # type: ignore[arg-type]
                               the_stack.clock.now() + timedelta(seconds=1))
     the_stack.wait_idle(timeout=30)
     assert [m["To"] for m in mail.messages()].count(late["debtor"]["email"]) == 1
@@ -271,7 +272,8 @@ def test_a_frozen_redis_strands_no_message_for_long(stack: tuple[Stack, ContactL
     the_stack, log, mail = stack
     the_stack.start_worker(processes=2, threads=8, extra_env={"DUNNING_EMAIL_PER_SECOND": "10"})
     batch = jobs(100, "z")
-    submit([parse_job(job, profiles(), "test") for job in batch], JobBook(log), the_stack.broker, WEDNESDAY_10)
+    submit([parse_job(job, profiles(None), "test") for job in batch], JobBook(log), profiles(None),
+           the_stack.broker, WEDNESDAY_10)
     time.sleep(2.0)
     assert the_stack.redis.process is not None
     os.kill(the_stack.redis.process.pid, signal.SIGSTOP)
@@ -300,7 +302,8 @@ def test_a_fetch_whose_reply_is_lost_in_a_hang_strands_nothing_for_long(
         worker = the_stack.start_worker(processes=2, threads=8,
                                         extra_env={"DUNNING_REDIS_URL": f"redis://127.0.0.1:{relay.port}/0"})
         batch = jobs(400, "h")
-        submit([parse_job(job, profiles(), "test") for job in batch], JobBook(log), the_stack.broker, WEDNESDAY_10)
+        submit([parse_job(job, profiles(None), "test") for job in batch], JobBook(log), profiles(None),
+               the_stack.broker, WEDNESDAY_10)
         deadline = time.monotonic() + 60
         while len(mail.messages()) < 30 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -13,6 +13,7 @@ from worker import wiring
 from worker.events import Applied, Events
 from worker.jobs.contract import Job
 from worker.jobs.intake import OUTAGES, Intake, Unavailable, as_parsed, submit
+from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.settings import Settings
 
@@ -28,7 +29,8 @@ def enqueue(jobs: Iterable[Job | dict[str, Any]], settings: Settings | None = No
     `intake.unavailable` were not accepted; call again with the same jobs.
     """
     settings = settings or Settings.from_env()
-    parsed = as_parsed(jobs)
+    known = profiles(settings.profile_dir)
+    parsed = as_parsed(jobs, known)
     broker = wiring.broker(settings)
     try:
         log = wiring.log(settings)
@@ -37,7 +39,7 @@ def enqueue(jobs: Iterable[Job | dict[str, Any]], settings: Settings | None = No
         raise Unavailable(Intake(unavailable=[p.job_id or p.where for p in parsed],
                                  reason=f"the contact log is unavailable ({type(error).__name__})")) from None
     try:
-        result = submit(parsed, wiring.books(log).jobs, broker, datetime.now(UTC))
+        result = submit(parsed, wiring.books(log).jobs, known, broker, datetime.now(UTC))
     finally:
         broker.close()
         log.engine.dispose()

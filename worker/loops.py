@@ -18,6 +18,7 @@ from datetime import timedelta
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from schedules import Profiles
 from worker.clock import Clock
 from worker.contact_log import ContactLog
 from worker.jobs.book import JobBook
@@ -54,10 +55,11 @@ def dispatcher(agenda: Agenda, broker: dramatiq.Broker, clock: Clock) -> Callabl
     return step
 
 
-def reconciler(jobs: JobBook, broker: dramatiq.Broker, agenda: Agenda, clock: Clock) -> Callable[[], float]:
+def reconciler(jobs: JobBook, known: Profiles, broker: dramatiq.Broker, agenda: Agenda,
+               clock: Clock) -> Callable[[], float]:
     """Jobs intake recorded and never queued (`worker.jobs.intake.reconcile`)."""
     def step() -> float:
-        while reconcile(jobs, broker, agenda, clock.now()) > 0:
+        while reconcile(jobs, known, broker, agenda, clock.now()) > 0:
             pass
         return RECONCILE_EVERY
     return step
@@ -74,11 +76,11 @@ def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
     return step
 
 
-def parent_loops(log: ContactLog, jobs: JobBook, broker: RedisBroker, agenda: Agenda, clock: Clock,
+def parent_loops(log: ContactLog, jobs: JobBook, known: Profiles, broker: RedisBroker, agenda: Agenda, clock: Clock,
                  stranded_after: timedelta, webhooks: Dispatcher | None) -> list[Loop]:
     """Every duty of the worker's parent, named for its health file and its log lines."""
     loops = [Loop("dispatcher", dispatcher(agenda, broker, clock)),
-             Loop("reconciler", reconciler(jobs, broker, agenda, clock)),
+             Loop("reconciler", reconciler(jobs, known, broker, agenda, clock)),
              Loop("stranded", stranded(broker, stranded_after))]
     if webhooks is not None:
         loops.append(Loop("webhooks", webhooks.step))

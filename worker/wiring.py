@@ -121,7 +121,7 @@ def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis
                     renderer=Renderer(library.published(), settings.default_locale),
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),
-                    clock=at, profiles=profiles(), settings=settings)
+                    clock=at, profiles=profiles(settings.profile_dir), settings=settings)
 
 
 def webhooks(settings: Settings, outbox: Outbox, at: Clock, wall: Callable[[], float]) -> Dispatcher | None:

@@ -100,7 +100,8 @@ def operators(scratch: Path, docs: Path) -> None:
         settings = Settings.from_env(env)
         log = wiring.log(settings, migrate=True)
         stack.set_clock(start)
-        submit(read_jobs(sample_bytes(), policy.profiles()), wiring.books(log).jobs, stack.broker, start)
+        known = policy.profiles(settings.profile_dir)
+        submit(read_jobs(sample_bytes(), known), wiring.books(log).jobs, known, stack.broker, start)
         stack.start_worker(processes=1, threads=8)
         stack.wait_idle(timeout=120)
         for name in ("ops.wang", "ops.zhao"):

@@ -72,9 +72,10 @@ def open_books() -> Books:
 def profiles_or_exit() -> Profiles:
     from schedules import ProfileError
     from worker import policy
+    from worker.settings import Settings
 
     try:
-        return policy.profiles()
+        return policy.profiles(Settings.from_env().profile_dir)
     except ProfileError as error:
         err.print("the policy profiles have problems (run `dunning profiles check`):", markup=False)
         err.print(str(error), markup=False)

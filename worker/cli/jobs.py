@@ -49,8 +49,8 @@ def decide(
     from worker.jobs.parse import read_jobs
 
     moment = parse_now(now)
-    known = read_facts(facts) if facts else NOTHING_KNOWN
-    results = list(read_jobs(read_input(source), profiles_or_exit()))
+    known, given = profiles_or_exit(), read_facts(facts) if facts else NOTHING_KNOWN
+    results = list(read_jobs(read_input(source), known))
     if any(not r.ok for r in results) or not results:
         for result in results:
             if not result.ok:
@@ -60,7 +60,7 @@ def decide(
         raise typer.Exit(1)
     for result in results:
         assert result.job is not None
-        decision = policy.decide(result.job, moment, known).to_json()
+        decision = policy.decide(result.job, moment, known, given).to_json()
         if len(results) > 1:
             decision = {"job_id": result.job.job_id, **decision}
         out.print(json.dumps(decision, ensure_ascii=False), markup=False)
@@ -92,7 +92,7 @@ def _submit(source: str, register: bool) -> None:
         parsed = [as_registration(item, known) for item in parsed]
     broker = wiring.broker(settings)
     try:
-        result = submit(parsed, wiring.books(wiring.log(settings)).jobs, broker, datetime.now(UTC))
+        result = submit(parsed, wiring.books(wiring.log(settings)).jobs, known, broker, datetime.now(UTC))
     except OUTAGES as error:  # the log could not even be opened
         result = Intake(unavailable=[p.job_id or p.where for p in parsed],
                         reason=f"the contact log is unavailable ({type(error).__name__})")

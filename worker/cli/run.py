@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from worker.cli.app import app
-from worker.cli.common import err, long_running, out
+from worker.cli.common import err, long_running, out, profiles_or_exit
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ def worker(
     agenda = Agenda(client)
     books = wiring.books(log)
     webhooks = wiring.webhooks(settings, books.outbox, clock, time.time)
-    loops = parent_loops(log, books.jobs, broker, agenda, clock, timedelta(seconds=settings.stranded_after_s), webhooks)
+    loops = parent_loops(log, books.jobs, profiles_or_exit(), broker, agenda, clock,
+                         timedelta(seconds=settings.stranded_after_s), webhooks)
     supervisor = Supervisor(loops, stop, time.time, settings.health_file)
     supervisor.start()
     code = supervisor.watch(lambda: child.poll() is None)
@@ -143,6 +144,7 @@ def _read_ahead(settings: Settings, log: ContactLog, now: Callable[[], datetime]
 
     from worker import wiring
     from worker.pipeline import forecast
+    from worker.policy import profiles
     from worker.queue.agenda import Agenda
 
     logger, agenda = logging.getLogger("dunning.serve"), Agenda(wiring.redis_for(settings))
@@ -150,7 +152,7 @@ def _read_ahead(settings: Settings, log: ContactLog, now: Callable[[], datetime]
     while True:
         started = time.monotonic()
         try:
-            kept = forecast.warm(agenda, log, now())
+            kept = forecast.warm(agenda, log, profiles(settings.profile_dir), now())
             outcome, said = "read", f"the Schedule page's {kept} jobs read ahead in {time.monotonic() - started:.1f} s"
         except Exception as error:  # Redis away, or the log: the page will say so when asked
             outcome = said = f"the Schedule page's jobs were not read ahead ({type(error).__name__})"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from worker.cli.app import app
-from worker.cli.common import err, open_log, out
+from worker.cli.common import err, open_log, out, profiles_or_exit
 from worker.settings import Settings
 
 
@@ -34,7 +34,7 @@ def forewarn(
     log = open_log()
     client = wiring.redis_for(settings)
     try:
-        day = forecast.send_forewarning(wiring.channels(settings), log, Agenda(client),
+        day = forecast.send_forewarning(wiring.channels(settings), log, profiles_or_exit(), Agenda(client),
                                         address, wiring.clock(settings, client).now())
     except forecast.ForewarnError as error:
         err.print(str(error), markup=False)

@@ -35,7 +35,8 @@ def create_app(log: ContactLog, books: Books, settings: Settings, now: Callable[
     problems.install(app, settings.public_url)
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
-    app.include_router(billing.router(log, books.keys, books.jobs, Answers(log.engine), broker, now))
+    app.include_router(billing.router(log, books.keys, books.jobs, Answers(log.engine), broker, settings.profile_dir,
+                                      now))
     app.include_router(billing_reads.router(log, books.keys, books.jobs, broker, now))
     app.include_router(console.router(log, books, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,

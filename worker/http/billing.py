@@ -7,6 +7,7 @@ dead letters, duplicates and outage answers."""
 import json
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from dramatiq.brokers.redis import RedisBroker
@@ -80,7 +81,7 @@ def _is_batch(data: Any) -> bool:
 
 
 def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, broker: Callable[[], RedisBroker],
-           now: Callable[[], datetime]) -> APIRouter:
+           profile_dir: Path | None, now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     require = requirer(keys, now)
     JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
@@ -88,12 +89,12 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, broker:
     async def take(body: bytes, register: bool) -> JSONResponse:
         data = json_of(body)
         items = job_items(data)
-        known = profiles()
+        known = profiles(profile_dir)
         parsed: list[Parsed] = [parse_job(item, known, f"jobs[{n}]") for n, item in enumerate(items)]
         if register:
             parsed = [as_registration(item, known) for item in parsed]
         index = {id(item): n for n, item in enumerate(parsed)}
-        result = await run_in_threadpool(submit, parsed, jobs, broker(), now())
+        result = await run_in_threadpool(submit, parsed, jobs, known, broker(), now())
         if result.unavailable:
             raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
                                "request again (what was accepted comes back as duplicates)",

@@ -22,13 +22,12 @@ import redis
 import sqlalchemy.exc
 from dramatiq.brokers.redis import RedisBroker
 
-from schedules import Profile
+from schedules import Profile, Profiles
 from schedules.cadence import plan
 from worker.contact_log.kinds import Event, Kind
 from worker.jobs.book import JobBook, JobRow
 from worker.jobs.contract import Job
 from worker.jobs.parse import Parsed, parse_job
-from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import BATCH, enqueue_many
 from worker.queue.envelope import Envelope, envelope_for
@@ -64,7 +63,7 @@ class Unavailable(Exception):
         self.intake = intake
 
 
-def submit(parsed: Iterable[Parsed], book: JobBook, broker: dramatiq.Broker, now: datetime,
+def submit(parsed: Iterable[Parsed], book: JobBook, known: Profiles, broker: dramatiq.Broker, now: datetime,
            agenda: Agenda | None = None) -> Intake:
     """Queue the valid jobs, register the cadences; `agenda` defaults to the broker's Redis.
 
@@ -100,7 +99,7 @@ def submit(parsed: Iterable[Parsed], book: JobBook, broker: dramatiq.Broker, now
                 if agenda is None:
                     assert isinstance(broker, RedisBroker), "registering a cadence needs the agenda (Redis)"
                     agenda = Agenda(broker.client)
-                result.registered += register(job, book, agenda, now)
+                result.registered += register(job, book, known, agenda, now)
                 queued.append(job.job_id)
     except OUTAGES as error:
         done = set(queued)
@@ -182,7 +181,7 @@ def _unavailable(result: Intake, job_ids: list[str], what: str, error: BaseExcep
     return result
 
 
-def register(job: Job, book: JobBook, agenda: Agenda, now: datetime) -> int:
+def register(job: Job, book: JobBook, known: Profiles, agenda: Agenda, now: datetime) -> int:
     """Plan the invoice's cadence and put its steps in the agenda; returns how many steps.
 
     The steps are recorded (unqueued, under the registration) before the agenda has
@@ -190,7 +189,7 @@ def register(job: Job, book: JobBook, agenda: Agenda, now: datetime) -> int:
     invoice registered twice under different ids) is not planned again.
     """
     assert job.cadence is not None
-    steps = plan(job, now, profiles()[job.cadence])
+    steps = plan(job, now, known[job.cadence])
     rows: list[JobRow] = []
     entries: dict[str, tuple[str, Envelope, datetime]] = {}
     planned: dict[str, dict[str, Any]] = {}
@@ -218,7 +217,7 @@ def register(job: Job, book: JobBook, agenda: Agenda, now: datetime) -> int:
     return len(taken)
 
 
-def reconcile(book: JobBook, broker: dramatiq.Broker, agenda: Agenda, now: datetime,
+def reconcile(book: JobBook, known: Profiles, broker: dramatiq.Broker, agenda: Agenda, now: datetime,
               older_than: timedelta = RECONCILE_AFTER) -> int:
     """Queue the jobs recorded but never queued (an intake that died between the two, or
     whose take-back failed too), and re-plan such registrations; returns how many. Run
@@ -226,7 +225,6 @@ def reconcile(book: JobBook, broker: dramatiq.Broker, agenda: Agenda, now: datet
     rows = book.unqueued(now - older_than)
     if not rows:
         return 0
-    known = profiles()
     plain: list[Job] = []
     for row in rows:
         parsed = parse_job(json.loads(row["payload"]), known, "reconcile")
@@ -234,7 +232,7 @@ def reconcile(book: JobBook, broker: dramatiq.Broker, agenda: Agenda, now: datet
             book.log.dead_letter("reconcile", "; ".join(parsed.errors), row["payload"], now, row["job_id"])
             book.mark_queued([row["job_id"]], now)
         elif parsed.job.cadence is not None:
-            register(parsed.job, book, agenda, now)
+            register(parsed.job, book, known, agenda, now)
         else:
             plain.append(parsed.job)
     enqueue_many(broker, [envelope_for(job) for job in plain])
@@ -251,7 +249,7 @@ def as_registration(item: Parsed, known: Mapping[str, Profile]) -> Parsed:
     return parse_job({**data, "cadence": data.get("profile", "default")}, known, item.where, item.text)
 
 
-def as_parsed(jobs: Iterable[Job | dict[str, Any]]) -> list[Parsed]:
+def as_parsed(jobs: Iterable[Job | dict[str, Any]], known: Profiles) -> list[Parsed]:
     """Jobs given from Python (models or dicts), checked like any other input."""
-    return [parse_job(job.to_json() if isinstance(job, Job) else job, profiles(), f"item {n}")
+    return [parse_job(job.to_json() if isinstance(job, Job) else job, known, f"item {n}")
             for n, job in enumerate(jobs, start=1)]

@@ -39,7 +39,8 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
         log = wiring.log(Settings.from_env(stack.env()), migrate=True)
         stack.set_clock(start)
         _billing_events(log, start)
-        intake = submit(read_jobs(sample_bytes(), policy.profiles()), JobBook(log), stack.broker, start)
+        known = policy.profiles(Settings.from_env(stack.env()).profile_dir)
+        intake = submit(read_jobs(sample_bytes(), known), JobBook(log), known, stack.broker, start)
         console.print(f"queued {intake.accepted} reminders at {start.isoformat()} "
                       f"(clock: Redis key dunning:clock; worker log: {directory / 'worker.log'})")
         stack.start_worker(processes=1, threads=8)

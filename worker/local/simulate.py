@@ -117,7 +117,7 @@ class _Run:
                                    throttle=_NoThrottle())
         pipeline = Pipeline(services)
         try:
-            known = profiles()
+            known = profiles(self.settings.profile_dir)
             for item in parsed:
                 item = as_registration(item, known) if isinstance(item.data, dict) and "stage" not in item.data \
                     else item
@@ -155,7 +155,7 @@ class _Run:
         if not self.book.accept_job(job.job_id, job.invoice.id, job.debtor.account_id, "{}", now):
             return
         if job.cadence is not None:
-            register(job, self.book, self.agenda, now)
+            register(job, self.book, profiles(self.settings.profile_dir), self.agenda, now)
         else:
             self.agenda.schedule(job.job_id, envelope_for(job), now)
 

@@ -19,13 +19,14 @@ from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from channels.base import Channel, ChannelError, Message
+from schedules import Profiles
 from schedules.zones import candidate_zones
 from worker.contact_log import ContactLog, Known
 from worker.contact_log.facts import FACTS_LOOKBACK, Ask
 from worker.jobs.contract import Job
 from worker.jobs.parse import parse_job
 from worker.pipeline.standing import as_decided, dropped, owed
-from worker.policy import decide, profiles
+from worker.policy import decide
 from worker.queue.agenda import Agenda
 
 HORIZON_DAYS = 14
@@ -80,19 +81,19 @@ def _zone(job: Job) -> str:
     return found[0].key if found else "UTC"
 
 
-def _predicted(log: ContactLog, pending: Sequence[tuple[str, datetime | None, Job]], now: datetime,
+def _predicted(log: ContactLog, known: Profiles, pending: Sequence[tuple[str, datetime | None, Job]], now: datetime,
                horizon: datetime) -> list[Step]:
     """Each step decided as the worker would decide it when it comes due, with what the log
     knows now — read for all of them at once (`known_many`): facts change only by events,
     and there are none after now; only the caps' look-back moves with the moment."""
     asks = [Ask(job.debtor.account_id, job.invoice.id, job.job_id,
                 tuple(a for a in (job.debtor.email, job.debtor.phone) if a)) for _, _, job in pending]
-    return [_step(log, job, entry_id, due, known, now, horizon)
-            for (entry_id, due, job), known in zip(pending, log.known_many(asks, now), strict=True)]
+    return [_step(log, known, job, entry_id, due, facts, now, horizon)
+            for (entry_id, due, job), facts in zip(pending, log.known_many(asks, now), strict=True)]
 
 
-def _step(log: ContactLog, job: Job, entry_id: str, due: datetime | None, known: Known, now: datetime,
-          horizon: datetime) -> Step:
+def _step(log: ContactLog, profiles: Profiles, job: Job, entry_id: str, due: datetime | None, known: Known,
+          now: datetime, horizon: datetime) -> Step:
     base = Step(entry_id, job.job_id, job.invoice.id, job.debtor.account_id, job.profile, _zone(job), due,
                 action="paused", reasons=())
     facts = known.facts
@@ -110,7 +111,7 @@ def _step(log: ContactLog, job: Job, entry_id: str, due: datetime | None, known:
         cutoff = moment - FACTS_LOOKBACK  # as the worker will read them then
         seen = facts if all(a.at >= cutoff for a in facts.attempts) else facts.model_copy(
             update={"attempts": tuple(a for a in facts.attempts if a.at >= cutoff)})
-        decision = decide(job, moment, seen)
+        decision = decide(job, moment, profiles, seen)
         if decision.action == "defer" and decision.until is not None and decision.until <= horizon:
             moment = decision.until
             continue
@@ -126,20 +127,21 @@ def _horizon(now: datetime, days: int) -> datetime:
     return datetime.combine(now.astimezone(UTC).date() + timedelta(days=days), datetime.min.time(), UTC)
 
 
-def plan(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAYS, limit: int = LIMIT) -> Plan:
+def plan(agenda: Agenda, log: ContactLog, known: Profiles, now: datetime, days: int = HORIZON_DAYS,
+         limit: int = LIMIT) -> Plan:
     """The next `days` days (UTC), from today: every step in the agenda due by then."""
     start, horizon = now.astimezone(UTC).date(), _horizon(now, days)
     entries = agenda.upcoming(horizon, limit + 1)
     pending = [(entry_id, due, job) for entry_id, due, payload in entries[:limit]
-               if (job := _job_of(log, payload)) is not None]
-    steps = _predicted(log, pending, now, horizon)
+               if (job := _job_of(log, known, payload)) is not None]
+    steps = _predicted(log, known, pending, now, horizon)
     counts: Counter[tuple[date, str, str]] = Counter(
         (step.at.date(), step.channel, step.profile) for step in steps
         if step.action == "send" and step.channel and step.at and step.at < horizon)
     return Plan(start, days, steps, len(entries) <= limit, counts)
 
 
-def _job_of(log: ContactLog, payload: Mapping[str, object] | None) -> Job | None:
+def _job_of(log: ContactLog, known: Profiles, payload: Mapping[str, object] | None) -> Job | None:
     """The reminder an agenda entry carries (None: a supervisor's notice, or unreadable).
     Jobs are parsed once per log and process (`_PARSED`, by job id: a job id is one
     reminder, its JSON never changes once queued): the page reads the same entries again."""
@@ -151,7 +153,7 @@ def _job_of(log: ContactLog, payload: Mapping[str, object] | None) -> Job | None
     if key not in parsed:
         if len(parsed) >= _PARSED_MAX:
             parsed.pop(next(iter(parsed)), None)  # `warm` may be filling it too
-        parsed[key] = parse_job(job_json, profiles(), "agenda", trusted=True).job  # intake's own, validated copy
+        parsed[key] = parse_job(job_json, known, "agenda", trusted=True).job  # intake's own, validated copy
     return parsed[key]
 
 
@@ -160,27 +162,28 @@ _PARSED: WeakKeyDictionary[ContactLog, dict[str, Job | None]] = WeakKeyDictionar
 _PARSED_MAX = 4 * LIMIT
 
 
-def warm(agenda: Agenda, log: ContactLog, now: datetime, days: int = HORIZON_DAYS, limit: int = LIMIT) -> int:
+def warm(agenda: Agenda, log: ContactLog, known: Profiles, now: datetime, days: int = HORIZON_DAYS,
+         limit: int = LIMIT) -> int:
     """Parse the jobs of the steps `plan` would read, and keep them: `serve` does this once
     as it starts, in the background, so the first Schedule page an operator opens is as
     fast as the next (10,000 steps: ~2 s cold, under 1 s warm; bench/schedule.py).
     Returns how many jobs are kept."""
     horizon = _horizon(now, days)
-    return sum(_job_of(log, payload) is not None for _, _, payload in agenda.upcoming(horizon, limit))
+    return sum(_job_of(log, known, payload) is not None for _, _, payload in agenda.upcoming(horizon, limit))
 
 
-def pending_of(agenda: Agenda, log: ContactLog, invoices: Iterable[str], now: datetime,
+def pending_of(agenda: Agenda, log: ContactLog, known: Profiles, invoices: Iterable[str], now: datetime,
                days: int = HORIZON_DAYS) -> list[Step]:
     """An invoice's (or an account's invoices') pending steps, paused ones included."""
     horizon = _horizon(now, days)
     pending = []
     for invoice in dict.fromkeys(invoices):
         for entry_id, due in agenda.of_invoice(invoice):
-            job = _job_of(log, agenda.payload_of(entry_id) if due is not None
+            job = _job_of(log, known, agenda.payload_of(entry_id) if due is not None
                           else agenda.parked_payload(invoice, entry_id))
             if job is not None:
                 pending.append((entry_id, due, job))
-    return _predicted(log, pending, now, horizon)
+    return _predicted(log, known, pending, now, horizon)
 
 
 def forewarning(found: Plan, day: date) -> tuple[str, str]:
@@ -211,7 +214,7 @@ class ForewarnError(Exception):
     """The forewarning could not be sent: no SMTP relay configured, or it refused."""
 
 
-def send_forewarning(channels: Mapping[str, Channel], log: ContactLog, agenda: Agenda, to: str,
+def send_forewarning(channels: Mapping[str, Channel], log: ContactLog, known: Profiles, agenda: Agenda, to: str,
                      now: datetime) -> date:
     """E-mail tomorrow's plan (the UTC day after `now`) to an operator through the
     configured relay (`channels`: `wiring.channels`, closed here); the day it covers."""
@@ -219,7 +222,7 @@ def send_forewarning(channels: Mapping[str, Channel], log: ContactLog, agenda: A
     if channel is None:
         raise ForewarnError("No SMTP relay is configured (DUNNING_SMTP_URL): the forewarning cannot be sent.")
     day = (now + timedelta(days=1)).astimezone(UTC).date()
-    subject, text = forewarning(plan(agenda, log, now), day)
+    subject, text = forewarning(plan(agenda, log, known, now), day)
 
     async def send() -> None:
         try:

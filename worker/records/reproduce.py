@@ -41,7 +41,7 @@ def reproduce(record: DeliveryRecord, settings: Settings) -> Reproduced:
                           else "the job is sealed and DUNNING_MASTER_KEY is not set")
     if not record.sources:
         return Reproduced(None, None, "the template versions it used are not kept")
-    parsed = parse_job(json.loads(record.payload), profiles(), "console")
+    parsed = parse_job(json.loads(record.payload), profiles(settings.profile_dir), "console")
     if parsed.job is None:
         return Reproduced(None, None, "the job as kept no longer reads: " + "; ".join(parsed.errors))
     job = parsed.job

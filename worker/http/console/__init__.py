@@ -312,7 +312,7 @@ def router(log: ContactLog, books: Books, settings: Settings, now: Callable[[], 
     @cache
     def records() -> Records:
         """Records requests, with the agenda and dramatiq's Redis (built on first use)."""
-        return Records(log, Agenda(wiring.redis_for(settings)), wiring.broker(settings), profiles(),
+        return Records(log, Agenda(wiring.redis_for(settings)), wiring.broker(settings), profiles(settings.profile_dir),
                        settings.retention_years)
 
     def records_page(session: Session, status: int = 200, as_of: str = "", **said: Any) -> Response:

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from channels.segments import count_segments
+from schedules import Profiles
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, fragment, page
 from worker.jobs.contract import Job
@@ -49,17 +50,17 @@ class Sample:
     dpd: int = 0  # days past due: negative before the due date
 
     @classmethod
-    def read(cls, form: FormData | None, name: str) -> tuple[Sample, list[str]]:
+    def read(cls, form: FormData | None, name: str, known: Profiles) -> tuple[Sample, list[str]]:
         """From the editor's form (the defaults for the template: its locale, its stage's day)."""
         own = name.split("/")[0] if "/" in name else "en-US"
         stage = name.rsplit("/", 1)[-1].split(".")[0]
         # The first day of the template's stage in the default ladder (0, the due day, otherwise).
-        dpd = next((s.from_dpd for s in profiles()["default"].ladder.stages if s.name == stage), 0)
+        dpd = next((s.from_dpd for s in known["default"].ladder.stages if s.name == stage), 0)
         if form is None:
             return cls(locale=own, dpd=dpd), []
         problems = []
         profile = str(form.get("profile") or "default")
-        if profile not in profiles():
+        if profile not in known:
             problems.append(f"Profile: {profile!r} is not a profile")
             profile = "default"
         kind = str(form.get("kind") or "person")
@@ -136,8 +137,8 @@ def diff(older: Version | None, newer: Version) -> list[tuple[str, str]]:
              "removed" if line.startswith("-") and not line.startswith("---") else "", line) for line in lines]
 
 
-def _stages() -> list[str]:
-    return [s.name for s in profiles()["default"].ladder.stages if s.action == "send"]
+def _stages(known: Profiles) -> list[str]:
+    return [s.name for s in known["default"].ladder.stages if s.action == "send"]
 
 
 def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, now: Callable[[], datetime]) -> None:
@@ -146,6 +147,9 @@ def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, n
     def published() -> dict[str, str]:
         return library.live_or_imported(settings.template_dir, now())
 
+    def stages() -> list[str]:
+        return _stages(profiles(settings.profile_dir))
+
     def findings_by_template() -> dict[str, list[Finding]]:
         """The published templates' check, once per publication (it renders every sample)."""
         generation = library.template_generation()
@@ -153,7 +157,7 @@ def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, n
             renderer = Renderer(Fixed([TemplateSource.of(n, s) for n, s in published().items()]),
                                 settings.default_locale)
             grouped: dict[str, list[Finding]] = {}
-            for finding in check_templates(renderer, _stages(), sample_jobs(), settings.sender):
+            for finding in check_templates(renderer, stages(), sample_jobs(), settings.sender):
                 grouped.setdefault(finding.template.split(":")[0], []).append(finding)
             checked.clear()
             checked[generation] = grouped
@@ -187,7 +191,7 @@ def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, n
             editing = next((v for v in versions
                             if v.state in (VersionState.DRAFT, VersionState.PENDING, VersionState.LIVE)), None)
         text = source if source is not None else (editing.source if editing else "")
-        sample, problems = Sample.read(form, name)
+        sample, problems = Sample.read(form, name, profiles(settings.profile_dir))
         if shown is None and text:
             shown = preview(live, name, text, sample, settings, now())
         history = [{"v": v, "diff": diff(versions[i + 1] if i + 1 < len(versions) else None, v)}
@@ -196,12 +200,13 @@ def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, n
                     editing=editing, sample=sample, problems=problems, shown=shown, findings=findings, done=done,
                     problem=problem, history=history,
                     waiting=next((v for v in versions if v.state == VersionState.PENDING), None),
-                    profiles=sorted(profiles()), locales=sorted({n.split("/")[0] for n in live if "/" in n}),
+                    profiles=sorted(profiles(settings.profile_dir)),
+                    locales=sorted({n.split("/")[0] for n in live if "/" in n}),
                     kinds=KINDS, approvals=settings.template_approvals)
 
     def check(name: str, source: str) -> list[Finding]:
-        return check_draft(published(), name, source, _stages(), sample_jobs(), settings.sender,
-                           settings.default_locale)
+        return check_draft(published(), name, source, stages(), sample_jobs(),
+                           settings.sender, settings.default_locale)
 
     @routes.get("/templates")
     @guard("operator")
@@ -237,7 +242,7 @@ def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, n
         """The preview pane alone, for the editor's script (as the page's Preview button shows it)."""
         name = request.path_params["name"]
         form = await request.form()
-        sample, problems = Sample.read(form, name)
+        sample, problems = Sample.read(form, name, profiles(settings.profile_dir))
 
         def pane() -> Response:
             shown = preview(published(), name, str(form.get("source") or ""), sample, settings, now())

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from schedules import Profiles
 from schedules.reach import reach
 from worker import wiring
 from worker.contact_log import ContactLog
@@ -41,7 +42,7 @@ PAGE = 50  # cases per page view, oldest first: each is shown whole, with its hi
 _SHOWN = (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT, Kind.INBOUND, Kind.ESCALATION)
 
 
-def summary(log: ContactLog, jobs: JobBook, case: dict[str, Any], now: datetime,
+def summary(log: ContactLog, jobs: JobBook, known: Profiles, case: dict[str, Any], now: datetime,
             unmasked: bool = False) -> dict[str, Any]:
     """The case in a few words, from the invoice's last job as intake kept it, and whether
     the debtor may be reached now."""
@@ -64,19 +65,19 @@ def summary(log: ContactLog, jobs: JobBook, case: dict[str, Any], now: datetime,
     return {"known": True, "name": debtor.get("name"), "company": debtor.get("company"), "amount": amount,
             "number": invoice.get("number"), "due": due, "late": (today - due).days,
             "phone": shown("phone", debtor.get("phone") or ""), "email": shown("email", debtor.get("email") or ""),
-            "reach": _reach(log, job, now)}
+            "reach": _reach(log, known, job, now)}
 
 
-def _reach(log: ContactLog, data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+def _reach(log: ContactLog, known: Profiles, data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     """The debtor's local time, the window and each channel now (None for a job that no
     longer parses, say under a profile since removed)."""
-    parsed = parse_job(data, profiles(), "the case's job").job
-    if parsed is None or parsed.profile not in profiles():
+    parsed = parse_job(data, known, "the case's job").job
+    if parsed is None or parsed.profile not in known:
         return None
     debtor = parsed.debtor
     facts = log.known(debtor.account_id, parsed.invoice.id, parsed.job_id, now,
                       tuple(a for a in (debtor.email, debtor.phone) if a)).facts
-    found = reach(parsed, now, facts, profiles()[parsed.profile])
+    found = reach(parsed, now, facts, known[parsed.profile])
     zone = found.zones[0] if found.zones else None
     return {"local": [f"{now.astimezone(z):%Y-%m-%d %H:%M %a} {z.key}" for z in found.zones],
             "open": found.open, "until": found.open_until.astimezone(zone).strftime("%H:%M")
@@ -103,7 +104,8 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, jobs: JobBook, setting
         moment = now()
         found = log.escalations()
         reveal = request.query_params.get("reveal", "") if request.method == "GET" else ""
-        cases = [{**case, "summary": summary(log, jobs, case, moment, unmasked=case["invoice_id"] == reveal),
+        known = profiles(settings.profile_dir)
+        cases = [{**case, "summary": summary(log, jobs, known, case, moment, unmasked=case["invoice_id"] == reveal),
                   "history": history(log, case["invoice_id"]), "revealed": case["invoice_id"] == reveal}
                  for case in found[:PAGE]]
         if cases:

@@ -22,6 +22,7 @@ from worker.http.console.charts import CHANNELS, sends_per_day
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
 from worker.pipeline import forecast
+from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.settings import Settings
 from worker.users.people import Session
@@ -43,7 +44,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
         """The plan of the next days; or, for a `target`, its pending steps alone (an
         account's or invoice's few steps, not the whole agenda: fast to look up and to pause)."""
         moment = now()
-        found = None if target else forecast.plan(agenda(), log, moment)
+        found = None if target else forecast.plan(agenda(), log, profiles(settings.profile_dir), moment)
         profiles_seen = sorted({profile for (_, _, profile) in found.counts}) if found else []
         rows = [{"day": day, "counts": {(c, p): found.counts.get((day, c, p), 0) for c in CHANNELS
                                         for p in profiles_seen}} for day in found.day_list()] if found else []
@@ -55,7 +56,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                 status = 404 if status == 200 else status
             else:
                 kind, invoices = resolved
-                pending = forecast.pending_of(agenda(), log, invoices, moment)
+                pending = forecast.pending_of(agenda(), log, profiles(settings.profile_dir), invoices, moment)
         return page("schedule.html", status, user=session.user, csrf=session.csrf, plan=found, rows=rows,
                     profiles=profiles_seen, channels=CHANNELS,
                     chart=sends_per_day(found.by_day_and_channel()) if found and found.counts else None,
@@ -106,7 +107,8 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
         except EventError as problem:
             return schedule_page(session, status=422, problem=f"Send the forewarning to: {problem}")
         try:
-            day = forecast.send_forewarning(wiring.channels(settings), log, agenda(), address, now())
+            day = forecast.send_forewarning(wiring.channels(settings), log, profiles(settings.profile_dir), agenda(),
+                                            address, now())
         except forecast.ForewarnError as problem:
             return schedule_page(session, status=503, problem=str(problem))
         return schedule_page(session, done=f"The plan for {day} was e-mailed to {address}.")
