@@ -121,7 +121,7 @@ def serving(log: ContactLog, env: Mapping[str, str], clock: Callable[[], datetim
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
-    app = create_app(log, wiring.books(log), settings, clock)
+    app = create_app(log, wiring.books(log), wiring.Links(settings), settings, clock)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import dramatiq
 import redis
@@ -56,6 +57,32 @@ class Books:
 
 def books(log: ContactLog) -> Books:
     return Books(People(log), Keys(log), Outbox(log), Library(log), RecordBook(log), JobBook(log))
+
+
+class Links:
+    """What a server reaches beyond the log — Redis (the agenda, dramatiq's broker) and the
+    channels — each built on first use, so the pages that read only the log work with
+    Redis away (and a test's server needs no Redis it does not use). Built by the entry
+    point (`dunning serve`) and handed to `create_app`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def client(self) -> redis.Redis:
+        return redis_for(self.settings)
+
+    @cached_property
+    def agenda(self) -> Agenda:
+        return Agenda(self.client)
+
+    @cached_property
+    def broker(self) -> RedisBroker:
+        return broker(self.settings)
+
+    def channels(self) -> dict[str, Channel]:
+        """The configured channels, new each time: the caller closes them (`channels`)."""
+        return channels(self.settings)
 
 
 def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> ContactLog:

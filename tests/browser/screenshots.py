@@ -52,7 +52,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings.from_env({"DUNNING_SECRET_KEY": "screenshots-" + "k" * 32, "DUNNING_PUBLIC_URL": url})
-    app = create_app(log, wiring.books(log), settings, lambda: datetime.now(UTC))
+    app = create_app(log, wiring.books(log), wiring.Links(settings), settings, lambda: datetime.now(UTC))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
@@ -109,7 +109,7 @@ def operators(scratch: Path, docs: Path) -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         served = Settings.from_env({**env, "DUNNING_PUBLIC_URL": url})
-        app = create_app(log, wiring.books(log), served, stack.clock.now)
+        app = create_app(log, wiring.books(log), wiring.Links(served), served, stack.clock.now)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:

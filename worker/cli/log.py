@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -48,24 +47,18 @@ def log_export(
     unmasked: Unmasked = False,
 ) -> None:
     """Every event with its delivery, as JSON Lines or CSV; personal data masked unless --unmasked."""
-    import csv
-
-    from worker.contact_log import EXPORT_FIELDS, for_export, to_json_line
+    from worker.contact_log import for_export, to_json_line, write_csv
 
     if format not in ("jsonl", "csv"):
         err.print(f"--format: {format!r} is not one of jsonl, csv", markup=False)
         raise typer.Exit(2)
     stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
-        writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS) if format == "csv" else None
-        if writer:
-            writer.writeheader()
-        for row in open_log().history():
-            item = for_export(row, unmasked)
-            if writer:
-                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                                 for k, v in item.items()})
-            else:
+        items = (for_export(row, unmasked) for row in open_log().history())
+        if format == "csv":
+            write_csv(items, stream)
+        else:
+            for item in items:
                 stream.write(to_json_line(item) + "\n")
     finally:
         if output:

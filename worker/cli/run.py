@@ -129,7 +129,7 @@ def serve(
         err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
     log = _opened(settings)
     clock = wiring.clock(settings)
-    app_ = create_app(log, wiring.books(log), settings, clock.now)
+    app_ = create_app(log, wiring.books(log), wiring.Links(settings), settings, clock.now)
     threading.Thread(target=_read_ahead, args=(settings, log, clock.now), name="read-ahead", daemon=True).start()
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
 

@@ -11,7 +11,7 @@ blind index of who a job names), `timeline`, `export`. The database below it is
 by `wiring.books`.
 """
 
-from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line
+from worker.contact_log.export import EXPORT_FIELDS, for_export, to_json_line, write_csv
 from worker.contact_log.facts import FactReads, Known
 from worker.contact_log.kinds import Event
 from worker.contact_log.queries import Delivery, ProviderDelivery, Queries
@@ -27,4 +27,4 @@ class ContactLog(Store, Queries, Search, Timelines, FactReads):
 
 
 __all__ = ["Claim", "ContactLog", "Delivery", "EXPORT_FIELDS", "Event", "Known", "ProviderDelivery", "for_export",
-           "storable", "to_json_line"]
+           "storable", "to_json_line", "write_csv"]

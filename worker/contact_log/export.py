@@ -5,10 +5,11 @@ it in full."""
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from worker.masking import mask, mask_in_text, mask_text
 
@@ -55,3 +56,14 @@ def _masked(value: Any, key: str = "") -> Any:
 
 def to_json_line(row: Mapping[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False)
+
+
+def write_csv(items: Iterable[Mapping[str, Any]], stream: TextIO) -> None:
+    """Rows made by `for_export` as CSV with a header (`EXPORT_FIELDS`; lists and details
+    as JSON in their cell): the one CSV of the log, for `dunning log export` and the
+    console's exports alike."""
+    writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
+    writer.writeheader()
+    for item in items:
+        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                         for k, v in item.items()})

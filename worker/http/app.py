@@ -7,38 +7,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
 
-from dramatiq.brokers.redis import RedisBroker
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from worker import wiring
 from worker.contact_log import ContactLog
 from worker.errors import ConfigError
 from worker.http import billing, billing_reads, console, openapi, problems, twilio, unsubscribe
 from worker.http.idempotency import Answers
 from worker.settings import Settings
-from worker.wiring import Books
+from worker.wiring import Books, Links
 
 
-def create_app(log: ContactLog, books: Books, settings: Settings, now: Callable[[], datetime]) -> FastAPI:
+def create_app(log: ContactLog, books: Books, links: Links, settings: Settings, now: Callable[[], datetime]) -> FastAPI:
+    """The server over one log: its books, what it reaches beyond the log (`links`), its settings
+    and its clock, each handed in by the entry point (`dunning serve`, a test)."""
     secret = settings.secret_key
     if not secret:
         raise ConfigError("DUNNING_SECRET_KEY is not set: unsubscribe links cannot be checked")
     app = FastAPI(title="dunning", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @cache
-    def broker() -> RedisBroker:  # built on first use: the callbacks and pages never need it
-        return wiring.broker(settings)
-
     problems.install(app, settings.public_url)
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
-    app.include_router(billing.router(log, books.keys, books.jobs, Answers(log.engine), broker, settings.profile_dir,
+    app.include_router(billing.router(log, books.keys, books.jobs, Answers(log.engine), links, settings.profile_dir,
                                       now))
-    app.include_router(billing_reads.router(log, books.keys, books.jobs, broker, now))
-    app.include_router(console.router(log, books, settings, now))
+    app.include_router(billing_reads.router(log, books.keys, books.jobs, links, now))
+    app.include_router(console.router(log, books, links, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,
                                    billing.DisputeBody, billing.PromiseBody, billing.OptOutBody,
                                    billing_reads.JobView, billing_reads.InvoiceView, billing_reads.CancelAnswer])

@@ -10,7 +10,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from dramatiq.brokers.redis import RedisBroker
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,8 +25,8 @@ from worker.jobs.book import JobBook
 from worker.jobs.intake import as_registration, submit
 from worker.jobs.parse import Parsed, loads, parse_job
 from worker.policy import profiles
-from worker.queue.agenda import Agenda
 from worker.users.keys import ApiKey, Keys
+from worker.wiring import Links
 
 WRITE_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500, 503)
 EVENT_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422, 500)
@@ -80,7 +79,7 @@ def _is_batch(data: Any) -> bool:
     return isinstance(data, dict) and set(data) == {"jobs"}
 
 
-def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, broker: Callable[[], RedisBroker],
+def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, links: Links,
            profile_dir: Path | None, now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     require = requirer(keys, now)
@@ -94,7 +93,7 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, broker:
         if register:
             parsed = [as_registration(item, known) for item in parsed]
         index = {id(item): n for n, item in enumerate(parsed)}
-        result = await run_in_threadpool(submit, parsed, jobs, known, broker(), now())
+        result = await run_in_threadpool(submit, parsed, jobs, known, links.broker, now())
         if result.unavailable:
             raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
                                "request again (what was accepted comes back as duplicates)",
@@ -132,7 +131,7 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, broker:
 
         async def handle() -> Response:
             given = fields_of(shape, json_of(body))
-            agenda = Agenda(broker().client)
+            agenda = links.agenda
             try:
                 applied = await run_in_threadpool(act, Events(log, agenda), given, now(), f"api:{key.name}")
             except UnknownInvoice as error:

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from dramatiq.brokers.redis import RedisBroker
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -23,6 +22,7 @@ from worker.jobs.book import JobBook
 from worker.masking import mask
 from worker.queue.agenda import Agenda
 from worker.users.keys import ApiKey, Keys
+from worker.wiring import Links
 
 _DELIVERED = {"delivered", "read", "completed"}
 _FAILED = {DeliveryStatus.FAILED, "undelivered", "canceled", "busy", "no-answer"}
@@ -129,7 +129,7 @@ class CancelAnswer(BaseModel):
     state: str
 
 
-def router(log: ContactLog, keys: Keys, jobs: JobBook, broker: Callable[[], RedisBroker],
+def router(log: ContactLog, keys: Keys, jobs: JobBook, links: Links,
            now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     Read = Annotated[ApiKey, Depends(requirer(keys, now)("read"))]  # noqa: N806
@@ -148,7 +148,7 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, broker: Callable[[], Redi
         **problems(401, 403, 404, 500)})
     async def get_invoice(invoice_id: str, key: Read) -> JSONResponse:
         """An invoice: its state, pending steps with due times, contacts so far (masked)."""
-        found = await run_in_threadpool(invoice_view, log, jobs, Agenda(broker().client), invoice_id, now())
+        found = await run_in_threadpool(invoice_view, log, jobs, links.agenda, invoice_id, now())
         if found is None:
             raise Problem(404, f"no job for invoice {invoice_id!r} was accepted here")
         return JSONResponse(found)
@@ -160,7 +160,7 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, broker: Callable[[], Redi
         **problems(401, 403, 404, 500)})
     async def delete_job(job_id: str, key: JobsWrite) -> JSONResponse:
         """Cancel a pending job (its agenda entry, or its message on the queue); says whether it did."""
-        found = await run_in_threadpool(cancel_job, log, jobs, Agenda(broker().client), job_id, now(),
+        found = await run_in_threadpool(cancel_job, log, jobs, links.agenda, job_id, now(),
                                         f"api:{key.name}")
         if found is None:
             raise Problem(404, f"no job {job_id!r} was accepted here")

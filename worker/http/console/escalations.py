@@ -22,7 +22,6 @@ from starlette.responses import Response
 
 from schedules import Profiles
 from schedules.reach import reach
-from worker import wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import AccessStatus, Kind, Outcome
 from worker.events import EventError, Events
@@ -32,9 +31,9 @@ from worker.jobs.book import JobBook
 from worker.jobs.parse import parse_job
 from worker.masking import mask
 from worker.policy import profiles
-from worker.queue.agenda import Agenda
 from worker.settings import Settings
 from worker.users.people import Session
+from worker.wiring import Links
 
 OUTCOMES = {Outcome.PROMISED: "Reached, promised to pay", Outcome.PAID: "Paid", Outcome.DISPUTED: "Disputed",
             Outcome.WRITTEN_OFF: "Written off", Outcome.OTHER: "Other"}
@@ -94,11 +93,11 @@ def history(log: ContactLog, invoice_id: str) -> list[dict[str, Any]]:
             for row in log.history(invoice=invoice_id) if row["kind"] in _SHOWN]
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, jobs: JobBook, settings: Settings,
+def add(routes: APIRouter, guard: Guard, log: ContactLog, jobs: JobBook, links: Links, settings: Settings,
         now: Callable[[], datetime]) -> None:
     @cache
     def events() -> Events:
-        return Events(log, Agenda(wiring.redis_for(settings)))
+        return Events(log, links.agenda)
 
     def cases_page(session: Session, request: Request, status: int = 200, **said: Any) -> Response:
         moment = now()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
@@ -32,6 +33,7 @@ NAVIGATION = {  # the links each role sees, named for their pages (DESIGN.md § 
                  ("Escalations", "/console/escalations"), ("Simulate", "/console/simulate")),
     "admin": (("People", "/console/people"), ("API keys", "/console/keys")),
 }
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)  # what a page that needs the queue meets with it away
 LANDING = {"compliance": "/console/search", "operator": "/console/escalations", "admin": "/console/people"}
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from worker import wiring
 from worker.contact_log import ContactLog
 from worker.events import EventError, Events, normalize_address
 from worker.http.console.charts import CHANNELS, sends_per_day
@@ -23,16 +21,13 @@ from worker.http.console.guard import Guard
 from worker.http.console.pages import page
 from worker.pipeline import forecast
 from worker.policy import profiles
-from worker.queue.agenda import Agenda
 from worker.settings import Settings
 from worker.users.people import Session
+from worker.wiring import Links
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> None:
-    @cache
-    def agenda() -> Agenda:
-        return Agenda(wiring.redis_for(settings))
-
+def add(routes: APIRouter, guard: Guard, log: ContactLog, links: Links, settings: Settings,
+        now: Callable[[], datetime]) -> None:
     def target_of(value: str) -> tuple[str, list[str]] | None:
         """("invoice", [id]) or ("account", its invoices), as intake received them."""
         if log.jobs_of(invoice=value, limit=1):
@@ -44,7 +39,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
         """The plan of the next days; or, for a `target`, its pending steps alone (an
         account's or invoice's few steps, not the whole agenda: fast to look up and to pause)."""
         moment = now()
-        found = None if target else forecast.plan(agenda(), log, profiles(settings.profile_dir), moment)
+        found = None if target else forecast.plan(links.agenda, log, profiles(settings.profile_dir), moment)
         profiles_seen = sorted({profile for (_, _, profile) in found.counts}) if found else []
         rows = [{"day": day, "counts": {(c, p): found.counts.get((day, c, p), 0) for c in CHANNELS
                                         for p in profiles_seen}} for day in found.day_list()] if found else []
@@ -56,7 +51,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
                 status = 404 if status == 200 else status
             else:
                 kind, invoices = resolved
-                pending = forecast.pending_of(agenda(), log, profiles(settings.profile_dir), invoices, moment)
+                pending = forecast.pending_of(links.agenda, log, profiles(settings.profile_dir), invoices, moment)
         return page("schedule.html", status, user=session.user, csrf=session.csrf, plan=found, rows=rows,
                     profiles=profiles_seen, channels=CHANNELS,
                     chart=sends_per_day(found.by_day_and_channel()) if found and found.counts else None,
@@ -91,7 +86,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
             kind, _ = resolved
             name = f"account:{target}" if kind == "account" else target
             try:
-                applied = Events(log, agenda()).pause(name, now(), by=by, reason=str(form.get("reason") or ""),
+                applied = Events(log, links.agenda).pause(name, now(), by=by, reason=str(form.get("reason") or ""),
                                                       resume=action == "resume")
             except EventError as problem:
                 return schedule_page(session, target, 422, problem=str(problem))
@@ -107,7 +102,7 @@ def add(routes: APIRouter, guard: Guard, log: ContactLog, settings: Settings, no
         except EventError as problem:
             return schedule_page(session, status=422, problem=f"Send the forewarning to: {problem}")
         try:
-            day = forecast.send_forewarning(wiring.channels(settings), log, profiles(settings.profile_dir), agenda(),
+            day = forecast.send_forewarning(links.channels(), log, profiles(settings.profile_dir), links.agenda,
                                             address, now())
         except forecast.ForewarnError as problem:
             return schedule_page(session, status=503, problem=str(problem))
