@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from schedules import Profiles
 from worker.contact_log import ContactLog
 from worker.events import Applied, EventError, Events, UnknownInvoice
 from worker.http.auth import requirer
@@ -79,33 +80,52 @@ def _is_batch(data: Any) -> bool:
     return isinstance(data, dict) and set(data) == {"jobs"}
 
 
+async def take(body: bytes, register: bool, jobs: JobBook, links: Links, known: Profiles,
+               now: datetime) -> JSONResponse:
+    """Jobs (or, with `register`, invoices to register) through intake: what was accepted,
+    duplicates, and what was rejected — a single job's rejection is its 422."""
+    data = json_of(body)
+    items = job_items(data)
+    parsed: list[Parsed] = [parse_job(item, known, f"jobs[{n}]") for n, item in enumerate(items)]
+    if register:
+        parsed = [as_registration(item, known) for item in parsed]
+    index = {id(item): n for n, item in enumerate(parsed)}
+    result = await run_in_threadpool(submit, parsed, jobs, known, links.broker, now)
+    if result.unavailable:
+        raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
+                           "request again (what was accepted comes back as duplicates)",
+                      headers={"Retry-After": RETRY_AFTER})
+    rejected = [{"index": index[id(item)], "job_id": item.job_id,
+                 "errors": [split_error(e) for e in item.errors]} for item in result.rejected]
+    if rejected and not _is_batch(data):  # one job, not a batch: its answer is its problems
+        [one] = result.rejected
+        raise Problem(422, f"the job was rejected and kept as a dead letter: {'; '.join(one.errors)}",
+                      [split_error(e) for e in one.errors])
+    return JSONResponse(status_code=202, content={
+        "accepted": result.accepted_ids, "duplicates": result.duplicates, "rejected": rejected})
+
+
+async def applied(body: bytes, shape: type[BaseModel], act: Callable[[Events, Any, datetime, str], Applied],
+                  events: Events, by: str, now: datetime) -> Response:
+    """A billing event (a payment, a dispute, ...) applied: what it changed, or why not."""
+    given = fields_of(shape, json_of(body))
+    try:
+        done = await run_in_threadpool(act, events, given, now, by)
+    except UnknownInvoice as error:
+        raise Problem(404, str(error)) from None
+    except EventError as error:
+        raise Problem(422, str(error), [split_error(str(error))]) from None
+    return JSONResponse({"summary": done.summary, "changed": done.changed, **done.changes})
+
+
 def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, links: Links,
            profile_dir: Path | None, now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     require = requirer(keys, now)
     JobsWrite = Annotated[ApiKey, Depends(require("jobs:write"))]  # noqa: N806 (a type, built per app)
 
-    async def take(body: bytes, register: bool) -> JSONResponse:
-        data = json_of(body)
-        items = job_items(data)
-        known = profiles(profile_dir)
-        parsed: list[Parsed] = [parse_job(item, known, f"jobs[{n}]") for n, item in enumerate(items)]
-        if register:
-            parsed = [as_registration(item, known) for item in parsed]
-        index = {id(item): n for n, item in enumerate(parsed)}
-        result = await run_in_threadpool(submit, parsed, jobs, known, links.broker, now())
-        if result.unavailable:
-            raise Problem(503, f"{result.reason}: {len(result.unavailable)} job(s) not accepted; send the same "
-                               "request again (what was accepted comes back as duplicates)",
-                          headers={"Retry-After": RETRY_AFTER})
-        rejected = [{"index": index[id(item)], "job_id": item.job_id,
-                     "errors": [split_error(e) for e in item.errors]} for item in result.rejected]
-        if rejected and not _is_batch(data):  # one job, not a batch: its answer is its problems
-            [one] = result.rejected
-            raise Problem(422, f"the job was rejected and kept as a dead letter: {'; '.join(one.errors)}",
-                          [split_error(e) for e in one.errors])
-        return JSONResponse(status_code=202, content={
-            "accepted": result.accepted_ids, "duplicates": result.duplicates, "rejected": rejected})
+    async def intake(body: bytes, register: bool) -> JSONResponse:
+        return await take(body, register, jobs, links, profiles(profile_dir), now())
 
     @routes.post("/jobs", status_code=202, openapi_extra=JOBS_BODY, responses={
         202: {"model": IntakeAnswer, "description": "Taken: accepted, duplicates, rejected (kept as dead letters)"},
@@ -113,7 +133,7 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, links: 
     async def post_jobs(request: Request, key: JobsWrite) -> Response:
         """Queue reminder jobs: one job, or {"jobs": [...]} (at most 1,000)."""
         body = await read_body(request)
-        return await once(request, key, body, answers, now, lambda: take(body, register=False))
+        return await once(request, key, body, answers, now, lambda: intake(body, False))
 
     @routes.post("/invoices", status_code=202, openapi_extra=JOBS_BODY, responses={
         202: {"model": IntakeAnswer, "description": "Registered: every step of the ladder planned"},
@@ -121,26 +141,15 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, answers: Answers, links: 
     async def post_invoices(request: Request, key: JobsWrite) -> Response:
         """Register invoices: every step of the profile's ladder is planned (as `dunning register`)."""
         body = await read_body(request)
-        return await once(request, key, body, answers, now, lambda: take(body, register=True))
+        return await once(request, key, body, answers, now, lambda: intake(body, True))
 
     EventsWrite = Annotated[ApiKey, Depends(require("events:write"))]  # noqa: N806
 
     async def event(request: Request, key: ApiKey, shape: type[BaseModel],
                     act: Callable[[Events, Any, datetime, str], Applied]) -> Response:
         body = await read_body(request)
-
-        async def handle() -> Response:
-            given = fields_of(shape, json_of(body))
-            agenda = links.agenda
-            try:
-                applied = await run_in_threadpool(act, Events(log, agenda), given, now(), f"api:{key.name}")
-            except UnknownInvoice as error:
-                raise Problem(404, str(error)) from None
-            except EventError as error:
-                raise Problem(422, str(error), [split_error(str(error))]) from None
-            return JSONResponse({"summary": applied.summary, "changed": applied.changed, **applied.changes})
-
-        return await once(request, key, body, answers, now, handle)
+        return await once(request, key, body, answers, now, lambda: applied(
+            body, shape, act, Events(log, links.agenda), f"api:{key.name}", now()))
 
     @routes.post("/invoices/{invoice_id}/payment", openapi_extra=body(model_ref(PaymentBody)),
                  responses={200: {"model": EventAnswer, "description": "What it changed"}, **INVOICE_EVENT_PROBLEMS})

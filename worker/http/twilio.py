@@ -32,6 +32,30 @@ from worker.settings import Settings
 logger = logging.getLogger("dunning.web")
 
 
+def apply_status(log: ContactLog, sid: str, state: str, code: str | None, at: datetime) -> None:
+    """Under the log's write lock, so two callbacks for one SID arriving at once (any
+    process) are ordered, and a step back is never applied."""
+    with log.locked() as conn:
+        found = log.by_provider_id(sid, conn) if sid else None
+        if found is None:
+            log.record(Event(Kind.CALLBACK, state or "unknown", provider="twilio", provider_message_id=sid or None,
+                             error_text="no delivery has this SID"), at, conn)
+            return
+        why = verdict(found.channel, found.applied, state)
+        if why is not None:
+            log.record(Event(Kind.CALLBACK, state, job_id=found.job_id, invoice_id=found.invoice_id,
+                             account_id=found.account_id, provider="twilio", provider_message_id=sid,
+                             error_code=code, error_text=f"not applied: {why}"), at, conn)
+            return
+        log.record(Event(Kind.DELIVERY, state, delivery_id=found.id, job_id=found.job_id,
+                         invoice_id=found.invoice_id,
+                         account_id=found.account_id, provider="twilio", provider_message_id=sid,
+                         error_code=code, detail={"callback": True}), at, conn)
+        if invalid_number(code) and found.channel == "sms":  # S-INVALID
+            log.suppress(found.account_id, found.recipient, "sms", f"invalid address: Twilio {code}", at,
+                         code=code, conn=conn)
+
+
 def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter()
     events = Events(log, None)
@@ -46,29 +70,6 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             return None
         return form
 
-    def apply_status(sid: str, state: str, code: str | None, at: datetime) -> None:
-        """Under the log's write lock, so two callbacks for one SID arriving at once (any
-        process) are ordered, and a step back is never applied."""
-        with log.locked() as conn:
-            found = log.by_provider_id(sid, conn) if sid else None
-            if found is None:
-                log.record(Event(Kind.CALLBACK, state or "unknown", provider="twilio", provider_message_id=sid or None,
-                                 error_text="no delivery has this SID"), at, conn)
-                return
-            why = verdict(found.channel, found.applied, state)
-            if why is not None:
-                log.record(Event(Kind.CALLBACK, state, job_id=found.job_id, invoice_id=found.invoice_id,
-                                 account_id=found.account_id, provider="twilio", provider_message_id=sid,
-                                 error_code=code, error_text=f"not applied: {why}"), at, conn)
-                return
-            log.record(Event(Kind.DELIVERY, state, delivery_id=found.id, job_id=found.job_id,
-                             invoice_id=found.invoice_id,
-                             account_id=found.account_id, provider="twilio", provider_message_id=sid,
-                             error_code=code, detail={"callback": True}), at, conn)
-            if invalid_number(code) and found.channel == "sms":  # S-INVALID
-                log.suppress(found.account_id, found.recipient, "sms", f"invalid address: Twilio {code}", at,
-                             code=code, conn=conn)
-
     @routes.post("/twilio/status")
     async def status(request: Request) -> Response:
         form = await signed_form(request)
@@ -76,7 +77,7 @@ def router(log: ContactLog, settings: Settings, now: Callable[[], datetime]) -> 
             return Response("signature does not verify", status_code=403)
         sid = form.get("MessageSid") or form.get("CallSid") or ""
         state = (form.get("MessageStatus") or form.get("CallStatus") or "").lower()
-        await run_in_threadpool(apply_status, sid, state, form.get("ErrorCode") or None, now())
+        await run_in_threadpool(apply_status, log, sid, state, form.get("ErrorCode") or None, now())
         return Response(status_code=204)
 
     def answer_reply(form: Mapping[str, str], at: datetime) -> str | None:

@@ -33,7 +33,7 @@ from schedules import Decision, decide
 from schedules.facts import Facts
 from schedules.zones import local_day
 from worker.backoff import OUTAGE, REMINDER
-from worker.contact_log import Claim, Known
+from worker.contact_log import Claim, Delivery, Known
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind, NoticeStatus
 from worker.errors import ConfigError
 from worker.jobs.contract import Job
@@ -235,27 +235,8 @@ class Pipeline:
         delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, known=known, conn=c))
         if delivery is None:
             return "changed"  # paid, opted out... while this was being prepared
-        if not delivery.fresh:
-            if delivery.status == DeliveryStatus.CLAIMED and channel == "email":
-                # Claimed before, no outcome: a worker died between the claim and the answer, or
-                # another copy of this job is sending right now. Wait out the claim's lease, so a
-                # live sender records its outcome first; then send again with the same Message-ID,
-                # recorded as a second attempt (exports and caps count every contact).
-                lease_end = delivery.claimed_at + s.settings.claim_lease
-                if now < lease_end:
-                    self.later(job, payload, lease_end)
-                    return "waiting"
-                await self.durable(lambda c: s.log.reclaim(delivery.id, now, "the attempt before has no outcome: "
-                                                                             "its worker stopped", conn=c))
-            elif delivery.status == DeliveryStatus.CLAIMED:  # a worker died between claim and answer: SMS/voice out?
-                await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id,
-                                   error_text="worker stopped before the provider answered; not resent")
-                return "unknown"
-            elif delivery.status == DeliveryStatus.UNKNOWN and payload.get("resend") == delivery.key:
-                await self.durable(lambda c: s.log.reclaim(delivery.id, now, "no reply to the message's data: sent "
-                                                                             "again with the same Message-ID", conn=c))
-            elif delivery.status != DeliveryStatus.RETRY:
-                return "duplicate"
+        if not delivery.fresh and (stop := await self.claimed_before(job, payload, delivery, channel, now)):
+            return stop
         if s.log.unkept(rendered.templates):  # a version's first use in this process: keep its source
             await asyncio.to_thread(s.log.keep_templates, rendered.templates, now)
         if sender is None:
@@ -296,6 +277,33 @@ class Pipeline:
         await self.outcome(job, DeliveryStatus.SENT, now, delivery.id, provider=result.provider,
                            provider_message_id=result.provider_message_id)
         return "sent"
+
+    async def claimed_before(self, job: Job, payload: Envelope, delivery: Delivery, channel: str,
+                             now: datetime) -> Step | None:
+        """This delivery was claimed before (a redelivered message, a retry, a resend):
+        None to send now, or what became of the job instead."""
+        s = self.s
+        if delivery.status == DeliveryStatus.CLAIMED and channel == "email":
+            # Claimed before, no outcome: a worker died between the claim and the answer, or
+            # another copy of this job is sending right now. Wait out the claim's lease, so a
+            # live sender records its outcome first; then send again with the same Message-ID,
+            # recorded as a second attempt (exports and caps count every contact).
+            lease_end = delivery.claimed_at + s.settings.claim_lease
+            if now < lease_end:
+                self.later(job, payload, lease_end)
+                return "waiting"
+            await self.durable(lambda c: s.log.reclaim(delivery.id, now, "the attempt before has no outcome: "
+                                                                         "its worker stopped", conn=c))
+        elif delivery.status == DeliveryStatus.CLAIMED:  # a worker died between claim and answer: SMS/voice out?
+            await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id,
+                               error_text="worker stopped before the provider answered; not resent")
+            return "unknown"
+        elif delivery.status == DeliveryStatus.UNKNOWN and payload.get("resend") == delivery.key:
+            await self.durable(lambda c: s.log.reclaim(delivery.id, now, "no reply to the message's data: sent "
+                                                                         "again with the same Message-ID", conn=c))
+        elif delivery.status != DeliveryStatus.RETRY:
+            return "duplicate"
+        return None
 
     def render(self, job: Job, decision: Decision, now: datetime, unsubscribe_url: str | None,
                balance: Decimal | None = None) -> Rendered:

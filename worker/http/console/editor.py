@@ -141,91 +141,87 @@ def _stages(known: Profiles) -> list[str]:
     return [s.name for s in known["default"].ladder.stages if s.action == "send"]
 
 
-def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, now: Callable[[], datetime]) -> None:
-    checked: dict[int, dict[str, list[Finding]]] = {}
+class Editor:
+    """The operator's template pages: the list with each template's checks, the editor
+    with its preview and history, and saving, publishing, rolling back and approving."""
 
-    def published() -> dict[str, str]:
-        return library.live_or_imported(settings.template_dir, now())
+    def __init__(self, library: Library, settings: Settings, now: Callable[[], datetime]) -> None:
+        self.library, self.settings, self.now = library, settings, now
+        self.checked: dict[int, dict[str, list[Finding]]] = {}
 
-    def stages() -> list[str]:
-        return _stages(profiles(settings.profile_dir))
+    def published(self) -> dict[str, str]:
+        return self.library.live_or_imported(self.settings.template_dir, self.now())
 
-    def findings_by_template() -> dict[str, list[Finding]]:
+    def profiles(self) -> Profiles:
+        return profiles(self.settings.profile_dir)
+
+    def findings_by_template(self) -> dict[str, list[Finding]]:
         """The published templates' check, once per publication (it renders every sample)."""
-        generation = library.template_generation()
-        if generation not in checked:
-            renderer = Renderer(Fixed([TemplateSource.of(n, s) for n, s in published().items()]),
-                                settings.default_locale)
+        generation = self.library.template_generation()
+        if generation not in self.checked:
+            renderer = Renderer(Fixed([TemplateSource.of(n, s) for n, s in self.published().items()]),
+                                self.settings.default_locale)
             grouped: dict[str, list[Finding]] = {}
-            for finding in check_templates(renderer, stages(), sample_jobs(), settings.sender):
+            for finding in check_templates(renderer, _stages(self.profiles()), sample_jobs(), self.settings.sender):
                 grouped.setdefault(finding.template.split(":")[0], []).append(finding)
-            checked.clear()
-            checked[generation] = grouped
-        return checked[generation]
+            self.checked.clear()
+            self.checked[generation] = grouped
+        return self.checked[generation]
 
-    def listing(session: Session, status: int = 200, problem: str | None = None) -> Response:
-        live = published()
-        found = findings_by_template()
-        versions = library.template_versions()
+    def listing(self, session: Session, status: int = 200, problem: str | None = None) -> Response:
+        live, found = self.published(), self.findings_by_template()
+        versions = self.library.template_versions()
         rows = []
         for name in sorted({v.name for v in versions}):
             own = [v for v in versions if v.name == name]
-            current = next((v for v in own if v.state == VersionState.LIVE), None)
-            waiting = next((v for v in own if v.state == VersionState.PENDING), None)
             parts = name.rsplit("/", 1)
-            locale = parts[0] if len(parts) == 2 else "all"
             stage, _, channel = parts[-1].removesuffix(".j2").partition(".")
-            rows.append({"name": name, "locale": locale, "stage": stage, "channel": channel, "live": current,
-                         "waiting": waiting, "findings": found.get(name, []) if name in live else []})
+            rows.append({"name": name, "locale": parts[0] if len(parts) == 2 else "all", "stage": stage,
+                         "channel": channel, "live": next((v for v in own if v.state == VersionState.LIVE), None),
+                         "waiting": next((v for v in own if v.state == VersionState.PENDING), None),
+                         "findings": found.get(name, []) if name in live else []})
         rows.sort(key=lambda r: (r["locale"], r["stage"], r["channel"]))
         return page("templates.html", status, user=session.user, csrf=session.csrf, rows=rows,
-                    approvals=settings.template_approvals, problem=problem)
+                    approvals=self.settings.template_approvals, problem=problem)
 
-    def editor(session: Session, name: str, status: int = 200, *, source: str | None = None,
+    def editor(self, session: Session, name: str, status: int = 200, *, source: str | None = None,
                form: FormData | None = None, shown: Preview | None = None, findings: list[Finding] | None = None,
                done: str | None = None, problem: str | None = None, version: int | None = None) -> Response:
-        live = published()
-        versions = library.template_versions(name)
+        live = self.published()
+        versions = self.library.template_versions(name)
         editing = next((v for v in versions if v.id == version), None) if version else None
         if editing is None:
             editing = next((v for v in versions
                             if v.state in (VersionState.DRAFT, VersionState.PENDING, VersionState.LIVE)), None)
         text = source if source is not None else (editing.source if editing else "")
-        sample, problems = Sample.read(form, name, profiles(settings.profile_dir))
+        sample, problems = Sample.read(form, name, self.profiles())
         if shown is None and text:
-            shown = preview(live, name, text, sample, settings, now())
+            shown = preview(live, name, text, sample, self.settings, self.now())
         history = [{"v": v, "diff": diff(versions[i + 1] if i + 1 < len(versions) else None, v)}
                    for i, v in enumerate(versions)]
         return page("template_editor.html", status, user=session.user, csrf=session.csrf, name=name, source=text,
                     editing=editing, sample=sample, problems=problems, shown=shown, findings=findings, done=done,
                     problem=problem, history=history,
                     waiting=next((v for v in versions if v.state == VersionState.PENDING), None),
-                    profiles=sorted(profiles(settings.profile_dir)),
-                    locales=sorted({n.split("/")[0] for n in live if "/" in n}),
-                    kinds=KINDS, approvals=settings.template_approvals)
+                    profiles=sorted(self.profiles()), locales=sorted({n.split("/")[0] for n in live if "/" in n}),
+                    kinds=KINDS, approvals=self.settings.template_approvals)
 
-    def check(name: str, source: str) -> list[Finding]:
-        return check_draft(published(), name, source, stages(), sample_jobs(),
-                           settings.sender, settings.default_locale)
+    def check(self, name: str, source: str) -> list[Finding]:
+        return check_draft(self.published(), name, source, _stages(self.profiles()), sample_jobs(),
+                           self.settings.sender, self.settings.default_locale)
 
-    @routes.get("/templates")
-    @guard("operator")
-    async def templates_list(request: Request, session: Session) -> Response:
-        return await run_in_threadpool(listing, session)
+    async def list_view(self, request: Request, session: Session) -> Response:
+        return await run_in_threadpool(self.listing, session)
 
-    @routes.get("/templates/new")
-    @guard("operator")
-    async def new_template(request: Request, session: Session) -> Response:
+    async def new(self, request: Request, session: Session) -> Response:
         name = request.query_params.get("name", "").strip()
         try:
             check_name(name)
         except TemplateProblem as problem:
-            return await run_in_threadpool(listing, session, 422, str(problem))
+            return await run_in_threadpool(self.listing, session, 422, str(problem))
         return RedirectResponse(f"/console/templates/edit/{name}", status_code=303, headers=HEADERS)
 
-    @routes.get("/templates/edit/{name:path}")
-    @guard("operator")
-    async def template_editor(request: Request, session: Session) -> Response:
+    async def edit_view(self, request: Request, session: Session) -> Response:
         name = request.path_params["name"]
         wanted = request.query_params.get("version", "")
         try:
@@ -233,82 +229,90 @@ def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, n
         except TemplateProblem as problem:
             return page("error.html", 404, user=session.user, csrf=session.csrf, title="No such template",
                         message=str(problem))
-        return await run_in_threadpool(lambda: editor(session, name, version=int(wanted) if wanted.isdigit()
-                                                      else None))
+        return await run_in_threadpool(lambda: self.editor(session, name,
+                                                           version=int(wanted) if wanted.isdigit() else None))
 
-    @routes.post("/templates/preview/{name:path}")
-    @guard("operator")
-    async def live_preview(request: Request, session: Session) -> Response:
+    async def live_preview(self, request: Request, session: Session) -> Response:
         """The preview pane alone, for the editor's script (as the page's Preview button shows it)."""
         name = request.path_params["name"]
         form = await request.form()
-        sample, problems = Sample.read(form, name, profiles(settings.profile_dir))
+        sample, problems = Sample.read(form, name, self.profiles())
 
         def pane() -> Response:
-            shown = preview(published(), name, str(form.get("source") or ""), sample, settings, now())
+            shown = preview(self.published(), name, str(form.get("source") or ""), sample, self.settings, self.now())
             return fragment("_preview.html", shown=shown, problems=problems)
         return await run_in_threadpool(pane)
 
-    @routes.post("/templates/edit/{name:path}")
-    @guard("operator")
-    async def template_act(request: Request, session: Session) -> Response:
+    async def act(self, request: Request, session: Session) -> Response:
         name = request.path_params["name"]
         form = await request.form()
         action, source = str(form.get("action") or "preview"), str(form.get("source") or "").replace("\r\n", "\n")
-        by = session.user.name
         try:
             check_name(name)
         except TemplateProblem as problem:
             return page("error.html", 404, user=session.user, csrf=session.csrf, title="No such template",
                         message=str(problem))
+        return await run_in_threadpool(self.acted, session, name, action, source, form)
 
-        def act() -> Response:
-            if action == "preview":
-                return editor(session, name, source=source, form=form)
-            if action == "check":
-                found = check(name, source)
-                return editor(session, name, 200, source=source, form=form, findings=found,
-                              done="The checks pass." if not any(f.level == "error" for f in found) else None)
-            try:
-                if action == "save":
-                    draft = library.save_template(name, source, by, now())
-                    return editor(session, name, source=source, form=form, version=draft.id,
-                                  done=f"Saved as draft #{draft.id}.")
-                if action in ("publish", "rollback"):
-                    if action == "rollback":
-                        older = library.template_version(int(str(form.get("version") or "0")))
-                        if older is None or older.name != name:
-                            raise TemplateProblem("no such version of this template to roll back to")
-                        source_ = older.source
-                        note = f"rolled back to #{older.id}"
-                    else:
-                        source_, note = source, None
-                    found = check(name, source_)
-                    newest = next(iter(library.template_versions(name)), None)
-                    draft = (newest if newest is not None and note is None and newest.state == VersionState.DRAFT
-                             and newest.author == by and newest.source == source_  # the draft just saved
-                             else library.save_template(name, source_, by, now(), note=note))
-                    if any(f.level == "error" for f in found):
-                        return editor(session, name, 422, source=source_, form=form, findings=found,
-                                      version=draft.id, problem=f"Saved as draft #{draft.id}, not published: it "
-                                                                "fails its checks.")
-                    done = library.publish_template(draft.id, by, now(), settings.template_approvals)
-                    said = (f"Version #{done.id} is live." if done.state == VersionState.LIVE else
-                            f"Version #{done.id} is published and waits for another operator's approval.")
-                    return editor(session, name, source=source_, form=form, version=done.id, findings=found, done=said)
-                if action == "approve":
-                    wanted = int(str(form.get("version") or "0"))
-                    pending = library.template_version(wanted)
-                    if pending is not None and pending.state == VersionState.PENDING:
-                        found = check(name, pending.source)  # the published set may have moved since
-                        if any(f.level == "error" for f in found):
-                            return editor(session, name, 422, findings=found, version=wanted,
-                                          problem=f"Version #{wanted} fails its checks now: not approved.")
-                    approved = library.approve_template(wanted, by, now())
-                    return editor(session, name, version=approved.id, done=f"Version #{approved.id} is live.")
-            except (TemplateProblem, ValueError) as problem:
-                return editor(session, name, 409 if isinstance(problem, TemplateProblem) else 422, source=source,
-                              form=form, problem=str(problem))
+    def acted(self, session: Session, name: str, action: str, source: str, form: FormData) -> Response:
+        if action == "preview":
+            return self.editor(session, name, source=source, form=form)
+        if action == "check":
+            found = self.check(name, source)
+            return self.editor(session, name, 200, source=source, form=form, findings=found,
+                               done="The checks pass." if not any(f.level == "error" for f in found) else None)
+        steps = {"save": self.save, "publish": self.publish, "rollback": self.publish, "approve": self.approve}
+        if action not in steps:
             return page("error.html", 400, user=session.user, csrf=session.csrf, title="Unknown action",
                         message=f"{action!r} is not something the editor does.")
-        return await run_in_threadpool(act)
+        try:
+            return steps[action](session, name, action, source, form)
+        except (TemplateProblem, ValueError) as problem:
+            return self.editor(session, name, 409 if isinstance(problem, TemplateProblem) else 422, source=source,
+                               form=form, problem=str(problem))
+
+    def save(self, session: Session, name: str, action: str, source: str, form: FormData) -> Response:
+        draft = self.library.save_template(name, source, session.user.name, self.now())
+        return self.editor(session, name, source=source, form=form, version=draft.id,
+                           done=f"Saved as draft #{draft.id}.")
+
+    def publish(self, session: Session, name: str, action: str, source: str, form: FormData) -> Response:
+        """Publish what is in the editor — or, rolling back, an older version as a new one."""
+        by, note = session.user.name, None
+        if action == "rollback":
+            older = self.library.template_version(int(str(form.get("version") or "0")))
+            if older is None or older.name != name:
+                raise TemplateProblem("no such version of this template to roll back to")
+            source, note = older.source, f"rolled back to #{older.id}"
+        found = self.check(name, source)
+        newest = next(iter(self.library.template_versions(name)), None)
+        draft = (newest if newest is not None and note is None and newest.state == VersionState.DRAFT
+                 and newest.author == by and newest.source == source  # the draft just saved
+                 else self.library.save_template(name, source, by, self.now(), note=note))
+        if any(f.level == "error" for f in found):
+            return self.editor(session, name, 422, source=source, form=form, findings=found, version=draft.id,
+                               problem=f"Saved as draft #{draft.id}, not published: it fails its checks.")
+        done = self.library.publish_template(draft.id, by, self.now(), self.settings.template_approvals)
+        said = (f"Version #{done.id} is live." if done.state == VersionState.LIVE else
+                f"Version #{done.id} is published and waits for another operator's approval.")
+        return self.editor(session, name, source=source, form=form, version=done.id, findings=found, done=said)
+
+    def approve(self, session: Session, name: str, action: str, source: str, form: FormData) -> Response:
+        wanted = int(str(form.get("version") or "0"))
+        pending = self.library.template_version(wanted)
+        if pending is not None and pending.state == VersionState.PENDING:
+            found = self.check(name, pending.source)  # the published set may have moved since
+            if any(f.level == "error" for f in found):
+                return self.editor(session, name, 422, findings=found, version=wanted,
+                                   problem=f"Version #{wanted} fails its checks now: not approved.")
+        approved = self.library.approve_template(wanted, session.user.name, self.now())
+        return self.editor(session, name, version=approved.id, done=f"Version #{approved.id} is live.")
+
+
+def add(routes: APIRouter, guard: Guard, library: Library, settings: Settings, now: Callable[[], datetime]) -> None:
+    pages, operator = Editor(library, settings, now), guard("operator")
+    routes.get("/templates")(operator(pages.list_view))
+    routes.get("/templates/new")(operator(pages.new))
+    routes.get("/templates/edit/{name:path}")(operator(pages.edit_view))
+    routes.post("/templates/preview/{name:path}")(operator(pages.live_preview))
+    routes.post("/templates/edit/{name:path}")(operator(pages.act))

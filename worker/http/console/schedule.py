@@ -26,84 +26,88 @@ from worker.users.people import Session
 from worker.wiring import Links
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, links: Links, settings: Settings,
-        now: Callable[[], datetime]) -> None:
-    def target_of(value: str) -> tuple[str, list[str]] | None:
+class Schedule:
+    """The operator's Schedule page: the next days' plan, an account's or an invoice's
+    pending steps, pausing and resuming them, and the morning's forewarning."""
+
+    def __init__(self, log: ContactLog, links: Links, settings: Settings, now: Callable[[], datetime]) -> None:
+        self.log, self.links, self.settings, self.now = log, links, settings, now
+
+    def target_of(self, value: str) -> tuple[str, list[str]] | None:
         """("invoice", [id]) or ("account", its invoices), as intake received them."""
-        if log.jobs_of(invoice=value, limit=1):
+        if self.log.jobs_of(invoice=value, limit=1):
             return "invoice", [value]
-        jobs = log.jobs_of(account=value)
+        jobs = self.log.jobs_of(account=value)
         return ("account", [j["invoice_id"] for j in jobs]) if jobs else None
 
-    def schedule_page(session: Session, target: str = "", status: int = 200, **said: Any) -> Response:
+    def shown(self, session: Session, target: str = "", status: int = 200, **said: Any) -> Response:
         """The plan of the next days; or, for a `target`, its pending steps alone (an
         account's or invoice's few steps, not the whole agenda: fast to look up and to pause)."""
-        moment = now()
-        found = None if target else forecast.plan(links.agenda, log, profiles(settings.profile_dir), moment)
+        moment, known = self.now(), profiles(self.settings.profile_dir)
+        found = None if target else forecast.plan(self.links.agenda, self.log, known, moment)
         profiles_seen = sorted({profile for (_, _, profile) in found.counts}) if found else []
         rows = [{"day": day, "counts": {(c, p): found.counts.get((day, c, p), 0) for c in CHANNELS
                                         for p in profiles_seen}} for day in found.day_list()] if found else []
         pending, kind = None, None
-        if target:
-            resolved = target_of(target)
-            if resolved is None:
-                said.setdefault("problem", f"No account or invoice {target} has reached dunning.")
-                status = 404 if status == 200 else status
-            else:
-                kind, invoices = resolved
-                pending = forecast.pending_of(links.agenda, log, profiles(settings.profile_dir), invoices, moment)
+        resolved = self.target_of(target) if target else None
+        if target and resolved is None:
+            said.setdefault("problem", f"No account or invoice {target} has reached dunning.")
+            status = 404 if status == 200 else status
+        elif resolved is not None:
+            kind, invoices = resolved
+            pending = forecast.pending_of(self.links.agenda, self.log, known, invoices, moment)
         return page("schedule.html", status, user=session.user, csrf=session.csrf, plan=found, rows=rows,
                     profiles=profiles_seen, channels=CHANNELS,
                     chart=sends_per_day(found.by_day_and_channel()) if found and found.counts else None,
-                    target=target, kind=kind,
-                    pending=pending, problem=said.get("problem"), done=said.get("done"),
+                    target=target, kind=kind, pending=pending, problem=said.get("problem"), done=said.get("done"),
                     tomorrow=(moment + timedelta(days=1)).date())
 
-    @routes.get("/schedule")
-    @guard("operator")
-    async def schedule(request: Request, session: Session) -> Response:
+    async def view(self, request: Request, session: Session) -> Response:
         target = request.query_params.get("target", "").strip()[:200]
-        return await run_in_threadpool(schedule_page, session, target)
+        return await run_in_threadpool(self.shown, session, target)
 
-    @routes.post("/schedule/{action:str}")
-    @guard("operator")
-    async def act(request: Request, session: Session) -> Response:
+    async def act(self, request: Request, session: Session) -> Response:
         action = request.path_params["action"]
         if action not in ("pause", "resume", "forewarn"):
             return page("error.html", 404, user=session.user, csrf=session.csrf, title="No such action",
                         message=f"{action!r} is not something the schedule does.")
         form = await request.form()
+        if action == "forewarn":
+            return await run_in_threadpool(self.forewarn, session, str(form.get("to") or ""))
         target = str(form.get("target") or "").strip()[:200]
-        by = f"console:{session.user.name}"
+        return await run_in_threadpool(self.pause, session, target, str(form.get("reason") or ""),
+                                       action == "resume")
 
-        def run() -> Response:
-            if action == "forewarn":
-                return forewarn(session, str(form.get("to") or ""))
-            resolved = target_of(target)
-            if resolved is None:
-                return schedule_page(session, target, 404, problem=f"No account or invoice {target} has reached "
-                                                                    "dunning.")
-            kind, _ = resolved
-            name = f"account:{target}" if kind == "account" else target
-            try:
-                applied = Events(log, links.agenda).pause(name, now(), by=by, reason=str(form.get("reason") or ""),
-                                                      resume=action == "resume")
-            except EventError as problem:
-                return schedule_page(session, target, 422, problem=str(problem))
-            return schedule_page(session, target, done=applied.summary + (f" ({applied.agenda})"
-                                                                          if applied.agenda else ""))
-        return await run_in_threadpool(run)
+    def pause(self, session: Session, target: str, reason: str, resume: bool) -> Response:
+        resolved = self.target_of(target)
+        if resolved is None:
+            return self.shown(session, target, 404, problem=f"No account or invoice {target} has reached dunning.")
+        kind, _ = resolved
+        name = f"account:{target}" if kind == "account" else target
+        try:
+            applied = Events(self.log, self.links.agenda).pause(name, self.now(), by=f"console:{session.user.name}",
+                                                                reason=reason, resume=resume)
+        except EventError as problem:
+            return self.shown(session, target, 422, problem=str(problem))
+        return self.shown(session, target, done=applied.summary + (f" ({applied.agenda})" if applied.agenda else ""))
 
-    def forewarn(session: Session, to: str) -> Response:
+    def forewarn(self, session: Session, to: str) -> Response:
         try:
             kind, address = normalize_address(to.strip())
             if kind != "email":
                 raise EventError("an email address expected")
         except EventError as problem:
-            return schedule_page(session, status=422, problem=f"Send the forewarning to: {problem}")
+            return self.shown(session, status=422, problem=f"Send the forewarning to: {problem}")
         try:
-            day = forecast.send_forewarning(links.channels(), log, profiles(settings.profile_dir), links.agenda,
-                                            address, now())
+            day = forecast.send_forewarning(self.links.channels(), self.log, profiles(self.settings.profile_dir),
+                                            self.links.agenda, address, self.now())
         except forecast.ForewarnError as problem:
-            return schedule_page(session, status=503, problem=str(problem))
-        return schedule_page(session, done=f"The plan for {day} was e-mailed to {address}.")
+            return self.shown(session, status=503, problem=str(problem))
+        return self.shown(session, done=f"The plan for {day} was e-mailed to {address}.")
+
+
+def add(routes: APIRouter, guard: Guard, log: ContactLog, links: Links, settings: Settings,
+        now: Callable[[], datetime]) -> None:
+    pages = Schedule(log, links, settings, now)
+    routes.get("/schedule")(guard("operator")(pages.view))
+    routes.post("/schedule/{action:str}")(guard("operator")(pages.act))

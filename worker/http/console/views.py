@@ -31,12 +31,9 @@ def _when(moment: datetime, zone: ZoneInfo) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d %H:%M:%S"), moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %a")
 
 
-def describe(row: Mapping[str, Any], zone: ZoneInfo, unmasked: bool) -> dict[str, Any]:
-    """One row of a timeline: when, what, why, and the delivery it belongs to."""
-    detail: dict[str, Any] = dict(row.get("detail") or {})
-    kind, status = row["kind"], row["status"]
-    utc, local = _when(row["occurred_at"], zone)
-    shown = (lambda text: text) if unmasked else mask_in_text
+def _what(row: Mapping[str, Any], detail: Mapping[str, Any], unmasked: bool) -> list[str]:
+    """What a row says, in a few words by its kind (addresses masked unless asked)."""
+    kind = row["kind"]
     words: list[str] = []
     if kind == "decision":
         if detail.get("until"):
@@ -64,6 +61,16 @@ def describe(row: Mapping[str, Any], zone: ZoneInfo, unmasked: bool) -> dict[str
         code = str(row.get("error_code") or "")  # the endpoint's answer, kept as http-NNN: not an error when 2xx
         words.append(f"the endpoint answered HTTP {code[5:]}" if code.startswith("http-")
                      else "no answer from the endpoint" if code == "no-answer" else "")
+    return words
+
+
+def describe(row: Mapping[str, Any], zone: ZoneInfo, unmasked: bool) -> dict[str, Any]:
+    """One row of a timeline: when, what, why, and the delivery it belongs to."""
+    detail: dict[str, Any] = dict(row.get("detail") or {})
+    kind, status = row["kind"], row["status"]
+    utc, local = _when(row["occurred_at"], zone)
+    shown = (lambda text: text) if unmasked else mask_in_text
+    words = _what(row, detail, unmasked)
     if row.get("error_code") and kind != "webhook":
         words.append(f"error {row['error_code']}")
     if row.get("error_text"):
