@@ -23,7 +23,15 @@ import phonenumbers
 
 from schedules.spec import CHANNELS
 from worker.contact_log import ContactLog
-from worker.contact_log.kinds import AccountStatus, CaseStatus, Event, InvoiceStatus, Kind, Outcome, SuppressionStatus
+from worker.contact_log.kinds import (
+    AccountStatus,
+    CaseOutcome,
+    CaseStatus,
+    Event,
+    InvoiceStatus,
+    Kind,
+    SuppressionStatus,
+)
 from worker.queue.agenda import Agenda
 
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14: where a calendar day begins first
@@ -139,21 +147,21 @@ class Events:
         written off — recorded as those events are, so reports and webhooks see them."""
         invoice_id = _required("invoice", invoice_id)
         try:
-            chosen = Outcome(outcome)
+            chosen = CaseOutcome(outcome)
         except ValueError:
-            raise EventError(f"outcome: {outcome!r}; one of {', '.join(Outcome)} expected") from None
-        if chosen == Outcome.PROMISED and until is None:
+            raise EventError(f"outcome: {outcome!r}; one of {', '.join(CaseOutcome)} expected") from None
+        if chosen == CaseOutcome.PROMISED and until is None:
             raise EventError("until: the date the debtor promised to pay (YYYY-MM-DD) expected")
         note = " ".join(note.split())[:2000]
         effect = None
-        if chosen == Outcome.PROMISED:
+        if chosen == CaseOutcome.PROMISED:
             assert until is not None
             effect = self.promise(invoice_id, until, now, by=by)
-        elif chosen == Outcome.PAID:
+        elif chosen == CaseOutcome.PAID:
             effect = self.paid(invoice_id, now, by=by)
-        elif chosen == Outcome.DISPUTED:
+        elif chosen == CaseOutcome.DISPUTED:
             effect = self.dispute(invoice_id, now, by=by, note=note or None)
-        elif chosen == Outcome.WRITTEN_OFF:
+        elif chosen == CaseOutcome.WRITTEN_OFF:
             effect = self.write_off(invoice_id, now, by=by, note=note or None)
         detail = {"outcome": chosen.value, "note": note, **({"until": until.isoformat()} if until else {})}
         self._record(Kind.ESCALATION, CaseStatus.CLOSED, now, by, invoice_id=invoice_id, detail=detail)

@@ -81,11 +81,12 @@ def templates_preview(
 ) -> None:
     """Print a message as it would be sent."""
     from channels.segments import count_segments
+    from schedules.spec import CHANNELS
     from schedules.zones import local_day
     from worker.jobs.parse import read_jobs
     from worker.messages import unsubscribe
     from worker.messages.context import compose
-    from worker.messages.render import CHANNELS, Renderer, TemplateError
+    from worker.messages.render import Renderer, TemplateError
 
     if channel not in CHANNELS:
         err.print(f"--channel: {channel!r} is not one of {', '.join(CHANNELS)}", markup=False)

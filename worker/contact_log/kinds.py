@@ -80,7 +80,7 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
-class Outcome(StrEnum):
+class CaseOutcome(StrEnum):
     """How an operator closed an escalated case."""
 
     PROMISED = "promised"  # reached, promised to pay (detail: until; a promise event is recorded too)

@@ -187,7 +187,7 @@ webhooks = Table(  # the outbox: what the billing system is still to be told (ou
     Column("event_id", Integer, primary_key=True, autoincrement=False),  # the event it reports
     Column("type", String(40), nullable=False),  # reminder.sent, ... (`webhooks.topic`)
     Column("invoice_id", String(200)),  # delivered in order per invoice
-    Column("state", String(20), nullable=False),  # `webhooks.State`
+    Column("state", String(20), nullable=False),  # `webhooks.outbox.HookState`
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),  # also the lease: moved ahead by whoever sends it
     Column("created_at", UTCDateTime, nullable=False),
@@ -236,7 +236,7 @@ templates = Table(  # the operator's templates, every version: drafts, awaiting 
     Column("name", String(200), nullable=False),  # zh-CN/due_day.sms.j2, email.html.j2
     Column("version", String(64), nullable=False),  # the SHA-256 of the source, as deliveries record it
     Column("source", Text, nullable=False),
-    Column("state", String(20), nullable=False),  # `templates.State`
+    Column("state", String(20), nullable=False),  # `messages.library.VersionState`
     Column("author", String(100), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("note", Text),  # imported from a folder, rolled back to a version

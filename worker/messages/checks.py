@@ -14,8 +14,9 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from channels.segments import count_segments
+from schedules.spec import CHANNELS
 from worker.messages.context import compose
-from worker.messages.render import CHANNELS, Renderer, TemplateError
+from worker.messages.render import Renderer, TemplateError
 from worker.messages.sources import Fixed, TemplateSource
 from worker.settings import Sender
 

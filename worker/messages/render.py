@@ -8,8 +8,10 @@ operator edits one text per stage and the two parts cannot drift apart.
 A message is rendered whole before anything is sent: an undefined variable fails
 the job with the template's name, line and the variable, never half a message.
 Each template's version is the SHA-256 of its source; the sources are kept so the
-contact log can reproduce exactly what was sent. Edited files are picked up on the
-next render (Jinja checks modification times), without restarting the worker.
+contact log can reproduce exactly what was sent. Where the sources come from is a
+`Sources` (`sources.py`): in the worker, the versions published in the log
+(`library.py`), a newly published one picked up within a second without a restart;
+a folder for `dunning templates check --dir`; a fixed set to reproduce a message.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ from worker.settings import SHIPPED_DIR
 RENDER_SECONDS = 2.0  # a template renders in ~25 µs; one that runs for seconds is a loop gone wrong
 MAX_OUTPUT = 200_000  # characters a template may produce (and the longest text it may build)
 _MAX_INT_BITS = 4096
-CHANNELS = ("email", "sms", "voice")
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 
 

@@ -40,7 +40,7 @@ _UNDELIVERED = frozenset({"undelivered", "failed", "canceled", "busy", "no-answe
 WINDOW = 5000  # events looked at per `collect`
 
 
-class State(StrEnum):
+class HookState(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"  # given up: its retries ran out
@@ -138,22 +138,22 @@ _DUE = (select(webhooks.c.type, webhooks.c.attempts, webhooks.c.created_at,
 _due, _earlier = webhooks.alias("due"), webhooks.alias("earlier")
 _NOW = bindparam("now", type_=UTCDateTime)
 _DUE_IDS = (select(_due.c.event_id)
-            .where(_due.c.state == State.PENDING, _due.c.next_attempt_at <= _NOW,
-                   ~exists().where(_earlier.c.invoice_id == _due.c.invoice_id, _earlier.c.state == State.PENDING,
+            .where(_due.c.state == HookState.PENDING, _due.c.next_attempt_at <= _NOW,
+                   ~exists().where(_earlier.c.invoice_id == _due.c.invoice_id, _earlier.c.state == HookState.PENDING,
                                    _earlier.c.event_id < _due.c.event_id))
             .order_by(_due.c.next_attempt_at, _due.c.event_id).limit(bindparam("limit")))  # the index's order
 # The state and the time are checked again on the row itself: PostgreSQL re-reads a row
 # another transaction changed meanwhile, so two dispatchers never lease the same one.
 _LEASE = (update(webhooks)
-          .where(webhooks.c.event_id.in_(_DUE_IDS), webhooks.c.state == State.PENDING,
+          .where(webhooks.c.event_id.in_(_DUE_IDS), webhooks.c.state == HookState.PENDING,
                  webhooks.c.next_attempt_at <= _NOW)
           .values(next_attempt_at=bindparam("until", type_=UTCDateTime))
           .returning(webhooks.c.event_id))
 _ATTEMPTED = (update(webhooks).where(webhooks.c.event_id == bindparam("hook"))
               .values(state=bindparam("new_state"), attempts=bindparam("tries"), last_status=bindparam("code"),
                       last_error=bindparam("why"), next_attempt_at=bindparam("next_at", type_=UTCDateTime)))
-_FINAL = {WebhookStatus.DELIVERED: State.DELIVERED, WebhookStatus.FAILED: State.FAILED,
-          WebhookStatus.STOPPED: State.STOPPED}
+_FINAL = {WebhookStatus.DELIVERED: HookState.DELIVERED, WebhookStatus.FAILED: HookState.FAILED,
+          WebhookStatus.STOPPED: HookState.STOPPED}
 
 
 class Outbox:
@@ -199,7 +199,7 @@ class Outbox:
                     return None
                 if endpoint.stopped_at is not None:
                     return 0
-                rows = [{"event_id": row.id, "type": kind, "invoice_id": row.invoice_id, "state": State.PENDING,
+                rows = [{"event_id": row.id, "type": kind, "invoice_id": row.invoice_id, "state": HookState.PENDING,
                          "attempts": 0, "next_attempt_at": now, "created_at": now}
                         for row in conn.execute(_NEW_EVENTS, {"after": endpoint.cursor, "upto": upto})
                         if (kind := topic(row._mapping)) is not None]
@@ -227,7 +227,7 @@ class Outbox:
             return
         with self.log.locked() as conn:
             conn.execute(_ATTEMPTED, [
-                {"hook": a.webhook.event_id, "new_state": _FINAL.get(a.result, State.PENDING),
+                {"hook": a.webhook.event_id, "new_state": _FINAL.get(a.result, HookState.PENDING),
                  "tries": a.webhook.attempts + 1, "code": a.status_code, "why": a.error[:200] if a.error else None,
                  "next_at": a.next_attempt_at or now} for a in attempts])
             for attempt in attempts:
@@ -248,8 +248,8 @@ class Outbox:
     def drop_pending(self, conn: Connection | None = None) -> int:
         """Every pending webhook, stopped: the endpoint is gone. How many."""
         with self.log.within(conn) as c:
-            return int(c.execute(update(webhooks).where(webhooks.c.state == State.PENDING)
-                                 .values(state=State.STOPPED, last_error="endpoint stopped (410 Gone)")).rowcount)
+            return int(c.execute(update(webhooks).where(webhooks.c.state == HookState.PENDING)
+                                 .values(state=HookState.STOPPED, last_error="endpoint stopped (410 Gone)")).rowcount)
 
     def endpoint_stopped(self, url: str) -> datetime | None:
         """When the endpoint at `url` answered 410 Gone, if it did (and was not resumed since)."""
@@ -275,13 +275,13 @@ class Outbox:
         with self.engine.connect() as conn:
             query = select(webhooks.c.state, func.count()).group_by(webhooks.c.state)
             found: dict[str, int] = {row[0]: int(row[1]) for row in conn.execute(query)}
-        return {state: int(found.get(state, 0)) for state in State}
+        return {state: int(found.get(state, 0)) for state in HookState}
 
     def purge_webhooks(self, before: datetime) -> int:
         """Forget finished webhooks made before `before` (their attempts stay in the log)."""
         with self.engine.begin() as conn:
             return int(conn.execute(delete(webhooks).where(
-                and_(webhooks.c.state != State.PENDING, webhooks.c.created_at < before))).rowcount)
+                and_(webhooks.c.state != HookState.PENDING, webhooks.c.created_at < before))).rowcount)
 
 
 def _code(attempt: Attempt) -> str | None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-CHANNELS = ("email", "sms", "voice")
+from schedules.spec import CHANNELS
+
 WIDTH, HEIGHT, BAR, TOP = 700, 220, 28, 20
 
 

@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 
 from channels.segments import count_segments
 from schedules import Profiles
+from schedules.spec import CHANNELS
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, fragment, page
 from worker.jobs.contract import Job
@@ -30,7 +31,7 @@ from worker.messages import unsubscribe
 from worker.messages.checks import Finding, check_draft, check_templates
 from worker.messages.context import compose
 from worker.messages.library import Library, TemplateProblem, Version, VersionState, check_name
-from worker.messages.render import CHANNELS, Rendered, Renderer, TemplateError
+from worker.messages.render import Rendered, Renderer, TemplateError
 from worker.messages.sources import Fixed, TemplateSource
 from worker.policy import profiles
 from worker.settings import Settings

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from schedules import Profiles
 from schedules.reach import reach
 from worker.contact_log import ContactLog
-from worker.contact_log.kinds import AccessStatus, Kind, Outcome
+from worker.contact_log.kinds import AccessStatus, CaseOutcome, Kind
 from worker.events import EventError, Events
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
@@ -35,8 +35,8 @@ from worker.settings import Settings
 from worker.users.people import Session
 from worker.wiring import Links
 
-OUTCOMES = {Outcome.PROMISED: "Reached, promised to pay", Outcome.PAID: "Paid", Outcome.DISPUTED: "Disputed",
-            Outcome.WRITTEN_OFF: "Written off", Outcome.OTHER: "Other"}
+OUTCOMES = {CaseOutcome.PROMISED: "Reached, promised to pay", CaseOutcome.PAID: "Paid",
+            CaseOutcome.DISPUTED: "Disputed", CaseOutcome.WRITTEN_OFF: "Written off", CaseOutcome.OTHER: "Other"}
 PAGE = 50  # cases per page view, oldest first: each is shown whole, with its history
 _SHOWN = (Kind.DELIVERY, Kind.INVOICE, Kind.SUPPRESSION, Kind.ACCOUNT, Kind.INBOUND, Kind.ESCALATION)
 

@@ -15,11 +15,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from schedules.spec import CHANNELS
 from worker.contact_log import ContactLog, for_export, to_json_line, write_csv
 from worker.contact_log.kinds import AccessStatus
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, page
-from worker.http.console.views import CHANNELS, KINDS, describe, zone_of
+from worker.http.console.views import KINDS, describe, zone_of
 from worker.masking import mask
 from worker.records.reproduce import reproduce
 from worker.settings import Settings

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from schedules.spec import CHANNELS
 from worker.contact_log import ContactLog
 from worker.events import EventError, Events, normalize_address
-from worker.http.console.charts import CHANNELS, sends_per_day
+from worker.http.console.charts import sends_per_day
 from worker.http.console.guard import Guard
 from worker.http.console.pages import page
 from worker.pipeline import forecast

@@ -32,7 +32,8 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from worker.http.console.charts import CHANNELS, sends_per_day
+from schedules.spec import CHANNELS
+from worker.http.console.charts import sends_per_day
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, page
 from worker.jobs.samples import FOLDER as SAMPLES

@@ -12,7 +12,6 @@ from worker.masking import mask, mask_in_text
 
 KINDS = ("decision", "delivery", "callback", "invoice", "account", "suppression", "escalation", "inbound",
          "cadence", "job", "webhook")
-CHANNELS = ("email", "sms", "voice")
 
 
 def zone_of(rows: Iterable[Mapping[str, Any]]) -> ZoneInfo:
