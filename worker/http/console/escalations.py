@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date, datetime
-from functools import cache
 from typing import Any
 
 from babel.numbers import format_currency
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from schedules import Profiles
@@ -93,61 +93,66 @@ def history(log: ContactLog, invoice_id: str) -> list[dict[str, Any]]:
             for row in log.history(invoice=invoice_id) if row["kind"] in _SHOWN]
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, jobs: JobBook, links: Links, settings: Settings,
-        now: Callable[[], datetime]) -> None:
-    @cache
-    def events() -> Events:
-        return Events(log, links.agenda)
+class Escalations:
+    """The operator's Escalations page: the open cases, oldest first, each with what the
+    invoice's job says, whether the debtor may be reached now and its history; taking a
+    case and closing it with its outcome."""
 
-    def cases_page(session: Session, request: Request, status: int = 200, **said: Any) -> Response:
-        moment = now()
-        found = log.escalations()
+    def __init__(self, log: ContactLog, jobs: JobBook, links: Links, guard: Guard, settings: Settings,
+                 now: Callable[[], datetime]) -> None:
+        self.log, self.jobs, self.links, self.guard, self.settings, self.now = log, jobs, links, guard, settings, now
+
+    def shown(self, session: Session, request: Request, status: int = 200, **said: Any) -> Response:
+        moment = self.now()
+        found = self.log.escalations()
         reveal = request.query_params.get("reveal", "") if request.method == "GET" else ""
-        known = profiles(settings.profile_dir)
-        cases = [{**case, "summary": summary(log, jobs, known, case, moment, unmasked=case["invoice_id"] == reveal),
-                  "history": history(log, case["invoice_id"]), "revealed": case["invoice_id"] == reveal}
+        known = profiles(self.settings.profile_dir)
+        cases = [{**case, "summary": summary(self.log, self.jobs, known, case, moment,
+                                             unmasked=case["invoice_id"] == reveal),
+                  "history": history(self.log, case["invoice_id"]), "revealed": case["invoice_id"] == reveal}
                  for case in found[:PAGE]]
         if cases:
-            guard.note_access(session, request, AccessStatus.VIEWED, escalations=[c["invoice_id"] for c in cases])
+            self.guard.note_access(session, request, AccessStatus.VIEWED, escalations=[c["invoice_id"] for c in cases])
         for case in cases:
             if case["revealed"]:  # an operator about to call: who saw the number, for which case
-                guard.note_access(session, request, AccessStatus.UNMASKED, invoice=reveal,
-                                  account=case["account_id"], why="escalation: contact details shown")
+                self.guard.note_access(session, request, AccessStatus.UNMASKED, invoice=reveal,
+                                       account=case["account_id"], why="escalation: contact details shown")
         return page("escalations.html", status, user=session.user, csrf=session.csrf, cases=cases, outcomes=OUTCOMES,
                     problem=said.get("problem"), done=said.get("done"), today=moment.date(),
                     more=max(0, len(found) - PAGE))
 
-    @routes.get("/escalations")
-    @guard("operator")
-    async def escalations(request: Request, session: Session) -> Response:
-        return await run_in_threadpool(cases_page, session, request)
+    async def view(self, request: Request, session: Session) -> Response:
+        return await run_in_threadpool(self.shown, session, request)
 
-    @routes.post("/escalations/{action:str}")
-    @guard("operator")
-    async def act(request: Request, session: Session) -> Response:
-        action = request.path_params["action"]
+    async def act(self, request: Request, session: Session) -> Response:
         form = await request.form()
-        invoice = str(form.get("invoice") or "").strip()[:200]
-        by = f"console:{session.user.name}"
+        return await run_in_threadpool(self.acted, session, request, request.path_params["action"], form)
 
-        def run() -> Response:
-            if invoice not in {c["invoice_id"] for c in log.escalations()}:
-                return cases_page(session, request, 404, problem=f"No open escalation for {invoice}.")
-            try:
-                if action == "assign":
-                    applied = events().assign(invoice, now(), by=by)
-                elif action == "close":
-                    until_text = str(form.get("until") or "").strip()
-                    try:
-                        until = date.fromisoformat(until_text) if until_text else None
-                    except ValueError:
-                        raise EventError(f"until: {until_text!r} is not a date (YYYY-MM-DD)") from None
-                    applied = events().close_case(invoice, str(form.get("outcome") or ""), now(), by=by,
-                                                  note=str(form.get("note") or ""), until=until)
-                else:
-                    return cases_page(session, request, 404, problem=f"{action!r} is not something "
-                                                                                 "this page does.")
-            except EventError as problem:
-                return cases_page(session, request, 422, problem=str(problem))
-            return cases_page(session, request, done=applied.summary)
-        return await run_in_threadpool(run)
+    def acted(self, session: Session, request: Request, action: str, form: FormData) -> Response:
+        invoice, by = str(form.get("invoice") or "").strip()[:200], f"console:{session.user.name}"
+        if invoice not in {c["invoice_id"] for c in self.log.escalations()}:
+            return self.shown(session, request, 404, problem=f"No open escalation for {invoice}.")
+        if action not in ("assign", "close"):
+            return self.shown(session, request, 404, problem=f"{action!r} is not something this page does.")
+        events = Events(self.log, self.links.agenda)
+        try:
+            if action == "assign":
+                applied = events.assign(invoice, self.now(), by=by)
+            else:
+                until_text = str(form.get("until") or "").strip()
+                try:
+                    until = date.fromisoformat(until_text) if until_text else None
+                except ValueError:
+                    raise EventError(f"until: {until_text!r} is not a date (YYYY-MM-DD)") from None
+                applied = events.close_case(invoice, str(form.get("outcome") or ""), self.now(), by=by,
+                                            note=str(form.get("note") or ""), until=until)
+        except EventError as problem:
+            return self.shown(session, request, 422, problem=str(problem))
+        return self.shown(session, request, done=applied.summary)
+
+
+def add(routes: APIRouter, guard: Guard, log: ContactLog, jobs: JobBook, links: Links, settings: Settings,
+        now: Callable[[], datetime]) -> None:
+    pages = Escalations(log, jobs, links, guard, settings, now)
+    routes.get("/escalations")(guard("operator")(pages.view))
+    routes.post("/escalations/{action:str}")(guard("operator")(pages.act))

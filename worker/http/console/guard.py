@@ -1,8 +1,8 @@
 """Who may open a console page, and the record that they looked: `Guard(role)` wraps a
 handler so that no session leads to the sign-in page, another role gets 403, and a POST
 without this session's CSRF token is refused; `note_access` files an `access` event.
-Every page module (`__init__`, `editor`, `schedule`, ...) uses the one guard the router
-builds."""
+Every page module (`signin`, `record`, `editor`, `schedule`, ...) uses the one guard the
+router builds."""
 
 from __future__ import annotations
 
