@@ -28,6 +28,7 @@ from worker.jobs.book import JobBook, JobRow
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import make_broker
+from worker.records.book import RecordBook
 from worker.records.erasure import Records
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -36,6 +37,18 @@ NOTE = "disputes via counsel Wu Lei"
 OTHER_NAME, OTHER_EMAIL = "Li Na", "li.na@example.org"
 FORMS = [NAME, EMAIL, EMAIL.casefold(), PHONE, "13800138000", "138-0013-8000", "+86138****8000", "Z***@Example.com",
          "z***@example.com", NOTE, "Wu Lei"]
+
+def records_of(log: ContactLog, agenda: Agenda | None, broker: Any, known: Any, years: int) -> Records:
+    """Records requests on `log` with its books, as `dunning records` builds them."""
+    return Records(log, RecordBook(log), JobBook(log), agenda, broker, known, years)
+
+
+def export_of(log: ContactLog, subject: str, folder: Path, now: datetime, settings: Any, *, by: str) -> Any:
+    """A subject-access export from `log`, as `dunning records export` makes it."""
+    from worker.records.access import export
+
+    return export(log, RecordBook(log), JobBook(log), subject, folder, now, settings, by=by)
+
 
 
 def job(account: str, invoice: str, name: str, email: str, phone: str | None, profile: str) -> dict[str, Any]:
@@ -51,7 +64,7 @@ def claim(account: str, invoice: str, recipient: str, channel: str, key: str = "
 @pytest.fixture()
 def records(log: ContactLog, redis_client: Any, redis_server: Any) -> Iterator[Records]:
     broker = make_broker(redis_server.url)
-    yield Records(log, Agenda(redis_client), broker, profiles(None), 6)
+    yield records_of(log, Agenda(redis_client), broker, profiles(None), 6)
     broker.close()
 
 
@@ -128,12 +141,12 @@ def test_the_retention_clock_restarts_with_new_activity_and_business_debts_keep_
     assert due == {"OTHER-9"}  # Zhang Wei's debt saw activity a year later: its clock restarted
     standing = records.standing("ACME-001", just_after_three_years)
     assert standing.kept.until is not None and standing.kept.until.date().isoformat() == "2031-12-01"
-    business = Records(log, None, None, profiles(None), 6)
+    business = records_of(log, None, None, profiles(None), 6)
     payload = json.dumps(job("BIZ-1", "B-1", "Acme Ltd", "ap@acme.example", None, "us-b2b"))
     JobBook(log).take_jobs([JobRow("B-1/due_day", "B-1", "BIZ-1", payload)], NOW)
     kept = business.standing("BIZ-1", NOW).kept
     assert (kept.rule, kept.until.date().isoformat() if kept.until else None) == ("R-HOUSE", "2032-12-01")
-    assert Records(log, None, None, profiles(None), 10).standing("BIZ-1", NOW).kept.years == 10  # RETENTION_YEARS
+    assert records_of(log, None, None, profiles(None), 10).standing("BIZ-1", NOW).kept.years == 10  # RETENTION_YEARS
 
 
 def test_after_erasure_nothing_of_the_person_is_readable_anywhere_and_the_chain_verifies(
@@ -240,7 +253,6 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
 
     from worker.jobs.parse import parse_job
     from worker.queue.envelope import envelope_for
-    from worker.records.access import export
     from worker.settings import Settings
 
     log = world.log
@@ -260,7 +272,7 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
 
     assert asyncio.run(send_all()) == ["sent", "sent", "sent"]
     settings = Settings.from_env({"DUNNING_SECRET_KEY": "k" * 32})  # the worker's, so the messages reproduce
-    by_address = export(log, sent[0].debtor.email, tmp_path / "by-address", NOW, settings, by="li.na")
+    by_address = export_of(log, sent[0].debtor.email, tmp_path / "by-address", NOW, settings, by="li.na")
     held = json.loads((tmp_path / "by-address/records.json").read_text())
     report = (tmp_path / "by-address/report.html").read_text()
     assert by_address.accounts == ["ACME-001"] and held["subject"]["addresses"] == ["zhang.wei@example.com"]
@@ -271,7 +283,7 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
     everything = json.dumps(held, ensure_ascii=False) + report
     assert "cfo@example.com" not in everything and OTHER_EMAIL not in everything and OTHER_NAME not in everything
     assert "<script" not in report and "decision" in report and mine["message"]["subject"] in report
-    by_account = export(log, "ACME-001", tmp_path / "by-account", NOW, settings, by="li.na")
+    by_account = export_of(log, "ACME-001", tmp_path / "by-account", NOW, settings, by="li.na")
     held = json.loads((tmp_path / "by-account/records.json").read_text())
     assert by_account.contacts == 2 and {c["recipient"] for c in held["contacts"]} == {sent[0].debtor.email,
                                                                                        "cfo@example.com"}
@@ -284,7 +296,7 @@ def test_the_subject_access_export_holds_all_and_only_the_persons_records(world:
 def test_an_address_or_number_only_a_job_names_is_held_and_exported(log: ContactLog, tmp_path: Path) -> None:
     """"Nothing held" would be false for an address that came in a job and was never
     contacted, or a number known only from an opt-out: each finds what the log holds."""
-    from worker.records.access import NothingHeld, export
+    from worker.records.access import NothingHeld
     from worker.settings import Settings
 
     mine = job("ACME-002", "INV-2", "Li Na", "li.na@example.com", "+8613900139000", "default")
@@ -292,13 +304,13 @@ def test_an_address_or_number_only_a_job_names_is_held_and_exported(log: Contact
     Events(log, None).optout("+14155550188", NOW, by="api:erp")
     settings = Settings.from_env({"DUNNING_SECRET_KEY": "k" * 32})
     for subject in ("Li.Na@Example.com", "+86 139 0013 9000", "0086 13900139000"):
-        done = export(log, subject, tmp_path / subject.replace(" ", ""), NOW, settings, by="compliance")
+        done = export_of(log, subject, tmp_path / subject.replace(" ", ""), NOW, settings, by="compliance")
         held = json.loads((tmp_path / subject.replace(" ", "") / "records.json").read_text())
         assert done.accounts == ["ACME-002"] and [j["job_id"] for j in held["jobs"]] == ["INV-2/due_day"], subject
-    only_opted = export(log, "+14155550188", tmp_path / "opted", NOW, settings, by="compliance")
+    only_opted = export_of(log, "+14155550188", tmp_path / "opted", NOW, settings, by="compliance")
     assert only_opted.accounts == [] and only_opted.events == 1, "the opt-out is what is held"
     with pytest.raises(NothingHeld):
-        export(log, "nobody@example.com", tmp_path / "nobody", NOW, settings, by="compliance")
+        export_of(log, "nobody@example.com", tmp_path / "nobody", NOW, settings, by="compliance")
 
 
 def test_jobs_taken_before_marks_were_kept_are_marked_when_the_worker_starts(log: ContactLog) -> None:
@@ -331,7 +343,7 @@ def test_a_queued_job_whose_account_was_erased_meanwhile_is_dropped_unsent(world
     JobBook(world.log).accept_job(parsed.job_id, parsed.invoice.id, parsed.debtor.account_id,
                          json.dumps(data, ensure_ascii=False), NOW)  # accepted and queued...
     later = NOW + timedelta(days=7 * 365)
-    erased = Records(world.log, None, None, profiles(None), 6).erase(parsed.debtor.account_id, "request 81", later,
+    erased = records_of(world.log, None, None, profiles(None), 6).erase(parsed.debtor.account_id, "request 81", later,
                                                                   by="li.na")
     assert erased.done, erased.message  # ...and erased before a worker took it
     assert world.handle(dict(envelope_for(parsed))) == "skipped"

@@ -34,11 +34,12 @@ def _records(with_redis: bool = False) -> Records:
 
     settings = Settings.from_env()
     log = open_log()
+    books = wiring.books(log)
     agenda = broker = None
     if with_redis:
         broker = wiring.broker(settings)
         agenda = Agenda(wiring.redis_for(settings))
-    return Records(log, agenda, broker, profiles_or_exit(), settings.retention_years)
+    return Records(log, books.records, books.jobs, agenda, broker, profiles_or_exit(), settings.retention_years)
 
 
 def _target_or_exit(records: Records, identifier: str) -> tuple[str, str]:
@@ -154,11 +155,14 @@ def records_export(subject: Annotated[str, typer.Argument(metavar="ADDRESS|ACCOU
                    by: By = None) -> None:
     """Everything held about a person (GDPR Art. 15) as JSON and a readable HTML report;
     nothing about anyone else. Recorded as an access event."""
+    from worker import wiring
     from worker.records.access import NothingHeld, export
 
     log = open_log()
+    books = wiring.books(log)
     try:
-        done = export(log, subject, output, datetime.now(UTC), Settings.from_env(), by=_by(by))
+        done = export(log, books.records, books.jobs, subject, output, datetime.now(UTC), Settings.from_env(),
+                      by=_by(by))
     except NothingHeld as error:
         err.print(str(error), markup=False)
         raise typer.Exit(1) from None

@@ -45,10 +45,11 @@ class Export:
     events: int
 
 
-def export(log: ContactLog, subject: str, directory: Path, now: datetime, settings: Settings, *, by: str) -> Export:
+def export(log: ContactLog, book: RecordBook, jobs: JobBook, subject: str, directory: Path, now: datetime,
+           settings: Settings, *, by: str) -> Export:
     """Write `records.json` and `report.html` about `subject` (an account id, an email or a
     phone number) into `directory`, and record that it was done."""
-    subject, book = subject.strip(), RecordBook(log)
+    subject = subject.strip()
     by_address = "@" in subject or subject.startswith("+") or subject.startswith("00")
     if by_address:
         address = normalised(subject)
@@ -61,7 +62,7 @@ def export(log: ContactLog, subject: str, directory: Path, now: datetime, settin
         theirs = {a.casefold() for a in book.addresses_of(subject)}
     if not accounts and not loose:
         raise NothingHeld(f"{mask('address', subject)}: the contact log holds nothing about this address")
-    held = _gather(log, accounts, loose, theirs, settings)
+    held = _gather(log, jobs, accounts, loose, theirs, settings)
     held["request"] = {"subject": subject, "by": by, "generated_at": now.isoformat(),
                        "kind": "address" if by_address else "account"}
     directory.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ def export(log: ContactLog, subject: str, directory: Path, now: datetime, settin
     return Export(directory, accounts, sorted(theirs), len(held["contacts"]), len(held["events"]))
 
 
-def _gather(log: ContactLog, accounts: list[str], loose: list[dict[str, Any]], theirs: set[str],
+def _gather(log: ContactLog, book: JobBook, accounts: list[str], loose: list[dict[str, Any]], theirs: set[str],
             settings: Settings) -> dict[str, Any]:
     def shown(address: Any) -> Any:
         """The person's own addresses in full; anybody else's masked."""
@@ -88,7 +89,6 @@ def _gather(log: ContactLog, accounts: list[str], loose: list[dict[str, Any]], t
     decisions: list[dict[str, Any]] = []
     happenings: list[dict[str, Any]] = []
     opt_outs: list[dict[str, Any]] = []
-    book = JobBook(log)
     for account in accounts:
         for row in log.jobs_of(account=account):
             kept = book.job_row(row["job_id"]) or {}

@@ -64,9 +64,9 @@ class Answer:
 class Records:
     """Records requests on one log and agenda; the rows are the records' book's."""
 
-    def __init__(self, log: ContactLog, agenda: Agenda | None, broker: RedisBroker | None,
-                 profiles: Mapping[str, Profile], house_years: int) -> None:
-        self.log, self.book, self.jobs, self.agenda, self.broker = log, RecordBook(log), JobBook(log), agenda, broker
+    def __init__(self, log: ContactLog, book: RecordBook, jobs: JobBook, agenda: Agenda | None,
+                 broker: RedisBroker | None, profiles: Mapping[str, Profile], house_years: int) -> None:
+        self.log, self.book, self.jobs, self.agenda, self.broker = log, book, jobs, agenda, broker
         self.profiles, self.house_years = profiles, house_years
 
     def target(self, identifier: str) -> tuple[str, str]:

@@ -97,7 +97,7 @@ def router(log: ContactLog, books: Books, links: Links, settings: Settings, now:
 
     signin.add(routes, guard, books.people, cookies, now)
     record.add(routes, guard, log, settings, now)  # compliance
-    records.add(routes, guard, log, books.records, links, settings, now)
+    records.add(routes, guard, log, books.records, books.jobs, links, settings, now)
     verify.add(routes, guard, log, now)
     editor.add(routes, guard, books.library, settings, now)  # operators
     schedule.add(routes, guard, log, links, settings, now)

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from worker.contact_log import ContactLog
 from worker.http.console.guard import Guard
 from worker.http.console.pages import HEADERS, REDIS_DOWN, page
+from worker.jobs.book import JobBook
 from worker.policy import profiles
 from worker.records import access
 from worker.records.book import RecordBook
@@ -38,15 +39,15 @@ def _safe(text: str) -> str:
 
 
 class RecordsPage:
-    def __init__(self, log: ContactLog, book: RecordBook, links: Links, settings: Settings,
+    def __init__(self, log: ContactLog, book: RecordBook, jobs: JobBook, links: Links, settings: Settings,
                  now: Callable[[], datetime]) -> None:
-        self.log, self.book, self.links, self.settings, self.now = log, book, links, settings, now
+        self.log, self.book, self.jobs, self.links, self.settings, self.now = log, book, jobs, links, settings, now
 
     @cached_property
     def records(self) -> Records:
         """Records requests, with the agenda and dramatiq's Redis (built on first use)."""
-        return Records(self.log, self.links.agenda, self.links.broker, profiles(self.settings.profile_dir),
-                       self.settings.retention_years)
+        return Records(self.log, self.book, self.jobs, self.links.agenda, self.links.broker,
+                       profiles(self.settings.profile_dir), self.settings.retention_years)
 
     def shown(self, session: Session, status: int = 200, as_of: str = "", **said: Any) -> Response:
         preview = None
@@ -90,7 +91,8 @@ class RecordsPage:
 
     def export(self, subject: str, format_: str, by: str) -> Response:
         with tempfile.TemporaryDirectory(prefix="dunning-export-") as folder:
-            done = access.export(self.log, subject, Path(folder), self.now(), self.settings, by=by)
+            done = access.export(self.log, self.book, self.jobs, subject, Path(folder), self.now(), self.settings,
+                                 by=by)
             name = "report.html" if format_ != "json" else "records.json"
             body = (done.directory / name).read_bytes()
         kind = "text/html; charset=utf-8" if name.endswith(".html") else "application/json"
@@ -98,8 +100,8 @@ class RecordsPage:
             **HEADERS, "Content-Disposition": f'attachment; filename="records-{_safe(subject)}.{name.rsplit(".")[1]}"'})
 
 
-def add(routes: APIRouter, guard: Guard, log: ContactLog, book: RecordBook, links: Links, settings: Settings,
-        now: Callable[[], datetime]) -> None:
-    pages = RecordsPage(log, book, links, settings, now)
+def add(routes: APIRouter, guard: Guard, log: ContactLog, book: RecordBook, jobs: JobBook, links: Links,
+        settings: Settings, now: Callable[[], datetime]) -> None:
+    pages = RecordsPage(log, book, jobs, links, settings, now)
     routes.get("/records")(guard("compliance")(pages.view))
     routes.post("/records/{action:str}")(guard("compliance")(pages.act))
