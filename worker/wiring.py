@@ -142,10 +142,10 @@ def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis
     clock and Redis throttle (the simulation's own clock, no rate limits)."""
     client = client if client is not None else redis_for(settings)
     at = at if at is not None else clock(settings, client)
-    library = Library(contact_log)
-    library.import_folder(settings.template_dir, at.now())
-    return Services(log=contact_log, jobs=JobBook(contact_log), write=LogWriter(contact_log.engine),
-                    renderer=Renderer(library.published(), settings.default_locale),
+    kept = books(contact_log)
+    kept.library.import_folder(settings.template_dir, at.now())
+    return Services(log=contact_log, jobs=kept.jobs, write=LogWriter(contact_log.engine),
+                    renderer=Renderer(kept.library.published(), settings.default_locale),
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),
                     clock=at, profiles=profiles(settings.profile_dir), settings=settings)

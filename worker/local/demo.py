@@ -22,7 +22,6 @@ from rich.table import Table
 from worker import policy, wiring
 from worker.contact_log import ContactLog
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind
-from worker.jobs.book import JobBook
 from worker.jobs.intake import submit
 from worker.jobs.parse import read_jobs
 from worker.jobs.samples import sample_bytes, sample_facts, sample_jobs
@@ -40,7 +39,7 @@ def run(start: datetime, console: Console, directory: Path = Path("var/demo")) -
         stack.set_clock(start)
         _billing_events(log, start)
         known = policy.profiles(Settings.from_env(stack.env()).profile_dir)
-        intake = submit(read_jobs(sample_bytes(), known), JobBook(log), known, stack.broker, start)
+        intake = submit(read_jobs(sample_bytes(), known), wiring.books(log).jobs, known, stack.broker, start)
         console.print(f"queued {intake.accepted} reminders at {start.isoformat()} "
                       f"(clock: Redis key dunning:clock; worker log: {directory / 'worker.log'})")
         stack.start_worker(processes=1, threads=8)
