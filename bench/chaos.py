@@ -49,7 +49,7 @@ from aiosmtpd.smtp import Envelope, Session  # noqa: E402
 
 from worker.contact_log import ContactLog  # noqa: E402
 from worker.jobs.samples import many  # noqa: E402
-from worker.local.ports import free_port  # noqa: E402
+from worker.local.postgres import Postgres  # noqa: E402
 from worker.local.smtp_sink import EmlFolder, start  # noqa: E402
 from worker.local.stack import Stack  # noqa: E402
 from worker.queue.agenda import Agenda  # noqa: E402
@@ -104,39 +104,6 @@ class ChaoticSmtp(EmlFolder):
     def delivered(self) -> Counter[str]:
         """Deliveries per recipient (each also an .eml file in `folder`)."""
         return Counter(self.kept)
-
-
-class Postgres:
-    """A PostgreSQL cluster of the suite's own, on loopback, that it can restart."""
-
-    def __init__(self, base: Path) -> None:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not found:
-            raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-        self.bin = Path(found[-1]).parent
-        self.base, self.data = base, base / "data"
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/dunning"
-
-    def start(self) -> Postgres:
-        self.base.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.base, "postgres")
-        subprocess.run([*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A",
-                        "trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-        self.ctl("start")
-        subprocess.run([*self.as_user, str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                        "postgres", "dunning"], check=True, capture_output=True)
-        return self
-
-    def ctl(self, action: str, mode: str = "fast") -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} -c fsync=off"
-        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-o",
-                        options, "-l", str(self.base / "pg.log"), action], check=True, capture_output=True)
 
 
 @dataclass

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import copy
-import glob
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +17,6 @@ from sealed import MASTER_KEY, MASTER_KEY_TEXT
 
 from schedules import Facts, Profiles
 from worker.jobs.contract import Job
-from worker.local.ports import free_port
 from worker.policy import profiles as loaded_profiles
 
 os.environ["DUNNING_MASTER_KEY"] = MASTER_KEY_TEXT  # every `dunning` a test runs seals under it
@@ -82,46 +78,18 @@ def profiles() -> Profiles:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback for the whole test session.
+    """A throwaway PostgreSQL cluster on loopback for the whole test session
+    (`worker/local/postgres.py`)."""
+    from worker.local.postgres import Postgres
 
-    PostgreSQL refuses to run as root, so as root the cluster belongs to the
-    `postgres` user that Debian's package creates.
-    """
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL is not installed; `make test` installs it (apt package postgresql)")
-    bindir = Path(found[-1]).parent
-    base = Path(tempfile.mkdtemp(prefix="dunning-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    port = free_port()
-    server = subprocess.Popen([*as_user, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
-                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import psycopg
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                                     autocommit=True) as conn:
-                    conn.execute("CREATE DATABASE dunning_test")
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/dunning_test"
+        cluster = Postgres(Path(tempfile.mkdtemp(prefix="dunning-pg-")), "dunning_test").start()
+    except RuntimeError as missing:
+        pytest.fail(f"{missing}; `make test` installs it")
+    try:
+        yield cluster.url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.stop()
 
 
 
