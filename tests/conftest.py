@@ -114,21 +114,28 @@ def redis_client(redis_server: Any) -> Iterator[Any]:
     client.close()
 
 
+def emptied(log: Any) -> None:
+    """A PostgreSQL log with no record left: every table emptied but the chains (the log's shape)."""
+    from sqlalchemy import text
+
+    from worker.db.schema import metadata
+
+    with log.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables if t.name != 'chains')} "
+                          "RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """An empty contact log on each database: SQLite in a folder still to be made, and the
     session's PostgreSQL cluster, truncated."""
-    from sqlalchemy import text
-
     from worker.contact_log import ContactLog
-    from worker.db.schema import metadata
 
     if request.param == "sqlite":
         opened = ContactLog.open(f"sqlite:///{tmp_path}/var/dunning.db", MASTER_KEY).migrate()
     else:
         opened = ContactLog.open(request.getfixturevalue("postgres_url"), MASTER_KEY).migrate()
-        with opened.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
+        emptied(opened)
     yield opened
     opened.engine.dispose()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from conftest import job_data
+from conftest import emptied, job_data
 from fakes.smtp import Scripted
 from fakes.twilio import ScriptedSandbox
 
@@ -96,12 +96,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")
         log = ContactLog.open(url, stack.master_key).migrate()
-        from sqlalchemy import text
-
-        from worker.db.schema import metadata
-
-        with log.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"))
+        emptied(log)
         extra["DUNNING_DATABASE_URL"] = url
     else:
         log = ContactLog.open(stack.env()["DUNNING_DATABASE_URL"], stack.master_key).migrate()

@@ -21,6 +21,8 @@ from harness import serving
 from test_cli import DUNNING, dunning
 
 from worker.contact_log import ContactLog
+from worker.contact_log.checkpoints import Checkpoints
+from worker.contact_log.note import Signer, Verifier, keygen
 from worker.jobs.parse import read_jobs
 from worker.local.ports import free_port
 from worker.policy import profiles
@@ -228,6 +230,19 @@ def test_a_job_and_an_invoice_read_back_and_a_pending_step_is_cancelled(api: Api
     assert after["state"] == "paid" and after["pending"] == []
 
 
+def test_the_latest_checkpoint_is_served_as_its_signed_note(api: Api) -> None:
+    assert api.call("GET", "/v1/log/checkpoint", key="reader")[0] == 404  # none made yet
+    private, public = keygen("billing.example.com/dunning")
+    note = Checkpoints(api.log).make(Signer.parse(private), NOW)
+    assert note is not None
+    request = urllib.request.Request(api.url + "/v1/log/checkpoint",
+                                     headers={"Authorization": f"Bearer {api.keys['reader']}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        served, kind = answer.read().decode(), answer.headers["Content-Type"]
+    assert served == note and kind.startswith("text/plain") and Verifier.parse(public).open(served)
+    assert api.call("GET", "/v1/log/checkpoint", key=None)[0] == 401
+
+
 def test_the_openapi_description_names_every_route_its_key_and_its_answers(api: Api) -> None:
     status, _, described = api.call("GET", "/v1/openapi.json", key=None)
     assert status == 200 and described["openapi"].startswith("3.")
@@ -236,7 +251,8 @@ def test_the_openapi_description_names_every_route_its_key_and_its_answers(api: 
                       ("post", "/v1/invoices/{invoice_id}/write-off"), ("post", "/v1/invoices/{invoice_id}/dispute"),
                       ("post", "/v1/invoices/{invoice_id}/promise"), ("post", "/v1/opt-outs"),
                       ("post", "/v1/accounts/{account_id}/cease"), ("get", "/v1/jobs/{job_id}"),
-                      ("delete", "/v1/jobs/{job_id}"), ("get", "/v1/invoices/{invoice_id}")}
+                      ("delete", "/v1/jobs/{job_id}"), ("get", "/v1/invoices/{invoice_id}"),
+                      ("get", "/v1/log/checkpoint")}
     assert described["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path, item in described["paths"].items():
         for method, operation in item.items():

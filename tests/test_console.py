@@ -17,6 +17,8 @@ from harness import serving
 from test_pipeline import world  # noqa: F401 (the pipeline in process, for a message really sent)
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.checkpoints import Checkpoints
+from worker.contact_log.note import Signer, keygen
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind
 from worker.jobs.book import JobBook, JobRow
 from worker.users.keys import Keys
@@ -362,13 +364,19 @@ def test_verify_recomputes_the_chain_in_the_background_and_names_what_was_altere
         return page
 
     first = verified()
-    assert "<strong>Intact</strong>" in first and "by li.na" in first
+    assert "<strong>Intact</strong>" in first and "by li.na" in first and "No checkpoint yet" in first
+    Checkpoints(log).make(Signer.parse(keygen("billing.example.com/dunning")[0]), NOW + timedelta(days=30))
+    checked = verified()
+    assert "<code>billing.example.com/dunning</code>" in checked and "The log extends the\n  checkpoint" in checked
     with log.engine.begin() as conn:
         conn.execute(text("UPDATE events SET status = 'sent' WHERE kind = 'decision' AND status = 'skip'"))
     second = verified()
     assert "Broken" in second and "altered, or an event before it removed" in second
+    with log.engine.begin() as conn:  # the newest of the debtor's events goes: its chain ends before the checkpoint
+        conn.execute(text("DELETE FROM events WHERE id = (SELECT max(id) FROM events WHERE kind <> 'access')"))
+    assert "cut short" in verified()
     results = [r["detail"]["intact"] for r in log.history() if r["kind"] == "access" and r["status"] == "verified"]
-    assert results == [True, False]
+    assert results == [True, True, False, False]
 
 
 def test_export_csv_and_json_lines_masked_unless_asked_and_recorded(console: str, log: ContactLog) -> None:

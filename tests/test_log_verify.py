@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 from sealed import MASTER_KEY
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from worker.contact_log import Claim, ContactLog
+from worker.contact_log.chain import GENESIS, digest, of_account
 from worker.contact_log.kinds import Event, Kind
 from worker.db.migrations import upgrade
+from worker.db.schema import events
 from worker.events import Events
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -152,6 +154,34 @@ def test_events_written_before_the_chain_are_linked_by_the_migration(tmp_path: P
         log.engine.dispose()
 
 
+def test_a_log_of_one_chain_is_kept_as_chain_0_and_new_events_go_to_the_chains(tmp_path: Path,
+                                                                               postgres_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path}/one-chain.db", _fresh_postgres_database(postgres_url)):
+        engine = create_engine(url)
+        upgrade(engine, "0012")  # the last revision with one chain, written by its own code's rules
+        engine.dispose()
+        log = ContactLog.open(url, MASTER_KEY)
+        with log.engine.begin() as conn:  # the one chain, as that version linked it
+            previous = GENESIS
+            for n in range(3):
+                row = {"kind": "invoice", "status": "payment", "invoice_id": f"INV-{n}", "account_id": "A",
+                       "detail": {"amount": "1.00"}, "occurred_at": NOW, "recorded_at": NOW}
+                previous = digest(previous, row)
+                conn.execute(insert(events).values(**row, digest=previous))
+        log.migrate(chains=8)
+        assert log.chain_count() == 8
+        log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-1", account_id="A"), NOW)
+        log.record(Event(Kind.INVOICE, "paid", invoice_id="INV-9", account_id="B"), NOW)
+        verdict = log.verify()
+        assert verdict.intact and verdict.events == 5, (url, verdict.problems)
+        assert verdict.heads[0] == (3, previous)  # chain 0: the old chain, closed as it was
+        assert sorted(size for k, (size, _) in verdict.heads.items() if k) in ([1, 1], [2])
+        assert log.verify(account="A").events == verdict.heads[of_account("A", 8)][0]
+        tamper(log, "DELETE FROM events WHERE id = 3")  # chain 0's last event: nothing after it in its chain
+        assert ["chain 0" in p and "cut short" in p for p in log.verify().problems] == [True]
+        log.engine.dispose()
+
+
 def test_the_command_exits_0_when_intact_1_when_not_and_2_on_a_bad_anchor(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/dunning.db"
     log = ContactLog.open(url, MASTER_KEY).migrate()
@@ -159,8 +189,8 @@ def test_the_command_exits_0_when_intact_1_when_not_and_2_on_a_bad_anchor(tmp_pa
     run = [DUNNING, "log", "verify"]
     env = {"DUNNING_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
     intact = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
-    assert intact.returncode == 0 and "intact: 12 events; head " in intact.stdout, intact.stderr
-    head = intact.stdout.split("head ")[1].split(" ")[0]
+    assert intact.returncode == 0 and "intact: 12 events in 64 chains; newest event " in intact.stdout, intact.stderr
+    head = intact.stdout.split("newest event ")[1].split()[0]
     assert subprocess.run([*run, "--head", head], capture_output=True, env=env, timeout=60).returncode == 0
     assert subprocess.run([*run, "--head", "12:abc"], capture_output=True, env=env, timeout=60).returncode == 2
     tamper(log, "UPDATE events SET error_text = 'nothing happened' WHERE id = 2")

@@ -1,7 +1,8 @@
 """What the `dunning worker` parent process does beside its dramatiq children, each one
 step of a supervised loop (`worker.supervisor`): the agenda's dispatcher, the intake
 reconciler, the recovery of messages stranded in a live worker's acknowledgement set,
-and (with a webhook URL) the webhooks' dispatcher. `parent_loops` is the list.
+(with a webhook URL) the webhooks' dispatcher, and (with a checkpoint key) the log's
+signed checkpoints. `parent_loops` is the list.
 
 The dispatcher moves due entries onto the queue, in batches, crash-safely. It runs in
 the `dunning worker` process (one per deployment is enough; several are safe: claims
@@ -14,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -21,6 +23,8 @@ from dramatiq.brokers.redis import RedisBroker
 from schedules import Profiles
 from worker.clock import Clock
 from worker.contact_log import ContactLog
+from worker.contact_log.checkpoints import Checkpoints
+from worker.contact_log.note import Signer
 from worker.jobs.book import JobBook
 from worker.jobs.intake import reconcile
 from worker.queue.agenda import Agenda
@@ -76,12 +80,24 @@ def stranded(broker: RedisBroker, after: timedelta) -> Callable[[], float]:
     return step
 
 
+def checkpointer(checkpoints: Checkpoints, signer: Signer, clock: Clock, folder: Path | None,
+                 every: float) -> Callable[[], float]:
+    """A signed checkpoint of every chain's head, every `every` seconds while events come in."""
+    def step() -> float:
+        checkpoints.make(signer, clock.now(), folder)
+        return every
+    return step
+
+
 def parent_loops(log: ContactLog, jobs: JobBook, known: Profiles, broker: RedisBroker, agenda: Agenda, clock: Clock,
-                 stranded_after: timedelta, webhooks: Dispatcher | None) -> list[Loop]:
+                 stranded_after: timedelta, webhooks: Dispatcher | None,
+                 checkpoints: Callable[[], float] | None = None) -> list[Loop]:
     """Every duty of the worker's parent, named for its health file and its log lines."""
     loops = [Loop("dispatcher", dispatcher(agenda, broker, clock)),
              Loop("reconciler", reconciler(jobs, known, broker, agenda, clock)),
              Loop("stranded", stranded(broker, stranded_after))]
     if webhooks is not None:
         loops.append(Loop("webhooks", webhooks.step))
+    if checkpoints is not None:
+        loops.append(Loop("checkpoints", checkpoints))
     return loops

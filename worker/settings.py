@@ -77,6 +77,10 @@ class Settings:
     stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
     broker_heartbeat_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
+    log_chains: int = 64  # DUNNING_LOG_CHAINS: K, the contact log's chains, fixed when the log is created
+    checkpoint_key: str | None = field(default=None, repr=False)  # DUNNING_CHECKPOINT_KEY: signs checkpoints
+    checkpoint_dir: Path | None = None  # DUNNING_CHECKPOINT_DIR: each checkpoint also written here
+    checkpoint_every_s: float = 10.0  # while events come in, the worker makes a checkpoint this often
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -131,6 +135,11 @@ class Settings:
             or cls.broker_heartbeat_ms,
             broker_maintenance_chance=_whole(get("DUNNING_BROKER_MAINTENANCE_CHANCE"),
                                              "DUNNING_BROKER_MAINTENANCE_CHANCE") or cls.broker_maintenance_chance,
+            log_chains=_chains(get("DUNNING_LOG_CHAINS")),
+            checkpoint_key=get("DUNNING_CHECKPOINT_KEY"),
+            checkpoint_dir=Path(checkpoint_dir) if (checkpoint_dir := get("DUNNING_CHECKPOINT_DIR")) else None,
+            checkpoint_every_s=_rate(get("DUNNING_CHECKPOINT_EVERY_S"), "DUNNING_CHECKPOINT_EVERY_S")
+            or cls.checkpoint_every_s,
         )
 
 
@@ -217,6 +226,16 @@ def _rate(value: str | None, name: str) -> float | None:
     if not rate > 0:
         raise ConfigError(f"{name}: {value!r} is not a positive number")
     return rate
+
+
+def _chains(value: str | None) -> int:
+    """K for a new contact log: 1 to 4,096 chains (more buys nothing: writers wait on
+    each other only when their accounts share a chain)."""
+    if value is None:
+        return Settings.log_chains
+    if not value.isdigit() or not 1 <= int(value) <= 4096:
+        raise ConfigError(f"DUNNING_LOG_CHAINS: {value!r}; a whole number of chains from 1 to 4096 expected")
+    return int(value)
 
 
 def _master_key(value: str | None) -> bytes | None:

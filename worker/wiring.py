@@ -25,7 +25,10 @@ from channels.twilio_api import TwilioAccount
 from channels.voice import VoiceChannel
 from worker.clock import Clock, RedisClock, SystemClock
 from worker.contact_log import ContactLog
+from worker.contact_log.checkpoints import Checkpoints
+from worker.contact_log.note import NoteError, Signer
 from worker.db.writer import LogWriter
+from worker.errors import ConfigError
 from worker.jobs.book import JobBook
 from worker.messages.library import Library
 from worker.messages.render import Renderer
@@ -53,10 +56,21 @@ class Books:
     library: Library
     records: RecordBook
     jobs: JobBook
+    checkpoints: Checkpoints
 
 
 def books(log: ContactLog) -> Books:
-    return Books(People(log), Keys(log), Outbox(log), Library(log), RecordBook(log), JobBook(log))
+    return Books(People(log), Keys(log), Outbox(log), Library(log), RecordBook(log), JobBook(log), Checkpoints(log))
+
+
+def signer(settings: Settings) -> Signer | None:
+    """The checkpoint key (`DUNNING_CHECKPOINT_KEY`), if one is set; a bad one is a ConfigError."""
+    if settings.checkpoint_key is None:
+        return None
+    try:
+        return Signer.parse(settings.checkpoint_key)
+    except NoteError as error:
+        raise ConfigError(f"DUNNING_CHECKPOINT_KEY: {error}") from None
 
 
 class Links:
@@ -91,7 +105,7 @@ def log(settings: Settings, *, migrate: bool = False, check: bool = True) -> Con
     migrate) — nothing else writes the schema. Without either, nothing connects yet."""
     opened = ContactLog.open(settings.database_url, settings.master_key)
     if migrate:
-        return opened.migrate()
+        return opened.migrate(chains=settings.log_chains)
     if check:
         opened.require_schema()
     return opened
@@ -144,7 +158,7 @@ def services(settings: Settings, contact_log: ContactLog, *, client: redis.Redis
     at = at if at is not None else clock(settings, client)
     kept = books(contact_log)
     kept.library.import_folder(settings.template_dir, at.now())
-    return Services(log=contact_log, jobs=kept.jobs, write=LogWriter(contact_log.engine),
+    return Services(log=contact_log, jobs=kept.jobs, write=LogWriter(contact_log.engine, contact_log.lock),
                     renderer=Renderer(kept.library.published(), settings.default_locale),
                     channels=channels(settings), agenda=Agenda(client),
                     throttle=throttle if throttle is not None else Throttle(client),

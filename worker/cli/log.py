@@ -1,4 +1,5 @@
-"""`dunning log show|export|verify` and `dunning escalations`: reading the contact log."""
+"""`dunning log show|export|verify|keygen|checkpoint` and `dunning escalations`: reading the
+contact log, and proving it was not altered."""
 
 from __future__ import annotations
 
@@ -67,21 +68,92 @@ def log_export(
 
 @log_app.command("verify")
 def log_verify(
-    head: Annotated[str | None, typer.Option(help="An anchor ID:DIGEST printed by an earlier verify: check that "
-                                                  "the log still passes through it (nothing cut off its end).")] = None,
+    head: Annotated[str | None, typer.Option(help="An event ID:DIGEST printed by an earlier verify: check that "
+                                                  "event is still there, unchanged.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A signed checkpoint (`dunning log checkpoint`, or one "
+                                                         "from DUNNING_CHECKPOINT_DIR): check the log still "
+                                                         "passes through every head it saw.")] = None,
+    public_key: Annotated[Path | None, typer.Option(help="The checkpoint key's public half (`dunning log keygen` "
+                                                         "prints it): the checkpoint must be signed by it.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only the chain this account's events are in: fast.")] = None,
 ) -> None:
-    """Recompute the contact log's hash chain: exit 0 if no event or delivery was altered or removed."""
+    """Recompute the contact log's hash chains: exit 0 if no event or delivery was altered
+    or removed (and the log extends the checkpoint given), 1 if one was, 2 on bad input."""
+    from worker import wiring
+    from worker.contact_log.note import NoteError, Verifier
+
     if head is not None and (len(head.partition(":")[2]) != 64 or not head.partition(":")[0].isdigit()):
         err.print(f"--head: {head!r}; ID:DIGEST expected, as verify prints it (1234:9f86d08...)", markup=False)
         raise typer.Exit(2)
-    verdict = open_log().verify(head)
-    for problem in verdict.problems:
+    if (checkpoint is None) != (public_key is None):
+        err.print("--checkpoint and --public-key: both expected (a checkpoint is checked against its signer's key)",
+                  markup=False)
+        raise typer.Exit(2)
+    note, verifier = None, None
+    if checkpoint is not None and public_key is not None:
+        try:
+            note, verifier = checkpoint.read_text(encoding="utf-8"), Verifier.parse(public_key.read_text())
+        except (OSError, UnicodeDecodeError, NoteError) as error:
+            err.print(f"--checkpoint/--public-key: {error}", markup=False)
+            raise typer.Exit(2) from None
+    log = open_log()
+    verdict = log.verify(head, account=account)
+    problems = [*verdict.problems,
+                *(wiring.books(log).checkpoints.check(note, verifier, account) if note is not None else [])]
+    for problem in problems:
         err.print(problem, markup=False)
-    if not verdict.intact:
-        err.print(f"{len(verdict.problems)} problem(s) in {verdict.events} events", markup=False)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {verdict.events} events", markup=False)
         raise typer.Exit(1)
-    out.print(f"intact: {verdict.events} events; head {verdict.head} (keep it: `--head` checks against it later)",
-              markup=False)
+    what = f"the chain of account {account}" if account is not None else f"{log.chain_count()} chains"
+    out.print(f"intact: {verdict.events} events in {what}; newest event {verdict.head}"
+              + ("; the log extends the checkpoint" if note is not None else ""), markup=False)
+
+
+@log_app.command("keygen")
+def log_keygen(
+    name: Annotated[str, typer.Option(help="The log's name, as checkpoints will carry it (your domain and a "
+                                           "path, such as billing.example.com/dunning).")],
+) -> None:
+    """Make a checkpoint key pair: the private key (for DUNNING_CHECKPOINT_KEY, kept
+    secret) on the first line, the public key (for auditors) on the second."""
+    from worker.contact_log.note import NoteError, keygen
+
+    try:
+        private, public = keygen(name)
+    except NoteError as error:
+        err.print(f"--name: {error}", markup=False)
+        raise typer.Exit(2) from None
+    out.print(private, markup=False, soft_wrap=True)
+    out.print(public, markup=False, soft_wrap=True)
+
+
+@log_app.command("checkpoint")
+def log_checkpoint(
+    make: Annotated[bool, typer.Option("--make", help="Make one now (with DUNNING_CHECKPOINT_KEY), even if "
+                                                      "nothing was written since the last.")] = False,
+) -> None:
+    """Print the latest signed checkpoint of the log's chains (the worker makes one every
+    DUNNING_CHECKPOINT_EVERY_S while events come in): keep it outside the database."""
+    from datetime import UTC, datetime
+
+    from worker import wiring
+    from worker.settings import Settings
+
+    settings = Settings.from_env()
+    checkpoints = wiring.books(open_log()).checkpoints
+    if make:
+        signer = wiring.signer(settings)
+        if signer is None:
+            err.print("--make: DUNNING_CHECKPOINT_KEY is not set (`dunning log keygen` makes a key)", markup=False)
+            raise typer.Exit(2)
+        checkpoints.make(signer, datetime.now(UTC), settings.checkpoint_dir, always=True)
+    note = checkpoints.latest()
+    if note is None:
+        err.print("no checkpoint yet: the worker makes them with DUNNING_CHECKPOINT_KEY set "
+                  "(or `dunning log checkpoint --make`)", markup=False)
+        raise typer.Exit(1)
+    sys.stdout.write(note)
 
 
 @log_app.command("template")

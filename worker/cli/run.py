@@ -26,8 +26,9 @@ def worker(
                                                         "healthy (exit 0) or not (exit 1, saying why).")] = False,
 ) -> None:
     """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher,
-    the intake reconciler, the stranded-message recovery and (with DUNNING_WEBHOOK_URL)
-    the webhooks' dispatcher, each kept alive."""
+    the intake reconciler, the stranded-message recovery, (with DUNNING_WEBHOOK_URL)
+    the webhooks' dispatcher and (with DUNNING_CHECKPOINT_KEY) the log's signed
+    checkpoints, each kept alive."""
     import signal
     import subprocess
     import threading
@@ -35,7 +36,7 @@ def worker(
     from datetime import timedelta
 
     from worker import wiring
-    from worker.loops import parent_loops
+    from worker.loops import checkpointer, parent_loops
     from worker.queue.agenda import Agenda
     from worker.queue.broker import QUEUE
     from worker.supervisor import Supervisor
@@ -49,6 +50,7 @@ def worker(
             out.print("healthy", markup=False)
         raise typer.Exit(1 if problems else 0)
     settings = long_running()
+    signer = wiring.signer(settings)
     log = _opened(settings)  # migrated once, before the workers start
     child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
                               "--threads", str(threads), "--queues", QUEUE], preexec_fn=_die_with_parent)
@@ -61,8 +63,10 @@ def worker(
     agenda = Agenda(client)
     books = wiring.books(log)
     webhooks = wiring.webhooks(settings, books.outbox, clock, time.time)
+    checkpoints = (checkpointer(books.checkpoints, signer, clock, settings.checkpoint_dir, settings.checkpoint_every_s)
+                   if signer is not None else None)
     loops = parent_loops(log, books.jobs, profiles_or_exit(), broker, agenda, clock,
-                         timedelta(seconds=settings.stranded_after_s), webhooks)
+                         timedelta(seconds=settings.stranded_after_s), webhooks, checkpoints)
     supervisor = Supervisor(loops, stop, time.time, settings.health_file)
     supervisor.start()
     code = supervisor.watch(lambda: child.poll() is None)

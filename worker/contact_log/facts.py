@@ -9,7 +9,7 @@ or a medium off limits. Reads only; `Known.mark` lets a claim notice anything ne
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -48,12 +48,15 @@ _ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.c
              .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
 _ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
           | events.c.address_index.in_(bindparam("addresses", expanding=True)))
-_HAPPENINGS = (select(events.c.kind, events.c.status, events.c.invoice_id, events.c.detail, events.c.occurred_at,
-                      events.c.error_code, events.c.address, events.c.job_id)
+_HAPPENINGS = (select(events.c.id, events.c.kind, events.c.status, events.c.invoice_id, events.c.account_id,
+                      events.c.detail, events.c.occurred_at, events.c.error_code, events.c.address,
+                      events.c.address_index, events.c.job_id)
                .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
-# The newest event's id, and the account's data key read in the same statement (the
-# claim seals with it: read now, not under the log's lock).
-_MARK = select(func.coalesce(func.max(events.c.id), 0), *KEY_OF_ACCOUNT)
+_CLAIMED = (events.c.kind == Kind.DELIVERY) & (events.c.status == DeliveryStatus.CLAIMED)
+# The account's data key (the claim seals with it: read now, not under the log's lock),
+# and the id of its newest claim: a claim made meanwhile for another of its jobs is news.
+_ACCOUNT_KEY = select(*KEY_OF_ACCOUNT, select(func.max(events.c.id)).where(
+    events.c.account_id == bindparam("key_account"), _CLAIMED).scalar_subquery())
 # The same reads for many debtors at once (the forecast: three statements per batch of
 # accounts, not three per step).
 _ATTEMPTS_OF = (select(deliveries.c.account_id, deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel,
@@ -70,16 +73,29 @@ _HAPPENINGS_OF = (select(events.c.id, events.c.kind, events.c.status, events.c.i
                          | events.c.invoice_id.in_(bindparam("invoices", expanding=True))
                          | events.c.address_index.in_(bindparam("addresses", expanding=True)))
                   .order_by(events.c.id))
-_LAST_ID = select(func.coalesce(func.max(events.c.id), 0))
 _BATCH = 300  # accounts per statement
-_NEWER_FACTS = (select(events.c.id).where(events.c.id > bindparam("mark"), events.c.kind.in_(FACT_KINDS), _ABOUT)
-                .limit(1))
+_NEWER_FACTS = (select(events.c.id, events.c.account_id, events.c.invoice_id, events.c.address_index)
+                .where(events.c.kind.in_(FACT_KINDS)
+                       & (((events.c.account_id == bindparam("account_id"))
+                           | (events.c.invoice_id == bindparam("invoice_id"))) & (events.c.id > bindparam("mark"))
+                          | events.c.address_index.in_(bindparam("addresses", expanding=True))
+                          & (events.c.id > bindparam("address_mark")))
+                       | _CLAIMED & (events.c.account_id == bindparam("account_id"))
+                       & (events.c.id > bindparam("mark"))))
 
 
 @dataclass(frozen=True)
 class Known:
-    """Facts as read, with the id of the newest event at that moment: a claim made on
-    these facts is refused if anything newer changed them (paid, opted out...)."""
+    """Facts as read, with marks: a claim made on these facts is refused if anything
+    newer changed them (paid, opted out...).
+
+    A mark is the id of the newest fact (or claim: caps count contacts) read about the
+    account and invoice, and of the newest fact about each address. Ids are not in
+    commit order across the log's chains, but they are among the events of one account
+    (its chain's lock is held from an event's insert to its commit) and among those of
+    one address (every writer about an address holds that address's chain lock,
+    `Store.lock`): so anything committed about them later has a higher id than their
+    mark."""
 
     facts: Facts
     mark: int
@@ -88,13 +104,22 @@ class Known:
     addresses: tuple[str, ...]  # the blind indexes of the job's addresses (`vault.py`)
     cancelled: bool = False  # the billing system cancelled this job (`DELETE /v1/jobs/{id}`)
     erased: bool = False  # the account's personal data was erased (`dunning records erase`)
+    address_marks: Mapping[str, int] = field(default_factory=dict)  # blind index: the newest fact's id
+    # Only `known` reads the marks a claim checks against; `known_many` (the forecast) reads facts.
 
 
 def changed_since(conn: Connection, known: Known) -> bool:
-    """Whether an event newer than `known` concerns its invoice, account or addresses."""
-    return conn.execute(_NEWER_FACTS, {"mark": known.mark, "account_id": known.account_id,
-                                       "invoice_id": known.invoice_id, "addresses": list(known.addresses)}
-                        ).first() is not None
+    """Whether an event newer than `known`'s marks concerns its invoice, account or addresses."""
+    marks = known.address_marks
+    for row in conn.execute(_NEWER_FACTS, {
+            "mark": known.mark, "account_id": known.account_id, "invoice_id": known.invoice_id,
+            "addresses": list(known.addresses), "address_mark": min((marks.get(a, 0) for a in known.addresses),
+                                                                     default=0)}):
+        if (row.account_id == known.account_id or row.invoice_id == known.invoice_id) and row.id > known.mark:
+            return True
+        if row.address_index in known.addresses and row.id > marks.get(row.address_index, 0):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -125,13 +150,14 @@ class FactReads:
         """`facts_for`, with the mark that `claim` checks against."""
         wanted = tuple(self.vault.indexes(addresses))  # Zhang@X and zhang@x are one person's mailbox
         with self.engine.connect() as conn:
-            mark_row = conn.execute(_MARK, {"key_account": account_id}).one()
-            self.vault.remember(("account", account_id), mark_row[1], mark_row[2], conn)
+            key_row = conn.execute(_ACCOUNT_KEY, {"key_account": account_id}).one()
+            self.vault.remember(("account", account_id), key_row[0], key_row[1], conn)
+            last_claim = int(key_row[2] or 0)
             attempts = conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}).all()
             happenings = conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
                                                     "addresses": list(wanted)}).all()
-            return self._interpret(conn, Ask(account_id, invoice_id, job_id, wanted), int(mark_row[0]), attempts,
-                                   happenings)
+            known = self._interpret(conn, Ask(account_id, invoice_id, job_id, wanted), attempts, happenings)
+        return replace(known, mark=max(known.mark, last_claim))
 
     def known_many(self, asks: Sequence[Ask], now: datetime) -> list[Known]:
         """`known` for many jobs at once, in order — the same facts, read in three
@@ -139,7 +165,6 @@ class FactReads:
         marked = [replace(ask, addresses=tuple(self.vault.indexes(ask.addresses))) for ask in asks]
         found: list[Known] = []
         with self.engine.connect() as conn:
-            mark = int(conn.execute(_LAST_ID).scalar_one())
             start = 0
             while start < len(marked):
                 accounts: set[str] = set()
@@ -164,13 +189,13 @@ class FactReads:
                     rows = {row.id: row for key in (("account", ask.account_id), ("invoice", ask.invoice_id),
                                                     *(("address", m) for m in ask.addresses))
                             for row in by.get(key, ())}
-                    found.append(self._interpret(conn, ask, mark, tried.get(ask.account_id, []),
+                    found.append(self._interpret(conn, ask, tried.get(ask.account_id, []),
                                                  [rows[i] for i in sorted(rows)]))
                 start = end
         return found
 
-    def _interpret(self, conn: Connection, ask: Ask, mark: int, attempt_rows: Iterable[Any],
-                   happenings: Iterable[Any]) -> Known:
+    def _interpret(self, conn: Connection, ask: Ask, attempt_rows: Iterable[Any],
+                   happenings: Sequence[Any]) -> Known:
         """The rows' meaning for `decide`: the one place the log's words become facts."""
         account_id, invoice_id, job_id, wanted = ask.account_id, ask.invoice_id, ask.job_id, ask.addresses
         attempts: list[Attempt] = []
@@ -221,7 +246,8 @@ class FactReads:
             facts = Facts(**state, suppressed_addresses=frozenset(opted_out), invalid_addresses=frozenset(invalid),
                           suppressed_channels=frozenset(media), failed_channels=frozenset(failed_here),
                           attempts=tuple(attempts), payments=tuple(payments))
-        return Known(facts, mark, invoice_id, account_id, wanted, cancelled, erased)
+        mark, address_marks = _marks(ask, happenings)
+        return Known(facts, mark, invoice_id, account_id, wanted, cancelled, erased, address_marks)
 
     def suppressed(self, address: str) -> bool:
         """Whether nothing may be sent to `address` now (opted out, or proven invalid)."""
@@ -235,6 +261,17 @@ class _Opened:
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self.__dict__.update(values)
+
+
+def _marks(ask: Ask, happenings: Iterable[Any]) -> tuple[int, dict[str, int]]:
+    """`Known`'s marks: the newest fact read about the account or invoice, and about each address."""
+    mark, address_marks = 0, dict.fromkeys(ask.addresses, 0)
+    for row in happenings:
+        if row.account_id == ask.account_id or row.invoice_id == ask.invoice_id:
+            mark = max(mark, row.id)
+        if row.address_index in address_marks:
+            address_marks[row.address_index] = max(address_marks[row.address_index], row.id)
+    return mark, address_marks
 
 
 def _unfinished(status: str, channel: str) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from worker.contact_log import chain
 from worker.contact_log.kinds import CLOSING, CaseStatus, DeliveryStatus, InvoiceStatus, Kind
-from worker.db.schema import dead_letters, deliveries, events, jobs, template_versions
+from worker.db.schema import chains, dead_letters, deliveries, events, jobs, template_versions
 from worker.db.vault import Vault
 
 _DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindparam("delivery_id"))
@@ -22,7 +22,10 @@ _DELIVERY_STATUS = (select(events.c.status).where(events.c.delivery_id == bindpa
 _DELIVERY_BY_KEY = select(deliveries.c.id, deliveries.c.claimed_at).where(deliveries.c.delivery_key == bindparam("key"))
 _ACCEPTED_AT = select(jobs.c.received_at).where(jobs.c.job_id == bindparam("job_id"))
 _CHAINED = (select(events, *(deliveries.c[name].label(f"d_{name}") for name in chain.DELIVERY_FIELDS))
-            .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id)).order_by(events.c.id))
+            .select_from(events.outerjoin(deliveries, events.c.delivery_id == deliveries.c.id))
+            .order_by(func.coalesce(events.c.chain, 0), events.c.position, events.c.id))
+_ONE_CHAIN = _CHAINED.where(events.c.chain == bindparam("chain"))
+_CLOSED = select(chains.c.size, chains.c.head).where(chains.c.chain == 0)
 _UNCLAIMED = (select(deliveries.c.id).where(~deliveries.c.id.in_(
     select(events.c.delivery_id).where(events.c.kind == Kind.DELIVERY, events.c.status == DeliveryStatus.CLAIMED)
     .where(events.c.delivery_id.is_not(None)))).order_by(deliveries.c.id))
@@ -71,16 +74,25 @@ class Queries:
         with self.engine.connect() as conn:
             return find_delivery(conn, key)
 
-    def verify(self, head: str | None = None, progress: Callable[[int], None] | None = None) -> chain.Verdict:
-        """Recompute the hash chain over every event (and every claimed delivery);
+    def verify(self, head: str | None = None, progress: Callable[[int], None] | None = None,
+               account: str | None = None) -> chain.Verdict:
+        """Recompute every chain over every event (and every claimed delivery), or with
+        `account` only the chain that account's events are in (1/K of the log);
         `progress` is told how many events are checked, every 1,000."""
         with self.engine.connect() as conn:
-            rows: Iterable[Any] = conn.execution_options(yield_per=2000).execute(_CHAINED).mappings()
+            closed = conn.execute(_CLOSED).one_or_none()
+            if account is None:
+                query, params = _CHAINED, {}
+            else:
+                count = int(conn.execute(select(func.count()).where(chains.c.chain > 0)).scalar_one())
+                query, params = _ONE_CHAIN, {"chain": chain.of_account(account, count)}
+            rows: Iterable[Any] = conn.execution_options(yield_per=2000).execute(query, params).mappings()
             if progress is not None:
                 rows = _counted(rows, progress)
-            verdict = chain.verify(rows, head)
-            for delivery_id in conn.execute(_UNCLAIMED).scalars():
-                verdict.problems.append(f"delivery {delivery_id}: no claimed event, so outside the chain")
+            verdict = chain.verify(rows, head, (int(closed.size), closed.head) if closed and account is None else None)
+            if account is None:
+                for delivery_id in conn.execute(_UNCLAIMED).scalars():
+                    verdict.problems.append(f"delivery {delivery_id}: no claimed event, so outside the chain")
         return verdict
 
     def by_provider_id(self, provider_message_id: str, conn: Connection | None = None) -> ProviderDelivery | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -97,12 +98,30 @@ events = Table(
     Column("address", Text),  # the address an opt-out or invalid-address event is about, sealed
     Column("digest", String(64)),  # the hash chain (`worker.contact_log.chain`)
     Column("address_index", String(64)),  # the address's blind index: outside the chain, cleared by erasure
+    Column("chain", Integer),  # which of the log's chains (`worker.contact_log.chain`); None: chain 0, the first
+    Column("position", BigInteger),  # its place in that chain: 1, 2, 3... with no gap
+    Index("ux_events_chain_position", "chain", "position", unique=True),
     Index("ix_events_delivery", "delivery_id", "id"),
     Index("ix_events_address_index", "address_index", "id"),
     Index("ix_events_provider_id", "provider_message_id"),
     Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
     Index("ix_events_account_time", "account_id", "occurred_at"),
     Index("ix_events_kind", "kind", "status", "id"),  # the latest of a kind: escalations, verifications
+)
+
+chains = Table(  # the log's chains: one row each, the row a writer locks to append to it
+    "chains", metadata,
+    Column("chain", Integer, primary_key=True, autoincrement=False),  # 1..K; 0 is the single chain of before
+    Column("size", BigInteger),  # chain 0 only: closed, its size and head as they were when the chains began
+    Column("head", String(64)),
+)
+
+checkpoints = Table(  # signed notes of every chain's size and head (`worker.contact_log.checkpoints`)
+    "checkpoints", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("made_at", UTCDateTime, nullable=False),
+    Column("size", BigInteger, nullable=False),  # events in all chains
+    Column("note", Text, nullable=False),
 )
 
 template_versions = Table(

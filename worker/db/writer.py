@@ -10,6 +10,10 @@ with a transaction of its own, so what the log proves does not change.
 
 If a batch fails, its writes are committed again one by one, so one bad write fails
 only its own reminder.
+
+Each write says which of the log's chains it appends to (and which addresses' chains
+it checks under): the batch takes all their locks first, at once and in order
+(`Store.lock`), so two processes' batches never wait for each other in a circle.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -27,22 +31,26 @@ from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
 Write = Callable[[Connection], Any]
+Lock = Callable[[Connection, Collection[int]], None]
+Item = tuple[Write, Collection[int], concurrent.futures.Future[Any]]
 
 logger = logging.getLogger(__name__)
 
 
 class LogWriter:
-    def __init__(self, engine: Engine, max_batch: int = 256) -> None:
+    def __init__(self, engine: Engine, lock: Lock | None = None, max_batch: int = 256) -> None:
         self.engine = engine
+        self.lock = lock  # takes chains' locks in a transaction (`Store.lock`)
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Write, concurrent.futures.Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="contact-log-writer", daemon=True)
         self._thread.start()
 
-    async def __call__(self, write: Callable[[Connection], T]) -> T:
-        """Run `write` in the next group transaction; return its result once committed."""
+    async def __call__(self, write: Callable[[Connection], T], chains: Collection[int] = ()) -> T:
+        """Run `write` in the next group transaction, holding the locks of `chains`; return
+        its result once committed."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((write, future))
+        self._queue.put((write, chains, future))
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
@@ -67,18 +75,20 @@ class LogWriter:
             if item is None:
                 return
 
-    def _commit(self, batch: list[tuple[Write, concurrent.futures.Future[Any]]]) -> None:
+    def _commit(self, batch: list[Item]) -> None:
         try:
             with self.engine.begin() as conn:
-                results = [write(conn) for write, _ in batch]
+                if self.lock is not None:
+                    self.lock(conn, {number for _, chains, _ in batch for number in chains})
+                results = [write(conn) for write, _, _ in batch]
         except Exception as error:
             if len(batch) == 1:
-                batch[0][1].set_exception(error)
+                batch[0][2].set_exception(error)
                 return
             logger.warning("a group commit of %d writes failed (%s); committing them one by one",
                            len(batch), type(error).__name__)
             for item in batch:
                 self._commit([item])
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, _, future), result in zip(batch, results, strict=True):
             future.set_result(result)

@@ -32,7 +32,7 @@ def create_app(log: ContactLog, books: Books, links: Links, settings: Settings, 
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, books.keys, books.jobs, Answers(log.engine), links, settings.profile_dir,
                                       now))
-    app.include_router(billing_reads.router(log, books.keys, books.jobs, links, now))
+    app.include_router(billing_reads.router(log, books.keys, books.jobs, books.checkpoints, links, now))
     app.include_router(console.router(log, books, links, settings, now))
     described = openapi.spec(app, [billing.IntakeAnswer, billing.EventAnswer, billing.PaymentBody, billing.NoteBody,
                                    billing.DisputeBody, billing.PromiseBody, billing.OptOutBody,

@@ -1,5 +1,6 @@
 """The billing API's reads (scope `read`): a job as the log tells it (`GET /v1/jobs/{job_id}`)
-and an invoice (`GET /v1/invoices/{id}`), with personal data masked. Job ids contain `/`
+and an invoice (`GET /v1/invoices/{id}`), with personal data masked, and the log's
+latest signed checkpoint (`GET /v1/log/checkpoint`). Job ids contain `/`
 (`INV-1/due_day`): clients percent-encode it (`INV-1%2Fdue_day`), the server takes the
 rest of the path whole."""
 
@@ -8,11 +9,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from worker.contact_log import ContactLog
+from worker.contact_log.checkpoints import Checkpoints
 from worker.contact_log.kinds import DeliveryStatus, Event, JobStatus, Kind
 from worker.contact_log.queries import invoice_state
 from worker.http.auth import requirer
@@ -129,7 +131,7 @@ class CancelAnswer(BaseModel):
     state: str
 
 
-def router(log: ContactLog, keys: Keys, jobs: JobBook, links: Links,
+def router(log: ContactLog, keys: Keys, jobs: JobBook, checkpoints: Checkpoints, links: Links,
            now: Callable[[], datetime]) -> APIRouter:
     routes = APIRouter(prefix="/v1")
     Read = Annotated[ApiKey, Depends(requirer(keys, now)("read"))]  # noqa: N806
@@ -152,6 +154,18 @@ def router(log: ContactLog, keys: Keys, jobs: JobBook, links: Links,
         if found is None:
             raise Problem(404, f"no job for invoice {invoice_id!r} was accepted here")
         return JSONResponse(found)
+
+    @routes.get("/log/checkpoint", response_class=PlainTextResponse, responses={
+        200: {"content": {"text/plain": {}}, "description": "The latest signed checkpoint (a C2SP signed note)"},
+        **problems(401, 403, 404, 500)})
+    async def get_checkpoint(key: Read) -> PlainTextResponse:
+        """The latest signed checkpoint of the contact log's chains: every chain's size and
+        head, signed with the checkpoint key. Keep it; `dunning log verify --checkpoint`
+        later proves the log still extends it."""
+        note = await run_in_threadpool(checkpoints.latest)
+        if note is None:
+            raise Problem(404, "no checkpoint yet: the worker makes them when DUNNING_CHECKPOINT_KEY is set")
+        return PlainTextResponse(note, headers={"Cache-Control": "no-store"})
 
     JobsWrite = Annotated[ApiKey, Depends(requirer(keys, now)("jobs:write"))]  # noqa: N806
 

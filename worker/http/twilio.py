@@ -33,10 +33,14 @@ logger = logging.getLogger("dunning.web")
 
 
 def apply_status(log: ContactLog, sid: str, state: str, code: str | None, at: datetime) -> None:
-    """Under the log's write lock, so two callbacks for one SID arriving at once (any
+    """Under the lock of the delivery's account's chain (and its recipient's, which an
+    invalid number suppresses), so two callbacks for one SID arriving at once (any
     process) are ordered, and a step back is never applied."""
-    with log.locked() as conn:
+    with log.within(None) as conn:
         found = log.by_provider_id(sid, conn) if sid else None
+        log.lock(conn, log.chains_of([found.account_id], [log.vault.index(found.recipient)]) if found is not None
+                 else log.chains_of([None]))
+        found = log.by_provider_id(sid, conn) if found is not None else None  # again, under its account's lock
         if found is None:
             log.record(Event(Kind.CALLBACK, state or "unknown", provider="twilio", provider_message_id=sid or None,
                              error_text="no delivery has this SID"), at, conn)

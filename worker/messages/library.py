@@ -113,7 +113,7 @@ class Library:
         """Import templates no version exists for yet as live (the shipped folder or
         `DUNNING_TEMPLATE_DIR`, as a worker starts). A name with a version is left alone:
         the log, not the folder, is the source of truth. Returns the names imported."""
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             known = set(conn.execute(select(templates.c.name).distinct()).scalars())
             new = sorted(name for name in sources if name not in known)
             for name in new:
@@ -162,7 +162,7 @@ class Library:
         """Put a draft forward: with `approvals` 2 it waits for another person's approval,
         with 1 it is live at once. A version already waiting for the same name is withdrawn.
         The caller has checked the draft (`checks.py`)."""
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             found = self._current(conn, id_)
             if found.state != VersionState.DRAFT:
                 raise TemplateProblem(f"version #{id_} of {found.name} is {found.state}: only a draft can be published")
@@ -187,7 +187,7 @@ class Library:
     def approve_template(self, id_: int, by: str, now: datetime) -> Version:
         """The second pair of eyes: a version waiting for approval goes live, unless the
         one approving wrote or published it."""
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             found = self._current(conn, id_)
             if found.state != VersionState.PENDING:
                 raise TemplateProblem(f"version #{id_} of {found.name} is {found.state}: only a version waiting "

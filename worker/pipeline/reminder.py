@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -121,7 +121,7 @@ class Pipeline:
         """Hand the case to a person: recorded once, the cadence stopped, the supervisor told."""
         s = self.s
         opened = await s.write(lambda c: s.log.escalate(job.job_id, job.invoice.id, job.debtor.account_id,
-                                                         decision.reasons, now, conn=c))
+                                                         decision.reasons, now, conn=c), self.chains(job))
         if not opened:
             return
         s.agenda.cancel_invoice(job.invoice.id)
@@ -212,7 +212,7 @@ class Pipeline:
                                    error_text=reason), now, conn)
                 s.log.dead_letter("template", reason, kept, now, job.job_id, conn=conn)
 
-            await s.write(failed)
+            await s.write(failed, self.chains(job))
             return "failed"
         sender = s.channels.get(channel)
         if sender is not None and sender.rate is not None and slot != sender.rate.sender:
@@ -232,7 +232,8 @@ class Pipeline:
                                "balance": None if balance == job.invoice.amount_due else str(balance)})
         detail = decision.to_json()
         claim = s.log.sealed(claim)  # the recipient sealed here, not under the log's lock
-        delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, known=known, conn=c))
+        delivery = await s.write(lambda c: s.log.claim(claim, now, decision=detail, known=known, conn=c),
+                                 self.chains(job))
         if delivery is None:
             return "changed"  # paid, opted out... while this was being prepared
         if not delivery.fresh and (stop := await self.claimed_before(job, payload, delivery, channel, now)):
@@ -250,7 +251,7 @@ class Pipeline:
             result = await sender.send(message)
         except PermanentError as error:
             await self.durable(partial(self.refused, job=job, delivery_id=delivery.id, channel=sender,
-                                       address=address, error=error, now=now))
+                                       address=address, error=error, now=now), job)
             return "next-channel"
         except UnknownOutcome as error:
             await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=sender.provider,
@@ -272,7 +273,7 @@ class Pipeline:
                                 error_code="error", error_text=reason)
                 s.log.dead_letter("channel", reason, kept, now, job.job_id, conn=conn)
 
-            await self.durable(unknown)
+            await self.durable(unknown, job)
             return "unknown"
         await self.outcome(job, DeliveryStatus.SENT, now, delivery.id, provider=result.provider,
                            provider_message_id=result.provider_message_id)
@@ -293,14 +294,14 @@ class Pipeline:
                 self.later(job, payload, lease_end)
                 return "waiting"
             await self.durable(lambda c: s.log.reclaim(delivery.id, now, "the attempt before has no outcome: "
-                                                                         "its worker stopped", conn=c))
+                                                                         "its worker stopped", conn=c), job)
         elif delivery.status == DeliveryStatus.CLAIMED:  # a worker died between claim and answer: SMS/voice out?
             await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id,
                                error_text="worker stopped before the provider answered; not resent")
             return "unknown"
         elif delivery.status == DeliveryStatus.UNKNOWN and payload.get("resend") == delivery.key:
             await self.durable(lambda c: s.log.reclaim(delivery.id, now, "no reply to the message's data: sent "
-                                                                         "again with the same Message-ID", conn=c))
+                                                                         "again with the same Message-ID", conn=c), job)
         elif delivery.status != DeliveryStatus.RETRY:
             return "duplicate"
         return None
@@ -335,7 +336,7 @@ class Pipeline:
                                 error_text=f"gave up after {GIVE_UP_AFTER.days} days: {error.text}")
                 s.log.dead_letter("retries", reason, kept, now, job.job_id, conn=conn)
 
-            await self.durable(given_up)
+            await self.durable(given_up, job)
             return "failed"
         if isinstance(error, NextWindow) and decision.window_end is not None:
             at = decision.window_end  # the window is closing: decide again when it has (next window)
@@ -350,25 +351,25 @@ class Pipeline:
 
     async def outcome(self, job: Job, status: str, now: datetime, delivery_id: int, **details: Any) -> None:
         """A status event of a delivery, filed under its job, invoice and account."""
-        await self.durable(lambda conn: self.outcome_in(conn, job, status, now, delivery_id, **details))
+        await self.durable(lambda conn: self.outcome_in(conn, job, status, now, delivery_id, **details), job)
 
-    async def durable(self, write: Callable[[Connection], Any]) -> Any:
+    async def durable(self, write: Callable[[Connection], Any], job: Job) -> Any:
         """A write that follows a claim (the provider's answer): kept, in this process, until
         the log takes it. A database restart must never make us forget that a message went
         out, or the job would be tried again and sent twice. The write is shielded: it goes
         on even if the job's own task is cancelled (its time limit). A process that dies
         meanwhile loses it: then the claim without an outcome is what the next worker
         finds (a second attempt, after the lease)."""
-        task = asyncio.ensure_future(self._persist(write))
+        task = asyncio.ensure_future(self._persist(write, self.chains(job)))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
         return await asyncio.shield(task)
 
-    async def _persist(self, write: Callable[[Connection], Any]) -> Any:
+    async def _persist(self, write: Callable[[Connection], Any], chains: Collection[int]) -> Any:
         since = None
         for delay in OUTAGE.waits():
             try:
-                result = await self.s.write(write)
+                result = await self.s.write(write, chains)
             except LOG_OUTAGES as error:
                 if since is None:
                     since = time.monotonic()
@@ -386,7 +387,15 @@ class Pipeline:
 
     async def note(self, job: Job, kind: Kind, status: str, now: datetime, **details: Any) -> None:
         """An event about the job (a decision, an escalation)."""
-        await self.s.write(lambda conn: self.s.log.record(Event(kind, status, **_about(job), **details), now, conn))
+        await self.s.write(lambda conn: self.s.log.record(Event(kind, status, **_about(job), **details), now, conn),
+                           self.chains(job))
+
+    def chains(self, job: Job) -> set[int]:
+        """The log's chains a write about `job` holds: its account's, and its addresses'
+        (a claim checks its recipient under it; a refusal may suppress it)."""
+        log = self.s.log
+        return log.chains_of([job.debtor.account_id],
+                             log.vault.indexes(a for a in (job.debtor.email, job.debtor.phone) if a))
 
     def later(self, job: Job, payload: Envelope, at: datetime) -> None:
         """Come back at `at`, by way of the agenda however short the wait: no worker

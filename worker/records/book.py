@@ -68,12 +68,13 @@ class RecordBook:
     def _hold(self, target: str, target_id: str, status: HoldStatus, reason: str, now: datetime, by: str) -> bool:
         if target not in ("account", "invoice"):
             raise ValueError(f"a hold is on an account or an invoice, not {target!r}")
-        with self.log.locked() as conn:
+        with self.engine.connect() as conn:  # whose chain its holds are in: the account's
+            account = target_id if target == "account" else conn.execute(
+                select(jobs.c.account_id).where(jobs.c.invoice_id == target_id).limit(1)).scalar()
+        with self.log.locked(accounts=[account]) as conn:
             held = {(h.target, h.id) for h in self.holds(conn=conn)}
             if ((target, target_id) in held) == (status == HoldStatus.PLACED):
                 return False
-            account = target_id if target == "account" else conn.execute(
-                select(jobs.c.account_id).where(jobs.c.invoice_id == target_id).limit(1)).scalar()
             self.log.record(Event(Kind.HOLD, status, account_id=account,
                               invoice_id=target_id if target == "invoice" else None,
                               detail={"target": target, "reason": reason, "by": by}), now, conn)
@@ -187,7 +188,7 @@ class RecordBook:
     def refuse_erasure(self, account_id: str, reason: str, why: str, until: str | None, rule: str | None,
                        now: datetime, *, by: str) -> None:
         """Record a refused erasure request — and the stop it also asks for (a cease)."""
-        with self.log.locked() as conn:
+        with self.log.locked(accounts=[account_id]) as conn:
             self.log.record(Event(Kind.ERASURE, ErasureStatus.REFUSED, account_id=account_id,
                               detail={"reason": reason, "by": by, "why": why, "until": until, "rule": rule}), now, conn)
             self.log.record(Event(Kind.ACCOUNT, AccountStatus.CEASED, account_id=account_id,
@@ -199,7 +200,7 @@ class RecordBook:
         its dead letters and the API's remembered answers that name it, blank its jobs'
         JSON, and append the `erasure` event saying so — one transaction. What it removed."""
         addresses = self.addresses_of(account_id)
-        with self.log.locked() as conn:
+        with self.log.locked(accounts=[account_id], indexes=self.vault.indexes(addresses)) as conn:
             job_ids = list(conn.execute(select(jobs.c.job_id).where(jobs.c.account_id == account_id)).scalars())
             letters = int(conn.execute(select(func.count()).select_from(dead_letters)
                                        .where(dead_letters.c.account_id == account_id)).scalar_one())

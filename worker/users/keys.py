@@ -70,7 +70,7 @@ class Keys:
             raise KeyProblem(f"NAME: {name!r}; letters, digits, '.', '_' or '-' (at most 100) expected")
         key = PREFIX + secrets.token_urlsafe(32)
         try:
-            with self.log.locked() as conn:
+            with self.log.locked(house=True) as conn:
                 conn.execute(insert(api_keys).values(name=name, prefix=key[:10], digest=digest(key),
                                                      scopes=",".join(sorted(scopes)), created_at=now))
                 self.log.record(Event(Kind.KEY, KeyStatus.CREATED, detail={"name": name, "scopes": sorted(scopes),
@@ -81,7 +81,7 @@ class Keys:
 
     def revoke_key(self, name: str, now: datetime, by: str) -> bool:
         """Revoke a key at once; False if no live key has this name."""
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             done = conn.execute(update(api_keys).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
                                 .values(revoked_at=now)).rowcount
             if done:

@@ -93,7 +93,7 @@ class People:
             raise PersonProblem(f"--role: {role!r}; one of {', '.join(Role)} expected") from None
         hashed = _HASHER.hash(check_password(password))
         try:
-            with self.log.locked() as conn:
+            with self.log.locked(house=True) as conn:
                 conn.execute(insert(users).values(name=name, role=chosen, password_hash=hashed, created_at=now,
                                                   password_changed_at=now))
                 self.log.record(Event(Kind.USER, UserStatus.ADDED, detail={"user": name, "role": chosen, "by": by}),
@@ -109,7 +109,7 @@ class People:
 
     def disable_user(self, name: str, now: datetime, by: str) -> bool:
         """Disable a person at once: their sessions end; False if no enabled person has this name."""
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             done = conn.execute(update(users).where(users.c.name == name, users.c.disabled_at.is_(None))
                                 .values(disabled_at=now)).rowcount
             if done:
@@ -121,7 +121,7 @@ class People:
     def set_password(self, name: str, password: str, now: datetime, by: str) -> bool:
         """A new password; the person's other sessions end. False if no such person."""
         hashed = _HASHER.hash(check_password(password))
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             done = conn.execute(update(users).where(users.c.name == name)
                                 .values(password_hash=hashed, password_changed_at=now)).rowcount
             if done:
@@ -159,7 +159,7 @@ class People:
         except (VerificationError, InvalidHashError):
             good = False
         if row is None or not good or row.disabled_at is not None:
-            with self.log.locked() as conn:
+            with self.log.locked(house=True) as conn:
                 conn.execute(insert(sign_in_failures).values(user_name=name.casefold()[:100], address=address[:64],
                                                              at=now))
                 conn.execute(delete(sign_in_failures).where(sign_in_failures.c.at < now - FAILURE_WINDOW))
@@ -168,7 +168,7 @@ class People:
                                           "why": "unknown" if row is None else "refused"}), now, conn)
             return None
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             if _HASHER.check_needs_rehash(row.password_hash):
                 conn.execute(update(users).where(users.c.id == row.id).values(password_hash=_HASHER.hash(password)))
             conn.execute(insert(sessions).values(digest=_digest(token), user_name=row.name, csrf=csrf,
@@ -199,7 +199,7 @@ class People:
 
     def sign_out(self, token: str, now: datetime, address: str) -> bool:
         wanted = _digest(token)
-        with self.log.locked() as conn:
+        with self.log.locked(house=True) as conn:
             row = conn.execute(select(sessions.c.user_name).where(sessions.c.digest == wanted,
                                                                    sessions.c.ended_at.is_(None))).first()
             if row is None:

@@ -8,8 +8,9 @@ fifth of the throughput (`bench/throughput.py --webhooks`). Instead each endpoin
 keeps a cursor in the log (`collect`): the dispatcher moves it over newly appended
 events and makes an outbox row for each one to report, in one transaction, so none is
 missed (a worker that was down catches up) and none is taken twice. That is sound
-because events are numbered under the chain's lock, in commit order: once an event is
-seen, no event with a lower id can appear later.
+because the cursor only moves up to `Store.settled`: an id at or below which every
+event has committed (ids are not in commit order across the log's chains), so once an
+event is seen, no event with a lower id can appear later.
 
 The outbox is bookkeeping outside the hash chain; what is chained is each attempt to
 deliver (`Kind.WEBHOOK`, with the HTTP status), written with the row's new state in
@@ -177,15 +178,15 @@ class Outbox:
     def _collect_window(self, url: str, now: datetime) -> int | None:
         """Up to `WINDOW` events past the cursor, in one transaction; None when caught up."""
         key = endpoint_hash(url)
-        with self.engine.connect() as conn:  # a read first: the write lock only when there is something to do
+        with self.engine.connect() as conn:  # a read first: the chains' barrier only when there is something to do
             head, endpoint = conn.execute(_HEAD).scalar() or 0, conn.execute(_ENDPOINT, {"endpoint": key}).first()
         if endpoint is not None and head <= endpoint.cursor:
             return None
+        head = self.log.settled()
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "sqlite":
                     self.log.lock(conn)  # the write lock before reading: in WAL a stale read cannot become a write
-                head = conn.execute(_HEAD).scalar() or 0
                 endpoint = conn.execute(_ENDPOINT, {"endpoint": key}).first()
                 if endpoint is None:
                     conn.execute(insert(webhook_endpoints).values(url_hash=key, host=endpoint_host(url), cursor=head))
@@ -225,7 +226,7 @@ class Outbox:
         endpoint (`url`), and what was still pending for it is dropped."""
         if not attempts:
             return
-        with self.log.locked() as conn:
+        with self.log.locked(accounts={a.webhook.account_id for a in attempts}) as conn:
             conn.execute(_ATTEMPTED, [
                 {"hook": a.webhook.event_id, "new_state": _FINAL.get(a.result, HookState.PENDING),
                  "tries": a.webhook.attempts + 1, "code": a.status_code, "why": a.error[:200] if a.error else None,
@@ -260,11 +261,11 @@ class Outbox:
     def resume_endpoint(self, url: str, now: datetime, by: str) -> bool:
         """Send to `url` again after a 410 (the billing system says it is back): what
         happens from now on; False if it was not stopped."""
-        with self.log.locked() as conn:
+        head = self.log.settled()
+        with self.log.locked(house=True) as conn:
             done = conn.execute(update(webhook_endpoints).where(
                 webhook_endpoints.c.url_hash == endpoint_hash(url), webhook_endpoints.c.stopped_at.is_not(None))
-                .values(stopped_at=None, stopped_by=None,
-                        cursor=func.coalesce(select(func.max(events.c.id)).scalar_subquery(), 0))).rowcount
+                .values(stopped_at=None, stopped_by=None, cursor=head)).rowcount
             if done:
                 self.log.record(Event(Kind.WEBHOOK, WebhookStatus.RESUMED,
                                   detail={"endpoint": endpoint_host(url), "by": by}), now, conn)

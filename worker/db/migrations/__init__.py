@@ -23,8 +23,10 @@ def config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", chains: int | None = None) -> None:
+    """Bring the schema to `revision`; `chains` is K for a log made now (see 0013)."""
     cfg = config()
+    cfg.attributes["chains"] = chains
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Several workers may start at once: one migrates, the others wait for it.

@@ -98,7 +98,7 @@ def router(log: ContactLog, books: Books, links: Links, settings: Settings, now:
     signin.add(routes, guard, books.people, cookies, now)
     record.add(routes, guard, log, settings, now)  # compliance
     records.add(routes, guard, log, books.records, books.jobs, links, settings, now)
-    verify.add(routes, guard, log, now)
+    verify.add(routes, guard, log, books.checkpoints, now)
     editor.add(routes, guard, books.library, settings, now)  # operators
     schedule.add(routes, guard, log, links, settings, now)
     escalations.add(routes, guard, log, books.jobs, links, settings, now)
