@@ -18,8 +18,8 @@ from test_pipeline import world  # noqa: F401 (the pipeline in process, for a me
 
 from worker.contact_log import Claim, ContactLog
 from worker.contact_log.checkpoints import Checkpoints
-from worker.contact_log.note import Signer, keygen
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind
+from worker.contact_log.note import Signer, keygen
 from worker.jobs.book import JobBook, JobRow
 from worker.users.keys import Keys
 from worker.users.people import People
