@@ -27,6 +27,7 @@ import argparse
 import base64
 import multiprocessing
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -71,7 +72,8 @@ def write(writer: int, url: str, key: bytes, chained: bool, batch: int, seconds:
           ready: Any, go: Any, results: Any) -> None:
     """One writer process: warm up, wait for the start, append for `seconds`, report."""
     from worker.contact_log import ContactLog
-    from worker.contact_log.store import _INSERT_EVENT, _row  # the store's own insert: the same rows
+    from worker.contact_log.appending import _INSERT_EVENT, flush  # the store's own insert and rows: the same rows
+    from worker.contact_log.store import _row
 
     log = ContactLog.open(url, key)
     mine = events(writer, 3 * ACCOUNTS)
@@ -88,13 +90,12 @@ def write(writer: int, url: str, key: bytes, chained: bool, batch: int, seconds:
         chunk = [mine[(n + j) % len(mine)] for j in range(batch)]
         n += batch
         if chained:
-            accounts = {event.account_id for event in chunk}
-            indexes = {log.vault.index(event.address) for event in chunk if event.address}
-            with log.locked(accounts=accounts, indexes=indexes) as conn:
-                taken = time.perf_counter()
+            with log.engine.begin() as conn:  # the store takes the chains' locks as it inserts the batch
                 for event in chunk:
                     log.record(event, NOW, conn)
-            held += time.perf_counter() - taken
+                flush(conn)
+                taken = conn.info["chains_locked_at"]  # when PostgreSQL held them (`dunning_append`)
+            held += time.time() - taken
         else:
             with log.engine.begin() as conn:  # the same rows in one statement, as the store writes a batch
                 conn.execute(_INSERT_EVENT, [{"address_index": None, **log.vault.seal_event(conn, _row(event, NOW)),
@@ -115,7 +116,14 @@ def run(url: str, key: bytes, writers: int, chained: bool, batch: int, seconds: 
     for _ in processes:
         ready.acquire()
     go.set()
-    reports = [results.get(timeout=seconds + 120) for _ in processes]
+    reports = []
+    deadline = time.monotonic() + seconds + 120
+    while len(reports) < len(processes):
+        try:
+            reports.append(results.get(timeout=1))
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes) or time.monotonic() > deadline:
+                raise SystemExit("a writer failed (its error is above)") from None
     for process in processes:
         process.join()
     wall = max(r[2] for r in reports)

@@ -3,8 +3,8 @@ used to guard still holds when its two sides run at once.
 
 Each race holds one side's transaction open (its writes made, not committed) while the
 other side runs in a thread. With the chains' locks the second side waits for the
-commit, then sees the first; with the locks taken away (`_LOCK_CHAINS` reading the
-heads without taking them, the `unlocked` cases) the same race breaks the guarantee, which shows
+commit, then sees the first; with the locks taken away (the `unlocked` cases: the
+statements that take them, given nothing to take) the same race breaks the guarantee, which shows
 each test would notice if the locking were lost.
 """
 
@@ -21,8 +21,7 @@ from sealed import MASTER_KEY
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from worker.contact_log import ContactLog, chain
-from worker.contact_log import store as store_module
+from worker.contact_log import ContactLog, appending, chain
 from worker.contact_log.kinds import Event, InvoiceStatus, Kind
 from worker.contact_log.store import Claim
 from worker.webhooks.outbox import Outbox
@@ -36,10 +35,11 @@ def pg(request: pytest.FixtureRequest, postgres_url: str, monkeypatch: pytest.Mo
     log = ContactLog.open(postgres_url, MASTER_KEY).migrate()
     emptied(log)
     if request.param == "unlocked":
-        monkeypatch.setattr(store_module, "_LOCK_CHAINS", text(  # the heads, read with no lock taken
-            "SELECT w.k, h.position, h.digest FROM unnest(CAST(:wanted AS integer[])) AS w(k) LEFT JOIN LATERAL "
-            "(SELECT position, digest FROM events WHERE events.chain = w.k ORDER BY position DESC LIMIT 1) h ON true"))
-        monkeypatch.setattr(store_module, "_SHARE_CHAINS", text("SELECT :count"))
+        monkeypatch.setattr(appending, "_LOCK", text("SELECT CAST(:wanted AS integer[])"))  # nothing locked
+        monkeypatch.setattr(appending, "_APPEND", text(  # appended with no lock to take
+            "SELECT dunning_append((CAST(:wanted AS integer[]))[0:0], CAST(:chains AS integer[]), "
+            "CAST(:contents AS json), CAST(:indexes AS text[]))"))
+        monkeypatch.setattr(appending, "_SHARE_CHAINS", text("SELECT :count"))
     yield log, request.param == "locked"
     log.engine.dispose()
 

@@ -44,11 +44,22 @@ DELIVERY_FIELDS = ("delivery_key", "job_id", "invoice_id", "account_id", "channe
 
 def digest(previous: str, event: Mapping[Any, Any], delivery: Mapping[Any, Any] | None = None) -> str:
     """The digest of an event that follows `previous` (with its delivery, for a claim)."""
+    return link(previous, canonical(event, delivery))
+
+
+def canonical(event: Mapping[Any, Any], delivery: Mapping[Any, Any] | None = None) -> str:
+    """An event's content (with its delivery, for a claim) as the digest covers it: known
+    before the event's place in its chain is, so computed before any lock is taken."""
     content: dict[str, Any] = {name: _plain(event.get(name)) for name in EVENT_FIELDS}
     if delivery is not None:
         content["delivery"] = {name: _plain(delivery.get(name)) for name in DELIVERY_FIELDS}
-    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
+    return json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def link(previous: str, content: str) -> str:
+    """SHA-256 of the previous digest, a newline and the canonical content, in hex (UTF-8).
+    On PostgreSQL the store computes the same in SQL, as it appends (`appending.py`)."""
+    return hashlib.sha256(f"{previous}\n{content}".encode()).hexdigest()
 
 
 def of_account(account_id: str, count: int) -> int:
@@ -153,5 +164,7 @@ def _close(verdict: Verdict, chain: int, size: int, head: str, closed: tuple[int
 def _plain(value: Any) -> Any:
     """A value as JSON holds it, the same whether just written or read back."""
     if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise ValueError("the contact log stores aware datetimes only")
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     return value

@@ -1,5 +1,6 @@
 """The contact log's only writer: every write goes through here, linked into one of the
-log's hash chains (`chain.py`) under that chain's lock.
+log's hash chains (`chain.py`) under that chain's lock (`appending.py`: where an event
+goes, which locks it holds, how a transaction's events are inserted).
 
 Rows are never updated: a delivery is one row written when it is *claimed* (before the
 provider is called), and everything that happens to it afterwards — sent, failed,
@@ -8,12 +9,10 @@ is what makes sending effectively-once on an at-least-once queue: a redelivered 
 finds its delivery already claimed and looks at the latest event instead of sending
 again.
 
-Locks: a writer holds the lock of the chain it appends to, and of the chain of any
-address its event is about, from before its checks until it commits (`lock`). So a
-check read under them stays true until the write — a payment against a claim (one
-account, one chain), a second STOP against the first, an opt-out by address against a
-claim to that address from another account (the address's lock). Locks are taken in
-ascending order, all a transaction needs at once where it can say them first.
+A check-then-write takes its locks before it reads (`locked`), so what it read stays
+true until it writes: a payment against a claim (one account, one chain), a second STOP
+against the first, an opt-out by address against a claim to that address from another
+account (the address's lock), an escalation against the one before.
 
 Every write method takes an optional `conn`: given one, it writes inside that
 transaction (the worker's group commit, `writer.py`); otherwise it commits on its own.
@@ -23,41 +22,27 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, Self
 
-from sqlalchemy import Engine, bindparam, func, insert, select, text
+from sqlalchemy import Engine, bindparam, func, insert, select
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import BindParameter
 
-from worker.contact_log import chain
+from worker.contact_log.appending import Appending, flush
 from worker.contact_log.facts import Known, changed_since, suppressions
-from worker.contact_log.kinds import FACT_KINDS, DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
+from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
 from worker.db import migrations
-from worker.db.schema import chains, dead_letters, deliveries, events, open_engine, template_versions
+from worker.db.schema import dead_letters, deliveries, events, open_engine, template_versions
 from worker.db.vault import Vault
 from worker.errors import SchemaError
 
 # Built once: statements built per call cost more in SQLAlchemy than the insert itself.
-_INSERT_EVENT = insert(events)
-_CHAINS: BindParameter[int] = bindparam("chains", expanding=True)
-_CHAIN_COUNT = select(func.count()).select_from(chains).where(chains.c.chain > 0)
-_LOCK_CHAINS = text("SELECT locked_chain, last_position, last_digest "
-                    "FROM dunning_lock_chains(CAST(:wanted AS integer[]))")
-_LAST_OF_CHAIN = (select(events.c.position, events.c.digest).where(events.c.chain == chains.c.chain)
-                  .order_by(events.c.position.desc()).limit(1).correlate(chains))
-_HEADS = select(chains.c.chain, _LAST_OF_CHAIN.with_only_columns(events.c.position).scalar_subquery(),
-                _LAST_OF_CHAIN.with_only_columns(events.c.digest).scalar_subquery()).where(chains.c.chain.in_(_CHAINS))
-_SHARE_CHAINS = text("SELECT pg_advisory_xact_lock_shared(727003, k) FROM generate_series(1, :count) AS k")
-_NEWEST_ID = select(func.coalesce(func.max(events.c.id), 0))
-_SQLITE_WRITE_LOCK = text("UPDATE jobs SET job_id = job_id WHERE 0")
 _DELIVERY_OWNER = (select(deliveries.c.job_id, deliveries.c.invoice_id, deliveries.c.account_id)
                    .where(deliveries.c.id == bindparam("delivery_id")))
 _ESCALATED = (select(events.c.id).where(events.c.invoice_id == bindparam("invoice_id"), events.c.kind == Kind.INVOICE,
@@ -116,7 +101,7 @@ def _row(event: Event, now: datetime) -> dict[str, Any]:
             "address": event.address.casefold() if event.address else None}
 
 
-class Store:
+class Store(Appending):
     """The log's writes (mixed into `ContactLog`); safe to share between threads."""
 
     def __init__(self, engine: Engine, master_key: bytes | None = None) -> None:
@@ -125,9 +110,9 @@ class Store:
         self._claim = insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
         self._kept: set[str] = set()  # template versions known to be stored already
         self._count: int | None = None  # K, the log's chains: read once, fixed for the log's life
-        if not sqlalchemy_event.contains(engine, "before_execute", Store._flush):
-            sqlalchemy_event.listen(engine, "before_execute", Store._flush)
-            sqlalchemy_event.listen(engine, "commit", Store._flush)
+        if not sqlalchemy_event.contains(engine, "before_execute", flush):  # a transaction's appends, at once
+            sqlalchemy_event.listen(engine, "before_execute", flush)
+            sqlalchemy_event.listen(engine, "commit", flush)
 
     @classmethod
     def open(cls, url: str, master_key: bytes | None = None) -> Self:
@@ -147,150 +132,6 @@ class Store:
         if migrations.pending(self.engine):
             raise SchemaError("the contact log's schema is not up to date: run `dunning migrate` "
                               "(dunning worker and dunning serve also migrate as they start)")
-
-    def chain_count(self, conn: Connection | None = None) -> int:
-        """K: how many chains this log has (recorded when it was created)."""
-        if self._count is None:
-            with self.within_read(conn) as c:
-                self._count = int(c.execute(_CHAIN_COUNT).scalar_one())
-        return self._count
-
-    def chains_of(self, accounts: Iterable[str | None] = (), indexes: Iterable[str] = ()) -> set[int]:
-        """The chains whose locks a write about these accounts and addresses holds: each
-        account's (None: the house's) and each address's (by its blind index, `Vault.index`)."""
-        count = self.chain_count()
-        found = {chain.of_account(a, count) if a is not None else chain.of_house(count) for a in accounts}
-        return found | {chain.of_address(index, count) for index in indexes}
-
-    @contextmanager
-    def locked(self, conn: Connection | None = None, *, accounts: Iterable[str | None] = (),
-               indexes: Iterable[str] = (), house: bool = False) -> Iterator[Connection]:
-        """A transaction (the caller's, given `conn`, or a new one committed on leaving)
-        holding the locks of these accounts' and addresses' chains (`chains_of`), and the
-        house's (people, keys, templates) with `house`; with none of them, of every
-        chain: the whole log, as for a rotation of its keys. Checks read inside it about
-        them stay true until it writes."""
-        accounts, indexes = [*accounts, *([None] if house else [])], list(indexes)
-        numbers = self.chains_of(accounts, indexes) if accounts or indexes else None
-        with self.within(conn) as c:
-            self.lock(c, numbers)
-            yield c
-
-    @contextmanager
-    def within(self, conn: Connection | None) -> Iterator[Connection]:
-        """The caller's transaction when given (group commit, a lock held), else one of its own."""
-        if conn is not None:
-            yield conn
-        else:
-            with self.engine.begin() as own:
-                yield own
-
-    @contextmanager
-    def within_read(self, conn: Connection | None) -> Iterator[Connection]:
-        """The caller's connection when given, else a read-only one of its own."""
-        if conn is not None:
-            yield conn
-        else:
-            with self.engine.connect() as own:
-                yield own
-
-    def lock(self, conn: Connection, numbers: Collection[int] | None = None) -> None:
-        """Take these chains' locks (None: every chain) until this transaction ends, and
-        read their heads: PostgreSQL's advisory locks (727003, chain) in ascending order,
-        so two writers never wait for each other in a circle; then each chain's last position and
-        digest, read after the wait so they are the ones the holder before committed —
-        both in one round trip (`dunning_lock_chains`, migration 0013). Held locks are
-        not taken again. A chain a transaction finds it needs later (after a higher one)
-        is still taken: PostgreSQL breaks the rare circle that may make, failing one
-        transaction, which is then retried.
-        SQLite has one writer anyway, but takes its lock at the first write; a write
-        that changes nothing takes it now (waiting `busy_timeout`)."""
-        held = self._held(conn)
-        wanted = range(1, self.chain_count(conn) + 1) if numbers is None else numbers
-        missing = sorted(set(wanted) - held.keys())
-        if not missing:
-            return
-        if conn.dialect.name == "postgresql":  # locks and heads in one round trip (migration 0013)
-            held.update((int(number), (int(position or 0), head or chain.GENESIS))
-                        for number, position, head in conn.execute(_LOCK_CHAINS, {"wanted": missing}))
-        else:
-            conn.execute(_SQLITE_WRITE_LOCK)
-            held.update(self.chain_heads(conn, missing))
-
-    @staticmethod
-    def chain_heads(conn: Connection, numbers: Iterable[int]) -> dict[int, tuple[int, str]]:
-        """These chains' last positions and digests (0 and the genesis for an empty one),
-        in one statement: one snapshot of them all."""
-        return {int(number): (int(position or 0), head or chain.GENESIS)
-                for number, position, head in conn.execute(_HEADS, {"chains": list(numbers)})}
-
-    def settled(self) -> int:
-        """The newest event id at or below which every event is committed: where a reader
-        that walks the log by id (the webhooks' cursor) may move to. Ids are given as
-        events are inserted, and across chains they do not commit in that order, so on
-        PostgreSQL this waits until every chain's writer at this moment has committed
-        (every chain's lock shared, for two statements). SQLite has one writer: ids
-        commit in order."""
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(_SHARE_CHAINS, {"count": self.chain_count(conn)})
-            return int(conn.execute(_NEWEST_ID).scalar_one())
-
-    @staticmethod
-    def _held(conn: Connection) -> dict[int, tuple[int, str]]:
-        """The chains this transaction holds: each one's last position and digest so far."""
-        transaction = conn.get_transaction()
-        kept = conn.info.get("chains")
-        if kept is None or kept[0] is not transaction:
-            kept = conn.info["chains"] = (transaction, {})
-        held: dict[int, tuple[int, str]] = kept[1]
-        return held
-
-    def _append(self, conn: Connection, values: Mapping[str, Any], delivery: Mapping[str, Any] | None = None) -> None:
-        """Insert one event at the end of its chain (its account's; no account: its
-        address's, else the house's), holding that chain's lock and its address's. Within
-        one chain, ids grow in commit order; across chains they do not."""
-        count = self.chain_count(conn)
-        address = self.vault.index(values["address"], conn) if values.get("address") else None
-        number = (chain.of_account(values["account_id"], count) if values.get("account_id") is not None
-                  else chain.of_address(address, count) if address else chain.of_house(count))
-        held = self._held(conn)
-        # A fact about an address (an opt-out) also holds the address's lock: a claim to
-        # the address from any account waits for it (`facts.Known`'s marks per address).
-        wanted = {number, chain.of_address(address, count)} if address and values["kind"] in FACT_KINDS else {number}
-        if not wanted <= held.keys():
-            self.lock(conn, wanted)
-        # Sealed under the locks: a data key made here is one a rotation (which holds
-        # every chain's lock) re-wraps, never one made with a master key it replaced.
-        values = self.vault.seal_event(conn, values)  # the chain covers the ciphertexts
-        position, previous = held[number]
-        linked = chain.digest(previous, values, delivery)
-        self._pending(conn).append({"address_index": None, **values, "chain": number, "position": position + 1,
-                                    "digest": linked})
-        held[number] = (position + 1, linked)
-
-    @staticmethod
-    def _pending(conn: Connection) -> list[dict[str, Any]]:
-        """This transaction's appended events not yet sent to the database: they go in one
-        statement (`_flush`), before anything else the transaction runs and before it
-        commits — one round trip for a batch, where one per event was most of the time
-        a chain's lock was held (`bench/log.py`)."""
-        transaction = conn.get_transaction()
-        kept = conn.info.get("pending")
-        if kept is None or kept[0] is not transaction:
-            kept = conn.info["pending"] = (transaction, [])
-        pending: list[dict[str, Any]] = kept[1]
-        return pending
-
-    @staticmethod
-    def _flush(conn: Connection, *_: Any) -> None:
-        """Insert the transaction's pending events (the engine calls this before every
-        statement and at commit, `Store.__init__`)."""
-        kept = conn.info.get("pending")
-        if kept is None or not kept[1] or kept[0] is not conn.get_transaction():
-            return
-        rows, kept[1][:] = list(kept[1]), []
-        conn.execute(_INSERT_EVENT, rows)
 
     def record(self, event: Event, now: datetime, conn: Connection | None = None) -> None:
         """Append one event (a decision, a status change, a provider callback...).

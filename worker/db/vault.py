@@ -160,6 +160,16 @@ class Vault:
         self.prepare(conn, [owner])
         return _made_here(conn).get(owner) or self._remembered(owner) or self._key_for(conn, owner)
 
+    def may_make_key(self, conn: Connection, row: Mapping[str, Any]) -> bool:
+        """Whether sealing this event row (`seal_event`) may read or make a data key: it
+        has a personal value, and its owner's key is not in memory."""
+        owner = self.owner(conn, row.get("account_id"), row.get("address"))
+        if owner is None or self._remembered(owner) is not None or owner in _made_here(conn):
+            return False
+        detail = row.get("detail")
+        return bool(row.get("address") or row.get("error_text") or (
+            detail and any(isinstance(detail.get(k), str) and detail[k] for k in PERSONAL_DETAIL)))
+
     def remember(self, owner: Owner, key_id: str | None, wrapped: str | None, conn: Connection) -> None:
         """Keep a key another query read (`KEY_OF_ACCOUNT`) in memory, unless it is already,
         was made in this transaction, or none was read (no master key: nothing to open)."""
