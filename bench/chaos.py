@@ -194,65 +194,10 @@ class World:
                               timeout=300)
 
     def drain(self, timeout: float) -> float:
-        """Until nothing is queued, held or due: the shared clock is moved to the agenda's
-        next entry whenever only later work remains (a retry in 30 minutes)."""
-        started = time.monotonic()
-        quiet = 0.0
-        agenda = Agenda(self.stack.client)
-        while time.monotonic() - started < timeout:
-            try:
-                queued = backlog(self.stack.broker) + len(self.stack.client.keys("dramatiq:__acks__.*"))
-                due_soon = agenda.due_count(self.stack.clock.now() + timedelta(seconds=30))
-                later = agenda.next_due() if queued == 0 and due_soon == 0 else None
-            except Exception:  # Redis restarting
-                time.sleep(0.2)
-                continue
-            if queued or due_soon:
-                quiet = 0.0
-            elif later is not None:
-                self.stack.set_clock(later + timedelta(seconds=1))
-                quiet = 0.0
-            else:
-                quiet = quiet or time.monotonic()
-                if time.monotonic() - quiet > 1.5:
-                    return time.monotonic() - started
-            time.sleep(0.2)
-        return -1.0
+        return drain(self.stack.client, self.stack.broker, self.stack.clock, timeout)
 
     def count(self, scenario: str, jobs: list[dict[str, Any]], drain: float) -> Result:
-        result = Result(scenario, len(jobs), drain=drain)
-        delivered = self.mail.delivered()
-        claims: Counter[str] = Counter()
-        status: dict[str, str] = {}
-        for row in self.log.history():
-            if row["kind"] == "delivery" and row["job_id"]:
-                if row["status"] == "claimed":
-                    claims[row["job_id"]] += 1
-                status[row["job_id"]] = row["status"]
-        for job in jobs:
-            got, claimed = delivered[job["debtor"]["email"]], claims[job["job_id"]]
-            if got == 0:
-                result.lost.append(f"{job['job_id']}: {status.get(job['job_id'], 'no delivery')}, "
-                                   f"{self.where(job['job_id'])}")
-            elif got == 1:
-                result.exactly_once += 1
-            else:
-                result.duplicated += 1
-                result.recorded += claimed >= got
-            result.unrecorded += max(0, got - claimed)
-        verdict = self.log.verify()
-        result.verify = "intact" if verdict.intact else f"{len(verdict.problems)} problem(s)"
-        return result
-
-    def where(self, job_id: str) -> str:
-        client = self.stack.client
-        if client.hexists("dunning:agenda:payload", job_id):
-            return "in the agenda"
-        for key in ("dramatiq:reminders.msgs", "dramatiq:reminders.DQ.msgs", "dramatiq:reminders.XQ.msgs"):
-            for raw in client.hvals(key):
-                if job_id.encode() in raw:
-                    return f"in {key}"
-        return "nowhere in Redis"
+        return count(scenario, jobs, drain, self.mail.delivered(), self.log, self.stack.client)
 
     def close(self) -> None:
         self.stop_worker()
@@ -262,6 +207,72 @@ class World:
             self.pg.ctl("stop", "immediate")
         shutil.rmtree(self.pg.base, ignore_errors=True)
 
+
+
+def drain(client: Any, broker: Any, clock: Any, timeout: float) -> float:
+    """Until nothing is queued, held or due: the shared clock is moved to the agenda's
+    next entry whenever only later work remains (a retry in 30 minutes). Seconds it
+    took, or -1 past `timeout`."""
+    started = time.monotonic()
+    quiet = 0.0
+    agenda = Agenda(client)
+    while time.monotonic() - started < timeout:
+        try:
+            queued = backlog(broker) + len(client.keys("dramatiq:__acks__.*"))
+            due_soon = agenda.due_count(clock.now() + timedelta(seconds=30))
+            later = agenda.next_due() if queued == 0 and due_soon == 0 else None
+        except Exception:  # Redis restarting
+            time.sleep(0.2)
+            continue
+        if queued or due_soon:
+            quiet = 0.0
+        elif later is not None:
+            clock.set(later + timedelta(seconds=1))
+            quiet = 0.0
+        else:
+            quiet = quiet or time.monotonic()
+            if time.monotonic() - quiet > 1.5:
+                return time.monotonic() - started
+        time.sleep(0.2)
+    return -1.0
+
+
+def count(scenario: str, jobs: list[dict[str, Any]], drained: float, delivered: Counter[str], log: ContactLog,
+          client: Any) -> Result:
+    """Every reminder counted: delivered once, lost (and where it is), or delivered more
+    than once (and whether the log recorded each delivery as a claim); the log verified."""
+    result = Result(scenario, len(jobs), drain=drained)
+    claims: Counter[str] = Counter()
+    status: dict[str, str] = {}
+    for row in log.history():
+        if row["kind"] == "delivery" and row["job_id"]:
+            if row["status"] == "claimed":
+                claims[row["job_id"]] += 1
+            status[row["job_id"]] = row["status"]
+    for job in jobs:
+        got, claimed = delivered[job["debtor"]["email"]], claims[job["job_id"]]
+        if got == 0:
+            result.lost.append(f"{job['job_id']}: {status.get(job['job_id'], 'no delivery')}, "
+                               f"{where(client, job['job_id'])}")
+        elif got == 1:
+            result.exactly_once += 1
+        else:
+            result.duplicated += 1
+            result.recorded += claimed >= got
+        result.unrecorded += max(0, got - claimed)
+    verdict = log.verify()
+    result.verify = "intact" if verdict.intact else f"{len(verdict.problems)} problem(s)"
+    return result
+
+
+def where(client: Any, job_id: str) -> str:
+    if client.hexists("dunning:agenda:payload", job_id):
+        return "in the agenda"
+    for key in ("dramatiq:reminders.msgs", "dramatiq:reminders.DQ.msgs", "dramatiq:reminders.XQ.msgs"):
+        for raw in client.hvals(key):
+            if job_id.encode() in raw:
+                return f"in {key}"
+    return "nowhere in Redis"
 
 
 def send_while(world: World, jobs: list[dict[str, Any]], result: Result, fault: Callable[[], None],

@@ -192,9 +192,10 @@ class Queries:
             query = query.where(events.c.occurred_at >= since)
         if job:
             query = query.where(events.c.job_id == job)
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                yield self.vault.open_row(row._mapping)
+        with self.engine.connect() as conn:  # read, then let go: no transaction held while the caller works
+            rows = conn.execute(query).all()
+        for row in rows:
+            yield self.vault.open_row(row._mapping)
 
 
 def _counted(rows: Iterable[Any], progress: Callable[[int], None]) -> Iterator[Any]:
