@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from worker.contact_log import ContactLog, appending, chain
-from worker.contact_log.kinds import Event, InvoiceStatus, Kind
+from worker.contact_log.kinds import ErasureStatus, Event, InvoiceStatus, Kind
 from worker.contact_log.store import Claim
 from worker.webhooks.outbox import Outbox
 
@@ -141,6 +141,37 @@ def test_two_claims_for_one_debtor_at_once_are_seen_by_the_caps(pg: Any) -> None
         assert waited and second is None  # decided again, with the first contact counted
     else:
         assert second is not None
+
+
+def test_an_erasure_recorded_while_a_claim_is_prepared_stops_it(pg: Any) -> None:
+    log, locked = pg
+    known = log.known("ACME-1", "INV-1", "INV-1/due_day", NOW, [PHONE])
+
+    def erase(conn: Connection) -> None:  # the erasure's event, under its account's lock as `RecordBook.erase`
+        with log.locked(conn, accounts=["ACME-1"]):
+            log.record(Event(Kind.ERASURE, ErasureStatus.ERASED, account_id="ACME-1"), NOW, conn)
+
+    result, waited = race(log, erase, lambda: log.claim(claim_for("ACME-1", "INV-1"), NOW, known=known))
+    if locked:
+        assert waited and result is None
+    else:
+        assert result is not None
+
+
+def test_two_reclaims_at_once_count_two_attempts(pg: Any) -> None:
+    log, locked = pg
+    delivery = log.claim(claim_for("ACME-1", "INV-1"), NOW)
+    assert delivery is not None
+    attempts: list[int] = []
+
+    def first(conn: Connection) -> None:
+        attempts.append(log.reclaim(delivery.id, NOW, "no outcome", conn=conn))
+
+    second, waited = race(log, first, lambda: log.reclaim(delivery.id, NOW, "no outcome"))
+    if locked:
+        assert waited and attempts == [2] and second == 3  # each contact counted once, in order
+    else:
+        assert second == 2 or isinstance(second, Exception)  # counted the same attempt twice, or clashed
 
 
 def test_an_invoice_is_escalated_once_when_two_escalate_at_once(pg: Any) -> None:
