@@ -91,14 +91,10 @@ def main() -> None:
 
 
 def _wait_up(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("dunning serve did not start")
+    from worker.local.ports import answering
+
+    if not answering(f"http://127.0.0.1:{port}/v1/openapi.json", 30):
+        raise SystemExit("dunning serve did not start")
 
 
 if __name__ == "__main__":

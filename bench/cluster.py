@@ -56,6 +56,7 @@ from worker.contact_log.checkpoints import Checkpoints  # noqa: E402
 from worker.contact_log.note import Verifier, keygen  # noqa: E402
 from worker.jobs.samples import many  # noqa: E402
 from worker.local.hosts import GATEWAY, Hosts, available  # noqa: E402
+from worker.local.ports import answering  # noqa: E402
 from worker.local.postgres import Postgres  # noqa: E402
 from worker.local.redis_server import RedisServer  # noqa: E402
 from worker.local.smtp_sink import start as start_smtp  # noqa: E402
@@ -130,15 +131,8 @@ class Cluster:
         self._wait_for_api()
 
     def _wait_for_api(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.api_url}/v1/openapi.json", timeout=2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"dunning serve did not answer; see {self.directory / 'api.log'}") from None
-                time.sleep(0.3)
+        if not answering(f"{self.api_url}/v1/openapi.json", 60):
+            raise RuntimeError(f"dunning serve did not answer; see {self.directory / 'api.log'}")
 
     def add_worker(self) -> str:
         name = f"w{len(self.workers) + 1}"

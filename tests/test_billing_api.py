@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from worker.contact_log import ContactLog
 from worker.contact_log.checkpoints import Checkpoints
 from worker.contact_log.note import Signer, Verifier, keygen
 from worker.jobs.parse import read_jobs
-from worker.local.ports import free_port
+from worker.local.ports import answering, free_port
 from worker.policy import profiles
 from worker.queue.agenda import Agenda
 from worker.queue.broker import backlog, make_broker
@@ -287,14 +286,7 @@ def test_one_key_sent_to_two_server_processes_at_once_is_accepted_once(tmp_path:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
     try:
         for port in ports:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "dunning serve did not start"
-                    time.sleep(0.2)
+            assert answering(f"http://127.0.0.1:{port}/v1/openapi.json", 30), "dunning serve did not start"
         jobs = {"jobs": [job_data(job_id=f"INV-{n}/due_day", invoice__id=f"INV-{n}") for n in range(300)]}
         answers: list[tuple[int, dict[str, str], Any]] = []
         start = threading.Barrier(2)

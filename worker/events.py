@@ -219,8 +219,7 @@ class Events:
                 account_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
         if now.utcoffset() is None:
             raise ValueError("now must be an aware datetime")
-        with self.log.within_read(None) as conn:  # whose chain it goes to: the invoice's account's
-            account = account_id or (self.log.account_of(invoice_id, conn) if invoice_id else None)
+        account = account_id or (self.log.account_of(invoice_id) if invoice_id else None)  # whose chain it goes to
         with self.log.locked(accounts=[account]) as conn:  # a claim about this invoice waits, then sees it
             if invoice_id and account is None and not self.log.names_invoice(invoice_id, conn):
                 raise UnknownInvoice(invoice_id)

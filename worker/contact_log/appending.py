@@ -37,6 +37,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from worker.contact_log import chain
 from worker.contact_log.kinds import FACT_KINDS
+from worker.contact_log.queries import reading
 from worker.db.schema import chains, events
 from worker.db.vault import Vault
 
@@ -68,7 +69,7 @@ class Appending:
     def chain_count(self, conn: Connection | None = None) -> int:
         """K: how many chains this log has (recorded when it was created)."""
         if self._count is None:
-            with self.within_read(conn) as c:
+            with reading(self.engine, conn) as c:
                 self._count = int(c.execute(_CHAIN_COUNT).scalar_one())
         return self._count
 
@@ -100,15 +101,6 @@ class Appending:
             yield conn
         else:
             with self.engine.begin() as own:
-                yield own
-
-    @contextmanager
-    def within_read(self, conn: Connection | None) -> Iterator[Connection]:
-        """The caller's connection when given, else a read-only one of its own."""
-        if conn is not None:
-            yield conn
-        else:
-            with self.engine.connect() as own:
                 yield own
 
     def lock(self, conn: Connection, numbers: Collection[int] | None = None) -> None:

@@ -117,24 +117,16 @@ class Queries:
     def account_of(self, invoice_id: str, conn: Connection | None = None) -> str | None:
         """The account an invoice belongs to, from the jobs accepted for it (or, for a log
         written without them, its deliveries)."""
-        with self._reading(conn) as reading:
-            return (reading.execute(select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)).scalar()
-                    or reading.execute(select(deliveries.c.account_id).where(deliveries.c.invoice_id == invoice_id)
-                                       .limit(1)).scalar())
+        with reading(self.engine, conn) as c:
+            return (c.execute(select(jobs.c.account_id).where(jobs.c.invoice_id == invoice_id).limit(1)).scalar()
+                    or c.execute(select(deliveries.c.account_id).where(deliveries.c.invoice_id == invoice_id)
+                                 .limit(1)).scalar())
 
     def names_invoice(self, invoice_id: str, conn: Connection | None = None) -> bool:
         """Whether the log knows the invoice at all: a job, a delivery or an event names it."""
-        with self._reading(conn) as reading:
-            return self.account_of(invoice_id, reading) is not None or reading.execute(
+        with reading(self.engine, conn) as connected:
+            return self.account_of(invoice_id, connected) is not None or connected.execute(
                 select(events.c.id).where(events.c.invoice_id == invoice_id).limit(1)).first() is not None
-
-    @contextmanager
-    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
-        if conn is not None:
-            yield conn
-        else:
-            with self.engine.connect() as own:
-                yield own
 
     def accepted_at(self, job_id: str) -> datetime | None:
         """When intake accepted a job (None for a job that came another way)."""
@@ -196,6 +188,16 @@ class Queries:
             rows = conn.execute(query).all()
         for row in rows:
             yield self.vault.open_row(row._mapping)
+
+
+@contextmanager
+def reading(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """The caller's connection when given, else one of its own for a read."""
+    if conn is not None:
+        yield conn
+    else:
+        with engine.connect() as own:
+            yield own
 
 
 def _counted(rows: Iterable[Any], progress: Callable[[int], None]) -> Iterator[Any]:
