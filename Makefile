@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench lock clean system screenshots
 
-# Servers the tests and the demo run for real, and the browser the console is tested in. Installed from Debian's archive when
+# Servers the tests and the demo run for real, the browser the console is tested in, and postfix (its smtp-sink, the benchmarks' SMTP server). Installed from Debian's archive when
 # missing (needs root, as on CI and the project's machines).
 system:
 	@missing=""; \
@@ -17,6 +17,7 @@ system:
 	ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || missing="$$missing fonts-wqy-microhei"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	test -x /usr/sbin/smtp-sink || missing="$$missing postfix"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing"; exit 1; fi; \

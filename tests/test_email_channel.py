@@ -222,3 +222,23 @@ def test_a_timeout_after_the_data_is_unknown_not_retried(tmp_path: Path) -> None
     finally:
         controller.stop()
     assert unknown.value.code == "data" and handler.data_seen == 1, "handed over once, not again"
+
+
+def test_the_benchmarks_postfix_sink_takes_and_counts_what_the_channel_sends() -> None:
+    """bench/throughput.py measures against postfix's smtp-sink: the channel's messages
+    (more than its counter fills a pipe with, over its pool) are all taken, and the count
+    it gives on stopping is theirs."""
+    from worker.local.smtp_sink import PostfixSink
+
+    sink = PostfixSink().start()
+    try:
+        email = EmailChannel(f"smtp://127.0.0.1:{sink.port}", "billing@example.com", "Example Ltd")
+
+        async def send_all() -> list[str]:
+            results = await asyncio.gather(*(email.send(reminder(f"INV-{n}/due_day#email")) for n in range(3000)))
+            return [result.provider_message_id or "" for result in results]
+
+        ids = asyncio.run(send_all())
+    finally:
+        sink.stop()
+    assert len(set(ids)) == 3000 and sink.accepted == 3000

@@ -10,6 +10,7 @@ message ends up in a live dramatiq worker's acknowledgement set without the work
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import threading
@@ -26,16 +27,17 @@ class Hang:
         self._running.set()
         self._closed = threading.Event()
         self.lost_replies = 0  # connections whose client had gone when their server answered
-        self._marker: bytes | None = None
+        self.lost: list[bytes] = []  # what the server answered them
+        self._marker: re.Pattern[bytes] | None = None
         self.hung = threading.Event()
         threading.Thread(target=self._accept, name="hang-accept", daemon=True).start()
 
     def hang(self) -> None:
         self._running.clear()
 
-    def hang_at(self, marker: bytes) -> threading.Event:
-        """Hang as soon as a client sends `marker` (that request held too); the event is
-        set then."""
+    def hang_at(self, marker: re.Pattern[bytes]) -> threading.Event:
+        """Hang as soon as a client sends what `marker` matches (that request held too);
+        the event is set then."""
         self._marker, self.hung = marker, threading.Event()
         return self.hung
 
@@ -65,6 +67,7 @@ class Hang:
     def _relay(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
         held = b""  # from the client, not yet passed on
+        lost = b""  # from the server, its client gone
         client_gone = ended = answered = False
         try:
             while not self._closed.is_set():
@@ -84,7 +87,7 @@ class Hang:
                 readable, _, _ = select.select(watched, [], [], 0.05)
                 if client in readable:
                     data = client.recv(65536)
-                    if self._marker is not None and self._marker in data:
+                    if self._marker is not None and self._marker.search(data):
                         self._marker = None
                         self.hang()
                         self.hung.set()
@@ -95,7 +98,7 @@ class Hang:
                     if not data:
                         return
                     if client_gone:
-                        answered = True
+                        answered, lost = True, lost + data
                     else:
                         client.sendall(data)
         except OSError:
@@ -103,6 +106,7 @@ class Hang:
         finally:
             if answered:
                 self.lost_replies += 1
+                self.lost.append(lost)
             client.close()
             if upstream is not None:
                 upstream.close()

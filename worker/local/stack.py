@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from worker import wiring
 from worker.clock import RedisClock
 from worker.local.redis_server import RedisServer
-from worker.local.smtp_sink import EmlFolder, start
+from worker.local.smtp_sink import EmlFolder, PostfixSink, start
 from worker.local.twilio_sandbox import Sandbox
 from worker.queue.agenda import Agenda
 from worker.queue.broker import backlog
@@ -32,19 +32,22 @@ TWILIO_FROM = "+15005550006"  # Twilio's magic "valid sender" test number
 
 
 class Stack:
+    """`smtp_handler`: aiosmtpd's handler (`EmlFolder`, writing each message to disk, by
+    default), or a `PostfixSink` for the benchmarks."""
+
     def __init__(self, directory: Path, smtp_handler: Any = None, sandbox: Sandbox | None = None) -> None:
         self.directory = directory
         self.redis = RedisServer(directory / "redis")
         self.mail = smtp_handler or EmlFolder(directory / "mail")
         self.sandbox = sandbox or Sandbox(directory / "twilio")
-        self.smtp: Controller | None = None
+        self.smtp: Controller | PostfixSink | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.secret_key = _own_secret(directory)  # this stack's own: never a published one
         self.master_key = _own_master_key(directory)
 
     def start(self) -> Stack:
         self.redis.start()
-        self.smtp = start(self.mail)
+        self.smtp = self.mail.start() if isinstance(self.mail, PostfixSink) else start(self.mail)
         self.sandbox.start()
         settings = Settings.from_env(self.env())  # built as the worker builds them (`worker.wiring`)
         self.client = wiring.redis_for(settings)

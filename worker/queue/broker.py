@@ -92,17 +92,20 @@ def worth_retrying(retries: int, error: BaseException) -> bool:
     return retries < MAX_RETRIES and isinstance(error, RECOVERABLE)
 
 
-def message(payload: Mapping[str, Any], options: dict[str, Any] | None = None) -> dramatiq.Message[Any]:
-    return dramatiq.Message(queue_name=QUEUE, actor_name=ACTOR, args=(payload,), kwargs={}, options=options or {})
+def message(payload: Mapping[str, Any], options: dict[str, Any] | None = None, queue: str = QUEUE,
+            actor: str = ACTOR) -> dramatiq.Message[Any]:
+    return dramatiq.Message(queue_name=queue, actor_name=actor, args=(payload,), kwargs={}, options=options or {})
 
 
-def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[Mapping[str, Any]]) -> int:
-    """Put payloads on the queue; pipelined on Redis, one by one on any other broker."""
+def enqueue_many(broker: dramatiq.Broker, payloads: Iterable[Mapping[str, Any]], queue: str = QUEUE,
+                 actor: str = ACTOR) -> int:
+    """Put payloads on the queue (the reminders', unless the benchmarks' floors say
+    another); pipelined on Redis, one by one on any other broker."""
     count = 0
     batch: list[dramatiq.Message[Any]] = []
     for payload in payloads:
         # Each message on Redis needs its own id (RedisBroker.enqueue adds one the same way).
-        batch.append(message(payload, {"redis_message_id": str(uuid4())}))
+        batch.append(message(payload, {"redis_message_id": str(uuid4())}, queue, actor))
         if len(batch) >= BATCH:
             count += _flush(broker, batch)
             batch = []
