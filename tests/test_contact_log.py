@@ -31,11 +31,11 @@ def test_the_schema_is_migrated_with_its_indexes(log: ContactLog) -> None:
     assert {"deliveries", "events", "template_versions", "dead_letters", "jobs", "api_keys", "idempotency",
             "webhooks", "webhook_endpoints", "users", "sessions", "sign_in_failures", "data_keys", "templates",
             "chains", "alembic_version"} <= set(inspector.get_table_names())
-    assert {"ix_events_provider_id", "ix_events_account_time", "ix_events_address_index",
+    assert {"ix_events_provider_id", "ix_events_account_time", "ix_events_address_index", "ix_events_account_kind",
             "ux_events_chain_position"} <= {
         i["name"] for i in inspector.get_indexes("events")}
     with log.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0013" == migrations.head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0014" == migrations.head()
     assert {"queued_at", "parent_id"} <= {c["name"] for c in inspector.get_columns("jobs")}
 
 

@@ -101,7 +101,8 @@ events = Table(
     Column("chain", Integer),  # which of the log's chains (`worker.contact_log.chain`); None: chain 0, the first
     Column("position", BigInteger),  # its place in that chain: 1, 2, 3... with no gap
     Index("ux_events_chain_position", "chain", "position", unique=True),
-    Index("ix_events_delivery", "delivery_id", "id"),
+    Index("ix_events_delivery", "delivery_id", "kind", "status", "id"),  # its latest status, its claims
+    Index("ix_events_account_kind", "account_id", "kind", "status", "id"),  # its newest claim (`facts.known`)
     Index("ix_events_address_index", "address_index", "id"),
     Index("ix_events_provider_id", "provider_message_id"),
     Index("ix_events_invoice_time", "invoice_id", "occurred_at"),
