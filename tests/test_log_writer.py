@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -77,3 +79,51 @@ def test_one_failing_write_fails_alone_and_the_others_are_kept(log: ContactLog) 
     assert sorted(events(log)) == [("J-0", "decision", "skip"), ("J-1", "decision", "skip"),
                                    ("J-2", "decision", "skip")]  # the broken write left nothing behind
     assert log.verify().intact, "the rolled-back batch's links are not built on"
+
+
+def test_writers_on_sqlite_take_turns_across_processes_and_threads(tmp_path: Path) -> None:
+    """A turn (`worker.db.turns`) is held by one writer at a time, whether the others are
+    threads of its process or processes forked from it (which open the file anew: a
+    shared open file would let both in). Each holder writes "in" and "out" to one file;
+    any overlap shows as two "in"s in a row."""
+    import multiprocessing
+    import threading
+
+    from worker.db.schema import open_engine
+    from worker.db.turns import turns
+
+    engine = open_engine(f"sqlite:///{tmp_path}/log.db")
+    turn, trace = turns(engine), tmp_path / "trace"
+    assert turns(engine) is turn and turn.path == f"{tmp_path}/log.db-turns"
+
+    def take(times: int) -> None:
+        for _ in range(times):
+            with turn():
+                for word in ("in", "out"):
+                    with open(trace, "a") as out:
+                        out.write(f"{word}\n")
+                    time.sleep(0.0005)  # long enough for another holder to step in, if it could
+
+    with turn():  # the parent's own file, opened before the fork
+        pass
+    children = [multiprocessing.get_context("fork").Process(target=take, args=(40,)) for _ in range(2)]
+    threads = [threading.Thread(target=take, args=(40,)) for _ in range(2)]
+    for started in (*children, *threads):
+        started.start()
+    for ended in threads:
+        ended.join()
+    for child in children:
+        child.join(60)
+        assert child.exitcode == 0
+    words = trace.read_text().split()
+    assert len(words) == 4 * 40 * 2
+    assert words == ["in", "out"] * (4 * 40), "one holder at a time"
+
+
+def test_a_database_in_memory_or_on_postgresql_has_no_turns() -> None:
+    from sqlalchemy import create_engine
+
+    from worker.db.turns import turns
+
+    assert turns(create_engine("sqlite://")).path is None
+    assert turns(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")).path is None

@@ -39,6 +39,7 @@ from worker.contact_log import chain
 from worker.contact_log.kinds import FACT_KINDS
 from worker.contact_log.queries import reading
 from worker.db.schema import chains, events
+from worker.db.turns import turns
 from worker.db.vault import Vault
 
 _INSERT_EVENT = insert(events)
@@ -96,11 +97,12 @@ class Appending:
 
     @contextmanager
     def within(self, conn: Connection | None) -> Iterator[Connection]:
-        """The caller's transaction when given (group commit, a lock held), else one of its own."""
+        """The caller's transaction when given (group commit, a lock held), else one of its own
+        (on SQLite, in its turn among the writers: `worker.db.turns`)."""
         if conn is not None:
             yield conn
         else:
-            with self.engine.begin() as own:
+            with turns(self.engine)(), self.engine.begin() as own:
                 yield own
 
     def lock(self, conn: Connection, numbers: Collection[int] | None = None) -> None:

@@ -11,6 +11,9 @@ with a transaction of its own, so what the log proves does not change.
 If a batch fails, its writes are committed again one by one, so one bad write fails
 only its own reminder.
 
+On SQLite the batch waits its turn among the other processes' writers
+(`worker.db.turns`), woken as the one before commits, not polling for the lock.
+
 Each write says which of the log's chains it appends to (and which addresses' chains
 it checks under): the batch takes all their locks first, at once and in order
 (`Store.lock`), so two processes' batches never wait for each other in a circle.
@@ -29,6 +32,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from worker.db.turns import turns
+
 T = TypeVar("T")
 Write = Callable[[Connection], Any]
 Lock = Callable[[Connection, Collection[int]], None]
@@ -42,6 +47,7 @@ class LogWriter:
         self.engine = engine
         self.lock = lock  # takes chains' locks in a transaction (`Store.lock`)
         self.max_batch = max_batch
+        self.turn = turns(engine)  # SQLite: the other processes' writers, in order (`worker.db.turns`)
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="contact-log-writer", daemon=True)
         self._thread.start()
@@ -77,7 +83,7 @@ class LogWriter:
 
     def _commit(self, batch: list[Item]) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self.turn(), self.engine.begin() as conn:
                 if self.lock is not None:
                     self.lock(conn, {number for _, chains, _ in batch for number in chains})
                 results = [write(conn) for write, _, _ in batch]
