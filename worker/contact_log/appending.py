@@ -31,7 +31,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, text
+from sqlalchemy import Engine, Insert, bindparam, func, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
@@ -192,11 +192,15 @@ def _pending(conn: Connection) -> Pending:
     return pending
 
 
-def flush(conn: Connection, *_: Any) -> None:
+def flush(conn: Connection, statement: Any = None, *_: Any) -> None:
     """Insert the transaction's pending events, in one statement (the engine calls this
-    before every other statement and at commit: `Store.__init__` listens)."""
+    before every other statement and at commit: `Store.__init__` listens). Before a plain
+    insert into another table (a claim's delivery row, a data key), which reads no event,
+    they wait to go with the next ones (a claim's decision with its `claimed`)."""
     kept = conn.info.get("pending")
     if kept is None or not kept[1] or kept[0] is not conn.get_transaction():
+        return
+    if isinstance(statement, Insert) and statement.table is not events and statement.select is None:
         return
     batch: Pending = list(kept[1])
     kept[1].clear()

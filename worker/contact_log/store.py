@@ -156,12 +156,12 @@ class Store(Appending):
         """
         index = claim.recipient_index or self.vault.index(claim.recipient)
         with self.locked(conn, accounts=[claim.account_id], indexes=[index]) as c:
-            if decision is not None:
+            if known is not None and changed_since(c, known):
+                return None  # the decision was made on facts that no longer hold: not recorded
+            if decision is not None:  # inserted with the `claimed` event, in one statement (`appending.flush`)
                 self._append(c, _row(Event(Kind.DECISION, str(decision.get("action")), job_id=claim.job_id,
                                            invoice_id=claim.invoice_id, account_id=claim.account_id,
                                            detail=dict(decision)), now))
-            if known is not None and changed_since(c, known):
-                return None
             row = self.vault.seal_delivery(c, {
                 **{k: v for k, v in vars(claim).items() if k != "message"}, "reasons": list(claim.reasons),
                 "rules": list(claim.rules), "zones": list(claim.zones), "claimed_at": now})

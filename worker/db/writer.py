@@ -47,6 +47,7 @@ class LogWriter:
         self.engine = engine
         self.lock = lock  # takes chains' locks in a transaction (`Store.lock`)
         self.max_batch = max_batch
+        self._conn: Connection | None = None  # the writer thread's own (`_connection`)
         self.turn = turns(engine)  # SQLite: the other processes' writers, in order (`worker.db.turns`)
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="contact-log-writer", daemon=True)
@@ -63,6 +64,7 @@ class LogWriter:
         """Commit what is queued, then stop the thread."""
         self._queue.put(None)
         self._thread.join()
+        self._drop()
 
     def _run(self) -> None:
         while True:
@@ -81,13 +83,30 @@ class LogWriter:
             if item is None:
                 return
 
+    def _connection(self) -> Connection:
+        """The thread's own connection, kept from batch to batch (a pool checkout and its
+        events for every batch cost more than the batch's commit)."""
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 (already broken: nothing to keep)
+                logger.debug("closing a failed writer connection", exc_info=True)
+            self._conn = None
+
     def _commit(self, batch: list[Item]) -> None:
         try:
-            with self.turn(), self.engine.begin() as conn:
+            conn = self._connection()
+            with self.turn(), conn.begin():
                 if self.lock is not None:
                     self.lock(conn, {number for _, chains, _ in batch for number in chains})
                 results = [write(conn) for write, _, _ in batch]
         except Exception as error:
+            self._drop()  # whatever went wrong, the next batch starts on a fresh connection
             if len(batch) == 1:
                 batch[0][2].set_exception(error)
                 return

@@ -131,9 +131,10 @@ def _email_checked(value: str) -> tuple[str, str | None]:
 
 
 def _trusted(info: ValidationInfo) -> bool:
-    """A job this service wrote itself after validating it (the agenda's copy, read by the
-    forecast): its addresses are already normalised and valid, and checking them again
-    costs more than the rest of the job (~55 µs an address). Never for what comes in."""
+    """A job this service wrote itself after validating it (the queue's and the agenda's
+    copies, read by the worker and the forecast): its addresses are already normalised and
+    valid, and checking them again costs more than the rest of the job (~55 µs an
+    address). Never for what comes in."""
     return bool(isinstance(info.context, dict) and info.context.get("trusted"))
 
 
