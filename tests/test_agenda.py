@@ -79,3 +79,28 @@ def test_entries_survive_a_redis_restart() -> None:
         client.close()
     finally:
         server.stop()
+
+
+def test_the_dispatcher_queues_an_entry_as_kept_and_the_worker_reads_the_job_it_was(
+        redis_client: redis.Redis, redis_server: object) -> None:
+    """Due entries go to the queue as the agenda keeps them (their JSON, not read and
+    written again: `broker.Encoded`), and what the worker takes off the queue is the
+    payload that was scheduled, in a message dramatiq reads like any other."""
+    import dramatiq
+
+    from worker import loops
+    from worker.clock import FixedClock
+    from worker.queue.broker import QUEUE, make_broker
+
+    payload = {"job": {"job_id": "INV-1/r", "debtor": {"name": "张伟", "note": "quote \" and \\\\ back"}},
+               "attempt": 2, "first_tried": None}
+    agenda = Agenda(redis_client)
+    at = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    agenda.schedule("INV-1/r", payload, at)
+    broker = make_broker(redis_server.url)  # type: ignore[attr-defined]
+    assert loops.dispatch_once(agenda, broker, FixedClock(at)) == 1
+    [(identity, data)] = redis_client.hgetall(f"dramatiq:{QUEUE}.msgs").items()
+    message = dramatiq.Message.decode(data)
+    assert message.args == (payload,) and message.actor_name == "remind" and message.queue_name == QUEUE
+    assert message.options["redis_message_id"] == identity.decode() == message.message_id
+    assert agenda.pending() == 0

@@ -28,7 +28,7 @@ from worker.contact_log.note import Signer
 from worker.jobs.book import JobBook
 from worker.jobs.intake import reconcile
 from worker.queue.agenda import Agenda
-from worker.queue.broker import BATCH, enqueue_many
+from worker.queue.broker import BATCH, Encoded, enqueue_many
 from worker.queue.stranded import recover_stranded
 from worker.supervisor import Loop
 from worker.webhooks.dispatcher import Dispatcher
@@ -42,7 +42,7 @@ STRANDED_EVERY = 10.0  # with `stranded.GRACE`: a message nobody holds is back w
 def dispatch_once(agenda: Agenda, broker: dramatiq.Broker, clock: Clock, batch: int = BATCH) -> int:
     entries = agenda.claim(clock.now(), batch)
     if entries:
-        enqueue_many(broker, [entry.payload for entry in entries])
+        enqueue_many(broker, [Encoded(entry.raw) for entry in entries])  # as kept, not read and written again
         agenda.done(entries)
     return len(entries)
 

@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -62,9 +63,15 @@ return #ids
 
 @dataclass(frozen=True)
 class Entry:
+    """A due entry as the agenda keeps it: its payload's JSON (`raw`), read only if asked."""
+
     id: str
-    payload: dict[str, Any]
     raw: str
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.raw)
+        return decoded
 
 
 _HOLD = """
@@ -269,7 +276,7 @@ class Agenda:
             raw = flat[index + 1].decode() if isinstance(flat[index + 1], bytes) else str(flat[index + 1])
             entry_id = flat[index].decode() if isinstance(flat[index], bytes) else str(flat[index])
             if raw:
-                entries.append(Entry(entry_id, json.loads(raw), raw))
+                entries.append(Entry(entry_id, raw))
         return entries
 
     def done(self, entries: Sequence[Entry]) -> None:
