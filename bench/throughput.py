@@ -122,7 +122,9 @@ class Servers:
         self.stack = Stack(self.directory, smtp_handler=self.sink).start()
         self.pg = None
         if self.args.database == "postgresql":
-            self.pg = Postgres(self.directory / "pg").start("fsync=on", "max_connections=100")
+            # A folder of its own: the cluster runs as the `postgres` user, who may not enter ours.
+            self.pg = Postgres(Path(tempfile.mkdtemp(prefix="dunning-bench-pg-"))).start("fsync=on",
+                                                                                          "max_connections=100")
 
     def env(self) -> dict[str, str]:
         found = self.stack.env()

@@ -180,9 +180,10 @@ def test_a_job_the_billing_system_cancelled_is_not_sent(world: World) -> None:
 
 
 def test_a_read_waiting_on_the_database_does_not_stop_the_event_loop(world: World) -> None:
-    """The pipeline's reads of the log run in a thread, like its writes (`worker.db.writer`):
-    while the database makes one reminder wait (a table locked by another session, for a
-    second), the process's event loop — every other reminder of the process — goes on."""
+    """On PostgreSQL the pipeline's reads of the log run in a thread, like its writes
+    (`worker.db.writer`): while the database makes one reminder wait (a table locked by
+    another session, for a second), the process's event loop — every other reminder of
+    the process — goes on. (SQLite's readers never wait for its writer: read in place.)"""
     import threading
 
     from sqlalchemy import text
