@@ -201,3 +201,14 @@ def test_log_show_in_an_80_column_terminal_keeps_every_id_whole(tmp_path: Path) 
             assert any(invoice in line for line in lines), shown.stdout
         assert "…" not in shown.stdout
         assert ("left out for the terminal's width" in shown.stdout) == (columns == 80)
+
+
+def test_postgresql_plans_each_statement_for_its_values(log: ContactLog) -> None:
+    """A generic plan kept from when the log was empty walked every event for each
+    claim's check for news (issue 25: 4.2 ms a claim at 6,000 reminders): the log's
+    connections plan every statement for the values it is given (`schema.open_engine`)."""
+    if log.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite plans each statement as it is prepared")
+    for _ in range(8):  # past psycopg's threshold for preparing a statement on the server
+        with log.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
