@@ -101,7 +101,8 @@ def profile(args: argparse.Namespace, unsealed: bool) -> tuple[dict[str, float],
         for found in out.glob("*.txt"):
             for line in found.read_text().splitlines():
                 stack, _, count = line.rpartition(" ")
-                samples[step_of(stack)] += int(count)
+                if count.isdigit():  # a stack and its count; py-spy writes nothing else there when it is well
+                    samples[step_of(stack)] += int(count)
     finally:
         servers.stop()
         os.environ.clear()
