@@ -35,7 +35,7 @@ def sample_facts() -> dict[str, Any]:
 
 
 def many(template: dict[str, Any], count: int, tag: str, stage: str = "due_day") -> list[dict[str, Any]]:
-    """`count` jobs shaped like `template`, each its own invoice, account and mailbox
+    """`count` jobs shaped like `template`, each its own invoice, account, mailbox and phone
     (so caps per person do not hold them back): load for benchmarks and chaos runs."""
     import copy
 
@@ -47,5 +47,7 @@ def many(template: dict[str, Any], count: int, tag: str, stage: str = "due_day")
         job["invoice"]["number"] = f"{tag}-{n}"
         job["debtor"]["account_id"] = f"ACC-{tag}-{n}"
         job["debtor"]["email"] = f"debtor-{tag}-{n}@example.com"
+        if job["debtor"].get("phone"):  # a phone of its own too: one shared number would be one chain for all
+            job["debtor"]["phone"] = f"+86139{n % 10**8:08d}"
         out.append(job)
     return out
