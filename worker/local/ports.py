@@ -26,3 +26,17 @@ def answering(url: str, within: float) -> bool:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.2)
+
+
+def listening(host: str, port: int, within: float) -> bool:
+    """Whether something accepts connections at `host:port` within `within` seconds (a
+    server that speaks no HTTP: postfix's smtp-sink)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)

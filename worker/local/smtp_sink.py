@@ -10,10 +10,8 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default
@@ -24,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
-from worker.local.ports import free_port
+from worker.local.ports import free_port, listening
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
@@ -86,16 +84,10 @@ class PostfixSink:
         # Read as it comes, or a full pipe stops the server (it blocks writing its counter).
         self._reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((self.hostname, self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
+        if not listening(self.hostname, self.port, 10.0):
+            self.stop()
+            raise RuntimeError(f"smtp-sink did not listen on {self.hostname}:{self.port} within 10 s")
+        return self
 
     @property
     def pid(self) -> int | None:
