@@ -62,9 +62,9 @@ def candidate_zones(timezone: str | None, phone: str | None, country: str | None
     profiles, following the Reg F commentary); without one, the phone's zones, else
     the country's. Empty means unknown: the caller must not guess.
     """
-    from_phone = phone_zones(phone) if phone else ()
+    from_phone = phone_zones(phone) if phone and (phone_always or not timezone) else ()
     if timezone:
-        names = [timezone, *from_phone] if phone_always else [timezone]
+        names = [timezone, *from_phone]
     elif from_phone:
         names = list(from_phone)
     else:

@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import BindParameter
 from worker.contact_log import chain
 from worker.contact_log.kinds import FACT_KINDS
 from worker.contact_log.queries import reading
+from worker.db.prepared import Prepared
 from worker.db.schema import chains, events
 from worker.db.turns import turns
 from worker.db.vault import Vault
@@ -51,8 +52,9 @@ _APPEND = text("SELECT dunning_append(CAST(:wanted AS integer[]), CAST(:chains A
                "CAST(:contents AS json), CAST(:indexes AS text[]))")
 _LAST_OF_CHAIN = (select(events.c.position, events.c.digest).where(events.c.chain == chains.c.chain)
                   .order_by(events.c.position.desc()).limit(1).correlate(chains))
-_HEADS = select(chains.c.chain, _LAST_OF_CHAIN.with_only_columns(events.c.position).scalar_subquery(),
-                _LAST_OF_CHAIN.with_only_columns(events.c.digest).scalar_subquery()).where(chains.c.chain.in_(_CHAINS))
+_HEADS = Prepared(select(chains.c.chain, _LAST_OF_CHAIN.with_only_columns(events.c.position).scalar_subquery(),
+                         _LAST_OF_CHAIN.with_only_columns(events.c.digest).scalar_subquery())
+                  .where(chains.c.chain.in_(_CHAINS)), lists=["chains"])
 _SHARE_CHAINS = text("SELECT pg_advisory_xact_lock_shared(727003, k) FROM generate_series(1, :count) AS k")
 _NEWEST_ID = select(func.coalesce(func.max(events.c.id), 0))
 _SQLITE_WRITE_LOCK = text("UPDATE jobs SET job_id = job_id WHERE 0")
@@ -129,7 +131,7 @@ class Appending:
         """These chains' last positions and digests (0 and the genesis for an empty one),
         in one statement: one snapshot of them all."""
         return {int(number): (int(position or 0), head or chain.GENESIS)
-                for number, position, head in conn.execute(_HEADS, {"chains": list(numbers)})}
+                for number, position, head in _HEADS.rows(conn, {"chains": list(numbers)})}
 
     def settled(self) -> int:
         """The newest event id at or below which every event is committed: where a reader

@@ -28,6 +28,7 @@ from worker.contact_log.kinds import (
     Kind,
     SuppressionStatus,
 )
+from worker.db.prepared import Prepared
 from worker.db.schema import deliveries, events
 from worker.db.vault import KEY_OF_ACCOUNT, Vault
 
@@ -42,21 +43,22 @@ _LATEST_EVENT = (select(func.max(events.c.id)).where(events.c.delivery_id == del
 _CLAIMS = (select(func.count())
            .where(events.c.delivery_id == deliveries.c.id, events.c.kind == Kind.DELIVERY,
                   events.c.status == DeliveryStatus.CLAIMED).correlate(deliveries).scalar_subquery())
-_ATTEMPTS = (select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel, deliveries.c.stage,
-                    deliveries.c.recipient, deliveries.c.claimed_at, events.c.status, _CLAIMS.label("claims"))
-             .join(events, events.c.id == _LATEST_EVENT)
-             .where(deliveries.c.account_id == bindparam("account_id"), deliveries.c.claimed_at >= bindparam("since")))
+_ATTEMPTS = Prepared(select(deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel, deliveries.c.stage,
+                            deliveries.c.recipient, deliveries.c.claimed_at, events.c.status, _CLAIMS.label("claims"))
+                     .join(events, events.c.id == _LATEST_EVENT)
+                     .where(deliveries.c.account_id == bindparam("account_id"),
+                            deliveries.c.claimed_at >= bindparam("since")))
 _ABOUT = ((events.c.account_id == bindparam("account_id")) | (events.c.invoice_id == bindparam("invoice_id"))
           | events.c.address_index.in_(bindparam("addresses", expanding=True)))
-_HAPPENINGS = (select(events.c.id, events.c.kind, events.c.status, events.c.invoice_id, events.c.account_id,
-                      events.c.detail, events.c.occurred_at, events.c.error_code, events.c.address,
-                      events.c.address_index, events.c.job_id)
-               .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id))
+_HAPPENINGS = Prepared(select(events.c.id, events.c.kind, events.c.status, events.c.invoice_id, events.c.account_id,
+                              events.c.detail, events.c.occurred_at, events.c.error_code, events.c.address,
+                              events.c.address_index, events.c.job_id)
+                       .where(events.c.kind.in_(FACT_KINDS), _ABOUT).order_by(events.c.id), lists=["addresses"])
 _CLAIMED = (events.c.kind == Kind.DELIVERY) & (events.c.status == DeliveryStatus.CLAIMED)
 # The account's data key (the claim seals with it: read now, not under the log's lock),
 # and the id of its newest claim: a claim made meanwhile for another of its jobs is news.
-_ACCOUNT_KEY = select(*KEY_OF_ACCOUNT, select(func.max(events.c.id)).where(
-    events.c.account_id == bindparam("key_account"), _CLAIMED).scalar_subquery())
+_ACCOUNT_KEY = Prepared(select(*KEY_OF_ACCOUNT, select(func.max(events.c.id)).where(
+    events.c.account_id == bindparam("key_account"), _CLAIMED).scalar_subquery()))
 # The same reads for many debtors at once (the forecast: three statements per batch of
 # accounts, not three per step).
 _ATTEMPTS_OF = (select(deliveries.c.account_id, deliveries.c.invoice_id, deliveries.c.job_id, deliveries.c.channel,
@@ -77,13 +79,14 @@ _BATCH = 300  # accounts per statement
 _NEWER_COLUMNS = (events.c.id, events.c.account_id, events.c.invoice_id, events.c.address_index)
 # Three lookups, each down its own index (an OR of them would scan every event after the
 # oldest mark): the account's facts and claims, the invoice's facts, the addresses' facts.
-_NEWER_FACTS = union_all(
+_NEWER_FACTS = Prepared(union_all(
     select(*_NEWER_COLUMNS).where(events.c.account_id == bindparam("account_id"), events.c.id > bindparam("mark"),
                                   events.c.kind.in_(FACT_KINDS) | _CLAIMED),
     select(*_NEWER_COLUMNS).where(events.c.invoice_id == bindparam("invoice_id"), events.c.id > bindparam("mark"),
                                   events.c.kind.in_(FACT_KINDS)),
     select(*_NEWER_COLUMNS).where(events.c.address_index.in_(bindparam("addresses", expanding=True)),
-                                  events.c.id > bindparam("address_mark"), events.c.kind.in_(FACT_KINDS)))
+                                  events.c.id > bindparam("address_mark"), events.c.kind.in_(FACT_KINDS))),
+    lists=["addresses"])
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class Known:
 def changed_since(conn: Connection, known: Known) -> bool:
     """Whether an event newer than `known`'s marks concerns its invoice, account or addresses."""
     marks = known.address_marks
-    for row in conn.execute(_NEWER_FACTS, {
+    for row in _NEWER_FACTS.rows(conn, {
             "mark": known.mark, "account_id": known.account_id, "invoice_id": known.invoice_id,
             "addresses": list(known.addresses), "address_mark": min((marks.get(a, 0) for a in known.addresses),
                                                                      default=0)}):
@@ -152,12 +155,12 @@ class FactReads:
         """`facts_for`, with the mark that `claim` checks against."""
         wanted = tuple(self.vault.indexes(addresses))  # Zhang@X and zhang@x are one person's mailbox
         with self.engine.connect() as conn:
-            key_row = conn.execute(_ACCOUNT_KEY, {"key_account": account_id}).one()
+            (key_row,) = _ACCOUNT_KEY.rows(conn, {"key_account": account_id})
             self.vault.remember(("account", account_id), key_row[0], key_row[1], conn)
             last_claim = int(key_row[2] or 0)
-            attempts = conn.execute(_ATTEMPTS, {"account_id": account_id, "since": now - FACTS_LOOKBACK}).all()
-            happenings = conn.execute(_HAPPENINGS, {"account_id": account_id, "invoice_id": invoice_id,
-                                                    "addresses": list(wanted)}).all()
+            attempts = _ATTEMPTS.rows(conn, {"account_id": account_id, "since": now - FACTS_LOOKBACK})
+            happenings = _HAPPENINGS.rows(conn, {"account_id": account_id, "invoice_id": invoice_id,
+                                                    "addresses": list(wanted)})
             known = self._interpret(conn, Ask(account_id, invoice_id, job_id, wanted), attempts, happenings)
         return replace(known, mark=max(known.mark, last_claim))
 

@@ -156,6 +156,7 @@ class Store(Appending):
         """
         index = claim.recipient_index or self.vault.index(claim.recipient)
         with self.locked(conn, accounts=[claim.account_id], indexes=[index]) as c:
+            flush(c)  # events appended earlier in this transaction are news too (read on the cursor: `prepared`)
             if known is not None and changed_since(c, known):
                 return None  # the decision was made on facts that no longer hold: not recorded
             if decision is not None:  # inserted with the `claimed` event, in one statement (`appending.flush`)
