@@ -106,3 +106,28 @@ def test_a_lost_connection_is_the_outage_sqlalchemy_would_report(postgres_url: s
     finally:
         log.engine.dispose()
 
+
+
+def test_an_insert_on_the_cursor_stores_what_sqlalchemy_stores(log: ContactLog) -> None:
+    """Dates (aware, UTC) and JSON go in as SQLAlchemy would put them; ON CONFLICT DO
+    NOTHING answers None rather than raising."""
+    from worker.contact_log.store import insert_or_nothing
+    from worker.db.prepared import Inserting
+    from worker.db.schema import deliveries
+
+    columns = [column.key for column in deliveries.c if column.key != "id"]
+    row = {"delivery_key": "K-1", "job_id": "J", "invoice_id": "I", "account_id": "A", "channel": "email",
+           "recipient": "sealed:x", "recipient_index": None, "stage": "due_day", "template": None,
+           "template_version": None, "reasons": ["一个理由"], "rules": ["W-BIZ"], "zones": ["Asia/Shanghai"],
+           "claimed_at": datetime(2026, 12, 3, 10, 0, tzinfo=UTC)}
+    statement = insert_or_nothing(log.engine.dialect.name, deliveries, "delivery_key")
+    with log.engine.begin() as conn:
+        ours = Inserting(statement, columns).one(conn, row)
+        theirs = conn.execute(statement, {**row, "delivery_key": "K-2"}).scalar()
+        assert Inserting(statement, columns).one(conn, row) is None  # K-1 again: nothing, no error
+    with log.engine.connect() as conn:
+        found = {r.delivery_key: r for r in conn.execute(select(deliveries))}
+    assert ours is not None and theirs == ours + 1
+    assert {k: v for k, v in found["K-1"]._mapping.items() if k not in ("id", "delivery_key")} == \
+        {k: v for k, v in found["K-2"]._mapping.items() if k not in ("id", "delivery_key")}
+    assert found["K-1"].claimed_at == row["claimed_at"] and found["K-1"].reasons == ["一个理由"]

@@ -38,12 +38,13 @@ from sqlalchemy.sql.elements import BindParameter
 from worker.contact_log import chain
 from worker.contact_log.kinds import FACT_KINDS
 from worker.contact_log.queries import reading
-from worker.db.prepared import Prepared
+from worker.db.prepared import Inserting, Prepared
 from worker.db.schema import chains, events
 from worker.db.turns import turns
 from worker.db.vault import Vault
 
-_INSERT_EVENT = insert(events)
+# Every column but the id: `_append` gives each one (on SQLite, with its position and digest).
+_INSERT_EVENTS = Inserting(insert(events), [column.key for column in events.c if column.key != "id"])
 _CHAINS: BindParameter[int] = bindparam("chains", expanding=True)
 _CHAIN_COUNT = select(func.count()).select_from(chains).where(chains.c.chain > 0)
 _LOCK = text("SELECT pg_advisory_xact_lock(727003, w.k) FROM unnest(CAST(:wanted AS integer[])) "
@@ -207,7 +208,7 @@ def flush(conn: Connection, statement: Any = None, *_: Any) -> None:
     batch: Pending = list(kept[1])
     kept[1].clear()
     if conn.dialect.name != "postgresql":
-        conn.execute(_INSERT_EVENT, [row for row, _, _ in batch])
+        _INSERT_EVENTS.many(conn, [row for row, _, _ in batch])
         return
     wanted = sorted(set().union(*(needs for _, _, needs in batch)))
     conn.info["chains_locked_at"] = conn.execute(_APPEND, {

@@ -38,6 +38,7 @@ from worker.contact_log.facts import Known, changed_since, suppressions
 from worker.contact_log.kinds import DeliveryStatus, Event, InvoiceStatus, Kind, SuppressionStatus
 from worker.contact_log.queries import Delivery, find_delivery
 from worker.db import migrations
+from worker.db.prepared import Inserting
 from worker.db.schema import dead_letters, deliveries, events, open_engine, template_versions
 from worker.db.vault import Vault
 from worker.errors import SchemaError
@@ -107,7 +108,8 @@ class Store(Appending):
     def __init__(self, engine: Engine, master_key: bytes | None = None) -> None:
         self.engine = engine
         self.vault = Vault(engine, master_key)  # personal values sealed as written, opened as read
-        self._claim = insert_or_nothing(engine.dialect.name, deliveries, "delivery_key")
+        self._claim = Inserting(insert_or_nothing(engine.dialect.name, deliveries, "delivery_key"),
+                                [column.key for column in deliveries.c if column.key != "id"])
         self._kept: set[str] = set()  # template versions known to be stored already
         self._count: int | None = None  # K, the log's chains: read once, fixed for the log's life
         if not sqlalchemy_event.contains(engine, "before_execute", flush):  # a transaction's appends, at once
@@ -166,7 +168,7 @@ class Store(Appending):
             row = self.vault.seal_delivery(c, {
                 **{k: v for k, v in vars(claim).items() if k != "message"}, "reasons": list(claim.reasons),
                 "rules": list(claim.rules), "zones": list(claim.zones), "claimed_at": now})
-            delivery_id = c.execute(self._claim, row).scalar()
+            delivery_id = self._claim.one(c, row)
             if delivery_id is None:
                 existing = find_delivery(c, claim.delivery_key)
                 assert existing is not None  # the conflict was on this key

@@ -11,8 +11,9 @@ and per length of its lists (`construct_expanded_state`), and runs the result on
 connection's own cursor, with its column types' bind and result processors: the same
 statement, values and rows, a fraction of the Python.
 
-Reads only: a write goes through `Connection.execute`, where the log's listeners
-(`appending.flush`) see it.
+`Inserting` does the same for the two inserts of every reminder (its events, its
+delivery row). Neither is seen by the engine's listeners: the log's pending events
+(`appending.flush`) are flushed by the caller where a read must see them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy.exc
+from sqlalchemy import Insert, Table
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.selectable import CompoundSelect, Select
 
@@ -63,23 +65,8 @@ class Prepared:
         dialect = conn.dialect
         form = self._form(dialect, tuple(len(params[name]) for name in self.lists))
         values = [_value(source, params, process) for _, source, process in form.slots]
-        raw = conn.connection.dbapi_connection
-        cursor = None
-        try:
-            cursor = raw.cursor()  # type: ignore[union-attr]
-            cursor.execute(form.sql, values if form.positional
-                           else {placeholder: value for (placeholder, _, _), value in zip(form.slots, values,
-                                                                                         strict=True)})
-            fetched = cursor.fetchall()
-        except dialect.loaded_dbapi.Error as error:  # as SQLAlchemy says it: callers tell an outage by its class
-            lost = dialect.is_disconnect(error, raw, cursor)
-            if lost:
-                conn.invalidate(error)  # not back into the pool
-            raise sqlalchemy.exc.DBAPIError.instance(form.sql, values, error, dialect.loaded_dbapi.Error,
-                                                     connection_invalidated=lost, dialect=dialect) from error
-        finally:
-            if cursor is not None:
-                cursor.close()
+        fetched = _run(conn, form.sql, values if form.positional else
+                       {placeholder: value for (placeholder, _, _), value in zip(form.slots, values, strict=True)})
         make, processors = self._result(dialect)
         if processors:
             fetched = [list(row) for row in fetched]
@@ -139,3 +126,67 @@ def _value(source: Any, params: Mapping[str, Any], process: Processor | None) ->
         value = params[source.name] if source.item is None else params[source.name][source.item]
         return process(value) if process is not None else value
     return source
+
+
+class Inserting:
+    """An INSERT of `columns` (each row gives every one) run on the DBAPI cursor: `many`
+    rows at once, or `one` row, answering what its RETURNING returns (None: nothing, as
+    after ON CONFLICT DO NOTHING)."""
+
+    def __init__(self, statement: Insert, columns: Sequence[str]) -> None:
+        self.statement = statement
+        self.columns = tuple(columns)
+        table = statement.table
+        assert isinstance(table, Table)
+        self._types = {name: table.c[name].type for name in self.columns}
+        self._forms: dict[str, tuple[str, list[tuple[str, Processor | None]], bool]] = {}
+
+    def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        sql, slots, positional = self._form(conn.dialect)
+        _run(conn, sql, [_insert_values(row, slots, positional) for row in rows], many=True)
+
+    def one(self, conn: Connection, row: Mapping[str, Any]) -> Any:
+        sql, slots, positional = self._form(conn.dialect)
+        returned = _run(conn, sql, _insert_values(row, slots, positional))
+        return returned[0][0] if returned else None
+
+    def _form(self, dialect: Dialect) -> tuple[str, list[tuple[str, Processor | None]], bool]:
+        form = self._forms.get(dialect.name)
+        if form is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=list(self.columns))
+            order = compiled.positiontup if compiled.positional else list(self.columns)
+            assert order is not None and set(order) == set(self.columns)
+            slots = [(name, self._types[name].dialect_impl(dialect).bind_processor(dialect)) for name in order]
+            form = self._forms[dialect.name] = (compiled.string, slots, compiled.positional)
+        return form
+
+
+def _insert_values(row: Mapping[str, Any], slots: Sequence[tuple[str, Processor | None]],
+                   positional: bool) -> Any:
+    values = [process(row[name]) if process is not None else row[name] for name, process in slots]
+    return values if positional else dict(zip((name for name, _ in slots), values, strict=True))
+
+
+def _run(conn: Connection, sql: str, params: Any, many: bool = False) -> list[Any]:
+    """Run `sql` on `conn`'s DBAPI connection (in its transaction, if it has one); the rows
+    it returns. A database error is raised as SQLAlchemy raises it — callers tell an outage
+    by its class (`broker.RECOVERABLE`) — and a lost connection leaves the pool."""
+    dialect = conn.dialect
+    raw = conn.connection.dbapi_connection
+    cursor = None
+    try:
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, raw, cursor)
+        if lost:
+            conn.invalidate(error)  # not back into the pool
+        raise sqlalchemy.exc.DBAPIError.instance(sql, params, error, dialect.loaded_dbapi.Error,
+                                                 connection_invalidated=lost, dialect=dialect) from error
+    finally:
+        if cursor is not None:
+            cursor.close()
