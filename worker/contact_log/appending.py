@@ -38,7 +38,7 @@ from sqlalchemy.sql.elements import BindParameter
 from worker.contact_log import chain
 from worker.contact_log.kinds import FACT_KINDS
 from worker.contact_log.queries import reading
-from worker.db.prepared import Inserting, Prepared
+from worker.db.prepared import Inserting, Prepared, on_cursor
 from worker.db.schema import chains, events
 from worker.db.turns import turns
 from worker.db.vault import Vault
@@ -58,7 +58,7 @@ _HEADS = Prepared(select(chains.c.chain, _LAST_OF_CHAIN.with_only_columns(events
                   .where(chains.c.chain.in_(_CHAINS)), lists=["chains"])
 _SHARE_CHAINS = text("SELECT pg_advisory_xact_lock_shared(727003, k) FROM generate_series(1, :count) AS k")
 _NEWEST_ID = select(func.coalesce(func.max(events.c.id), 0))
-_SQLITE_WRITE_LOCK = text("UPDATE jobs SET job_id = job_id WHERE 0")
+_SQLITE_WRITE_LOCK = "UPDATE jobs SET job_id = job_id WHERE 0"
 
 Held = dict[int, tuple[int, str] | None]  # chain: its head so far (SQLite), None (PostgreSQL: the database keeps it)
 
@@ -124,7 +124,7 @@ class Appending:
             conn.execute(_LOCK, {"wanted": missing})
             held.update(dict.fromkeys(missing))
         else:
-            conn.execute(_SQLITE_WRITE_LOCK)
+            on_cursor(conn, _SQLITE_WRITE_LOCK)
             held.update(self.chain_heads(conn, missing))
 
     @staticmethod

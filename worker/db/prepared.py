@@ -65,7 +65,7 @@ class Prepared:
         dialect = conn.dialect
         form = self._form(dialect, tuple(len(params[name]) for name in self.lists))
         values = [_value(source, params, process) for _, source, process in form.slots]
-        fetched = _run(conn, form.sql, values if form.positional else
+        fetched = on_cursor(conn, form.sql, values if form.positional else
                        {placeholder: value for (placeholder, _, _), value in zip(form.slots, values, strict=True)})
         make, processors = self._result(dialect)
         if processors:
@@ -143,11 +143,11 @@ class Inserting:
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         sql, slots, positional = self._form(conn.dialect)
-        _run(conn, sql, [_insert_values(row, slots, positional) for row in rows], many=True)
+        on_cursor(conn, sql, [_insert_values(row, slots, positional) for row in rows], many=True)
 
     def one(self, conn: Connection, row: Mapping[str, Any]) -> Any:
         sql, slots, positional = self._form(conn.dialect)
-        returned = _run(conn, sql, _insert_values(row, slots, positional))
+        returned = on_cursor(conn, sql, _insert_values(row, slots, positional))
         return returned[0][0] if returned else None
 
     def _form(self, dialect: Dialect) -> tuple[str, list[tuple[str, Processor | None]], bool]:
@@ -167,7 +167,7 @@ def _insert_values(row: Mapping[str, Any], slots: Sequence[tuple[str, Processor 
     return values if positional else dict(zip((name for name, _ in slots), values, strict=True))
 
 
-def _run(conn: Connection, sql: str, params: Any, many: bool = False) -> list[Any]:
+def on_cursor(conn: Connection, sql: str, params: Any = (), many: bool = False) -> list[Any]:
     """Run `sql` on `conn`'s DBAPI connection (in its transaction, if it has one); the rows
     it returns. A database error is raised as SQLAlchemy raises it — callers tell an outage
     by its class (`broker.RECOVERABLE`) — and a lost connection leaves the pool."""
