@@ -198,8 +198,9 @@ def _pending(conn: Connection) -> Pending:
 def flush(conn: Connection, statement: Any = None, *_: Any) -> None:
     """Insert the transaction's pending events, in one statement (the engine calls this
     before every other statement and at commit: `Store.__init__` listens). Before a plain
-    insert into another table (a claim's delivery row, a data key), which reads no event,
-    they wait to go with the next ones (a claim's decision with its `claimed`)."""
+    insert into another table (a data key), which reads no event, they wait to go with
+    the next ones. Statements on the cursor (`worker.db.prepared`: a claim's delivery row,
+    its check for news) are not seen by the listener: a claim flushes before it checks."""
     kept = conn.info.get("pending")
     if kept is None or not kept[1] or kept[0] is not conn.get_transaction():
         return

@@ -160,7 +160,7 @@ class FactReads:
             last_claim = int(key_row[2] or 0)
             attempts = _ATTEMPTS.rows(conn, {"account_id": account_id, "since": now - FACTS_LOOKBACK})
             happenings = _HAPPENINGS.rows(conn, {"account_id": account_id, "invoice_id": invoice_id,
-                                                    "addresses": list(wanted)})
+                                                 "addresses": list(wanted)})
             known = self._interpret(conn, Ask(account_id, invoice_id, job_id, wanted), attempts, happenings)
         return replace(known, mark=max(known.mark, last_claim))
 

@@ -1,5 +1,6 @@
-"""A reminder's hot reads on the DBAPI cursor: the SQL SQLAlchemy would send, without its
-per-call work.
+"""A reminder's hot statements on the DBAPI cursor: the SQL SQLAlchemy would send,
+without its per-call work. A form is kept per length of each list (for the chains' heads,
+at most one per chain count).
 
 A reminder reads the log in about five statements (its facts, a claim's check for news,
 the chains' heads). Through `Connection.execute`, each costs SQLAlchemy's Python —
