@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--jobs 10000] [--processes 2] [--threads 8]
         [--database sqlite|postgresql] [--smtp smtp-sink|aiosmtpd] [--rounds 1] [--webhooks] [--sealing]
+        [--metrics]
 
 Three figures, each over `--jobs` pre-due email reminders with the same Redis broker
 settings, processes, threads and template, alternating when `--rounds` > 1:
@@ -25,7 +26,9 @@ the bare sender >= 0.5 (issue 25), on SQLite and on PostgreSQL.
 `--webhooks`: dunning again with a webhook endpoint on loopback (the dispatcher posts a
 `reminder.sent` for each reminder), and how long the webhooks trail. `--sealing`:
 dunning again with the vault made a pass-through (`bench/unsealed/sitecustomize.py`),
-ABBA, and what sealing costs in CPU per reminder.
+ABBA, and what sealing costs in CPU per reminder. `--metrics`: dunning again with every
+metric a no-op (`bench/unmetered/sitecustomize.py`), ABBA, and what counting costs
+(issue 26: within 3% of reminders/s).
 """
 
 from __future__ import annotations
@@ -177,10 +180,14 @@ def timed(pending: Callable[[], int], total: int, groups: dict[str, tuple[list[i
 
 
 def dunning(args: argparse.Namespace, extra: dict[str, str] | None = None, unsealed: bool = False,
-            name: str = "dunning end to end") -> Figure:
+            name: str = "dunning end to end", unmetered: bool = False) -> Figure:
     """`dunning worker` over `args.jobs` email reminders on fresh servers."""
     servers = Servers(args)
     saved, undo, extra = dict(os.environ), None, dict(extra or {})
+    if unmetered:  # every process of the worker counts nothing (bench/unmetered/sitecustomize.py)
+        extra |= {"DUNNING_BENCH_UNMETERED": "1",
+                  "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench/unmetered"),
+                                                             os.environ.get("PYTHONPATH")]))}
     if unsealed:
         sys.path.insert(0, str(ROOT / "bench/unsealed"))
         from sitecustomize import patch  # type: ignore[import-not-found]
@@ -282,6 +289,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of the three (best of each)")
     parser.add_argument("--webhooks", action="store_true",
                         help="also run dunning with a webhook endpoint on loopback and print what the outbox costs")
+    parser.add_argument("--metrics", action="store_true",
+                        help="also run dunning with its metrics counting nothing and print what counting costs")
     parser.add_argument("--sealing", action="store_true",
                         help="also run dunning with personal data in plain text and print what sealing costs")
     args = parser.parse_args()
@@ -309,6 +318,19 @@ def main() -> None:
         print(f"  with webhooks on: {hooked.rate:,.0f} reminders/s, {hooked.rate / ours.rate:.2f} of the rate "
               f"without; {sink.taken} reminder.sent taken, the last {time.perf_counter() - lag_from:.1f} s after "
               f"the last reminder")
+    if args.metrics:  # ABBA: off, on, on, off (with the first round's run, which counted)
+        off = [dunning(args, unmetered=True, name="metrics off")]
+        on = [ours, dunning(args, name="metrics on")]
+        off.append(dunning(args, unmetered=True, name="metrics off"))
+        for figure in (*off, on[1]):
+            print(f"  {figure.name}: {figure.rate:,.0f}/s; {figure.cpu_line()}", flush=True)
+        cpu = {mode: statistics.mean(sum(f.cpu.values()) / f.messages * 1000 for f in figures)
+               for mode, figures in (("on", on), ("off", off))}
+        rate = {mode: statistics.mean(f.rate for f in figures) for mode, figures in (("on", on), ("off", off))}
+        print(f"  metrics: reminders/s (mean of 2) on {rate['on']:,.0f}, off {rate['off']:,.0f}: on/off "
+              f"{rate['on'] / rate['off']:.3f} (goal >= 0.97); CPU per reminder, all processes: on "
+              f"{cpu['on']:.2f} ms, off {cpu['off']:.2f} ms: on does {cpu['off'] / cpu['on']:.3f} of the "
+              f"reminders per CPU-second")
     if args.sealing:  # ABBA: plain, sealed, sealed, plain (with the first round's sealed run)
         plain = [dunning(args, unsealed=True, name="plain")]
         sealed = [ours, dunning(args)]

@@ -50,10 +50,23 @@ class Rate:
     per_second: float
 
 
+# The channels' own words for an error with no reply code (a lost connection, no answer in time...).
+ERROR_WORDS = frozenset({"connection", "timeout", "data", "message", "smtputf8", "twilio"})
+
+
 class ChannelError(Exception):
     def __init__(self, code: str, text: str) -> None:
         super().__init__(f"{code}: {text}")
         self.code, self.text = code, text
+
+    @property
+    def code_class(self) -> str:
+        """The code as one of a few families, for counting (a metric's label may not take
+        every code a provider invents): a reply code by its first digit — SMTP's and
+        HTTP's `4xx`, `5xx`, Twilio's `2xxxx`, `3xxxx` — or one of `ERROR_WORDS`, else `other`."""
+        if self.code.isdigit() and 3 <= len(self.code) <= 5:
+            return self.code[0] + "x" * (len(self.code) - 1)
+        return self.code if self.code in ERROR_WORDS else "other"
 
 
 class TransientError(ChannelError):

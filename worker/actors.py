@@ -26,13 +26,16 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.middleware import Middleware, Retries
+from dramatiq.asyncio import async_to_sync
+from dramatiq.middleware import CurrentMessage, Middleware, Retries
 
 from worker import wiring
 from worker.backoff import OUTAGE
 from worker.contact_log import ContactLog
 from worker.masking import mask_logs
+from worker.metrics import DUE_TO_SENT, REMINDERS
 from worker.pipeline import Pipeline
+from worker.pipeline.reminder import Handled
 from worker.queue.broker import ACTOR, MAX_BACKOFF_MS, QUEUE, RECOVERABLE, worth_retrying
 from worker.settings import Settings
 from worker.supervisor import brief
@@ -110,7 +113,7 @@ logging.getLogger("twilio").setLevel(logging.WARNING)  # it logs every request, 
 mask_logs()
 settings = Settings.from_env()
 log = wiring.log(settings, check=False)  # no I/O yet: `dunning worker` migrated it before starting us
-broker = wiring.broker(settings, extra=[DeadLetters(log)],
+broker = wiring.broker(settings, extra=[DeadLetters(log), CurrentMessage()],
                        retries=DurableRetries(retry_when=worth_retrying, min_backoff=5_000, max_backoff=MAX_BACKOFF_MS))
 dramatiq.set_broker(broker)
 
@@ -127,8 +130,7 @@ async def pipeline() -> Pipeline:
     return _pipeline
 
 
-@dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE)
-async def remind(payload: dict[str, Any]) -> None:
+async def _remind(payload: dict[str, Any]) -> Handled:
     """One reminder, waiting out a short outage of Redis or the database in process."""
     started = time.monotonic()
     deadline = started + PATIENCE
@@ -138,12 +140,34 @@ async def remind(payload: dict[str, Any]) -> None:
             reminders.info(json.dumps({"job_id": handled.job_id, "outcome": handled.outcome,
                                        "channel": handled.channel,
                                        "duration_ms": round((time.monotonic() - started) * 1000, 1)}))
-            return
+            return handled
         except RECOVERABLE as error:
             if time.monotonic() + delay > deadline:
                 raise
             logger.warning("a reminder met an outage (%s); trying it again in %.0f s", brief(error), delay)
             await asyncio.sleep(delay)
+    raise AssertionError("OUTAGE.waits() never ends")
+
+
+_on_the_loop = async_to_sync(_remind)  # as dramatiq runs an async actor: on the process's event loop
+
+
+@dramatiq.actor(actor_name=ACTOR, queue_name=QUEUE)
+def remind(payload: dict[str, Any]) -> None:
+    """`_remind` on the event loop, counted here, in the worker's thread, where dramatiq's
+    `CurrentMessage` says when the message was queued: what became of it, and for a sent
+    reminder the time from being queued as due (by intake, or by the agenda releasing
+    it; a retry keeps the time) to the provider's acceptance. A handler that raised (an
+    outage past `PATIENCE`, a bug) counts as `raised`: Retries or the dead letters take it on."""
+    try:
+        handled = _on_the_loop(payload)
+    except BaseException:
+        REMINDERS.labels("raised", "none").inc()
+        raise
+    REMINDERS.labels(handled.outcome, handled.channel or "none").inc()
+    message = CurrentMessage.get_current_message()
+    if handled.outcome == "sent" and handled.channel is not None and message is not None:
+        DUE_TO_SENT.labels(handled.channel).observe(max(time.time() - message.message_timestamp / 1000, 0.0))
 
 
 __all__ = ["DeadLetters", "DurableRetries", "broker", "remind"]

@@ -75,12 +75,16 @@ class Settings:
     claim_lease: timedelta = timedelta(minutes=5)  # a claimed email without outcome is resent after this
     health_file: Path = Path("var/dunning-worker.health")  # written by `dunning worker`, read by --check
     stranded_after_s: float = 30 * 60  # a message in an ack set this long was lost by its fetch
+    shutdown_s: float = 45.0  # DUNNING_SHUTDOWN_S: at SIGTERM, messages in hand get this long to finish
     broker_heartbeat_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
     log_chains: int = 64  # DUNNING_LOG_CHAINS: K, the contact log's chains, fixed when the log is created
     checkpoint_key: str | None = field(default=None, repr=False)  # DUNNING_CHECKPOINT_KEY: signs checkpoints
     checkpoint_dir: Path | None = None  # DUNNING_CHECKPOINT_DIR: each checkpoint also written here
     checkpoint_every_s: float = 10.0  # while events come in, the worker makes a checkpoint this often
+    metrics_host: str = "127.0.0.1"  # DUNNING_METRICS_HOST: where /metrics and the probes listen (0.0.0.0 in a pod)
+    metrics_port: int = 9464  # DUNNING_METRICS_PORT: `dunning worker`'s, one per host; 0: none
+    serve_metrics_port: int = 9465  # DUNNING_SERVE_METRICS_PORT: `dunning serve`'s, apart from the API's; 0: none
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -131,6 +135,7 @@ class Settings:
                                   or cls.claim_lease.total_seconds()),
             health_file=Path(get("DUNNING_HEALTH_FILE") or cls.health_file),
             stranded_after_s=_rate(get("DUNNING_STRANDED_AFTER_S"), "DUNNING_STRANDED_AFTER_S") or cls.stranded_after_s,
+            shutdown_s=_rate(get("DUNNING_SHUTDOWN_S"), "DUNNING_SHUTDOWN_S") or cls.shutdown_s,
             broker_heartbeat_ms=_whole(get("DUNNING_BROKER_HEARTBEAT_MS"), "DUNNING_BROKER_HEARTBEAT_MS")
             or cls.broker_heartbeat_ms,
             broker_maintenance_chance=_whole(get("DUNNING_BROKER_MAINTENANCE_CHANCE"),
@@ -140,6 +145,10 @@ class Settings:
             checkpoint_dir=Path(checkpoint_dir) if (checkpoint_dir := get("DUNNING_CHECKPOINT_DIR")) else None,
             checkpoint_every_s=_rate(get("DUNNING_CHECKPOINT_EVERY_S"), "DUNNING_CHECKPOINT_EVERY_S")
             or cls.checkpoint_every_s,
+            metrics_host=get("DUNNING_METRICS_HOST") or cls.metrics_host,
+            metrics_port=_port(get("DUNNING_METRICS_PORT"), "DUNNING_METRICS_PORT", cls.metrics_port),
+            serve_metrics_port=_port(get("DUNNING_SERVE_METRICS_PORT"), "DUNNING_SERVE_METRICS_PORT",
+                                     cls.serve_metrics_port),
         )
 
 
@@ -213,6 +222,14 @@ def _whole(value: str | None, name: str) -> int | None:
         return None
     if not value.isdigit() or int(value) <= 0:
         raise ConfigError(f"{name}: {value!r} is not a positive whole number")
+    return int(value)
+
+
+def _port(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) > 65535:
+        raise ConfigError(f"{name}: {value!r} is not a TCP port (0 to 65535; 0: do not listen)")
     return int(value)
 
 

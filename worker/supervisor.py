@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.backoff import OUTAGE, Backoff
+from worker.metrics import LOOP_FAILURES, LOOP_RESTARTS
 
 logger = logging.getLogger("dunning.worker")
 
@@ -69,6 +70,7 @@ class Supervisor:
             try:
                 wait = loop.step()
             except Exception as error:  # an outage: back off, try again; never let it end the loop
+                LOOP_FAILURES.labels(loop.name).inc()
                 now = self.wall()
                 if loop.failing_since is None:
                     loop.failing_since = now
@@ -100,6 +102,7 @@ class Supervisor:
                                      loop.name, len(loop.restarts))
                         return 1
                     logger.error("%s died; starting it again", loop.name)
+                    LOOP_RESTARTS.labels(loop.name).inc()
                     self._spawn(loop)
             self.write_health()
             self.stop.wait(every)

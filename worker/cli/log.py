@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from worker.cli.app import app, log_app
 from worker.cli.common import Column, Unmasked, err, open_log, out, parse_now, print_fitted
+
+if TYPE_CHECKING:
+    from worker.contact_log import ContactLog
+    from worker.contact_log.chain import Verdict
 
 
 @log_app.command("show")
@@ -102,12 +106,35 @@ def log_verify(
                 *(wiring.books(log).checkpoints.check(note, verifier, account) if note is not None else [])]
     for problem in problems:
         err.print(problem, markup=False)
+    if account is None and head is None:  # the whole log: what /metrics says and the alerts watch
+        _record_verdict(log, verdict, problems, note)
     if problems:
         err.print(f"{len(problems)} problem(s) in {verdict.events} events", markup=False)
         raise typer.Exit(1)
     what = f"the chain of account {account}" if account is not None else f"{log.chain_count()} chains"
     out.print(f"intact: {verdict.events} events in {what}; newest event {verdict.head}"
               + ("; the log extends the checkpoint" if note is not None else ""), markup=False)
+
+
+def _record_verdict(log: ContactLog, verdict: Verdict, problems: list[str], note: str | None) -> None:
+    """Keep the whole log's verification in the log, as the console's are kept (an access
+    event: who, the result), so `dunning_log_verify_last_*` and the "not verified in a day"
+    alert see a scheduled `dunning log verify` too. A log this command may only read (an
+    auditor's copy, a read-only role) still verifies: the verdict stands, unrecorded."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from worker.contact_log.kinds import AccessStatus, Event, Kind
+    from worker.contact_log.note import Checkpoint
+
+    try:
+        log.record(Event(Kind.ACCESS, AccessStatus.VERIFIED, detail={
+            "user": getpass.getuser()[:100], "via": "command line", "intact": not problems, "head": verdict.head,
+            "events": verdict.events, "chains": len(verdict.heads), "problems": problems[:50],
+            "checkpoint": Checkpoint.in_note(note).at.isoformat() if note else None,
+            "more_problems": max(len(problems) - 50, 0)}), datetime.now(UTC))
+    except Exception as error:  # noqa: BLE001 (verifying must not depend on being able to write)
+        err.print(f"the verification was not recorded in the log ({type(error).__name__})", markup=False)
 
 
 @log_app.command("keygen")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,32 +28,49 @@ def worker(
     """Run the worker: dramatiq processes for the queue, and the agenda's dispatcher,
     the intake reconciler, the stranded-message recovery, (with DUNNING_WEBHOOK_URL)
     the webhooks' dispatcher and (with DUNNING_CHECKPOINT_KEY) the log's signed
-    checkpoints, each kept alive."""
-    import signal
-    import subprocess
-    import threading
+    checkpoints, each kept alive; /metrics, /healthz and /readyz on DUNNING_METRICS_PORT."""
+    import shutil
     import time
-    from datetime import timedelta
-
-    from worker import wiring
-    from worker.loops import checkpointer, parent_loops
-    from worker.queue.agenda import Agenda
-    from worker.queue.broker import QUEUE
-    from worker.supervisor import Supervisor
-    from worker.supervisor import check as check_health
 
     if check:
+        from worker.supervisor import check as check_health
+
         problems = check_health(Settings.from_env().health_file, time.time())
         for problem in problems:
             err.print(problem, markup=False)
         if not problems:
             out.print("healthy", markup=False)
         raise typer.Exit(1 if problems else 0)
+    counts = _counting_across_processes()  # before anything imports prometheus_client
+    try:
+        _work(processes, threads)
+    finally:
+        shutil.rmtree(counts, ignore_errors=True)
+
+
+def _work(processes: int, threads: int) -> None:
+    """`dunning worker`, running."""
+    import signal
+    import subprocess
+    import threading
+    import time
+    from datetime import timedelta
+
+    from worker import monitoring, wiring
+    from worker.loops import checkpointer, parent_loops
+    from worker.queue.agenda import Agenda
+    from worker.queue.broker import QUEUE
+    from worker.supervisor import Supervisor
+
     settings = long_running()
     signer = wiring.signer(settings)
     log = _opened(settings)  # migrated once, before the workers start
+    # At SIGTERM each dramatiq process puts back what it fetched and has not begun, and gives what it has begun
+    # DUNNING_SHUTDOWN_S to finish; a send still running then is cut off, its message goes back (README: Upgrading).
     child = subprocess.Popen([sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
-                              "--threads", str(threads), "--queues", QUEUE], preexec_fn=_die_with_parent)
+                              "--threads", str(threads), "--queues", QUEUE,
+                              "--worker-shutdown-timeout", str(int(settings.shutdown_s * 1000))],
+                             preexec_fn=_die_with_parent)
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
@@ -69,6 +86,10 @@ def worker(
                          timedelta(seconds=settings.stranded_after_s), webhooks, checkpoints)
     supervisor = Supervisor(loops, stop, time.time, settings.health_file)
     supervisor.start()
+    readings = monitoring.Readings(monitoring.Sources(log, books.outbox, books.library, books.checkpoints, broker,
+                                                      agenda), time.time)
+    exposed = monitoring.listen(settings.metrics_host, settings.metrics_port, monitoring.application(
+        monitoring.registry(readings), _checks(log, client)), "the worker's metrics and probes")
     code = supervisor.watch(lambda: child.poll() is None)
     stop.set()
     if webhooks is not None:
@@ -76,8 +97,38 @@ def worker(
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
     child_code = child.wait()
+    if exposed is not None:
+        exposed.shutdown()
     settings.health_file.unlink(missing_ok=True)
     raise typer.Exit(code or (child_code if child_code and child_code > 0 else 0))
+
+
+def _counting_across_processes() -> str:
+    """A fresh folder where every process of this worker — the parent and dramatiq's —
+    writes its counts (prometheus-client's multiprocess mode), so one /metrics adds them
+    up. Set in the environment the dramatiq children inherit, before this process makes
+    its first metric (the client picks its mode then). Fresh at each start: counts of a
+    worker that ran before must not be added in (Prometheus sees a counter reset, as
+    after any restart). Removed as the worker stops."""
+    import os
+    import tempfile
+
+    if "worker.metrics" in sys.modules:  # too late: this process's metrics would count in its memory only
+        raise RuntimeError("dunning's metrics were made before the worker chose its multiprocess folder")
+    folder = tempfile.mkdtemp(prefix="dunning-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    if "prometheus_client.values" in sys.modules:  # the client imported already (a sitecustomize): choose again
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # the client leaves it untyped
+    return folder
+
+
+def _checks(log: ContactLog, client: Any) -> dict[str, Callable[[], str | None]]:
+    """What /readyz asks of `worker` and `serve`: the database (and its schema) and Redis."""
+    from worker.monitoring import database_check, redis_check
+
+    return {"database": database_check(log.engine), "redis": redis_check(client.ping)}
 
 
 def _opened(settings: Settings) -> ContactLog:
@@ -125,7 +176,7 @@ def serve(
 
     import uvicorn
 
-    from worker import wiring
+    from worker import monitoring, wiring
     from worker.http.app import create_app
 
     settings = long_running()
@@ -133,8 +184,12 @@ def serve(
         err.print("DUNNING_TWILIO_AUTH_TOKEN is not set: every Twilio request will be refused (403)", markup=False)
     log = _opened(settings)
     clock = wiring.clock(settings)
-    app_ = create_app(log, wiring.books(log), wiring.Links(settings), settings, clock.now)
+    links = wiring.Links(settings)
+    app_ = create_app(log, wiring.books(log), links, settings, clock.now)
     threading.Thread(target=_read_ahead, args=(settings, log, clock.now), name="read-ahead", daemon=True).start()
+    monitoring.listen(settings.metrics_host, settings.serve_metrics_port,
+                      monitoring.application(monitoring.registry(), _checks(log, links.client)),
+                      "the server's metrics and probes")
     uvicorn.run(app_, host=host, port=port, log_level="info", proxy_headers=True)
 
 

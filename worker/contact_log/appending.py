@@ -42,6 +42,7 @@ from worker.db.prepared import Inserting, Prepared, on_cursor
 from worker.db.schema import chains, events
 from worker.db.turns import turns
 from worker.db.vault import Vault
+from worker.metrics import LOG_APPENDS
 
 # Every column but the id: `_append` gives each one (on SQLite, with its position and digest).
 _INSERT_EVENTS = Inserting(insert(events), [column.key for column in events.c if column.key != "id"])
@@ -208,6 +209,8 @@ def flush(conn: Connection, statement: Any = None, *_: Any) -> None:
         return
     batch: Pending = list(kept[1])
     kept[1].clear()
+    for pending in batch:
+        LOG_APPENDS.labels(pending[0]["chain"]).inc()
     if conn.dialect.name != "postgresql":
         _INSERT_EVENTS.many(conn, [row for row, _, _ in batch])
         return

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 
 from worker.contact_log import chain
 from worker.contact_log.note import Checkpoint, NoteError, Signer, Verifier
@@ -49,6 +49,12 @@ class Checkpoints:
         with self.engine.connect() as conn:
             note: str | None = conn.execute(_LATEST).scalar()
         return note
+
+    def last_made_at(self) -> datetime | None:
+        """When the newest checkpoint was made (None: never)."""
+        with self.engine.connect() as conn:
+            made: datetime | None = conn.execute(select(func.max(checkpoints.c.made_at))).scalar()
+        return made
 
     def make(self, signer: Signer, now: datetime, folder: Path | None = None, *, always: bool = False) -> str | None:
         """A new checkpoint, signed, kept, and written to `folder` — unless the heads are

@@ -147,6 +147,18 @@ class Queries:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters kept, by where they were refused: the origin's first word (intake,
+        reconcile, worker, template, channel, retries, queue), not the file and line
+        intake adds to it."""
+        counts: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for origin, count in conn.execute(select(dead_letters.c.origin, func.count())
+                                              .group_by(dead_letters.c.origin)):
+                word = (origin.split() or ["unknown"])[0]
+                counts[word] = counts.get(word, 0) + int(count)
+        return counts
+
     def escalations(self) -> list[dict[str, Any]]:
         """Open escalations (escalated, not paid or written off since, nor closed by an
         operator), oldest first, each with who took it (`assigned_to`, or None)."""

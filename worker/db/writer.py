@@ -26,6 +26,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from worker.db.turns import turns
+from worker.metrics import LOCK_HOLD, LOCK_WAIT
 
 T = TypeVar("T")
 Write = Callable[[Connection], Any]
@@ -101,10 +103,14 @@ class LogWriter:
     def _commit(self, batch: list[Item]) -> None:
         try:
             conn = self._connection()
+            asked = time.perf_counter()
             with self.turn(), conn.begin():
                 if self.lock is not None:
                     self.lock(conn, {number for _, chains, _ in batch for number in chains})
+                held = time.perf_counter()
                 results = [write(conn) for write, _, _ in batch]
+            LOCK_WAIT.observe(held - asked)
+            LOCK_HOLD.observe(time.perf_counter() - held)
         except Exception as error:
             self._drop()  # whatever went wrong, the next batch starts on a fresh connection
             if len(batch) == 1:

@@ -13,8 +13,10 @@ from fastapi.responses import JSONResponse
 
 from worker.contact_log import ContactLog
 from worker.errors import ConfigError
-from worker.http import billing, billing_reads, console, openapi, problems, twilio, unsubscribe
+from worker.http import billing, billing_reads, console, health, openapi, problems, twilio, unsubscribe
 from worker.http.idempotency import Answers
+from worker.http.measured import Measured
+from worker.monitoring import database_check, redis_check
 from worker.settings import Settings
 from worker.wiring import Books, Links
 
@@ -28,6 +30,9 @@ def create_app(log: ContactLog, books: Books, links: Links, settings: Settings, 
     app = FastAPI(title="dunning", docs_url=None, redoc_url=None, openapi_url=None)
 
     problems.install(app, settings.public_url)
+    app.add_middleware(Measured)
+    app.include_router(health.router({"database": database_check(log.engine),
+                                      "redis": redis_check(lambda: links.client.ping())}))
     app.include_router(twilio.router(log, settings, now))
     app.include_router(unsubscribe.router(log, secret, now))
     app.include_router(billing.router(log, books.keys, books.jobs, Answers(log.engine), links, settings.profile_dir,

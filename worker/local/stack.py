@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 
 from worker import wiring
 from worker.clock import RedisClock
+from worker.local.ports import free_port
 from worker.local.redis_server import RedisServer
 from worker.local.smtp_sink import EmlFolder, PostfixSink, start
 from worker.local.twilio_sandbox import Sandbox
@@ -44,6 +45,7 @@ class Stack:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.secret_key = _own_secret(directory)  # this stack's own: never a published one
         self.master_key = _own_master_key(directory)
+        self.metrics_port = free_port()  # this stack's worker's /metrics; `serve`'s stays off (tests run many)
 
     def start(self) -> Stack:
         self.redis.start()
@@ -71,6 +73,8 @@ class Stack:
             "DUNNING_ESCALATION_EMAIL": "supervisor@example.com",
             "DUNNING_SECRET_KEY": self.secret_key,
             "DUNNING_MASTER_KEY": base64.b64encode(self.master_key).decode(),
+            "DUNNING_METRICS_PORT": str(self.metrics_port),
+            "DUNNING_SERVE_METRICS_PORT": "0",
         }
 
     def set_clock(self, moment: datetime) -> None:

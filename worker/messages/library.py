@@ -96,6 +96,13 @@ class Library:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(templates.c.live_seq))).scalar() or 0)
 
+    def template_states(self) -> dict[str, int]:
+        """How many versions are in each state (`VersionState`), every state named."""
+        with self.engine.connect() as conn:
+            found: dict[str, int] = {state: int(count) for state, count in
+                                     conn.execute(select(templates.c.state, func.count()).group_by(templates.c.state))}
+        return {state.value: int(found.get(state.value, 0)) for state in VersionState}
+
     def template_versions(self, name: str | None = None) -> list[Version]:
         """Every version of a template (or of all), newest first."""
         query = select(templates).order_by(templates.c.id.desc())

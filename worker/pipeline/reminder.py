@@ -28,10 +28,11 @@ from typing import Any, Literal, cast
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
-from channels.base import Channel, Message, NextWindow, PermanentError, TransientError, UnknownOutcome
+from channels.base import Channel, ChannelError, Message, NextWindow, PermanentError, TransientError, UnknownOutcome
 from schedules import Decision, decide
 from schedules.facts import Facts
 from schedules.zones import local_day
+from worker import metrics
 from worker.backoff import OUTAGE, REMINDER
 from worker.contact_log import Claim, Delivery, Known
 from worker.contact_log.kinds import DeliveryStatus, Event, Kind, NoticeStatus
@@ -105,6 +106,7 @@ class Pipeline:
                 logger.info("dropped %s: its account was erased after it was accepted", job.job_id)
                 return Handled("skipped", job.job_id)
             decision = decide(job, now, as_decided(known.facts, balance), s.profiles[job.profile])
+            _counted(decision)
             if decision.action == "send":
                 step = await self.deliver(job, decision, envelope, now, known, balance, slot)
                 if step not in ("next-channel", "changed"):
@@ -242,6 +244,7 @@ class Pipeline:
                                  self.chains(job))
         if delivery is None:
             return "changed"  # paid, opted out... while this was being prepared
+        claimed = time.monotonic()
         if not delivery.fresh and (stop := await self.claimed_before(job, payload, delivery, channel, now)):
             return stop
         if s.log.unkept(rendered.templates):  # a version's first use in this process: keep its source
@@ -253,13 +256,23 @@ class Pipeline:
         message = Message(key=delivery.key, channel=channel, to=address, text=rendered.text, locale=rendered.locale,
                           subject=rendered.subject, html=rendered.html, unsubscribe_url=unsubscribe_url,
                           created_at=now, valid_until=decision.window_end)
+        step = await self.exchange(job, decision, payload, delivery, sender, message, now)
+        metrics.CLAIM_TO_OUTCOME.labels(channel).observe(time.monotonic() - claimed)
+        return step
+
+    async def exchange(self, job: Job, decision: Decision, payload: Envelope, delivery: Delivery, sender: Channel,
+                       message: Message, now: datetime) -> Step:
+        """Send a claimed message and record what the provider answered."""
+        s, channel, address = self.s, message.channel, message.to
         try:
             result = await sender.send(message)
         except PermanentError as error:
+            _answered(sender, "permanent", error)
             await self.durable(partial(self.refused, job=job, delivery_id=delivery.id, channel=sender,
                                        address=address, error=error, now=now), job)
             return "next-channel"
         except UnknownOutcome as error:
+            _answered(sender, "unknown", error)
             await self.outcome(job, DeliveryStatus.UNKNOWN, now, delivery.id, provider=sender.provider,
                                error_code=error.code, error_text=error.text)
             if channel == "email" and payload.get("resend") != delivery.key:
@@ -269,8 +282,10 @@ class Pipeline:
                 self.later(job, {**payload, "resend": delivery.key}, now + s.settings.claim_lease)
             return "unknown"
         except TransientError as error:
+            _answered(sender, "transient", error)
             return await self.retry(job, payload, delivery.id, sender.provider, error, decision, now)
         except Exception as error:  # not one of the channel's three answers: a bug, the provider may have acted
+            _answered(sender, "error")
             reason, kept = f"{type(error).__name__} from the {channel} channel: {error}"[:500], _dump(payload)
             logger.exception("unexpected error from the %s channel (recorded as unknown, not resent)", channel)
 
@@ -281,6 +296,7 @@ class Pipeline:
 
             await self.durable(unknown, job)
             return "unknown"
+        _answered(sender, "sent")
         await self.outcome(job, DeliveryStatus.SENT, now, delivery.id, provider=result.provider,
                            provider_message_id=result.provider_message_id)
         return "sent"
@@ -407,6 +423,20 @@ class Pipeline:
         """Come back at `at`, by way of the agenda however short the wait: no worker
         thread or process memory holds the job meanwhile, and a crash loses nothing."""
         self.s.agenda.schedule(job.job_id, payload, at)
+
+
+def _counted(decision: Decision) -> None:
+    """A decision, and the rules behind it, in the metrics."""
+    metrics.DECISIONS.labels(decision.action).inc()
+    for rule in decision.rules:
+        metrics.DECISION_RULES.labels(decision.action, rule).inc()
+
+
+def _answered(sender: Channel, result: str, error: ChannelError | None = None) -> None:
+    """A provider's answer in the metrics: the send by its result, a failure by its code's family."""
+    metrics.SENDS.labels(sender.name, sender.provider, result).inc()
+    if error is not None:
+        metrics.PROVIDER_ERRORS.labels(sender.name, sender.provider, error.code_class).inc()
 
 
 def _about(job: Job) -> dict[str, Any]:

@@ -23,15 +23,17 @@ from typing import Any
 import redis
 
 _CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
 local out = {}
-for _, id in ipairs(ids) do
+for i = 1, #found, 2 do
+  local id = found[i]
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZADD', KEYS[2], deadline, id)
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  out[#out + 1] = found[i + 1]
 end
 return out
 """
@@ -67,6 +69,7 @@ class Entry:
 
     id: str
     raw: str
+    due_ms: int = 0  # when it was due (milliseconds since the epoch)
 
     @cached_property
     def payload(self) -> dict[str, Any]:
@@ -269,14 +272,14 @@ class Agenda:
         return datetime.fromtimestamp(float(score) / 1000, UTC) if score is not None else None
 
     def claim(self, now: datetime, limit: int = 1000) -> list[Entry]:
-        """Take up to `limit` due entries, leased to this dispatcher."""
+        """Take up to `limit` due entries, earliest first, leased to this dispatcher."""
         flat = self._claim(keys=self._keys, args=[_millis(now), limit, self.lease_ms])
         entries = []
-        for index in range(0, len(flat), 2):
+        for index in range(0, len(flat), 3):
             raw = flat[index + 1].decode() if isinstance(flat[index + 1], bytes) else str(flat[index + 1])
             entry_id = flat[index].decode() if isinstance(flat[index], bytes) else str(flat[index])
             if raw:
-                entries.append(Entry(entry_id, raw))
+                entries.append(Entry(entry_id, raw, int(float(flat[index + 2]))))
         return entries
 
     def done(self, entries: Sequence[Entry]) -> None:

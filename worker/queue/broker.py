@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -21,7 +22,7 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 from dramatiq.threading import Interrupt
 
-from worker.queue.stranded import HeldMessages
+from worker.queue.stranded import HeldMessages, reporting
 
 QUEUE = "reminders"
 ACTOR = "remind"
@@ -162,6 +163,40 @@ def backlog(broker: RedisBroker) -> int:
     for name in (QUEUE, dq_name(QUEUE)):
         total += int(broker.client.hlen(f"{broker.namespace}:{name}.msgs"))
     return total
+
+
+@dataclass(frozen=True)
+class Depth:
+    """A queue as Prometheus is told it (`worker.monitoring`): messages waiting to be
+    fetched, held by workers and not yet acknowledged, when the one at the head was queued,
+    dramatiq's dead letters, and the worker processes that report what they hold (`stranded.reporting`)."""
+
+    waiting: int
+    held: int
+    head_queued_at: float | None  # seconds since the epoch
+    dead: int
+    consumers: int
+
+
+def depth(broker: RedisBroker, queue: str, now: float) -> Depth:
+    """`queue` now (`now`: the wall clock, seconds). The queue is a list
+    dramatiq pushes at the tail and fetches from the head; its messages' bodies, held ones
+    included, are in a hash beside it."""
+    key = f"{broker.namespace}:{queue}"
+    with broker.client.pipeline(transaction=False) as pipe:
+        pipe.llen(key)
+        pipe.hlen(f"{key}.msgs")
+        pipe.lindex(key, 0)
+        pipe.zcard(f"{key}.XQ")
+        waiting, kept, head, dead = pipe.execute()
+    queued_at = None
+    if head is not None and (body := broker.client.hget(f"{key}.msgs", head)) is not None:
+        try:
+            queued_at = float(json.loads(body)["message_timestamp"]) / 1000
+        except (ValueError, KeyError, TypeError):
+            queued_at = None  # not a message dramatiq wrote: no age rather than a wrong one
+    return Depth(int(waiting), max(int(kept) - int(waiting), 0), queued_at, int(dead),
+                 reporting(broker.client, broker.namespace))
 
 
 def forget_dead_messages(broker: RedisBroker, account_id: str) -> int:

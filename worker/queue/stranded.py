@@ -51,6 +51,18 @@ def _held_key(namespace: str, broker_id: str) -> str:
     return f"{namespace}:__held__.{broker_id}"
 
 
+def reporting_key(namespace: str) -> str:
+    """A sorted set of the worker processes that report, scored by their last report's
+    time (Redis time): how many consume the queue (`worker.queue.broker.depth`). dramatiq's
+    own heartbeats cannot say it: every broker that enqueues beats too."""
+    return f"{namespace}:__reporting__"
+
+
+def reporting(client: Any, namespace: str) -> int:
+    """Worker processes whose last report is fresh (within two rounds and a margin)."""
+    return int(client.zcount(reporting_key(namespace), _server_time(client) - 2 * REPORT_EVERY - 1, "+inf"))
+
+
 def _server_time(client: Any) -> float:
     """Redis's own clock: the reports and the sweep may run on different hosts."""
     seconds, micros = client.time()
@@ -115,6 +127,8 @@ def report(broker: RedisBroker, held: Iterable[str]) -> None:
         pipe.delete(key)
         pipe.sadd(key, "@" + repr(at), *held)  # the time rides in the set: one key, written at once
         pipe.expire(key, _KEPT)
+        pipe.zadd(reporting_key(broker.namespace), {broker.broker_id: at})
+        pipe.zremrangebyscore(reporting_key(broker.namespace), "-inf", at - _KEPT)  # processes long gone
         pipe.execute()
 
 

@@ -27,6 +27,7 @@ import urllib3
 from worker.backoff import WEBHOOK, WEBHOOK_FOR, Backoff
 from worker.clock import Clock
 from worker.contact_log.kinds import WebhookStatus
+from worker.metrics import WEBHOOK_ATTEMPTS
 from worker.supervisor import brief
 from worker.webhooks.outbox import Attempt, Outbox, Pending, endpoint_host
 from worker.webhooks.payload import body
@@ -84,6 +85,7 @@ class Dispatcher:
                                                                                                  strict=True)]
         self.outbox.record_attempts(judged, self.clock.now(), self.endpoint.url)
         for attempt in judged:
+            WEBHOOK_ATTEMPTS.labels(self.host, attempt.result.value).inc()
             if attempt.result != WebhookStatus.DELIVERED:
                 logger.warning("webhook %s (%s) to %s: %s, %s", attempt.webhook.message_id, attempt.webhook.type,
                                self.host, attempt.status_code or attempt.error, attempt.result)

@@ -278,6 +278,13 @@ class Outbox:
             found: dict[str, int] = {row[0]: int(row[1]) for row in conn.execute(query)}
         return {state: int(found.get(state, 0)) for state in HookState}
 
+    def oldest_pending(self) -> datetime | None:
+        """When the oldest webhook still to deliver was made (None: none is waiting)."""
+        with self.engine.connect() as conn:
+            made: datetime | None = conn.execute(select(func.min(webhooks.c.created_at)).where(
+                webhooks.c.state == HookState.PENDING)).scalar()
+        return made
+
     def purge_webhooks(self, before: datetime) -> int:
         """Forget finished webhooks made before `before` (their attempts stay in the log)."""
         with self.engine.begin() as conn:

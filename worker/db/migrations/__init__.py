@@ -40,8 +40,17 @@ def head() -> str | None:
     return ScriptDirectory.from_config(config()).get_current_head()
 
 
+def current(engine: Engine) -> str | None:
+    """The database's revision (None: no schema yet): a read only."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def known() -> set[str]:
+    """Every revision this code knows: one the database has that is not among them is newer."""
+    return {script.revision for script in ScriptDirectory.from_config(config()).walk_revisions()}
+
+
 def pending(engine: Engine) -> bool:
     """Whether the database's schema is older than this code's (or absent): a read only."""
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return current != head()
+    return current(engine) != head()

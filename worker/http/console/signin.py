@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from worker.http.console.guard import Guard, address_of
 from worker.http.console.pages import HEADERS, LANDING, page
 from worker.http.console.session import FORM_COOKIE, Cookies, same
+from worker.metrics import SIGNIN_FAILURES
 from worker.users.people import People
 
 
@@ -46,11 +47,13 @@ class SignIn:
         address = address_of(request)
         wait = self.people.sign_in_wait(name, address, self.now())
         if wait > 0:
+            SIGNIN_FAILURES.labels("throttled").inc()
             return page("sign_in.html", 429, {"retry-after": str(math.ceil(wait))}, username=name,
                         csrf=expected or "",
                         problem=f"Too many failed sign-ins: try again in {math.ceil(wait)} seconds.")
         session = self.people.sign_in(name, password, address, self.now())
         if session is None:
+            SIGNIN_FAILURES.labels("refused").inc()
             return page("sign_in.html", 401, username=name, csrf=expected or "",
                         problem="The username or the password is not right.")
         response = RedirectResponse(LANDING[session.user.role], status_code=303, headers=HEADERS)
