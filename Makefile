@@ -5,9 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean system screenshots
+.PHONY: demo test lint bench lock clean system screenshots deploy-check
 
-# Servers the tests and the demo run for real, the browser the console is tested in, and postfix (its smtp-sink, the benchmarks' SMTP server). Installed from Debian's archive when
+# Servers the tests and the demo run for real, the browser the console is tested in, postfix (its smtp-sink, the benchmarks' SMTP server)
+# and prometheus (its promtool tests the alert rules). Installed from Debian's archive when
 # missing (needs root, as on CI and the project's machines).
 system:
 	@missing=""; \
@@ -18,6 +19,7 @@ system:
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
 	test -x /usr/sbin/smtp-sink || missing="$$missing postfix"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing"; exit 1; fi; \
@@ -52,6 +54,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check worker channels schedules tests bench
 	$(BIN)/mypy worker channels schedules
 	$(BIN)/lint-imports --no-cache  # its cache has kept a moved module's old imports
+
+# What runs in production, checked by the tools production uses: the alert rules by promtool over
+# synthetic series, the dashboard against the documented metrics, the Kubernetes manifests against
+# their schemas, compose against the Compose spec, the units by systemd-analyze, the Dockerfile by
+# hadolint and its steps as the image's user. `make test` runs it too.
+deploy-check: system $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_deploy_checks.py
 
 # The README's pictures of the console, taken by the tests' browser from the demo's log.
 screenshots: system $(STAMP)
