@@ -13,7 +13,8 @@ is in Redis if it is anywhere. One line per scenario:
     scenario  jobs  exactly-once  lost  duplicated (recorded)  unrecorded  drain  verify
 
 Goal: 0 lost in every scenario; 0 duplicates except the in-flight emails of a
-SIGKILLed worker, and those recorded in the log as a second attempt (`recorded`);
+SIGKILLed worker, and those recorded in the log as a second attempt (`recorded`) —
+none at all when the worker is stopped by SIGTERM, in time for its grace period;
 0 unrecorded (a contact the log does not show); the log's chain intact. Exit 1
 otherwise. `tests/test_chaos.py` runs a short version (a few hundred per scenario).
 """
@@ -57,6 +58,7 @@ from worker.queue.broker import backlog  # noqa: E402
 
 START = datetime.fromisoformat("2026-12-02T10:00:00+08:00")  # a Wednesday morning in Shanghai
 DUNNING = str(Path(sys.executable).parent / "dunning")
+SHUTDOWN_S = 15  # DUNNING_SHUTDOWN_S: what a message in hand gets at SIGTERM; the grace period allows 10 s more
 TEMPLATE: dict[str, Any] = {
     "invoice": {"number": "", "amount_due": "12800.00", "currency": "CNY", "due_date": "2026-12-02",
                 "issued_date": "2026-11-02", "payment_url": "https://pay.example.com/i/x"},
@@ -146,7 +148,7 @@ class World:
                     "DUNNING_EMAIL_PER_SECOND": "150",  # every reminder waits for a send slot in the agenda
                     "DUNNING_BROKER_HEARTBEAT_MS": "3000", "DUNNING_BROKER_MAINTENANCE_CHANCE": "1000000",
                     "DUNNING_CLAIM_LEASE_S": "10", "DUNNING_STRANDED_AFTER_S": "120",
-                    "DUNNING_SMTP_TIMEOUT_S": "3",
+                    "DUNNING_SMTP_TIMEOUT_S": "3", "DUNNING_SHUTDOWN_S": str(SHUTDOWN_S),
                     "DUNNING_HEALTH_FILE": str(self.health)}
         self.log = ContactLog.open(self.pg.url, self.stack.master_key).migrate()
         self.processes, self.threads = processes, threads
@@ -442,6 +444,30 @@ def scenario_kill_parent(world: World, jobs: list[dict[str, Any]], result: Resul
     send_while(world, jobs, result, kill)
 
 
+def scenario_sigterm_worker(world: World, jobs: list[dict[str, Any]], result: Result) -> None:
+    """A rolling restart's stop: SIGTERM to `dunning worker` under load. Within the grace
+    period it must have finished or put back every message it held (no ack set left with
+    one in it); the next worker sends the rest, none twice — not even a recorded twice."""
+    def stop() -> None:
+        assert world.worker is not None
+        began = time.monotonic()
+        world.worker.send_signal(signal.SIGTERM)
+        try:
+            code = world.worker.wait(timeout=SHUTDOWN_S + 60)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - began
+        held = sum(world.stack.client.scard(key) for key in world.stack.client.keys("dramatiq:__acks__.*"))
+        result.notes.append(f"stopped in {took:.1f} s (exit {code}), {held} held")
+        if code is None or took > SHUTDOWN_S + 10:
+            result.notes.append(f"error: the stop outlasted the grace period ({SHUTDOWN_S + 10} s)")
+        if held:
+            result.notes.append(f"error: {held} message(s) stranded in ack sets")
+        world.stop_worker()
+        world.start_worker()
+    send_while(world, jobs, result, stop)
+
+
 SCENARIOS: dict[str, Callable[[World, list[dict[str, Any]], Result], None]] = {
     "baseline": scenario_baseline,
     "enqueue-redis-down": scenario_enqueue_redis_down,
@@ -458,6 +484,7 @@ SCENARIOS: dict[str, Callable[[World, list[dict[str, Any]], Result], None]] = {
     "smtp-no-reply": _smtp_answering("no-reply", every=25),
     "kill-worker-children": scenario_kill_children,
     "kill-worker-parent": scenario_kill_parent,
+    "sigterm-worker": scenario_sigterm_worker,
 }
 
 

@@ -1,8 +1,9 @@
 """The chaos suite's short version (`bench/chaos.py`): every scenario — Redis SIGTERM
 and SIGKILL restarts with AOF, PostgreSQL fast and immediate restarts, SMTP down,
 451, 421 and frozen, enqueue with Redis down or hung, a batch with NUL bytes and lone
-surrogates, SIGKILL of the worker's processes and of `dunning worker` itself — with a
-few hundred reminders each, counted one by one at the SMTP server and in the log.
+surrogates, SIGKILL of the worker's processes and of `dunning worker` itself, SIGTERM to
+`dunning worker` (a rolling restart's stop) — with a hundred reminders each, counted one
+by one at the SMTP server and in the log.
 
 0 lost; no duplicate the log does not record as a second attempt; no contact the log
 does not show; the log's chain intact."""
@@ -36,3 +37,5 @@ def test_every_fault_loses_nothing_and_sends_nothing_twice_unrecorded() -> None:
         assert not any("error" in note or "orphan" in note or "traceback" in note for note in result.notes), \
             f"{result.scenario}: {result.notes}\n{report}"
         assert result.exactly_once + result.duplicated == result.jobs
+    (graceful,) = (result for result in results if result.scenario == "sigterm-worker")
+    assert graceful.duplicated == 0, f"a graceful stop sent something twice\n{report}"
