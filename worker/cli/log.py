@@ -1,4 +1,4 @@
-"""`dunning log show|export|verify|keygen|checkpoint` and `dunning escalations`: reading the
+"""`dunning log show|export|verify|keygen|checkpoint|backup` and `dunning escalations`: reading the
 contact log, and proving it was not altered."""
 
 from __future__ import annotations
@@ -181,6 +181,39 @@ def log_checkpoint(
                   "(or `dunning log checkpoint --make`)", markup=False)
         raise typer.Exit(1)
     sys.stdout.write(note)
+
+
+@log_app.command("backup")
+def log_backup(
+    folder: Annotated[Path, typer.Argument(help="Where the backup goes (made if missing); keep it off this host.")],
+) -> None:
+    """Back the whole database up while workers run (PostgreSQL: pg_dump's custom format;
+    SQLite: the online backup API), with a manifest of what it holds — the newest event
+    and every chain's head as of the copy itself — and, with DUNNING_CHECKPOINT_KEY, a
+    signed checkpoint of them. After a restore, `dunning log verify --checkpoint` (or
+    `--head`) proves the restored log is the one backed up (README: "Backups and restores")."""
+    from datetime import UTC, datetime
+
+    from worker import wiring
+    from worker.contact_log.backup import BackupError, take
+    from worker.settings import Settings
+
+    signer = wiring.signer(Settings.from_env())
+    try:
+        taken, manifest, checkpoint = take(open_log(), folder, datetime.now(UTC), signer)
+    except BackupError as error:
+        err.print(f"backup: {error}", markup=False)
+        raise typer.Exit(1) from None
+    if taken.intact is False:
+        err.print(f"backup: {taken.path} was written, but its chains do not verify: "
+                  "run `dunning log verify` on the live log", markup=False)
+        raise typer.Exit(1)
+    out.print(f"backed up: {taken.path} ({taken.events} events; newest {taken.head})", markup=False, soft_wrap=True)
+    out.print(f"manifest: {manifest}", markup=False, soft_wrap=True)
+    if checkpoint is not None:
+        out.print(f"checkpoint: {checkpoint}", markup=False, soft_wrap=True)
+    else:
+        out.print("no checkpoint (DUNNING_CHECKPOINT_KEY is not set): check a restore with --head", markup=False)
 
 
 @log_app.command("template")

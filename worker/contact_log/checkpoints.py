@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy.engine import Connection
 
 from worker.contact_log import chain
 from worker.contact_log.note import Checkpoint, NoteError, Signer, Verifier
+from worker.contact_log.queries import reading
 from worker.contact_log.store import Store
 from worker.db.schema import chains, checkpoints, events
 
@@ -35,13 +37,14 @@ class Checkpoints:
         self.log = log
         self.engine = log.engine
 
-    def heads(self) -> dict[int, tuple[int, str]]:
+    def heads(self, conn: Connection | None = None) -> dict[int, tuple[int, str]]:
         """Every chain's size and head now, chain 0 (closed) included: one statement, so
-        one snapshot of them all."""
+        one snapshot of them all. With `conn`, as that connection sees them (a backup's
+        snapshot, or its copy)."""
         count = self.log.chain_count()
-        with self.engine.connect() as conn:
-            closed = conn.execute(_CLOSED).one()
-            found = self.log.chain_heads(conn, range(1, count + 1))
+        with reading(self.engine, conn) as c:
+            closed = c.execute(_CLOSED).one()
+            found = self.log.chain_heads(c, range(1, count + 1))
         return {0: (int(closed.size), closed.head), **found}
 
     def latest(self) -> str | None:
