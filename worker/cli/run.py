@@ -234,5 +234,11 @@ def migrate() -> None:
     except Exception as error:
         err.print(f"the contact log is unavailable ({type(error).__name__}: {error})", markup=False)
         raise typer.Exit(3) from None
+    found = migrations.current(log.engine)
     log.engine.dispose()
+    if migrations.is_newer(found):
+        out.print(f"the contact log's schema is at revision {found}, newer than this release's "
+                  f"({migrations.head()}): left as it is; this release runs on it during a rolling upgrade",
+                  markup=False)
+        return
     out.print(f"the contact log's schema is up to date (revision {migrations.head()})", markup=False)

@@ -4,6 +4,15 @@
 The script location is this package, so migrations ship with the wheel and need no
 alembic.ini: `upgrade(engine)` brings any database to the newest schema, and
 `pending(engine)` says whether it is behind.
+
+Rolling upgrades: a migration is expand-only (new tables, columns with defaults or
+nullable, indexes; nothing the release before reads is dropped, renamed or narrowed),
+unless it is named in `STOP_THE_WORLD` with what it needs. So the release before runs
+on a database this release migrated, and a process of it that starts then finds a
+revision it does not know: newer, not broken. It neither migrates nor refuses
+(`upgrade` leaves the schema alone, `pending` is false); what it cannot know is
+whether the newer code's migration was one of the stopping kind — the README's
+"Upgrading" says to stop the old processes first for those.
 """
 
 from __future__ import annotations
@@ -23,14 +32,27 @@ def config() -> Config:
     return cfg
 
 
+# Migrations the release before cannot run beside, and what rolling them out needs.
+STOP_THE_WORLD = {
+    "0013": "the release before would go on writing to the single chain, closed here as chain 0: "
+            "stop every worker and server of it, then start this release",
+}
+# From this revision on, every migration not in STOP_THE_WORLD is expand-only
+# (tests/test_upgrades.py reads each one's upgrade()); the ones before predate the rule.
+ROLLING_SINCE = "0014"
+
+
 def upgrade(engine: Engine, revision: str = "head", chains: int | None = None) -> None:
-    """Bring the schema to `revision`; `chains` is K for a log made now (see 0013)."""
+    """Bring the schema to `revision`; `chains` is K for a log made now (see 0013). A
+    database a newer release migrated is left as it is (see above)."""
     cfg = config()
     cfg.attributes["chains"] = chains
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Several workers may start at once: one migrates, the others wait for it.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
+        if is_newer(MigrationContext.configure(connection).get_current_revision()):
+            return
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 
@@ -51,6 +73,13 @@ def known() -> set[str]:
     return {script.revision for script in ScriptDirectory.from_config(config()).walk_revisions()}
 
 
+def is_newer(revision: str | None) -> bool:
+    """Whether a database at `revision` was migrated by a release newer than this code."""
+    return revision is not None and revision not in known()
+
+
 def pending(engine: Engine) -> bool:
-    """Whether the database's schema is older than this code's (or absent): a read only."""
-    return current(engine) != head()
+    """Whether the database's schema is older than this code's (or absent): a read only.
+    Newer is not pending: this code runs on it, as the release before (see above)."""
+    found = current(engine)
+    return found != head() and not is_newer(found)

@@ -20,6 +20,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # Workers write while this runs (a rolling upgrade). Its steps lock events ever
+        # harder — SHARE to build an index, ACCESS EXCLUSIVE to drop one — and a writer
+        # that read events between them deadlocked with it (tests/test_upgrades.py). The
+        # strongest first: writes wait for the builds, then go on.
+        op.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
     op.create_index("ix_events_account_kind", "events", ["account_id", "kind", "status", "id"])
     op.drop_index("ix_events_delivery", "events")
     op.create_index("ix_events_delivery", "events", ["delivery_id", "kind", "status", "id"])
