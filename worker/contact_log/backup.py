@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 
 from worker.contact_log.chain import GENESIS
 from worker.contact_log.checkpoints import Checkpoints, write_once
@@ -94,7 +94,7 @@ def _postgresql(log: ContactLog, path: Path, now: datetime) -> Taken:
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
         raise BackupError("pg_dump is not installed (Debian: postgresql-client)")
-    url = make_url(log.engine.url.render_as_string(hide_password=False))
+    url = log.engine.url
     environment = {**os.environ, **({"PGPASSWORD": url.password} if url.password else {})}
     target = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
     with log.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
